@@ -1,0 +1,132 @@
+"""The `geoheat` command: parses options and calls geoheat.build; nothing else."""
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, pipeline
+from .errors import GeoheatError
+
+
+class UserError(click.ClickException):
+    """A GeoheatError on its way to the terminal: one line, exit code 2."""
+
+    exit_code = 2
+
+
+class OneLineErrors(click.Group):
+    """A group that reports usage errors in one line, as geoheat's own errors are."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra.pop("standalone_mode", None)
+        try:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:
+            click.echo(err.format_message())
+            sys.exit(0)
+        except click.ClickException as err:
+            click.echo(f"geoheat: error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("geoheat: interrupted", err=True)
+            sys.exit(130)
+
+
+class ZoomType(click.ParamType):
+    """An OSM zoom level 0-19, or 'auto'."""
+
+    name = "0-19|auto"
+
+    def convert(self, value, param, ctx):
+        try:
+            zoom = pipeline.check_zoom(value)
+        except GeoheatError as err:
+            self.fail(str(err), param, ctx)
+        return "auto" if zoom is None else zoom
+
+
+@click.group(cls=OneLineErrors)
+@click.version_option(__version__, prog_name="geoheat")
+def cli():
+    """geoheat: a heatmap of your GPS tracks."""
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--gpx-dir", "gpx_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="A folder of GPX files (same as giving it as an input).")
+@click.option("--filter", "--gpx-filter", "pattern", default="*.gpx", show_default=True,
+              help="Glob selecting files in input folders ('**/*.gpx' descends).")
+@click.option("--year", "--gpx-year", "years", multiple=True, type=int,
+              help="Keep activities that started in YEAR (repeatable).")
+@click.option("--bounds", "--gpx-bound", type=float, nargs=4, default=None,
+              metavar="LAT_MIN LAT_MAX LON_MIN LON_MAX",
+              help="Keep points inside this box; it is also the output extent.")
+@click.option("--extent", type=click.Choice(pipeline.EXTENTS), default="auto", show_default=True,
+              help="auto: the densest connected area of the tracks; all: every point.")
+@click.option("--zoom", type=ZoomType(), default="auto", show_default=True,
+              help="OSM zoom level; auto: the largest that fits --max-size.")
+@click.option("--max-size", type=click.IntRange(min=256), default=4096, show_default=True,
+              help="With --zoom auto: the image's longer side at most, in pixels.")
+@click.option("--sigma", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Gaussian blur in pixels; 0 for none.")
+@click.option("--no-cdist", is_flag=True, help="Scale heat linearly, not by its CDF.")
+@click.option("--csv", is_flag=True, help="Also write latitude,longitude,intensity CSV.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
+              show_default=True, help="The PNG; the .tif and .csv share its stem.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
+def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigma, no_cdist,
+          csv, output, quiet):
+    """Build a heatmap from GPX files and folders (default: gpx/)."""
+    sources = [*inputs, *gpx_dirs] or [Path("gpx")]
+    try:
+        result = pipeline.build(
+            sources, output, zoom=zoom, sigma=sigma, cdist=not no_cdist, years=years or None,
+            pattern=pattern, bounds=bounds, extent=extent, max_size=max_size, csv=csv,
+            on_warning=None if quiet else warn, progress=None if quiet else progress_bar,
+        )
+    except GeoheatError as err:
+        raise UserError(str(err)) from None
+    if not quiet:
+        click.echo(summary(result, extent), err=True)
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr, clear of any progress bar."""
+    prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
+    click.echo(f"{prefix}geoheat: warning: {message}", err=True)
+
+
+def progress_bar(paths):
+    """Yield paths while a progress bar counts them on stderr."""
+    with click.progressbar(paths, label="Reading GPX files", file=sys.stderr, show_pos=True,
+                           item_show_func=lambda p: p.name if p else None) as bar:
+        yield from bar
+
+
+def summary(result: pipeline.BuildResult, extent: str) -> str:
+    """The one-line report of a build."""
+    grid = result.grid
+    read = f"{result.files_read} files read"
+    if result.skipped:
+        read += f", {len(result.skipped)} skipped"
+    for why, n in sorted(result.left_out.items()):
+        read += f", {n} left out ({why})"
+    points = f"{result.points_used:,} points used"
+    if result.points_outside:
+        hint = " (--extent all keeps them)" if extent == "auto" else ""
+        points += f", {result.points_outside:,} outside the extent{hint}"
+    if result.points_invalid:
+        points += f", {result.points_invalid:,} invalid"
+    ignored = ""
+    if result.routes or result.waypoints:
+        ignored = f"; ignored {result.routes} routes, {result.waypoints} waypoints"
+    names = " ".join(str(p) for p in result.outputs)
+    return (f"geoheat: {read}; {points}{ignored}; zoom {result.zoom}, "
+            f"{grid.width}x{grid.height} px; {result.seconds:.1f} s -> {names}")
+
+
+def main():
+    """Entry point of the `geoheat` console script."""
+    cli(prog_name="geoheat")

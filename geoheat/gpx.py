@@ -1,0 +1,141 @@
+"""Find GPX files and read their tracks with fiona (GDAL's GPX driver).
+
+An activity is one GPX file's tracks: every track segment is kept as its own
+(n, 2) array of longitude, latitude, so a gap between segments is never drawn.
+"""
+
+import re
+import xml.parsers.expat
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import fiona
+import numpy as np
+
+from .errors import GPXError, InputError
+
+# Enough of a file's head to hold <metadata> and the first trackpoint.
+HEAD_BYTES = 64 * 1024
+
+_TAG = rb"(?:[\w.-]+:)?"  # an optional namespace prefix
+_FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
+_TIME = re.compile(rb"<" + _TAG + rb"time>\s*([^<\s]+)\s*</")
+_TRKPT = re.compile(rb"<" + _TAG + rb"trkpt[\s>].*?</" + _TAG + rb"trkpt>", re.S)
+_ROUTE = re.compile(rb"<" + _TAG + rb"rte[\s>]")
+_WAYPOINT = re.compile(rb"<" + _TAG + rb"wpt[\s>]")
+
+
+class Activity(NamedTuple):
+    """One GPX file's tracks: segments of (lon, lat) and the start time, if any."""
+
+    path: Path
+    segments: list[np.ndarray]
+    start: datetime | None
+    routes: int
+    waypoints: int
+
+    @property
+    def points(self) -> int:
+        """Number of trackpoints in all segments."""
+        return sum(len(s) for s in self.segments)
+
+
+def find_gpx_files(inputs: Iterable[str | Path], pattern: str = "*.gpx") -> list[Path]:
+    """GPX files named by inputs: files as given, folders searched with a glob pattern.
+
+    Each file appears once, in sorted order within a folder. Raises InputError for a
+    missing input or when nothing matches.
+    """
+    found: dict[Path, None] = {}
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found.update(dict.fromkeys(sorted(p for p in item.glob(pattern) if p.is_file())))
+        elif item.is_file():
+            found[item] = None
+        else:
+            raise InputError(f"{item}: no such file or folder")
+    if not found:
+        names = ", ".join(str(p) for p in map(Path, inputs))
+        raise InputError(f"{names}: no file matches {pattern!r}")
+    return list(found)
+
+
+def parse_time(text: bytes | str) -> datetime | None:
+    """An ISO 8601 GPX time as a datetime, or None if it is not one."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+
+
+def start_time(data: bytes) -> datetime | None:
+    """An activity's start: the GPX header's <time>, else the first trackpoint's."""
+    first = _FIRST_DATA.search(data)
+    header = data[: first.start()] if first else data
+    # GPX 1.1 puts it in <metadata>, GPX 1.0 straight under <gpx>: both are header.
+    match = _TIME.search(header)
+    if match is None:
+        trkpt = _TRKPT.search(data)
+        match = _TIME.search(trkpt.group()) if trkpt else None
+    return parse_time(match.group(1)) if match else None
+
+
+def _why_unreadable(path: Path, data: bytes) -> str:
+    """A one-line reason why GDAL could not open a file."""
+    if not data.strip():
+        return "empty file"
+    if b"<gpx" not in data[:HEAD_BYTES]:
+        return "not a GPX file (no <gpx> element)"
+    parser = xml.parsers.expat.ParserCreate()
+    try:
+        parser.Parse(data, True)
+    except xml.parsers.expat.ExpatError as err:
+        return f"broken or truncated XML ({err})"
+    return "GDAL's GPX driver cannot read it"
+
+
+def read_gpx(path: str | Path) -> Activity:
+    """Read one GPX file's track segments; raise GPXError if it cannot be read."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise GPXError(f"{path}: cannot read ({err.strerror})") from None
+    segments = []
+    try:
+        with fiona.open(path, layer="tracks", driver="GPX") as layer:
+            for feature in layer:
+                geometry = feature.geometry
+                if geometry is None:
+                    continue
+                for line in geometry.coordinates:
+                    if len(line):
+                        segments.append(np.asarray(line, dtype=np.float64)[:, :2])
+    except Exception as err:  # fiona raises several types for one cause
+        if isinstance(err, (KeyboardInterrupt, MemoryError)):
+            raise
+        raise GPXError(f"{path}: {_why_unreadable(path, data)}") from None
+    return Activity(
+        path,
+        segments,
+        start_time(data[:HEAD_BYTES]) or (start_time(data) if segments else None),
+        len(_ROUTE.findall(data)),
+        len(_WAYPOINT.findall(data)),
+    )
+
+
+def read_activities(
+    paths: Iterable[Path], on_skip=None
+) -> Iterator[Activity]:
+    """Read each file in turn; an unreadable one is passed to on_skip and left out."""
+    for path in paths:
+        try:
+            yield read_gpx(path)
+        except GPXError as err:
+            if on_skip is None:
+                raise
+            on_skip(path, str(err))

@@ -1,0 +1,200 @@
+"""`build`: GPX files in, heatmap files out, through the steps in `heat`."""
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, heat, tiles
+from .colormaps import HOT
+from .errors import InputError, OutputError, ParameterError
+from .gpx import find_gpx_files, read_activities
+from .tiles import Bbox, Grid
+from .writers import check_writable_folder, staged, write_csv, write_geotiff, write_png
+
+EXTENTS = ("auto", "all")
+
+
+@dataclass
+class BuildResult:
+    """What a build read, what it left out, and what it wrote."""
+
+    outputs: list[Path] = field(default_factory=list)
+    files: int = 0  # files found
+    files_read: int = 0  # files read with at least one trackpoint
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable or no tracks
+    left_out: Counter = field(default_factory=Counter)  # activities left out, by reason
+    routes: int = 0  # routes and waypoints: not activities, ignored
+    waypoints: int = 0
+    points_read: int = 0
+    points_invalid: int = 0  # not a position on Earth (NaN, |lat| > 90, ...)
+    points_outside: int = 0  # outside the extent (auto cluster or --bounds)
+    points_used: int = 0
+    zoom: int | None = None
+    grid: Grid | None = None
+    seconds: float = 0.0
+
+
+def output_paths(output: str | Path, csv: bool) -> list[Path]:
+    """The PNG, GeoTIFF and optional CSV paths for an --output name."""
+    png = Path(output)
+    if png.suffix.lower() != ".png":
+        raise OutputError(f"{png}: output name must end in .png (the .tif and .csv share its stem)")
+    paths = [png, png.with_suffix(".tif")]
+    return paths + [png.with_suffix(".csv")] if csv else paths
+
+
+def gather_tracks(
+    paths: Sequence[Path],
+    years: Iterable[int] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[np.ndarray, BuildResult]:
+    """Read GPX files; the (n, 2) lon, lat of activities from `years` (all if None), and counts."""
+    warn = on_warning or (lambda message: None)
+    result = BuildResult(files=len(paths))
+    years = set(years) if years else None
+    segments = []
+
+    def skip(path: Path, reason: str) -> None:
+        result.skipped.append((path, reason))
+        warn(f"skipped {reason}")
+
+    paths = progress(paths) if progress else paths
+    for activity in read_activities(paths, on_skip=skip):
+        result.routes += activity.routes
+        result.waypoints += activity.waypoints
+        if not activity.segments:
+            extra = [f"{n} {what}" for n, what in
+                     ((activity.routes, "routes"), (activity.waypoints, "waypoints")) if n]
+            skip(activity.path, f"{activity.path}: no track points"
+                 + (f" (only {', '.join(extra)})" if extra else ""))
+            continue
+        result.files_read += 1
+        if years is not None:
+            if activity.start is None:
+                result.left_out["no time, so no year"] += 1
+                continue
+            if activity.start.year not in years:
+                result.left_out["other years"] += 1
+                continue
+        segments.extend(activity.segments)
+    lonlat = np.concatenate(segments) if segments else np.empty((0, 2))
+    result.points_read = len(lonlat)
+    valid = heat.valid_lonlat(lonlat)
+    result.points_invalid = int((~valid).sum())
+    return lonlat[valid], result
+
+
+def check_zoom(zoom: int | str | None) -> int | None:
+    """An OSM zoom 0-19 as int, or None for 'auto'; ParameterError otherwise."""
+    if zoom is None or zoom == "auto":
+        return None
+    text = str(zoom).strip()
+    if isinstance(zoom, bool) or not text.isdigit() or int(text) > tiles.MAX_ZOOM:
+        raise ParameterError(f"zoom must be 0-{tiles.MAX_ZOOM} or 'auto', got {zoom!r}")
+    return int(text)
+
+
+def build(
+    inputs: Iterable[str | Path] = ("gpx",),
+    output: str | Path = "heatmap.png",
+    *,
+    zoom: int | str = "auto",
+    sigma: float = 1.0,
+    cdist: bool = True,
+    years: Iterable[int] | None = None,
+    pattern: str = "*.gpx",
+    bounds: Sequence[float] | None = None,
+    extent: str = "auto",
+    max_size: int = 4096,
+    csv: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> BuildResult:
+    """Build a heatmap from GPX files and write its PNG, GeoTIFF and (with csv) CSV.
+
+    inputs: GPX files and folders (searched with `pattern`). bounds: LAT_MIN LAT_MAX
+    LON_MIN LON_MAX, which keeps the points inside and fixes the extent. extent:
+    'auto' keeps the densest connected area of the tracks, 'all' every point.
+    zoom: 0-19 or 'auto' (the largest that fits max_size pixels a side).
+    Raises a GeoheatError subclass when nothing useful can be made.
+    """
+    started = time.perf_counter()
+    fixed_zoom = check_zoom(zoom)
+    heat.check_sigma(sigma)
+    if max_size < tiles.TILE_SIZE:
+        raise ParameterError(f"max size must be at least {tiles.TILE_SIZE} pixels, got {max_size}")
+    if extent not in EXTENTS:
+        raise ParameterError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
+    box = heat.lonlat_box_to_xy(*bounds) if bounds is not None else None
+    paths = output_paths(output, csv)
+    for path in paths:
+        check_writable_folder(path)
+
+    files = find_gpx_files(inputs, pattern)
+    lonlat, result = gather_tracks(files, years, on_warning, progress)
+    if not len(lonlat):
+        raise InputError(f"nothing to draw: {describe_inputs(result)}")
+
+    xy = heat.project(lonlat)
+    xy, result.points_outside, area = select_extent(xy, box, extent)
+    result.points_used = len(xy)
+    result.zoom = fixed_zoom if fixed_zoom is not None else heat.choose_zoom(area, max_size)
+    result.grid = grid = tiles.grid_covering(area, result.zoom)
+    heat.check_grid_size(grid)
+
+    counts = heat.count_points(xy, grid)
+    scaled = heat.cdf_scale(counts) if cdist else heat.linear_scale(counts)
+    heatmap = heat.blur(scaled, sigma)
+    rgb = heat.shade(heatmap, HOT)
+
+    tags = {
+        "GEOHEAT_VERSION": __version__,
+        "ZOOM": result.zoom,
+        "SIGMA": sigma,
+        "SCALING": "cdf" if cdist else "linear",
+        "FILES": result.files_read,
+        "POINTS": result.points_used,
+        "EXTENT": "bounds" if box else extent,
+        "TIFFTAG_SOFTWARE": f"geoheat {__version__}",
+    }
+    with staged(paths) as temps:
+        write_png(temps[0], rgb)
+        write_geotiff(temps[1], heatmap, grid, tags)
+        if csv:
+            write_csv(temps[2], heatmap, grid)
+    result.outputs = paths
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def select_extent(xy: np.ndarray, box: Bbox | None, extent: str) -> tuple[np.ndarray, int, Bbox]:
+    """The points to draw, how many were left outside, and the area to cover."""
+    if box is not None:
+        keep = heat.inside(xy, box)
+        if not keep.any():
+            raise InputError("no trackpoint lies inside --bounds")
+        area = box
+    elif extent == "auto":
+        keep = heat.main_cluster(xy)
+        area = heat.points_bounds(xy[keep])
+    else:
+        keep = np.ones(len(xy), dtype=bool)
+        area = heat.points_bounds(xy)
+    return xy[keep], int((~keep).sum()), area
+
+
+def describe_inputs(result: BuildResult) -> str:
+    """What happened to the files found, in a few words."""
+    parts = [f"{result.files} file{'s' if result.files != 1 else ''} found",
+             f"{result.files_read} with track points"]
+    if result.skipped:
+        parts.append(f"{len(result.skipped)} skipped")
+    parts += [f"{n} left out ({why})" for why, n in sorted(result.left_out.items())]
+    if result.points_read and not result.points_read - result.points_invalid:
+        parts.append("no valid positions")
+    return ", ".join(parts)

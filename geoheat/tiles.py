@@ -1,0 +1,119 @@
+"""Web Mercator tile math: the XYZ (OSM) tile pyramid and its pixel grids.
+
+All metric values are EPSG:3857 metres. A zoom level's pixel grid is the one
+tile servers use: 256-pixel tiles, origin at the top-left corner of tile (0, 0).
+"""
+
+import math
+from typing import NamedTuple
+
+from affine import Affine
+
+EARTH_RADIUS = 6378137.0
+ORIGIN_SHIFT = math.pi * EARTH_RADIUS  # half the world's width in metres
+TILE_SIZE = 256
+MAX_ZOOM = 19
+MAX_LATITUDE = 85.0511287798066  # where Web Mercator's square world ends
+
+
+class Tile(NamedTuple):
+    """An XYZ tile: column x, row y (from the top), zoom z."""
+
+    x: int
+    y: int
+    z: int
+
+
+class Bbox(NamedTuple):
+    """A bounding box: left, bottom, right, top."""
+
+    left: float
+    bottom: float
+    right: float
+    top: float
+
+
+class Grid(NamedTuple):
+    """A window of whole tiles of one zoom level's pixel grid.
+
+    col_off and row_off count pixels from the world's top-left corner.
+    """
+
+    zoom: int
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+
+
+def resolution(zoom: int) -> float:
+    """Pixel size in metres at a zoom level."""
+    return 2 * ORIGIN_SHIFT / (TILE_SIZE * 2**zoom)
+
+
+def tile(lon: float, lat: float, zoom: int) -> Tile:
+    """The tile containing a longitude and latitude (OSM wiki's formula)."""
+    lat = max(-MAX_LATITUDE, min(MAX_LATITUDE, lat))
+    n = 2**zoom
+    x = (lon + 180.0) / 360.0 * n
+    lat_rad = math.radians(lat)
+    y = (1.0 - math.asinh(math.tan(lat_rad)) / math.pi) / 2.0 * n
+    return Tile(min(max(int(x), 0), n - 1), min(max(int(y), 0), n - 1), zoom)
+
+
+def xy_bounds(t: Tile) -> Bbox:
+    """A tile's bounds in EPSG:3857 metres."""
+    size = 2 * ORIGIN_SHIFT / 2**t.z
+    left = -ORIGIN_SHIFT + t.x * size
+    top = ORIGIN_SHIFT - t.y * size
+    return Bbox(left, top - size, left + size, top)
+
+
+def grid_covering(bounds: Bbox, zoom: int) -> Grid:
+    """The smallest window of whole tiles covering EPSG:3857 bounds at a zoom."""
+    res = resolution(zoom)
+    world = TILE_SIZE * 2**zoom
+    # Pixel edges; a box edge exactly on a tile edge does not pull in the next tile.
+    col0 = math.floor((bounds.left + ORIGIN_SHIFT) / res)
+    col1 = math.ceil((bounds.right + ORIGIN_SHIFT) / res)
+    row0 = math.floor((ORIGIN_SHIFT - bounds.top) / res)
+    row1 = math.ceil((ORIGIN_SHIFT - bounds.bottom) / res)
+    col1, row1 = max(col1, col0 + 1), max(row1, row0 + 1)
+    tx0, ty0 = col0 // TILE_SIZE, row0 // TILE_SIZE
+    tx1, ty1 = -(-col1 // TILE_SIZE), -(-row1 // TILE_SIZE)
+    tx0, ty0 = max(tx0, 0), max(ty0, 0)
+    tx1, ty1 = min(tx1, world // TILE_SIZE), min(ty1, world // TILE_SIZE)
+    return Grid(
+        zoom,
+        tx0 * TILE_SIZE,
+        ty0 * TILE_SIZE,
+        (tx1 - tx0) * TILE_SIZE,
+        (ty1 - ty0) * TILE_SIZE,
+    )
+
+
+def grid_transform(grid: Grid) -> Affine:
+    """The affine transform from a grid's (col, row) to EPSG:3857 metres."""
+    res = resolution(grid.zoom)
+    return Affine(
+        res, 0.0, -ORIGIN_SHIFT + grid.col_off * res,
+        0.0, -res, ORIGIN_SHIFT - grid.row_off * res,
+    )  # fmt: skip
+
+
+def grid_bounds(grid: Grid) -> Bbox:
+    """A grid's bounds in EPSG:3857 metres."""
+    res = resolution(grid.zoom)
+    left = -ORIGIN_SHIFT + grid.col_off * res
+    top = ORIGIN_SHIFT - grid.row_off * res
+    return Bbox(left, top - grid.height * res, left + grid.width * res, top)
+
+
+def grid_tiles(grid: Grid) -> list[Tile]:
+    """The tiles a grid is made of, row by row."""
+    tx0, ty0 = grid.col_off // TILE_SIZE, grid.row_off // TILE_SIZE
+    return [
+        Tile(tx, ty, grid.zoom)
+        for ty in range(ty0, ty0 + grid.height // TILE_SIZE)
+        for tx in range(tx0, tx0 + grid.width // TILE_SIZE)
+    ]
