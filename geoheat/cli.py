@@ -84,7 +84,8 @@ def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigm
         result = pipeline.build(
             sources, output, zoom=zoom, sigma=sigma, cdist=not no_cdist, years=years or None,
             pattern=pattern, bounds=bounds, extent=extent, max_size=max_size, csv=csv,
-            on_warning=None if quiet else warn, progress=None if quiet else progress_bar,
+            on_warning=None if quiet else warn,
+            progress=progress_bar if not quiet and sys.stderr.isatty() else None,
         )
     except GeoheatError as err:
         raise UserError(str(err)) from None
@@ -99,7 +100,7 @@ def warn(message: str) -> None:
 
 
 def progress_bar(paths):
-    """Yield paths while a progress bar counts them on stderr."""
+    """Yield paths while a progress bar counts them on stderr (a terminal: logs get the summary)."""
     with click.progressbar(paths, label="Reading GPX files", file=sys.stderr, show_pos=True,
                            item_show_func=lambda p: p.name if p else None) as bar:
         yield from bar

@@ -73,11 +73,13 @@ def grid_covering(bounds: Bbox, zoom: int) -> Grid:
     """The smallest window of whole tiles covering EPSG:3857 bounds at a zoom."""
     res = resolution(zoom)
     world = TILE_SIZE * 2**zoom
-    # Pixel edges; a box edge exactly on a tile edge does not pull in the next tile.
-    col0 = math.floor((bounds.left + ORIGIN_SHIFT) / res)
-    col1 = math.ceil((bounds.right + ORIGIN_SHIFT) / res)
-    row0 = math.floor((ORIGIN_SHIFT - bounds.top) / res)
-    row1 = math.ceil((ORIGIN_SHIFT - bounds.bottom) / res)
+    # Pixel edges, with a millionth-of-a-pixel tolerance so that a box edge lying on
+    # a tile edge (up to rounding) does not pull in the neighbouring tile.
+    eps = 1e-6
+    col0 = math.floor((bounds.left + ORIGIN_SHIFT) / res + eps)
+    col1 = math.ceil((bounds.right + ORIGIN_SHIFT) / res - eps)
+    row0 = math.floor((ORIGIN_SHIFT - bounds.top) / res + eps)
+    row1 = math.ceil((ORIGIN_SHIFT - bounds.bottom) / res - eps)
     col1, row1 = max(col1, col0 + 1), max(row1, row0 + 1)
     tx0, ty0 = col0 // TILE_SIZE, row0 // TILE_SIZE
     tx1, ty1 = -(-col1 // TILE_SIZE), -(-row1 // TILE_SIZE)

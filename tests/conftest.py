@@ -1,0 +1,32 @@
+"""Shared helpers: real data from ../shared (skipped when absent) and small generated GPX."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geoheat.samples import gpx_document
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_folder(name: str) -> Path:
+    """A folder of ../shared/data, or skip the test saying why."""
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found: real-data tests need ../shared beside the checkout")
+    return folder
+
+
+@pytest.fixture
+def write_gpx(tmp_path):
+    """Write a GPX file of (lon, lat) segments into tmp_path; returns its path."""
+
+    def write(name, *segments, start=None, folder=None, **kwargs):
+        path = (folder or tmp_path) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = [np.asarray(s, dtype=float).reshape(-1, 2) for s in segments]
+        path.write_text(gpx_document(arrays, start=start, **kwargs))
+        return path
+
+    return write

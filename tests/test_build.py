@@ -1,0 +1,189 @@
+"""geoheat.build end to end: pixel positions, georeferencing, filters, outputs."""
+
+import csv
+import math
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+import rasterio
+
+import geoheat
+from geoheat import InputError, ParameterError, tiles
+
+SPOT = (14.50123, 46.05012)  # lon, lat of a known point
+
+
+def osm_pixel(lon, lat, zoom):
+    """Global pixel (col, row) by the OSM wiki's formula, independent of geoheat."""
+    n = 256 * 2**zoom
+    col = (lon + 180) / 360 * n
+    row = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+    return math.floor(col), math.floor(row)
+
+
+def track_around(lon, lat, n=5, step=0.01):
+    """A short track ending a few km from (lon, lat), so the spot is not alone."""
+    return [(lon + step * i, lat + step * i / 2) for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("zoom", [10, 15])
+def test_known_point_lands_in_its_geotiff_pixel(tmp_path, write_gpx, zoom):
+    write_gpx("spot.gpx", [SPOT] * 20, track_around(*SPOT))
+    result = geoheat.build([tmp_path], tmp_path / "out.png", zoom=zoom, sigma=0)
+    assert result.zoom == zoom
+    with rasterio.open(tmp_path / "out.tif") as src:
+        assert src.crs.to_epsg() == 3857
+        assert src.nodata == 0 and src.dtypes == ("float32",)
+        x, y = geoheat.heat.project(np.array([SPOT]))[0]
+        row, col = src.index(x, y)
+        band = src.read(1)
+        assert band[row, col] == pytest.approx(1.0)
+        assert np.unravel_index(band.argmax(), band.shape) == (row, col)
+        # The same pixel by the OSM formula: the GeoTIFF is on the tile pixel grid.
+        res = tiles.resolution(zoom)
+        col0 = round((src.transform.c + tiles.ORIGIN_SHIFT) / res)
+        row0 = round((tiles.ORIGIN_SHIFT - src.transform.f) / res)
+        assert (col0 + col, row0 + row) == osm_pixel(*SPOT, zoom)
+        assert col0 % 256 == 0 and row0 % 256 == 0
+        assert src.width % 256 == 0 and src.height % 256 == 0
+        assert src.transform.a == pytest.approx(res)
+
+
+def test_geotiff_layout_tags_and_overviews(tmp_path, write_gpx):
+    write_gpx("a.gpx", track_around(*SPOT, n=40, step=0.002))
+    geoheat.build([tmp_path], tmp_path / "h.png", zoom=16, sigma=1.5, cdist=False)
+    with rasterio.open(tmp_path / "h.tif") as src:
+        assert src.profile["tiled"] and src.block_shapes[0] == (256, 256)
+        assert src.compression.name.lower() == "deflate"
+        assert src.overviews(1) and src.overviews(1)[0] == 2
+        tags = src.tags()
+        assert tags["ZOOM"] == "16" and tags["SIGMA"] == "1.5" and tags["SCALING"] == "linear"
+        assert tags["FILES"] == "1" and tags["POINTS"] == "40"
+        assert tags["GEOHEAT_VERSION"] == geoheat.__version__
+        band = src.read(1)
+        assert band.min() >= 0 and band.max() == pytest.approx(1.0)
+    with rasterio.open(tmp_path / "h.png") as png:
+        assert (png.count, png.dtypes[0]) == (3, "uint8")
+        assert (png.width, png.height) == (src.width, src.height)
+
+
+def test_png_is_hot_where_heat_is(tmp_path, write_gpx):
+    write_gpx("spot.gpx", [SPOT] * 10, track_around(*SPOT))
+    geoheat.build([tmp_path], tmp_path / "h.png", zoom=12, sigma=0)
+    with rasterio.open(tmp_path / "h.tif") as tif, rasterio.open(tmp_path / "h.png") as png:
+        row, col = tif.index(*geoheat.heat.project(np.array([SPOT]))[0])
+        rgb = png.read()
+    assert rgb[:, row, col].tolist() == [255, 255, 255]  # the hottest pixel: white in 'hot'
+    assert rgb[:, 0, 0].tolist() == [0, 0, 0]  # no heat: black background
+
+
+def test_csv_lists_hot_pixel_centres(tmp_path, write_gpx):
+    write_gpx("spot.gpx", [SPOT] * 10, track_around(*SPOT))
+    result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=14, sigma=0, csv=True)
+    assert result.outputs[-1] == tmp_path / "h.csv"
+    with open(tmp_path / "h.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["latitude", "longitude", "intensity"]
+    hottest = max(rows, key=lambda r: float(r["intensity"]))
+    assert float(hottest["intensity"]) == pytest.approx(1.0)
+    # The pixel centre is within half a pixel of the spot.
+    half = 360 / (256 * 2**14) / 2
+    assert abs(float(hottest["longitude"]) - SPOT[0]) <= half
+    assert abs(float(hottest["latitude"]) - SPOT[1]) <= half
+    assert all(float(r["intensity"]) > 0.1 for r in rows)
+    with rasterio.open(tmp_path / "h.tif") as src:
+        assert len(rows) == int((src.read(1) > 0.1).sum())
+
+
+def test_year_filter_uses_activity_start(tmp_path, write_gpx):
+    def on(year):
+        return datetime(year, 6, 1, tzinfo=timezone.utc)
+
+    write_gpx("2023.gpx", [(14.50, 46.05)] * 3, start=on(2023))
+    write_gpx("2024.gpx", [(14.51, 46.05)] * 5, start=on(2024))
+    write_gpx("none.gpx", [(14.52, 46.05)] * 7)
+    result = geoheat.build([tmp_path], tmp_path / "h.png", years=[2024], zoom=12)
+    assert result.points_used == 5
+    assert result.left_out == {"other years": 1, "no time, so no year": 1}
+    assert geoheat.build([tmp_path], tmp_path / "h.png", years=[2023, 2024]).points_used == 8
+    assert geoheat.build([tmp_path], tmp_path / "h.png").points_used == 15
+    with pytest.raises(InputError, match="nothing to draw.*left out"):
+        geoheat.build([tmp_path], tmp_path / "h.png", years=[1999])
+
+
+def test_glob_filter(tmp_path, write_gpx):
+    write_gpx("Morning-Ride.gpx", [(14.50, 46.05)] * 3)
+    write_gpx("Evening-Run.gpx", [(14.51, 46.05)] * 5)
+    result = geoheat.build([tmp_path], tmp_path / "h.png", pattern="*Ride*.gpx")
+    assert (result.files, result.points_used) == (1, 3)
+
+
+def test_bounds_keep_points_inside_and_fix_the_extent(tmp_path, write_gpx):
+    write_gpx("a.gpx", [(14.50, 46.05)] * 3, [(14.70, 46.05)] * 5)
+    box = (46.0, 46.1, 14.45, 14.55)  # LAT_MIN LAT_MAX LON_MIN LON_MAX
+    result = geoheat.build([tmp_path], tmp_path / "h.png", bounds=box, zoom=12)
+    assert (result.points_used, result.points_outside) == (3, 5)
+    with rasterio.open(tmp_path / "h.tif") as src:
+        left, bottom = geoheat.heat.project(np.array([[14.45, 46.0]]))[0]
+        right, top = geoheat.heat.project(np.array([[14.55, 46.1]]))[0]
+        b = src.bounds
+        assert b.left <= left and b.right >= right and b.bottom <= bottom and b.top >= top
+        assert b.right - b.left < (right - left) + 2 * 256 * src.res[0]  # whole tiles, no more
+    with pytest.raises(InputError, match="inside --bounds"):
+        geoheat.build([tmp_path], tmp_path / "h.png", bounds=(10, 11, 10, 11))
+
+
+def test_auto_extent_leaves_out_a_glitch_and_all_keeps_it(tmp_path, write_gpx):
+    write_gpx("a.gpx", track_around(*SPOT, n=50, step=0.001) + [(0.0, 0.0)])
+    auto = geoheat.build([tmp_path], tmp_path / "h.png")
+    assert (auto.points_used, auto.points_outside) == (50, 1)
+    assert auto.zoom >= 15
+    everything = geoheat.build([tmp_path], tmp_path / "h.png", extent="all")
+    assert (everything.points_used, everything.points_outside) == (51, 0)
+    assert everything.zoom < auto.zoom
+    assert tiles.grid_bounds(everything.grid).left <= 0 <= tiles.grid_bounds(everything.grid).right
+
+
+def test_invalid_positions_are_dropped(tmp_path):
+    (tmp_path / "odd.gpx").write_text(
+        '<gpx version="1.1"><trk><trkseg><trkpt lat="46" lon="14.5"/><trkpt lat="95" lon="14.5"/>'
+        '<trkpt lat="46" lon="14.51"/></trkseg></trk></gpx>')
+    result = geoheat.build([tmp_path], tmp_path / "h.png")
+    assert (result.points_read, result.points_invalid, result.points_used) == (3, 1, 2)
+
+
+@pytest.mark.parametrize("kwargs", [{"zoom": 20}, {"zoom": -1}, {"zoom": "x"}, {"sigma": -1},
+                                    {"max_size": 10}, {"extent": "some"}])
+def test_bad_parameters_raise_before_reading(tmp_path, kwargs):
+    with pytest.raises(ParameterError):
+        geoheat.build([tmp_path / "not-read"], tmp_path / "h.png", **kwargs)
+
+
+def test_huge_grid_is_refused_not_allocated(tmp_path, write_gpx):
+    write_gpx("wide.gpx", [(-10.0, 40.0), (10.0, 55.0)])
+    with pytest.raises(ParameterError, match="lower --zoom"):
+        geoheat.build([tmp_path], tmp_path / "h.png", zoom=19, extent="all")
+    assert not list(tmp_path.glob("h.*"))
+
+
+def test_outputs_replace_old_ones_and_leave_no_temp_files(tmp_path, write_gpx):
+    write_gpx("a.gpx", track_around(*SPOT))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "h.png").write_text("old")
+    geoheat.build([tmp_path], out / "h.png", csv=True)
+    assert sorted(p.name for p in out.iterdir()) == ["h.csv", "h.png", "h.tif"]
+    assert (out / "h.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path, write_gpx, monkeypatch):
+    write_gpx("a.gpx", track_around(*SPOT))
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(args[0]))
+
+    monkeypatch.setattr(geoheat.pipeline, "write_geotiff", broken)
+    with pytest.raises(geoheat.OutputError, match="No space left"):
+        geoheat.build([tmp_path], tmp_path / "out.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.gpx"]

@@ -1,0 +1,141 @@
+"""The geoheat command: options, summary, and bad input (one line, exit code, no outputs)."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from geoheat.cli import cli
+
+GOOD = [(14.50, 46.05), (14.501, 46.051), (14.502, 46.052), (14.503, 46.053)]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["build", *map(str, args)])
+
+
+def error_line(result):
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("geoheat: error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def tracks(tmp_path, write_gpx):
+    folder = tmp_path / "tracks"
+    write_gpx("a-Ride.gpx", GOOD, folder=folder)
+    write_gpx("b-Run.gpx", GOOD[:2], folder=folder)
+    return folder
+
+
+def test_build_writes_outputs_and_one_line_summary(tmp_path, tracks):
+    result = run(tracks, "-o", tmp_path / "h.png", "--csv", "--zoom", "14")
+    assert result.exit_code == 0, result.stderr
+    summary = result.stderr.strip().splitlines()[-1]
+    assert re.match(r"geoheat: 2 files read; 6 points used; zoom 14, \d+x\d+ px; [\d.]+ s -> ", summary)
+    assert {p.name for p in tmp_path.iterdir()} >= {"h.png", "h.tif", "h.csv"}
+
+
+def test_seed_option_names_still_work(tmp_path, tracks):
+    result = run("--gpx-dir", tracks, "--gpx-filter", "*Ride*", "--gpx-year", "2024",
+                 "--gpx-bound", "46", "46.1", "14.4", "14.6", "--output", tmp_path / "h.png",
+                 "--zoom", "12", "--sigma", "2", "--no-cdist")
+    # The generated tracks have no time, so --gpx-year leaves nothing: a clear error.
+    assert result.exit_code == 2
+    assert "nothing to draw" in error_line(result)
+    result = run("--gpx-dir", tracks, "--gpx-filter", "*Ride*", "--gpx-bound", "46", "46.1",
+                 "14.4", "14.6", "--output", tmp_path / "h.png", "--zoom", "12", "--no-cdist")
+    assert result.exit_code == 0, result.stderr
+    with rasterio.open(tmp_path / "h.tif") as src:
+        assert src.tags()["SCALING"] == "linear" and src.tags()["FILES"] == "1"
+
+
+def test_quiet_prints_nothing(tmp_path, tracks):
+    (tracks / "broken.gpx").write_text("<gpx><trk>")
+    result = run(tracks, "-o", tmp_path / "h.png", "--quiet")
+    assert result.exit_code == 0 and result.stderr == "" and result.stdout == ""
+
+
+def test_bad_file_among_good_is_skipped_and_counted(tmp_path, tracks):
+    (tracks / "empty.gpx").write_bytes(b"")
+    (tracks / "trunc.gpx").write_text('<gpx version="1.1"><trk><trkseg><trkpt lat="1" lon="2">')
+    result = run(tracks, "-o", tmp_path / "h.png")
+    assert result.exit_code == 0
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 2
+    assert any("empty.gpx: empty file" in w for w in warnings)
+    assert any("trunc.gpx: broken or truncated XML" in w for w in warnings)
+    assert "2 files read, 2 skipped" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{tmp}/missing"], "missing: no such file or folder"),
+        (["{tracks}", "--filter", "*.fit"], "no file matches '*.fit'"),
+        (["{tracks}", "--year", "1990"], "nothing to draw"),
+        (["{tracks}", "--zoom", "20"], "zoom must be 0-19"),
+        (["{tracks}", "--zoom", "big"], "zoom must be 0-19"),
+        (["{tracks}", "--bounds", "47", "46", "14", "15"], "LAT_MIN < LAT_MAX"),
+        (["{tracks}", "--bounds", "10", "11", "10", "11"], "no trackpoint lies inside --bounds"),
+        (["{tracks}", "--sigma", "-1"], "sigma"),
+        (["{tracks}", "-o", "{tmp}/nowhere/h.png"], "does not exist"),
+        (["{tracks}", "-o", "{tracks}/a-Ride.gpx/h.png"], "is not a folder"),
+        (["{tracks}", "-o", "{tmp}/h.jpg"], "must end in .png"),
+        (["{tracks}", "--no-such-option"], "No such option"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_outputs(tmp_path, tracks, args, message):
+    args = [a.format(tmp=tmp_path, tracks=tracks) for a in args]
+    before = sorted(tmp_path.rglob("*"))
+    result = run(*args, *([] if "-o" in args else ["-o", tmp_path / "h.png"]))
+    assert result.exit_code == 2
+    assert message in error_line(result)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_all_files_bad_is_an_error(tmp_path):
+    (tmp_path / "a.gpx").write_text("not xml")
+    (tmp_path / "b.gpx").write_bytes(b"")
+    result = run(tmp_path, "-o", tmp_path / "h.png")
+    assert result.exit_code == 2
+    assert "nothing to draw: 2 files found, 0 with track points, 2 skipped" in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_unwritable_output_folder(tmp_path, tracks):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        probe = locked / "probe"
+        try:
+            probe.touch()
+            probe.unlink()
+            pytest.skip("running as a user who can write anywhere (root)")
+        except PermissionError:
+            pass
+        result = run(tracks, "-o", locked / "h.png")
+        assert result.exit_code == 2 and "cannot write in" in error_line(result)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "geoheat", "build", str(tmp_path / "none")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"geoheat: error: {tmp_path / 'none'}: no such file or folder"
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--version"]).output.startswith("geoheat, version ")
+    help_text = runner.invoke(cli, ["build", "--help"]).output
+    for option in ("--gpx-dir", "--gpx-filter", "--gpx-year", "--gpx-bound", "--zoom", "--sigma",
+                   "--no-cdist", "--csv", "--output", "--extent", "--max-size", "--quiet"):
+        assert option in help_text

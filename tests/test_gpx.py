@@ -1,0 +1,93 @@
+"""Reading GPX files: segments, start times, routes and waypoints, unreadable files."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from geoheat import GPXError, InputError, find_gpx_files, read_gpx
+from geoheat.gpx import start_time
+
+START = datetime(2024, 5, 3, 7, 0, tzinfo=timezone.utc)
+
+
+def test_segments_are_kept_apart(write_gpx):
+    path = write_gpx("two.gpx", [(14.5, 46.0), (14.6, 46.1)], [(15.0, 47.0)] * 3)
+    activity = read_gpx(path)
+    assert [s.shape for s in activity.segments] == [(2, 2), (3, 2)]
+    assert activity.segments[0][1].tolist() == [14.6, 46.1]
+    assert activity.points == 5
+
+
+def test_start_time_from_metadata(write_gpx):
+    later = [[datetime(2025, 1, 1, tzinfo=timezone.utc)] * 2]
+    path = write_gpx("meta.gpx", [(1, 1), (2, 2)], start=START, times=later)
+    assert read_gpx(path).start == START
+
+
+def test_start_time_from_first_trackpoint(write_gpx):
+    times = [[datetime(2023, 6, 1, 5, 4, 3, tzinfo=timezone.utc), START]]
+    path = write_gpx("pts.gpx", [(1, 1), (2, 2)], times=times)
+    assert read_gpx(path).start == times[0][0]
+
+
+def test_start_time_gpx10_header_and_namespaced_tags():
+    gpx10 = b'<gpx version="1.0"><time>2019-02-03T04:05:06Z</time><trk><trkseg>'
+    assert start_time(gpx10).year == 2019
+    prefixed = b'<g:gpx><g:trk><g:trkseg><g:trkpt lat="1" lon="2"><g:time>2021-07-01T00:00:00.5+02:00</g:time></g:trkpt>'
+    assert start_time(prefixed).isoformat() == "2021-07-01T00:00:00.500000+02:00"
+    assert start_time(b'<gpx><trk><trkseg><trkpt lat="1" lon="2"></trkpt>') is None
+
+
+def test_routes_and_waypoints_are_counted_not_read(tmp_path):
+    path = tmp_path / "route.gpx"
+    path.write_text(
+        '<gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">'
+        '<wpt lat="1" lon="1"/><wpt lat="2" lon="2"/>'
+        '<rte><rtept lat="1" lon="1"/><rtept lat="2" lon="2"/></rte></gpx>'
+    )
+    activity = read_gpx(path)
+    assert (activity.segments, activity.routes, activity.waypoints) == ([], 1, 2)
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty file"),
+        (b"   \n", "empty file"),
+        (b"name,lat,lon\nx,1,2\n", "not a GPX file"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not a GPX file"),
+        (b'<gpx version="1.1"><trk><trkseg><trkpt lat="1" lon="2"></trkseg></trk></gpx>',
+         "broken or truncated XML"),
+        (b'<?xml version="1.0"?><gpx version="1.1"><trk><trkseg><trkpt lat="1" lon="2"></trkpt>',
+         "broken or truncated XML"),
+    ],
+)
+def test_unreadable_files_raise_one_line_naming_the_file(tmp_path, content, reason):
+    path = tmp_path / "bad.gpx"
+    path.write_bytes(content)
+    with pytest.raises(GPXError) as err:
+        read_gpx(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
+
+
+def test_input_files_are_not_modified(write_gpx):
+    path = write_gpx("keep.gpx", [(1, 1), (2, 2)])
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    read_gpx(path)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_find_gpx_files(tmp_path, write_gpx):
+    a = write_gpx("a-Ride.gpx", [(1, 1)])
+    b = write_gpx("b-Run.gpx", [(1, 1)])
+    nested = write_gpx("c-Ride.gpx", [(1, 1)], folder=tmp_path / "sub")
+    (tmp_path / "notes.txt").write_text("x")
+    assert find_gpx_files([tmp_path]) == [a, b]
+    assert find_gpx_files([tmp_path], "*Ride*.gpx") == [a]
+    assert find_gpx_files([tmp_path], "**/*Ride*.gpx") == [a, nested]
+    assert find_gpx_files([b, tmp_path, b]) == [b, a]  # each once, in given order
+    with pytest.raises(InputError, match="no such file or folder"):
+        find_gpx_files([tmp_path / "missing"])
+    with pytest.raises(InputError, match="no file matches"):
+        find_gpx_files([tmp_path], "*.fit")
