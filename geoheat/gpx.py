@@ -21,6 +21,7 @@ HEAD_BYTES = 64 * 1024
 
 _TAG = rb"(?:[\w.-]+:)?"  # an optional namespace prefix
 _FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
+_FIRST_TRACK = re.compile(rb"<" + _TAG + rb"trk[\s>]")
 _TIME = re.compile(rb"<" + _TAG + rb"time>\s*([^<\s]+)\s*</")
 _TRKPT = re.compile(rb"<" + _TAG + rb"trkpt[\s>].*?</" + _TAG + rb"trkpt>", re.S)
 _ROUTE = re.compile(rb"<" + _TAG + rb"rte[\s>]")
@@ -119,12 +120,16 @@ def read_gpx(path: str | Path) -> Activity:
         if isinstance(err, (KeyboardInterrupt, MemoryError)):
             raise
         raise GPXError(f"{path}: {_why_unreadable(path, data)}") from None
+    # GPX puts waypoints and routes before tracks: counting them there spares a
+    # scan of the (much larger) track data.
+    first_track = _FIRST_TRACK.search(data)
+    before_tracks = data[: first_track.start()] if first_track else data
     return Activity(
         path,
         segments,
         start_time(data[:HEAD_BYTES]) or (start_time(data) if segments else None),
-        len(_ROUTE.findall(data)),
-        len(_WAYPOINT.findall(data)),
+        len(_ROUTE.findall(before_tracks)),
+        len(_WAYPOINT.findall(before_tracks)),
     )
 
 

@@ -1,0 +1,20 @@
+"""The README's Python example runs as written."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks
+    (tmp_path / "gpx").symlink_to(ROOT / "gpx")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["counts"].sum() == len(namespace["xy"])
+    assert 0 < namespace["heatmap"].max() <= 1
+    assert (tmp_path / "heatmap-2024.tif").exists()
