@@ -1,5 +1,6 @@
 """The `geoheat` command: parses options and calls geoheat.build; nothing else."""
 
+import logging
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ class OneLineErrors(click.Group):
         except click.ClickException as err:
             click.echo(f"geoheat: error: {err.format_message()}", err=True)
             sys.exit(err.exit_code)
-        except click.Abort:
+        except (click.Abort, KeyboardInterrupt):  # outputs are staged: nothing half-written
             click.echo("geoheat: interrupted", err=True)
             sys.exit(130)
 
@@ -109,7 +110,7 @@ def progress_bar(paths):
 def summary(result: pipeline.BuildResult, extent: str) -> str:
     """The one-line report of a build."""
     grid = result.grid
-    read = f"{result.files_read} files read"
+    read = f"{pipeline.plural(result.files_read, 'file')} read"
     if result.skipped:
         read += f", {len(result.skipped)} skipped"
     for why, n in sorted(result.left_out.items()):
@@ -122,7 +123,8 @@ def summary(result: pipeline.BuildResult, extent: str) -> str:
         points += f", {result.points_invalid:,} invalid"
     ignored = ""
     if result.routes or result.waypoints:
-        ignored = f"; ignored {result.routes} routes, {result.waypoints} waypoints"
+        ignored = (f"; ignored {pipeline.plural(result.routes, 'route')}, "
+                   f"{pipeline.plural(result.waypoints, 'waypoint')}")
     names = " ".join(str(p) for p in result.outputs)
     return (f"geoheat: {read}; {points}{ignored}; zoom {result.zoom}, "
             f"{grid.width}x{grid.height} px; {result.seconds:.1f} s -> {names}")
@@ -130,4 +132,8 @@ def summary(result: pipeline.BuildResult, extent: str) -> str:
 
 def main():
     """Entry point of the `geoheat` console script."""
+    # GDAL's own messages reach Python logging; geoheat words what matters itself,
+    # so keep the rest off the user's terminal.
+    for name in ("fiona", "rasterio"):
+        logging.getLogger(name).addHandler(logging.NullHandler())
     cli(prog_name="geoheat")

@@ -68,8 +68,8 @@ def gather_tracks(
         result.routes += activity.routes
         result.waypoints += activity.waypoints
         if not activity.segments:
-            extra = [f"{n} {what}" for n, what in
-                     ((activity.routes, "routes"), (activity.waypoints, "waypoints")) if n]
+            extra = [plural(n, what) for n, what in
+                     ((activity.routes, "route"), (activity.waypoints, "waypoint")) if n]
             skip(activity.path, f"{activity.path}: no track points"
                  + (f" (only {', '.join(extra)})" if extra else ""))
             continue
@@ -132,7 +132,7 @@ def build(
         raise ParameterError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
     box = heat.lonlat_box_to_xy(*bounds) if bounds is not None else None
     paths = output_paths(output, csv)
-    for path in paths:
+    for path in {p.parent: p for p in paths}.values():  # one probe per folder
         check_writable_folder(path)
 
     files = find_gpx_files(inputs, pattern)
@@ -188,9 +188,14 @@ def select_extent(xy: np.ndarray, box: Bbox | None, extent: str) -> tuple[np.nda
     return xy[keep], int((~keep).sum()), area
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 route', '2 routes'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def describe_inputs(result: BuildResult) -> str:
     """What happened to the files found, in a few words."""
-    parts = [f"{result.files} file{'s' if result.files != 1 else ''} found",
+    parts = [f"{plural(result.files, 'file')} found",
              f"{result.files_read} with track points"]
     if result.skipped:
         parts.append(f"{len(result.skipped)} skipped")

@@ -1,5 +1,6 @@
 """The geoheat command: options, summary, and bad input (one line, exit code, no outputs)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -123,6 +124,13 @@ def test_unwritable_output_folder(tmp_path, tracks):
         assert result.exit_code == 2 and "cannot write in" in error_line(result)
     finally:
         locked.chmod(0o700)
+
+
+@pytest.mark.skipif(not os.access("/sys", os.F_OK), reason="needs Linux's read-only /sys")
+def test_output_in_a_folder_even_root_cannot_write(tracks):
+    result = run(tracks, "-o", "/sys/h.png")
+    assert result.exit_code == 2
+    assert error_line(result).startswith("geoheat: error: /sys/h.png: cannot write in /sys (")
 
 
 def test_console_script_runs_without_traceback(tmp_path):

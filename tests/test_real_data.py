@@ -85,4 +85,4 @@ def test_every_gpx_variety_file_is_read_or_skipped(tmp_path):
     assert skipped == NO_TRACKS
     assert result.files_read == 28 - len(NO_TRACKS)
     assert len(warnings) == len(NO_TRACKS)
-    assert any("route.gpx: no track points (only 1 routes" in w for w in warnings)
+    assert any("route.gpx: no track points (only 1 route)" in w for w in warnings)
