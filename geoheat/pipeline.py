@@ -132,7 +132,10 @@ def build(
         raise ParameterError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
     box = heat.lonlat_box_to_xy(*bounds) if bounds is not None else None
     paths = output_paths(output, csv)
-    for path in {p.parent: p for p in paths}.values():  # one probe per folder
+    probes: dict[Path, Path] = {}
+    for path in paths:
+        probes.setdefault(path.parent, path)  # one probe per folder, named by --output
+    for path in probes.values():
         check_writable_folder(path)
 
     files = find_gpx_files(inputs, pattern)
