@@ -74,17 +74,27 @@ def cli():
               help="Gaussian blur in pixels; 0 for none.")
 @click.option("--no-cdist", is_flag=True, help="Scale heat linearly, not by its CDF.")
 @click.option("--csv", is_flag=True, help="Also write latitude,longitude,intensity CSV.")
+@click.option("--rgba-tif", is_flag=True,
+              help="Also write NAME-rgba.tif: the coloured heat, transparent elsewhere.")
+@click.option("--counts", is_flag=True,
+              help="Also write NAME-counts.tif: trackpoints per pixel, before scaling.")
+@click.option("--mbtiles", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Also write MBTiles of the coloured heat (PNG tiles).")
+@click.option("--min-zoom", type=ZoomType(), default=None,
+              help="Lowest MBTiles zoom level  [default: output zoom - 4]")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
               show_default=True, help="The PNG; the .tif and .csv share its stem.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
 def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigma, no_cdist,
-          csv, output, quiet):
+          csv, rgba_tif, counts, mbtiles, min_zoom, output, quiet):
     """Build a heatmap from GPX files and folders (default: gpx/)."""
     sources = [*inputs, *gpx_dirs] or [Path("gpx")]
     try:
         result = pipeline.build(
             sources, output, zoom=zoom, sigma=sigma, cdist=not no_cdist, years=years or None,
             pattern=pattern, bounds=bounds, extent=extent, max_size=max_size, csv=csv,
+            rgba_tif=rgba_tif, counts=counts, mbtiles=mbtiles,
+            min_zoom=None if min_zoom == "auto" else min_zoom,
             on_warning=None if quiet else warn,
             progress=progress_bar if not quiet and sys.stderr.isatty() else None,
         )
@@ -125,7 +135,7 @@ def summary(result: pipeline.BuildResult, extent: str) -> str:
     if result.routes or result.waypoints:
         ignored = (f"; ignored {pipeline.plural(result.routes, 'route')}, "
                    f"{pipeline.plural(result.waypoints, 'waypoint')}")
-    names = " ".join(str(p) for p in result.outputs)
+    names = " ".join(str(p) for p in result.outputs if p.suffix != ".qml")
     return (f"geoheat: {read}; {points}{ignored}; zoom {result.zoom}, "
             f"{grid.width}x{grid.height} px; {result.seconds:.1f} s -> {names}")
 

@@ -175,15 +175,32 @@ def blur(heat: np.ndarray, sigma: float) -> np.ndarray:
     return (heat / top).astype(np.float32) if top > 0 else heat.astype(np.float32)
 
 
+def lut_index(heat: np.ndarray) -> np.ndarray:
+    """Heat in [0, 1] as a uint8 index into a 256-entry lookup table."""
+    return np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)
+
+
 def shade(heat: np.ndarray, lut: np.ndarray, background=(0, 0, 0)) -> np.ndarray:
     """Colour heat through a (256, 3) uint8 lookup table over a background: (3, h, w) uint8."""
-    index = np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)
+    index = lut_index(heat)
     empty = heat <= 0
     rgb = np.empty((3, *heat.shape), dtype=np.uint8)
     for band in range(3):  # one channel at a time: 3x faster than lut[index] on big images
         np.take(lut[:, band], index, out=rgb[band])
         rgb[band][empty] = background[band]
     return rgb
+
+
+def shade_rgba(heat: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Colour heat through a (256, 4) lookup table: (4, h, w) uint8, transparent without heat.
+
+    Heat that rounds to index 0 (below 1/510) is transparent too.
+    """
+    index = lut_index(heat)
+    rgba = np.empty((4, *heat.shape), dtype=np.uint8)
+    for band in range(4):
+        np.take(lut[:, band], index, out=rgba[band])
+    return rgba
 
 
 def pixel_centres(rows: np.ndarray, cols: np.ndarray, grid: Grid) -> np.ndarray:

@@ -9,13 +9,23 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, heat, tiles
-from .colormaps import HOT
+from .colormaps import HOT, with_alpha
 from .errors import InputError, OutputError, ParameterError
 from .gpx import find_gpx_files, read_activities
 from .tiles import Bbox, Grid
-from .writers import check_writable_folder, staged, write_csv, write_geotiff, write_png
+from .writers import (
+    check_writable_folder,
+    staged,
+    write_cog,
+    write_csv,
+    write_geotiff,
+    write_mbtiles,
+    write_png,
+    write_qml,
+)
 
 EXTENTS = ("auto", "all")
+HOT_RGBA = with_alpha(HOT)
 
 
 @dataclass
@@ -38,13 +48,30 @@ class BuildResult:
     seconds: float = 0.0
 
 
-def output_paths(output: str | Path, csv: bool) -> list[Path]:
-    """The PNG, GeoTIFF and optional CSV paths for an --output name."""
+def output_paths(
+    output: str | Path,
+    *,
+    csv: bool = False,
+    rgba_tif: bool = False,
+    counts: bool = False,
+    mbtiles: str | Path | None = None,
+) -> dict[str, Path]:
+    """The files a build writes, by kind, named after the --output PNG."""
     png = Path(output)
     if png.suffix.lower() != ".png":
-        raise OutputError(f"{png}: output name must end in .png (the .tif and .csv share its stem)")
-    paths = [png, png.with_suffix(".tif")]
-    return paths + [png.with_suffix(".csv")] if csv else paths
+        raise OutputError(f"{png}: output name must end in .png (the other outputs share its stem)")
+    paths = {"png": png, "tif": png.with_suffix(".tif"), "qml": png.with_suffix(".qml")}
+    if csv:
+        paths["csv"] = png.with_suffix(".csv")
+    if rgba_tif:
+        paths["rgba"] = png.with_name(f"{png.stem}-rgba.tif")
+    if counts:
+        paths["counts"] = png.with_name(f"{png.stem}-counts.tif")
+    if mbtiles is not None:
+        paths["mbtiles"] = Path(mbtiles)
+        if paths["mbtiles"].suffix.lower() != ".mbtiles":
+            raise OutputError(f"{mbtiles}: the MBTiles file name must end in .mbtiles")
+    return paths
 
 
 def gather_tracks(
@@ -112,6 +139,10 @@ def build(
     extent: str = "auto",
     max_size: int = 4096,
     csv: bool = False,
+    rgba_tif: bool = False,
+    counts: bool = False,
+    mbtiles: str | Path | None = None,
+    min_zoom: int | None = None,
     on_warning: Callable[[str], None] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> BuildResult:
@@ -121,6 +152,9 @@ def build(
     LON_MIN LON_MAX, which keeps the points inside and fixes the extent. extent:
     'auto' keeps the densest connected area of the tracks, 'all' every point.
     zoom: 0-19 or 'auto' (the largest that fits max_size pixels a side).
+    Always written: the PNG (with .pgw and .aux.xml), the GeoTIFF (COG) and its QGIS
+    style (.qml); on request the CSV, an RGBA GeoTIFF (rgba_tif), a GeoTIFF of the
+    raw counts (counts) and MBTiles from zoom down to min_zoom (default zoom - 4).
     Raises a GeoheatError subclass when nothing useful can be made.
     """
     started = time.perf_counter()
@@ -131,7 +165,10 @@ def build(
     if extent not in EXTENTS:
         raise ParameterError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
     box = heat.lonlat_box_to_xy(*bounds) if bounds is not None else None
-    paths = output_paths(output, csv)
+    if min_zoom is not None and check_zoom(min_zoom) is None:
+        raise ParameterError("min zoom must be a number 0-19")
+    outputs = output_paths(output, csv=csv, rgba_tif=rgba_tif, counts=counts, mbtiles=mbtiles)
+    paths = list(outputs.values())
     probes: dict[Path, Path] = {}
     for path in paths:
         probes.setdefault(path.parent, path)  # one probe per folder, named by --output
@@ -149,11 +186,13 @@ def build(
     result.zoom = fixed_zoom if fixed_zoom is not None else heat.choose_zoom(area, max_size)
     result.grid = grid = tiles.grid_covering(area, result.zoom)
     heat.check_grid_size(grid)
+    bottom_zoom = max(result.zoom - 4, 0) if min_zoom is None else int(min_zoom)
+    if bottom_zoom > result.zoom:
+        raise ParameterError(f"min zoom {bottom_zoom} is above the output zoom {result.zoom}")
 
-    counts = heat.count_points(xy, grid)
-    scaled = heat.cdf_scale(counts) if cdist else heat.linear_scale(counts)
+    count_grid = heat.count_points(xy, grid)
+    scaled = heat.cdf_scale(count_grid) if cdist else heat.linear_scale(count_grid)
     heatmap = heat.blur(scaled, sigma)
-    rgb = heat.shade(heatmap, HOT)
 
     tags = {
         "GEOHEAT_VERSION": __version__,
@@ -166,13 +205,43 @@ def build(
         "TIFFTAG_SOFTWARE": f"geoheat {__version__}",
     }
     with staged(paths) as temps:
-        write_png(temps[0], rgb)
-        write_geotiff(temps[1], heatmap, grid, tags)
+        temp = dict(zip(outputs, temps))
+        write_png(temp["png"], heat.shade(heatmap, HOT), grid)
+        write_geotiff(temp["tif"], heatmap, grid, tags)
+        write_qml(temp["qml"], HOT_RGBA)
         if csv:
-            write_csv(temps[2], heatmap, grid)
+            write_csv(temp["csv"], heatmap, grid)
+        if rgba_tif or mbtiles is not None:
+            rgba = heat.shade_rgba(heatmap, HOT_RGBA)
+        if rgba_tif:
+            write_cog(temp["rgba"], rgba, grid, nodata=None, tags=tags)
+        if counts:
+            write_cog(temp["counts"], count_grid, grid, nodata=0, tags=tags,
+                      descriptions=["trackpoints"])
+        if mbtiles is not None:
+            write_mbtiles(temp["mbtiles"], rgba, grid, bottom_zoom,
+                          mbtiles_metadata(outputs["mbtiles"], grid, bottom_zoom, result))
     result.outputs = paths
     result.seconds = time.perf_counter() - started
     return result
+
+
+def mbtiles_metadata(path: Path, grid: Grid, min_zoom: int, result: BuildResult) -> dict:
+    """The MBTiles metadata rows geoheat sets beyond GDAL's own."""
+    centre = heat.unproject(np.array([[
+        (tiles.grid_bounds(grid).left + tiles.grid_bounds(grid).right) / 2,
+        (tiles.grid_bounds(grid).bottom + tiles.grid_bounds(grid).top) / 2,
+    ]]))[0]
+    return {
+        "name": path.stem,
+        "description": f"geoheat heatmap of {plural(result.files_read, 'GPX file')}, "
+                       f"{result.points_used:,} points",
+        "attribution": f"Heatmap made with geoheat {__version__}",
+        "type": "overlay",
+        "center": f"{centre[0]:.6f},{centre[1]:.6f},{grid.zoom}",
+        "minzoom": str(min_zoom),
+        "maxzoom": str(grid.zoom),
+    }
 
 
 def select_extent(xy: np.ndarray, box: Bbox | None, extent: str) -> tuple[np.ndarray, int, Bbox]:

@@ -1,20 +1,24 @@
-"""Writers for geoheat's outputs: GeoTIFF and PNG through rasterio, CSV through numpy.
+"""Writers for geoheat's outputs: rasters through rasterio (GDAL), CSV through numpy.
 
-Each writer writes to the path it is given; `staged` hands out temporary paths and
-renames them into place only when every output is complete, so a failed or
-interrupted run leaves no half-written file and no mix of old and new outputs.
+Each writer writes to the path it is given; `staged` hands out paths in a hidden
+folder beside the outputs and moves everything written there (side files such as
+.pgw and .aux.xml included) into place only when every output is complete, so a
+failed or interrupted run leaves no half-written file.
 """
 
 import contextlib
 import os
+import shutil
+import sqlite3
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
 from . import heat as heat_steps
@@ -22,8 +26,8 @@ from . import tiles
 from .errors import OutputError
 from .tiles import Grid
 
-# GDAL must not leave .aux.xml side files next to temporary names.
-_GDAL_ENV = {"GDAL_PAM_ENABLED": "NO"}
+# Side files only where a writer asks for them (the PNG's .aux.xml).
+_NO_SIDE_FILES = {"GDAL_PAM_ENABLED": "NO"}
 
 
 def check_writable_folder(path: Path) -> None:
@@ -41,17 +45,23 @@ def check_writable_folder(path: Path) -> None:
 
 @contextlib.contextmanager
 def staged(paths: Sequence[Path]) -> Iterator[list[Path]]:
-    """Temporary paths beside `paths`, renamed onto them together when the block succeeds."""
-    temps = [p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}") for p in paths]
+    """Paths to write `paths` to; moved into place, with their side files, if the block succeeds."""
+    folders: dict[Path, Path] = {}
     try:
+        temps = []
+        for path in paths:
+            if path.parent not in folders:
+                folders[path.parent] = Path(tempfile.mkdtemp(prefix=".geoheat-", dir=path.parent))
+            temps.append(folders[path.parent] / path.name)
         yield temps
-        for temp, final in zip(temps, paths):
-            os.replace(temp, final)
+        for folder, temp in folders.items():
+            for written in sorted(temp.iterdir()):
+                os.replace(written, folder / written.name)
     except OSError as err:
         raise OutputError(f"{err.filename or paths[0]}: cannot write ({err.strerror})") from None
     finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
+        for temp in folders.values():
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def overview_factors(width: int, height: int, smallest: int = tiles.TILE_SIZE) -> list[int]:
@@ -63,45 +73,73 @@ def overview_factors(width: int, height: int, smallest: int = tiles.TILE_SIZE) -
     return factors
 
 
+def write_cog(
+    path: Path,
+    bands: np.ndarray,
+    grid: Grid,
+    *,
+    nodata: float | None = 0,
+    tags: Mapping[str, object] | None = None,
+    descriptions: Sequence[str] = (),
+) -> None:
+    """A Cloud Optimized GeoTIFF of (bands, h, w) or (h, w) on the grid, EPSG:3857.
+
+    256-pixel blocks (so blocks are the XYZ tiles), DEFLATE with a predictor,
+    overviews by averaging. Four uint8 bands are written as RGBA.
+    """
+    bands = bands[np.newaxis] if bands.ndim == 2 else bands
+    count = len(bands)
+    profile = {
+        "driver": "COG",
+        "width": grid.width,
+        "height": grid.height,
+        "count": count,
+        "dtype": bands.dtype.name,
+        "crs": "EPSG:3857",
+        "transform": tiles.grid_transform(grid),
+        "nodata": nodata,
+        "blocksize": tiles.TILE_SIZE,
+        "compress": "deflate",
+        "predictor": "yes",  # 2 for integers, 3 (floating point) for float32
+        "resampling": "average",
+        "overview_resampling": "average",
+    }
+    with rasterio.Env(**_NO_SIDE_FILES), rasterio.open(path, "w", **profile) as dst:
+        dst.write(bands)
+        if count == 4:
+            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                               ColorInterp.alpha]
+        for index, text in enumerate(descriptions, start=1):
+            dst.set_band_description(index, text)
+        if tags:
+            dst.update_tags(**{k: str(v) for k, v in tags.items()})
+
+
 def write_geotiff(
     path: Path, heat: np.ndarray, grid: Grid, tags: Mapping[str, object] | None = None
 ) -> None:
-    """Heat as a float32 GeoTIFF on the grid: EPSG:3857, nodata 0, tiled, DEFLATE, overviews."""
-    profile = {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": 1,
-        "dtype": "float32",
-        "crs": "EPSG:3857",
-        "transform": tiles.grid_transform(grid),
-        "nodata": 0,
-        "tiled": True,
-        "blockxsize": tiles.TILE_SIZE,
-        "blockysize": tiles.TILE_SIZE,
-        "compress": "deflate",
-        "predictor": 3,  # floating-point predictor: smaller files for smooth heat
-    }
-    with rasterio.Env(**_GDAL_ENV), rasterio.open(path, "w", **profile) as dst:
-        dst.write(heat.astype(np.float32, copy=False), 1)
-        dst.set_band_description(1, "heat")
-        if tags:
-            dst.update_tags(**{k: str(v) for k, v in tags.items()})
-        factors = overview_factors(grid.width, grid.height)
-        if factors:
-            dst.build_overviews(factors, Resampling.average)
-            dst.update_tags(ns="rio_overview", resampling="average")
+    """Heat as a float32 COG on the grid: EPSG:3857, nodata 0, band 'heat'."""
+    write_cog(path, heat.astype(np.float32, copy=False), grid, nodata=0, tags=tags,
+              descriptions=["heat"])
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """A (3, h, w) uint8 image as a PNG."""
-    _, height, width = rgb.shape
-    profile = {"driver": "PNG", "width": width, "height": height, "count": 3, "dtype": "uint8"}
+def write_png(path: Path, rgb: np.ndarray, grid: Grid | None = None) -> None:
+    """A (3 or 4, h, w) uint8 image as a PNG; with a grid, also a .pgw world file and
+    a .aux.xml holding the CRS, so GIS software places it."""
+    count, height, width = rgb.shape
+    profile = {"driver": "PNG", "width": width, "height": height, "count": count,
+               "dtype": "uint8"}
+    if grid is not None:
+        profile.update(crs="EPSG:3857", transform=tiles.grid_transform(grid), worldfile="yes")
     with warnings.catch_warnings():
-        # A plain picture: no georeferencing is intended, so rasterio's warning is noise.
+        # Without a grid it is a plain picture: rasterio's warning is noise then.
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.Env(**_GDAL_ENV), rasterio.open(path, "w", **profile) as dst:
+        pam = "YES" if grid is not None else "NO"
+        with rasterio.Env(GDAL_PAM_ENABLED=pam), rasterio.open(path, "w", **profile) as dst:
             dst.write(rgb)
+    if grid is not None:
+        # GDAL names the world file .wld; .pgw is the PNG's own extension.
+        os.replace(path.with_suffix(".wld"), path.with_suffix(".pgw"))
 
 
 def write_csv(path: Path, heat: np.ndarray, grid: Grid, threshold: float = 0.1) -> int:
@@ -118,3 +156,81 @@ def write_csv(path: Path, heat: np.ndarray, grid: Grid, threshold: float = 0.1) 
         comments="",
     )
     return len(table)
+
+
+def qml_style(rgba_lut: np.ndarray, stops: int = 16) -> str:
+    """A QGIS style (.qml) drawing band 1's heat in [0, 1] through a (256, 4) lookup table."""
+    qgis = ET.Element("qgis", version="3.28.0", styleCategories="Symbology")
+    pipe = ET.SubElement(qgis, "pipe")
+    renderer = ET.SubElement(pipe, "rasterrenderer", type="singlebandpseudocolor", band="1",
+                             opacity="1", alphaBand="-1", classificationMin="0",
+                             classificationMax="1", nodataColor="")
+    ET.SubElement(renderer, "rasterTransparency")
+    shader = ET.SubElement(ET.SubElement(renderer, "rastershader"), "colorrampshader",
+                           colorRampType="INTERPOLATED", classificationMode="1", clip="0",
+                           minimumValue="0", maximumValue="1", labelPrecision="2")
+    positions = np.linspace(0, 1, stops + 1)
+    indices = np.rint(positions * 255).astype(int)
+
+    def rgba(i):
+        return ",".join(str(int(v)) for v in rgba_lut[i])
+
+    ramp = ET.SubElement(shader, "colorramp", type="gradient", name="[source]")
+    options = ET.SubElement(ramp, "Option", type="Map")
+    # QGIS writes gradient stops as "position;r,g,b,a" joined by ":".
+    inner = ":".join(f"{p:g};{rgba(i)}" for p, i in zip(positions[1:-1], indices[1:-1]))
+    for key, value in (("color1", rgba(indices[0])), ("color2", rgba(indices[-1])),
+                       ("discrete", "0"), ("rampType", "gradient"), ("stops", inner)):
+        ET.SubElement(options, "Option", name=key, type="QString", value=value)
+    for position, i in zip(positions, indices):
+        r, g, b, a = (int(v) for v in rgba_lut[i])
+        ET.SubElement(shader, "item", value=f"{position:g}", label=f"{position:g}",
+                      color=f"#{r:02x}{g:02x}{b:02x}", alpha=str(a))
+    ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
+    ET.SubElement(pipe, "resampler", zoomedInResampler="bilinear", maxOversampling="2")
+    ET.indent(qgis)
+    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(
+        qgis, encoding="unicode") + "\n"
+
+
+def write_qml(path: Path, rgba_lut: np.ndarray) -> None:
+    """The QGIS style file that QGIS loads with the GeoTIFF of the same name."""
+    path.write_text(qml_style(rgba_lut), encoding="utf-8")
+
+
+def write_mbtiles(
+    path: Path,
+    rgba: np.ndarray,
+    grid: Grid,
+    min_zoom: int,
+    metadata: Mapping[str, str],
+) -> None:
+    """(4, h, w) RGBA as MBTiles of PNG tiles from grid.zoom down to min_zoom.
+
+    The grid's own pixels are the top level's tiles (no resampling); lower levels
+    average them. Tiles with no heat are not stored. metadata adds to (or overrides)
+    GDAL's name, format, bounds, minzoom and maxzoom rows.
+    """
+    profile = {
+        "driver": "MBTiles",
+        "width": grid.width,
+        "height": grid.height,
+        "count": 4,
+        "dtype": "uint8",
+        "crs": "EPSG:3857",
+        "transform": tiles.grid_transform(grid),
+        "tile_format": "PNG",
+        "blocksize": tiles.TILE_SIZE,
+        "name": metadata.get("name", "geoheat"),
+        "type": metadata.get("type", "overlay"),
+        "description": metadata.get("description", ""),
+        "zoom_level_strategy": "auto",
+    }
+    factors = [2**k for k in range(1, grid.zoom - min_zoom + 1)]
+    with rasterio.Env(**_NO_SIDE_FILES), rasterio.open(path, "w", **profile) as dst:
+        dst.write(rgba)
+        if factors:
+            dst.build_overviews(factors, Resampling.average)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executemany("DELETE FROM metadata WHERE name = ?", [(k,) for k in metadata])
+        db.executemany("INSERT INTO metadata (name, value) VALUES (?, ?)", metadata.items())

@@ -1,0 +1,68 @@
+"""Time and size of each output kind for a build of real runs at one zoom.
+
+    python bench/bench_outputs.py [--data ../shared/data/chengdu-runs] [--zoom 15]
+
+The tracks are read and the heat computed once; then each writer runs on its own,
+timed with perf_counter, and the files it leaves are measured (side files included).
+The PNG is the reference the others are quoted against, in the same run.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from geoheat import find_gpx_files, heat, pipeline, tiles, writers
+from geoheat.colormaps import HOT
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--zoom", type=int, default=15)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"{args.data} not found (the benchmark reads ../shared/data/chengdu-runs)")
+
+    lonlat, result = pipeline.gather_tracks(find_gpx_files([args.data]))
+    xy, _, area = pipeline.select_extent(heat.project(lonlat), None, "auto")
+    grid = tiles.grid_covering(area, args.zoom)
+    counts = heat.count_points(xy, grid)
+    heatmap = heat.blur(heat.cdf_scale(counts), 1.0)
+    rgba = heat.shade_rgba(heatmap, pipeline.HOT_RGBA)
+    print(f"{result.files_read} files, {len(xy):,} points, zoom {args.zoom}, "
+          f"{grid.width}x{grid.height} px")
+
+    folder = Path(tempfile.mkdtemp(prefix="geoheat-bench-outputs-"))
+    metadata = pipeline.mbtiles_metadata(folder / "h.mbtiles", grid, args.zoom - 4, result)
+    cases = {
+        "PNG (+ .pgw, .aux.xml)": ("h.png", lambda p: writers.write_png(p, heat.shade(heatmap, HOT), grid)),
+        "GeoTIFF heat (COG)": ("h.tif", lambda p: writers.write_geotiff(p, heatmap, grid)),
+        "QGIS style (.qml)": ("h.qml", lambda p: writers.write_qml(p, pipeline.HOT_RGBA)),
+        "CSV": ("h.csv", lambda p: writers.write_csv(p, heatmap, grid)),
+        "RGBA GeoTIFF (COG)": ("h-rgba.tif", lambda p: writers.write_cog(p, rgba, grid, nodata=None)),
+        "counts GeoTIFF (COG)": ("h-counts.tif", lambda p: writers.write_cog(p, counts, grid)),
+        f"MBTiles z{args.zoom - 4}-{args.zoom}": (
+            "h.mbtiles", lambda p: writers.write_mbtiles(p, rgba, grid, args.zoom - 4, metadata)),
+    }
+    print(f"{'output':<26} {'seconds':>8} {'x PNG':>6} {'MB':>7}")
+    reference = None
+    for name, (filename, write) in cases.items():
+        before = set(folder.iterdir())
+        started = time.perf_counter()
+        write(folder / filename)
+        seconds = time.perf_counter() - started
+        reference = reference or seconds
+        size = sum(p.stat().st_size for p in set(folder.iterdir()) - before)  # with side files
+        print(f"{name:<26} {seconds:8.2f} {seconds / reference:6.2f} {size / 1e6:7.2f}")
+    print(f"heat pixels > 0: {int(np.count_nonzero(heatmap)):,}; outputs in {folder}")
+
+
+if __name__ == "__main__":
+    main()

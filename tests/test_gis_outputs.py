@@ -1,0 +1,194 @@
+"""GIS-grade outputs: COG, QGIS style, georeferenced PNG, RGBA GeoTIFF, counts, MBTiles."""
+
+import sqlite3
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.io import MemoryFile
+from rio_cogeo.cogeo import cog_validate
+
+import geoheat
+import geoheat.samples
+from geoheat import heat, tiles
+from geoheat.colormaps import HOT, with_alpha
+
+SPOT = (14.50123, 46.05012)
+ZOOM = 14
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One build with every output, around a spot visited 30 times."""
+    folder = tmp_path_factory.mktemp("gis")
+    track = [(SPOT[0] + 0.004 * i, SPOT[1] + 0.002 * i) for i in range(12)]
+    far = [(SPOT[0] + 0.02, SPOT[1] - 0.015)] * 3  # a second tile with a little heat
+    (folder / "a.gpx").write_text(geoheat.samples.gpx_document(
+        [np.array([SPOT] * 30), np.array(track), np.array(far)]))
+    out = folder / "out"
+    out.mkdir()
+    result = geoheat.build([folder], out / "heat.png", zoom=ZOOM, sigma=1, csv=True,
+                           rgba_tif=True, counts=True, mbtiles=out / "heat.mbtiles", min_zoom=11)
+    return out, result
+
+
+def spot_pixel(src):
+    return src.index(*heat.project(np.array([SPOT]))[0])
+
+
+def test_outputs_listed_and_written(built):
+    out, result = built
+    names = {"heat.png", "heat.pgw", "heat.png.aux.xml", "heat.tif", "heat.qml", "heat.csv",
+             "heat-rgba.tif", "heat-counts.tif", "heat.mbtiles"}
+    assert {p.name for p in out.iterdir()} == names
+    assert {p.name for p in result.outputs} == names - {"heat.pgw", "heat.png.aux.xml"}
+
+
+@pytest.mark.parametrize("name", ["heat.tif", "heat-rgba.tif", "heat-counts.tif"])
+def test_geotiffs_are_valid_cogs(built, name):
+    out, _ = built
+    valid, errors, _ = cog_validate(str(out / name))
+    assert valid, errors
+    with rasterio.open(out / name) as src:
+        assert src.crs.to_epsg() == 3857 and src.block_shapes[0] == (256, 256)
+        factors = src.overviews(1)
+        assert factors and max(src.width, src.height) / factors[-1] <= 256  # down to one tile
+        assert src.tags()["ZOOM"] == str(ZOOM)
+
+
+def test_heat_cog_is_hot_at_the_track(built):
+    out, _ = built
+    with rasterio.open(out / "heat.tif") as src:
+        assert (src.dtypes[0], src.nodata, src.descriptions[0]) == ("float32", 0, "heat")
+        assert src.read(1)[spot_pixel(src)] == pytest.approx(1.0)
+        assert src.read(1, out_shape=(256, 256)).max() > 0.5  # the overview is hot too
+
+
+def test_counts_geotiff_holds_raw_counts(built):
+    out, result = built
+    with rasterio.open(out / "heat-counts.tif") as src:
+        counts = src.read(1)
+        assert (src.dtypes[0], src.nodata) == ("uint32", 0)
+        assert counts.sum() == result.points_used
+        assert counts[spot_pixel(src)] >= 30
+
+
+def test_rgba_geotiff_is_the_coloured_heat(built):
+    out, _ = built
+    with rasterio.open(out / "heat.tif") as h, rasterio.open(out / "heat-rgba.tif") as src:
+        rgba, values = src.read(), h.read(1)
+        assert src.count == 4 and src.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+        assert src.transform == h.transform
+    assert (rgba[3][values == 0] == 0).all()
+    assert rgba[:, values > 0.5].min(axis=1)[3] == 255  # clearly hot: opaque
+    np.testing.assert_array_equal(rgba, heat.shade_rgba(values, with_alpha(HOT)))
+
+
+def test_qml_is_a_qgis_pseudocolour_style(built):
+    out, _ = built
+    root = ET.parse(out / "heat.qml").getroot()
+    assert root.tag == "qgis"
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer.get("type") == "singlebandpseudocolor" and renderer.get("band") == "1"
+    shader = renderer.find("rastershader/colorrampshader")
+    assert shader.find("colorramp").get("type") == "gradient"
+    items = shader.findall("item")
+    assert len(items) >= 8
+    assert (items[0].get("value"), items[0].get("alpha")) == ("0", "0")  # no heat: transparent
+    assert items[-1].get("value") == "1" and items[-1].get("color") == "#ffffff"
+    assert [float(i.get("value")) for i in items] == sorted(float(i.get("value")) for i in items)
+
+
+def test_png_world_file_places_pixel_zero_at_grid_origin(built):
+    out, result = built
+    origin = tiles.grid_transform(result.grid)
+    a, d, b, e, c, f = (float(line) for line in (out / "heat.pgw").read_text().split())
+    assert (a, -e) == pytest.approx((tiles.resolution(ZOOM),) * 2)
+    assert b == 0 and d == 0
+    # A world file names the centre of the top-left pixel.
+    assert c - a / 2 == pytest.approx(origin.c, abs=1e-3)
+    assert f - e / 2 == pytest.approx(origin.f, abs=1e-3)
+    with rasterio.open(out / "heat.png") as png:
+        assert png.crs.to_epsg() == 3857
+        assert png.transform.almost_equals(origin)
+
+
+def read_tiles(path):
+    with sqlite3.connect(path) as db:
+        metadata = dict(db.execute("SELECT name, value FROM metadata"))
+        rows = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles").fetchall()
+    return metadata, rows
+
+
+def test_mbtiles_top_level_is_exactly_the_tiles_with_heat(built):
+    out, result = built
+    metadata, rows = read_tiles(out / "heat.mbtiles")
+    with rasterio.open(out / "heat.tif") as src:
+        values = src.read(1)
+    visible = heat.lut_index(values) > 0  # what the colormap does not draw transparent
+    grid = result.grid
+    expected = {
+        t for t in tiles.grid_tiles(grid)
+        if visible[t.y * 256 - grid.row_off:(t.y + 1) * 256 - grid.row_off,
+                   t.x * 256 - grid.col_off:(t.x + 1) * 256 - grid.col_off].any()
+    }
+    assert len(expected) >= 2
+    # MBTiles rows count from the bottom (TMS): y = 2**z - 1 - tile_row.
+    top = {tiles.Tile(x, 2**z - 1 - row, z): data for z, x, row, data in rows if z == ZOOM}
+    assert set(top) == expected
+    rgba = heat.shade_rgba(values, with_alpha(HOT))
+    for t, data in top.items():
+        with MemoryFile(data) as mem, mem.open() as png:
+            assert (png.driver, png.width, png.height) == ("PNG", 256, 256)
+            tile_pixels = png.read()
+        r0, c0 = t.y * 256 - grid.row_off, t.x * 256 - grid.col_off
+        # The top level is the heatmap's own pixels, not a resampling of them.
+        np.testing.assert_array_equal(tile_pixels[:4], rgba[:, r0:r0 + 256, c0:c0 + 256])
+
+
+def test_mbtiles_levels_and_metadata(built):
+    out, result = built
+    metadata, rows = read_tiles(out / "heat.mbtiles")
+    assert sorted({z for z, *_ in rows}) == [11, 12, 13, 14]
+    assert metadata["format"] == "png" and metadata["type"] == "overlay"
+    assert (metadata["minzoom"], metadata["maxzoom"]) == ("11", "14")
+    assert metadata["name"] == "heat" and "geoheat" in metadata["attribution"]
+    assert f"{result.points_used:,} points" in metadata["description"]
+    lon, lat, zoom = metadata["center"].split(",")
+    west, south, east, north = map(float, metadata["bounds"].split(","))
+    assert west < float(lon) < east and south < float(lat) < north and zoom == "14"
+    assert west <= SPOT[0] <= east and south <= SPOT[1] <= north
+    with rasterio.open(out / "heat.mbtiles") as src:
+        assert src.driver == "MBTiles" and src.count == 4 and src.crs.to_epsg() == 3857
+
+
+def test_bad_mbtiles_options(tmp_path, write_gpx):
+    write_gpx("a.gpx", [SPOT] * 3)
+    with pytest.raises(geoheat.OutputError, match="must end in .mbtiles"):
+        geoheat.build([tmp_path], tmp_path / "h.png", mbtiles=tmp_path / "h.db")
+    with pytest.raises(geoheat.ParameterError, match="above the output zoom"):
+        geoheat.build([tmp_path], tmp_path / "h.png", zoom=10, mbtiles=tmp_path / "h.mbtiles",
+                      min_zoom=12)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.gpx"]
+
+
+def test_qgis_loads_the_layers(built):
+    """Where Debian's python3-qgis is installed: QGIS itself places both layers."""
+    qgis_core = pytest.importorskip("qgis.core", reason="python3-qgis is not installed")
+    out, result = built
+    app = qgis_core.QgsApplication([], False)
+    app.initQgis()
+    try:
+        bounds = tiles.grid_bounds(result.grid)
+        for name in ("heat.tif", "heat.png"):
+            layer = qgis_core.QgsRasterLayer(str(out / name), name)
+            assert layer.isValid(), name
+            assert layer.crs().authid() == "EPSG:3857"
+            extent = layer.extent()
+            assert (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
+                    extent.yMaximum()) == pytest.approx(tuple(bounds), abs=1e-3)
+        styled = qgis_core.QgsRasterLayer(str(out / "heat.tif"), "heat")
+        assert styled.renderer().type() == "singlebandpseudocolor"  # heat.qml was loaded
+    finally:
+        app.exitQgis()
