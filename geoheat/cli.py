@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__, pipeline
+from . import __version__, basemap, pipeline
+from .colormaps import COLORMAPS, STYLES
 from .errors import GeoheatError
 
 
@@ -82,11 +83,26 @@ def cli():
               help="Also write MBTiles of the coloured heat (PNG tiles).")
 @click.option("--min-zoom", type=ZoomType(), default=None,
               help="Lowest MBTiles zoom level  [default: output zoom - 4]")
+@click.option("--basemap", default="osm", show_default=True,
+              help="Map under the PNG's heat: osm, none, an xyzservices name "
+                   "(e.g. OpenStreetMap.HOT) or a URL template with {z}/{x}/{y}.")
+@click.option("--style", type=click.Choice(list(STYLES)), default="hot", show_default=True,
+              help="hot: grey inverted map, 'hot' heat; strava: orange heat on a dark map.")
+@click.option("--cmap", type=click.Choice(list(COLORMAPS)), default=None,
+              help="Colormap of the heat  [default: the style's]")
+@click.option("--attribution", default=None,
+              help="Text stamped on the PNG  [default: the map provider's]")
+@click.option("--api-key", default=None, help="API key for a basemap provider that needs one.")
+@click.option("--tile-cache", type=click.Path(path_type=Path), default=None,
+              help="Folder of cached map tiles  [default: the user cache folder]")
+@click.option("--max-tiles", type=click.IntRange(min=1), default=basemap.DEFAULT_MAX_TILES,
+              show_default=True, help="Refuse to download more map tiles than this.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
               show_default=True, help="The PNG; the .tif and .csv share its stem.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
 def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigma, no_cdist,
-          csv, rgba_tif, counts, mbtiles, min_zoom, output, quiet):
+          csv, rgba_tif, counts, mbtiles, min_zoom, basemap, style, cmap, attribution, api_key,
+          tile_cache, max_tiles, output, quiet):
     """Build a heatmap from GPX files and folders (default: gpx/)."""
     sources = [*inputs, *gpx_dirs] or [Path("gpx")]
     try:
@@ -95,6 +111,8 @@ def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigm
             pattern=pattern, bounds=bounds, extent=extent, max_size=max_size, csv=csv,
             rgba_tif=rgba_tif, counts=counts, mbtiles=mbtiles,
             min_zoom=None if min_zoom == "auto" else min_zoom,
+            basemap=basemap, style=style, cmap=cmap, attribution=attribution, api_key=api_key,
+            tile_cache=tile_cache, max_tiles=max_tiles,
             on_warning=None if quiet else warn,
             progress=progress_bar if not quiet and sys.stderr.isatty() else None,
         )
@@ -110,10 +128,10 @@ def warn(message: str) -> None:
     click.echo(f"{prefix}geoheat: warning: {message}", err=True)
 
 
-def progress_bar(paths):
-    """Yield paths while a progress bar counts them on stderr (a terminal: logs get the summary)."""
-    with click.progressbar(paths, label="Reading GPX files", file=sys.stderr, show_pos=True,
-                           item_show_func=lambda p: p.name if p else None) as bar:
+def progress_bar(items, label):
+    """Yield items while a progress bar counts them on stderr (a terminal: logs get the summary)."""
+    with click.progressbar(items, label=label, file=sys.stderr, show_pos=True,
+                           item_show_func=lambda i: getattr(i, "name", None)) as bar:
         yield from bar
 
 

@@ -203,6 +203,34 @@ def shade_rgba(heat: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return rgba
 
 
+def tone_map(rgb: np.ndarray, have: np.ndarray, brightness: float, tint, background):
+    """A map made a dark grey backdrop: (3, h, w) uint8.
+
+    Grey by luminance; a light map (mean grey above half) is inverted so roads
+    stay visible on a dark ground; then dimmed and tinted. Pixels without map
+    (have False) get the background colour.
+    """
+    grey = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]).astype(np.float32)
+    if have.any() and grey[have].mean() > 127.5:
+        grey = 255 - grey
+    out = np.empty(rgb.shape, dtype=np.uint8)
+    for band in range(3):
+        toned = grey * (brightness * tint[band])
+        out[band] = np.where(have, np.clip(np.rint(toned), 0, 255), background[band])
+    return out
+
+
+def blend_screen(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Heat colours (4, h, w) over a backdrop (3, h, w) by 'screen' blending, weighted by alpha.
+
+    Screen (1 - (1 - a)(1 - b)) only ever lightens: dark heat leaves the map as it
+    is, bright heat glows, as in the original script.
+    """
+    colour = rgba[:3].astype(np.float32) * (rgba[3].astype(np.float32) / 255)
+    base = base.astype(np.float32)
+    return np.clip(np.rint(base + colour - base * colour / 255), 0, 255).astype(np.uint8)
+
+
 def pixel_centres(rows: np.ndarray, cols: np.ndarray, grid: Grid) -> np.ndarray:
     """(n, 2) longitude, latitude of the centres of grid pixels."""
     res = tiles.resolution(grid.zoom)

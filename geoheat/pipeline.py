@@ -8,8 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, heat, tiles
-from .colormaps import HOT, with_alpha
+from . import __version__, font, heat, tiles
+from .basemap import (
+    DEFAULT_MAX_TILES,
+    DEFAULT_TIMEOUT,
+    BasemapReport,
+    describe_missing,
+    fetch_basemap,
+    resolve_provider,
+)
+from .colormaps import COLORMAPS, STYLES, with_alpha
 from .errors import InputError, OutputError, ParameterError
 from .gpx import find_gpx_files, read_activities
 from .tiles import Bbox, Grid
@@ -25,7 +33,8 @@ from .writers import (
 )
 
 EXTENTS = ("auto", "all")
-HOT_RGBA = with_alpha(HOT)
+HOT_RGBA = with_alpha(COLORMAPS["hot"])
+Progress = Callable[[Iterable, str], Iterable]  # wraps an iterable, given a label
 
 
 @dataclass
@@ -45,6 +54,7 @@ class BuildResult:
     points_used: int = 0
     zoom: int | None = None
     grid: Grid | None = None
+    basemap: BasemapReport | None = None
     seconds: float = 0.0
 
 
@@ -78,7 +88,7 @@ def gather_tracks(
     paths: Sequence[Path],
     years: Iterable[int] | None = None,
     on_warning: Callable[[str], None] | None = None,
-    progress: Callable[[Iterable], Iterable] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, BuildResult]:
     """Read GPX files; the (n, 2) lon, lat of activities from `years` (all if None), and counts."""
     warn = on_warning or (lambda message: None)
@@ -90,7 +100,7 @@ def gather_tracks(
         result.skipped.append((path, reason))
         warn(f"skipped {reason}")
 
-    paths = progress(paths) if progress else paths
+    paths = progress(paths, "Reading GPX files") if progress else paths
     for activity in read_activities(paths, on_skip=skip):
         result.routes += activity.routes
         result.waypoints += activity.waypoints
@@ -143,8 +153,16 @@ def build(
     counts: bool = False,
     mbtiles: str | Path | None = None,
     min_zoom: int | None = None,
+    basemap: str | None = None,
+    style: str = "hot",
+    cmap: str | None = None,
+    attribution: str | None = None,
+    api_key: str | None = None,
+    tile_cache: str | Path | None = None,
+    max_tiles: int = DEFAULT_MAX_TILES,
+    tile_timeout: float = DEFAULT_TIMEOUT,
     on_warning: Callable[[str], None] | None = None,
-    progress: Callable[[Iterable], Iterable] | None = None,
+    progress: Progress | None = None,
 ) -> BuildResult:
     """Build a heatmap from GPX files and write its PNG, GeoTIFF and (with csv) CSV.
 
@@ -155,6 +173,9 @@ def build(
     Always written: the PNG (with .pgw and .aux.xml), the GeoTIFF (COG) and its QGIS
     style (.qml); on request the CSV, an RGBA GeoTIFF (rgba_tif), a GeoTIFF of the
     raw counts (counts) and MBTiles from zoom down to min_zoom (default zoom - 4).
+    basemap: None or 'none' (plain background), 'osm', an xyzservices provider name or
+    an XYZ URL template; its tiles are fetched (cached in tile_cache) and laid under the
+    PNG's heat. style ('hot', 'strava') and cmap (see colormaps.COLORMAPS) set the look.
     Raises a GeoheatError subclass when nothing useful can be made.
     """
     started = time.perf_counter()
@@ -162,6 +183,14 @@ def build(
     heat.check_sigma(sigma)
     if max_size < tiles.TILE_SIZE:
         raise ParameterError(f"max size must be at least {tiles.TILE_SIZE} pixels, got {max_size}")
+    if style not in STYLES:
+        raise ParameterError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    if cmap is not None and cmap not in COLORMAPS:
+        raise ParameterError(f"cmap must be one of {', '.join(COLORMAPS)}, got {cmap!r}")
+    look = STYLES[style]
+    lut = COLORMAPS[cmap or look.cmap]
+    rgba_lut = with_alpha(lut)
+    provider = resolve_provider(basemap, api_key)
     if extent not in EXTENTS:
         raise ParameterError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
     box = heat.lonlat_box_to_xy(*bounds) if bounds is not None else None
@@ -204,15 +233,25 @@ def build(
         "EXTENT": "bounds" if box else extent,
         "TIFFTAG_SOFTWARE": f"geoheat {__version__}",
     }
+    if provider is None:
+        picture = heat.shade(heatmap, lut, look.background)
+    else:
+        picture, result.basemap = draw_over_basemap(
+            heatmap, grid, provider, look, rgba_lut, attribution,
+            tile_cache=tile_cache, max_tiles=max_tiles, timeout=tile_timeout, progress=progress)
+        missing = describe_missing(result.basemap)
+        if missing and on_warning:
+            on_warning(missing)
+
     with staged(paths) as temps:
         temp = dict(zip(outputs, temps))
-        write_png(temp["png"], heat.shade(heatmap, HOT), grid)
+        write_png(temp["png"], picture, grid)
         write_geotiff(temp["tif"], heatmap, grid, tags)
-        write_qml(temp["qml"], HOT_RGBA)
+        write_qml(temp["qml"], rgba_lut)
         if csv:
             write_csv(temp["csv"], heatmap, grid)
         if rgba_tif or mbtiles is not None:
-            rgba = heat.shade_rgba(heatmap, HOT_RGBA)
+            rgba = heat.shade_rgba(heatmap, rgba_lut)
         if rgba_tif:
             write_cog(temp["rgba"], rgba, grid, nodata=None, tags=tags)
         if counts:
@@ -224,6 +263,21 @@ def build(
     result.outputs = paths
     result.seconds = time.perf_counter() - started
     return result
+
+
+def draw_over_basemap(heatmap, grid, provider, look, rgba_lut, attribution=None, *,
+                      tile_cache=None, max_tiles=DEFAULT_MAX_TILES,
+                      timeout=DEFAULT_TIMEOUT, progress=None):
+    """The PNG's picture: the heat screen-blended over the toned map, attribution stamped."""
+    rgb, have, report = fetch_basemap(
+        provider, grid, Path(tile_cache) if tile_cache else None, max_tiles=max_tiles,
+        timeout=timeout, progress=progress)
+    backdrop = heat.tone_map(rgb, have, look.map_brightness, look.map_tint, look.background)
+    picture = heat.blend_screen(backdrop, heat.shade_rgba(heatmap, rgba_lut))
+    text = provider.attribution if attribution is None else attribution
+    if text and have.any():
+        font.stamp(picture, text, scale=1 if grid.width < 1200 else 2)
+    return picture, report
 
 
 def mbtiles_metadata(path: Path, grid: Grid, min_zoom: int, result: BuildResult) -> dict:

@@ -1,5 +1,7 @@
 """Shared helpers: real data from ../shared (skipped when absent) and small generated GPX."""
 
+import ipaddress
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +32,26 @@ def write_gpx(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch, tmp_path_factory):
+    """Tests never touch the internet: connections beyond loopback fail at once.
+
+    Also gives every test its own empty tile cache.
+    """
+    real_connect = socket.socket.connect
+
+    def connect(sock, address):
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None:
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback:
+                raise OSError(f"tests may not connect to {host}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setenv("GEOHEAT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

@@ -1,0 +1,331 @@
+"""The basemap: a real HTTP tile server on 127.0.0.1, started by the tests; no internet."""
+
+import socket
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.io import MemoryFile
+
+import geoheat
+from geoheat import basemap, heat, tiles
+from geoheat.cli import cli
+from geoheat.errors import ParameterError
+
+SPOT = (14.50123, 46.05012)
+ZOOM = 13
+
+
+def tile_colour(x, y):
+    """A light colour unique to each tile, so placement can be checked."""
+    return (150 + x % 100, 150 + y % 100, 200)
+
+
+def png_tile(colour, palette=False):
+    profile = {"driver": "PNG", "width": 256, "height": 256, "count": 3, "dtype": "uint8"}
+    pixels = np.empty((3, 256, 256), dtype=np.uint8)
+    pixels[:] = np.array(colour, dtype=np.uint8)[:, None, None]
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(pixels)
+        return mem.read()
+
+
+class TileServer:
+    """Serves /MODE/z/x/y.png; records requests, user agents and peak concurrency."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def reset(self):
+        self.requests, self.agents, self.conditional = [], Counter(), 0
+        self.active = self.peak = 0
+
+    def url(self, mode):
+        return f"http://127.0.0.1:{self.port}/{mode}/{{z}}/{{x}}/{{y}}.png"
+
+    def handle(self, request):
+        with self.lock:
+            self.requests.append(request.path)
+            self.agents[request.headers.get("User-Agent")] += 1
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            mode, z, x, y = request.path.strip("/").removesuffix(".png").split("/")
+            time.sleep(0.03)  # long enough for requests to overlap if the client allowed it
+            if mode == "slow":
+                time.sleep(1.5)
+            if mode in ("404", "500"):
+                request.send_error(int(mode))
+                return
+            if mode == "etag" and request.headers.get("If-None-Match") == '"v1"':
+                with self.lock:
+                    self.conditional += 1
+                request.send_response(304)
+                request.send_header("Cache-Control", "max-age=0")
+                request.end_headers()
+                return
+            body = b"<html>not a tile</html>" if mode == "garbage" else png_tile(
+                tile_colour(int(x), int(y)))
+            request.send_response(200)
+            request.send_header("Content-Type", "image/png")
+            request.send_header("Content-Length", str(len(body)))
+            if mode == "etag":
+                request.send_header("ETag", '"v1"')
+                request.send_header("Cache-Control", "max-age=0")
+            else:
+                request.send_header("Cache-Control", "max-age=3600")
+            request.end_headers()
+            request.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = TileServer()
+    yield srv
+    srv.httpd.shutdown()
+
+
+@pytest.fixture
+def tile_server(server):
+    server.reset()
+    return server
+
+
+@pytest.fixture
+def tracks(tmp_path, write_gpx):
+    folder = tmp_path / "tracks"
+    ride = [(SPOT[0] + 0.01 * i, SPOT[1] + 0.004 * i) for i in range(8)]
+    write_gpx("a.gpx", [SPOT] * 20, ride, folder=folder)
+    return folder
+
+
+def build(tracks, tmp_path, url, **kwargs):
+    warnings = []
+    kwargs = {"tile_cache": tmp_path / "cache", "zoom": ZOOM, "sigma": 1, **kwargs}
+    result = geoheat.build([tracks], tmp_path / "h.png", basemap=url,
+                           on_warning=warnings.append, **kwargs)
+    return result, warnings
+
+
+def cached_tiles(folder: Path):
+    return sorted(folder.rglob("*.tile"))
+
+
+def test_map_lies_under_the_heat_tile_by_tile(tmp_path, tracks, tile_server):
+    result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
+    assert warnings == []
+    grid = result.grid
+    assert len(tile_server.requests) == len(tiles.grid_tiles(grid)) >= 4
+    assert result.basemap.downloaded == len(tile_server.requests)
+    with rasterio.open(tmp_path / "h.png") as png, rasterio.open(tmp_path / "h.tif") as tif:
+        picture, values = png.read(), tif.read(1)
+    for t in tiles.grid_tiles(grid):
+        r0, c0 = t.y * 256 - grid.row_off, t.x * 256 - grid.col_off
+        block = values[r0:r0 + 256, c0:c0 + 256]
+        cold = np.argwhere(block == 0)
+        row, col = cold[len(cold) // 2]  # a pixel of this tile without heat
+        red, green, blue = tile_colour(t.x, t.y)
+        grey = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+        expected = round((255 - grey) * 0.6)  # 'hot' style: grey, inverted, dimmed to 0.6
+        assert picture[:, r0 + row, c0 + col].tolist() == [expected] * 3, t
+    hot = np.unravel_index(values.argmax(), values.shape)
+    assert picture[:, hot[0], hot[1]].min() >= 250  # the hottest pixel glows white
+
+
+def test_user_agent_names_geoheat_and_at_most_two_connections(tmp_path, tracks, tile_server):
+    build(tracks, tmp_path, tile_server.url("ok"), zoom=15)
+    assert len(tile_server.requests) >= 6
+    assert list(tile_server.agents) == [basemap.USER_AGENT]
+    assert basemap.USER_AGENT.startswith(f"geoheat/{geoheat.__version__} ")
+    assert tile_server.peak == 2
+
+
+def test_second_run_uses_the_cache(tmp_path, tracks, tile_server):
+    first, _ = build(tracks, tmp_path, tile_server.url("ok"))
+    picture = (tmp_path / "h.png").read_bytes()
+    tile_server.reset()
+    second, warnings = build(tracks, tmp_path, tile_server.url("ok"))
+    assert tile_server.requests == [] and warnings == []
+    assert second.basemap.cached == first.basemap.downloaded
+    assert (tmp_path / "h.png").read_bytes() == picture
+
+
+def test_expired_tiles_are_revalidated_not_downloaded_again(tmp_path, tracks, tile_server):
+    build(tracks, tmp_path, tile_server.url("etag"))
+    count = len(tile_server.requests)
+    tile_server.reset()
+    result, warnings = build(tracks, tmp_path, tile_server.url("etag"))
+    assert tile_server.conditional == count  # every tile asked with If-None-Match, got 304
+    assert warnings == [] and result.basemap.downloaded == count
+
+
+@pytest.mark.parametrize("mode, reason", [("404", "HTTP 404"), ("500", "HTTP 500"),
+                                          ("slow", "timed out"), ("garbage", "not an image")])
+def test_failing_server_gives_plain_background_and_one_warning(
+        tmp_path, tracks, tile_server, mode, reason):
+    result, warnings = build(tracks, tmp_path, tile_server.url(mode), tile_timeout=0.5)
+    total = len(tiles.grid_tiles(result.grid))
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"basemap: {total} of {total} tiles missing (")
+    assert reason in warnings[0]
+    assert cached_tiles(tmp_path / "cache") == []  # nothing broken cached
+    with rasterio.open(tmp_path / "h.png") as png:
+        assert png.read()[:, 0, 0].tolist() == [0, 0, 0]  # the 'hot' style's plain background
+    if mode in ("500", "slow"):  # the server is in trouble: no further requests
+        assert len(tile_server.requests) <= basemap.MAX_CONNECTIONS
+
+
+def test_failing_server_through_the_cli_exits_zero(tmp_path, tracks, tile_server):
+    result = CliRunner().invoke(cli, ["build", str(tracks), "-o", str(tmp_path / "h.png"),
+                                      "--zoom", str(ZOOM), "--basemap", tile_server.url("404"),
+                                      "--tile-cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "basemap:" in lines[0] and "HTTP 404" in lines[0]
+    assert lines[1].startswith("geoheat: 1 file read;")
+
+
+def test_unreachable_server_stops_at_once(tmp_path, tracks):
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.perf_counter()
+    _, warnings = build(tracks, tmp_path, f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png")
+    assert time.perf_counter() - started < 10
+    assert len(warnings) == 1 and "network unreachable" in warnings[0]
+
+
+def test_basemap_none_makes_no_connection(tmp_path, tracks, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    result = CliRunner().invoke(cli, ["build", str(tracks), "-o", str(tmp_path / "h.png"),
+                                      "--basemap", "none", "--zoom", str(ZOOM)])
+    assert result.exit_code == 0, result.stderr
+
+
+def test_too_many_tiles_is_refused_with_the_number(tmp_path, tracks, tile_server):
+    with pytest.raises(ParameterError, match=r"needs \d+ tiles .* more than --max-tiles 2"):
+        build(tracks, tmp_path, tile_server.url("ok"), max_tiles=2)
+    assert tile_server.requests == []
+    result = CliRunner().invoke(cli, ["build", str(tracks), "-o", str(tmp_path / "h.png"),
+                                      "--zoom", "17", "--basemap", tile_server.url("ok"),
+                                      "--max-tiles", "3", "--tile-cache", str(tmp_path / "c")])
+    assert result.exit_code == 2
+    assert "lower --zoom, narrow --bounds, or use --basemap none" in result.stderr
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_damaged_cache_file_is_refetched(tmp_path, tracks, tile_server):
+    build(tracks, tmp_path, tile_server.url("ok"))
+    victim = cached_tiles(tmp_path / "cache")[0]
+    for damage in (lambda: victim.write_bytes(b"\x89PNG\r\n\x1a\n broken"),
+                   lambda: victim.with_suffix(".json").write_text("{not json")):
+        damage()
+        tile_server.reset()
+        result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
+        assert warnings == [] and len(tile_server.requests) == 1  # that tile, from the server
+        basemap.decode_tile(victim.read_bytes())
+
+
+def test_attribution_is_stamped_bottom_right(tmp_path, tracks, tile_server):
+    build(tracks, tmp_path, tile_server.url("ok"), attribution="(c) Test Tiles")
+    with rasterio.open(tmp_path / "h.png") as png:
+        picture = png.read()
+    corner = picture[:, -12:, -90:]
+    assert (corner == 230).all(axis=0).sum() > 40  # light text pixels
+    assert not (picture[:, :-20, :] == 230).all(axis=0).any()  # nowhere else
+
+
+def test_styles_and_colormaps_change_the_look(tmp_path, tracks, tile_server):
+    url = tile_server.url("ok")
+    pictures = {}
+    for style, cmap in (("hot", None), ("strava", None), ("hot", "viridis")):
+        build(tracks, tmp_path, url, style=style, cmap=cmap)
+        with rasterio.open(tmp_path / "h.png") as png, rasterio.open(tmp_path / "h.tif") as tif:
+            pictures[style, cmap] = png.read()
+            values = tif.read(1)
+    hot = np.unravel_index(values.argmax(), values.shape)
+    colours = {key: tuple(p[:, hot[0], hot[1]]) for key, p in pictures.items()}
+    assert len(set(colours.values())) == 3
+    assert colours["strava", None][0] > colours["strava", None][2]  # orange: red over blue
+    qml = (tmp_path / "h.qml").read_text()
+    assert "#fde725" in qml  # viridis' last colour: the style follows --cmap
+
+
+def test_resolve_provider():
+    assert basemap.resolve_provider("none") is None and basemap.resolve_provider(None) is None
+    osm = basemap.resolve_provider("osm")
+    assert osm.url == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    assert "OpenStreetMap contributors" in osm.attribution and osm.max_zoom == 19
+    named = basemap.resolve_provider("OpenStreetMap.HOT")
+    assert "{z}" in named.url and "OpenStreetMap" in named.attribution
+    custom = basemap.resolve_provider("http://tiles.example/{z}/{x}/{y}.png")
+    assert basemap.tile_url(custom, tiles.Tile(3, 4, 5)) == "http://tiles.example/5/3/4.png"
+    with pytest.raises(ParameterError, match="unknown basemap"):
+        basemap.resolve_provider("No.Such.Provider")
+    with pytest.raises(ParameterError, match="http"):
+        basemap.resolve_provider("ftp://x/{z}/{x}/{y}")
+    with pytest.raises(ParameterError, match="needs an API key"):
+        basemap.resolve_provider("Thunderforest.OpenCycleMap")
+
+
+def test_expiry_headers():
+    now = 1_000_000.0
+    assert basemap.expiry({"Cache-Control": "public, max-age=600"}, now) == now + 600
+    assert basemap.expiry({"Cache-Control": "no-store"}, now) is None
+    assert basemap.expiry({"Cache-Control": "no-cache"}, now) == now
+    assert basemap.expiry({"Expires": "Thu, 01 Jan 1970 00:16:40 GMT"}, now) == 1000.0
+    assert basemap.expiry({"Expires": "garbage"}, now) == now
+    assert basemap.expiry({}, now) == now + 7 * 24 * 3600
+
+
+def test_decode_tile_expands_palettes_and_grey(tmp_path):
+    profile = {"driver": "PNG", "width": 256, "height": 256, "count": 1, "dtype": "uint8"}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(np.full((1, 256, 256), 7, dtype=np.uint8))
+            dst.write_colormap(1, {7: (10, 20, 30, 255)})
+        paletted = mem.read()
+    assert basemap.decode_tile(paletted)[:, 0, 0].tolist() == [10, 20, 30]
+    with pytest.raises(ValueError):
+        basemap.decode_tile(b"<html>")
+
+
+def test_tone_and_screen_blend():
+    rgb = np.full((3, 2, 2), 255, dtype=np.uint8)
+    have = np.array([[True, True], [True, False]])
+    toned = heat.tone_map(rgb, have, 0.5, (1, 1, 1), (9, 9, 9))
+    assert toned[:, 0, 0].tolist() == [0, 0, 0]  # white, inverted: black
+    assert toned[:, 1, 1].tolist() == [9, 9, 9]  # no map: background
+    base = np.full((3, 1, 1), 100, dtype=np.uint8)
+    clear = np.zeros((4, 1, 1), dtype=np.uint8)
+    assert heat.blend_screen(base, clear).ravel().tolist() == [100] * 3
+    white = np.full((4, 1, 1), 255, dtype=np.uint8)
+    assert heat.blend_screen(base, white).ravel().tolist() == [255] * 3
