@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-import fiona
 import numpy as np
 
 from .errors import GPXError, InputError
@@ -106,6 +105,8 @@ def read_gpx(path: str | Path) -> Activity:
         data = path.read_bytes()
     except OSError as err:
         raise GPXError(f"{path}: cannot read ({err.strerror})") from None
+    import fiona  # imported here: a rebuild from the parse cache never needs it
+
     segments = []
     try:
         with fiona.open(path, layer="tracks", driver="GPX") as layer:

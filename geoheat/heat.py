@@ -3,11 +3,11 @@
 points (EPSG:3857) -> count grid -> scaled heat in [0, 1] -> blurred heat -> RGB.
 """
 
+import functools
 import math
+from collections import deque
 
 import numpy as np
-from pyproj import Transformer
-from scipy import ndimage
 
 from . import tiles
 from .errors import ParameterError
@@ -21,21 +21,25 @@ CLUSTER_ZOOM = 12
 # A dense grid larger than this is refused: its float32 heat alone is 1 GiB.
 MAX_PIXELS = 2**28
 
-_TO_MERCATOR = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
-_TO_LONLAT = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+@functools.cache
+def _transformer(source: str, target: str):
+    # pyproj is imported on first use: a rebuild from the parse cache never projects.
+    from pyproj import Transformer
+
+    return Transformer.from_crs(source, target, always_xy=True)
 
 
 def project(lonlat: np.ndarray) -> np.ndarray:
     """Project (n, 2) longitude, latitude to EPSG:3857 x, y (latitude clamped to +-85.0511)."""
     lon = lonlat[:, 0]
     lat = np.clip(lonlat[:, 1], -tiles.MAX_LATITUDE, tiles.MAX_LATITUDE)
-    x, y = _TO_MERCATOR.transform(lon, lat)
+    x, y = _transformer("EPSG:4326", "EPSG:3857").transform(lon, lat)
     return np.column_stack([x, y])
 
 
 def unproject(xy: np.ndarray) -> np.ndarray:
     """EPSG:3857 x, y to (n, 2) longitude, latitude."""
-    lon, lat = _TO_LONLAT.transform(xy[:, 0], xy[:, 1])
+    lon, lat = _transformer("EPSG:3857", "EPSG:4326").transform(xy[:, 0], xy[:, 1])
     return np.column_stack([lon, lat])
 
 
@@ -85,14 +89,32 @@ def main_cluster(xy: np.ndarray, zoom: int = CLUSTER_ZOOM) -> np.ndarray:
     res = tiles.resolution(zoom) * tiles.TILE_SIZE
     col = np.floor((xy[:, 0] + tiles.ORIGIN_SHIFT) / res).astype(np.int64)
     row = np.floor((tiles.ORIGIN_SHIFT - xy[:, 1]) / res).astype(np.int64)
-    col -= col.min()
-    row -= row.min()
-    occupied = np.zeros((row.max() + 1, col.max() + 1), dtype=bool)  # <= 4096 x 4096
-    occupied[row, col] = True
-    labels, _ = ndimage.label(occupied, structure=np.ones((3, 3), dtype=bool))
-    point_label = labels[row, col]
-    biggest = np.bincount(point_label).argmax()
-    return point_label == biggest
+    cells, cell_of_point, points_in_cell = np.unique(
+        np.column_stack([row, col]), axis=0, return_inverse=True, return_counts=True)
+    label = _label_cells([tuple(c) for c in cells.tolist()])
+    points_in_label = np.bincount(label, weights=points_in_cell)
+    return label[cell_of_point.ravel()] == points_in_label.argmax()
+
+
+def _label_cells(cells: list[tuple[int, int]]) -> np.ndarray:
+    """Cluster number of each cell: 8-connected neighbours share one (a breadth-first search;
+    there are few cells, one per ~10 km square that has tracks)."""
+    index = {cell: i for i, cell in enumerate(cells)}
+    label = np.full(len(cells), -1, dtype=np.int64)
+    for start in range(len(cells)):
+        if label[start] >= 0:
+            continue
+        label[start] = start
+        queue = deque([cells[start]])
+        while queue:
+            r, c = queue.popleft()
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    other = index.get((r + dr, c + dc))
+                    if other is not None and label[other] < 0:
+                        label[other] = start
+                        queue.append(cells[other])
+    return label
 
 
 def choose_zoom(bounds: Bbox, max_size: int) -> int:
@@ -166,11 +188,38 @@ def check_sigma(sigma: float) -> None:
         raise ParameterError(f"sigma must be a number >= 0, got {sigma!r}")
 
 
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """The normalised 1-D Gaussian of sigma pixels, cut at 4 sigma (as scipy.ndimage does)."""
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2-D float32 image, zero outside it.
+
+    Equal to scipy.ndimage.gaussian_filter(mode='constant'); done in numpy because
+    importing scipy.ndimage alone costs more than a rebuild from the parse cache.
+    """
+    kernel = gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    out = image.astype(np.float32)
+    for axis in (0, 1):
+        padded = np.pad(out, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)])
+        size = out.shape[axis]
+        out = np.zeros_like(out)
+        for offset, weight in enumerate(kernel):
+            window = padded[offset:offset + size] if axis == 0 else padded[:, offset:offset + size]
+            out += weight * window
+    return out
+
+
 def blur(heat: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of sigma pixels, rescaled so the hottest pixel is 1 (sigma 0: none)."""
     check_sigma(sigma)
     if sigma > 0:
-        heat = ndimage.gaussian_filter(heat.astype(np.float32), sigma=sigma, mode="constant")
+        heat = gaussian_filter(heat, sigma)
     top = heat.max() if heat.size else 0
     return (heat / top).astype(np.float32) if top > 0 else heat.astype(np.float32)
 

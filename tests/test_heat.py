@@ -119,3 +119,12 @@ def test_check_grid_size_refuses_huge_grids():
 def test_bad_bounds_are_refused(box):
     with pytest.raises(ParameterError, match="bounds"):
         heat.lonlat_box_to_xy(*box)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5])
+def test_gaussian_filter_matches_scipy(sigma):
+    scipy_ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(3)
+    image = (rng.random((40, 57)) > 0.9).astype(np.float32) * rng.random((40, 57)).astype(np.float32)
+    expected = scipy_ndimage.gaussian_filter(image, sigma, mode="constant")
+    np.testing.assert_allclose(heat.gaussian_filter(image, sigma), expected, atol=1e-6)
