@@ -30,6 +30,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from . import __version__, tiles
+from .cache import default_cache_dir, write_atomic
 from .errors import ParameterError
 from .tiles import Grid, Tile
 
@@ -93,19 +94,6 @@ def tile_url(provider: Provider, tile: Tile) -> str:
             .replace("{y}", str(tile.y)).replace("{s}", "a").replace("{r}", ""))
 
 
-def default_cache_dir() -> Path:
-    """The user's cache folder for geoheat ($GEOHEAT_CACHE_DIR overrides)."""
-    if os.environ.get("GEOHEAT_CACHE_DIR"):
-        return Path(os.environ["GEOHEAT_CACHE_DIR"])
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "geoheat"
-
-
 def cache_path(cache_dir: Path, provider: Provider, tile: Tile) -> Path:
     """Where a tile is cached: one folder per URL template, then z/x/y."""
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", provider.name)[:40].strip("-")
@@ -131,13 +119,6 @@ def expiry(headers, now: float) -> float | None:
     return now + DEFAULT_FRESHNESS
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)  # two runs at once each replace whole files
-
-
 def read_cache(path: Path) -> tuple[bytes, dict] | None:
     """A cached tile's bytes and metadata, or None (absent or damaged)."""
     try:
@@ -149,8 +130,8 @@ def read_cache(path: Path) -> tuple[bytes, dict] | None:
 
 def store_cache(path: Path, data: bytes, meta: dict) -> None:
     """Cache a tile: its bytes first, then the metadata that makes it count."""
-    _write_atomic(path, data)
-    _write_atomic(path.with_suffix(".json"), json.dumps(meta).encode())
+    write_atomic(path, data)
+    write_atomic(path.with_suffix(".json"), json.dumps(meta).encode())
 
 
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF", b"GIF8")
@@ -216,7 +197,7 @@ def _fetch(provider, tile, path, timeout, stop: threading.Event) -> _Fetch:
     except urllib.error.HTTPError as err:
         if err.code == 304 and cached:
             meta = {**cached[1], "expires": expiry(err.headers, now) or now}
-            _write_atomic(path.with_suffix(".json"), json.dumps(meta).encode())
+            write_atomic(path.with_suffix(".json"), json.dumps(meta).encode())
             return _Fetch(tile, cached[0], "downloaded")
         reason = f"HTTP {err.code}"
         if err.code == 429 or err.code >= 500:  # the server asks us to back off: stop here
@@ -251,7 +232,7 @@ def fetch_basemap(
     *,
     max_tiles: int = DEFAULT_MAX_TILES,
     timeout: float = DEFAULT_TIMEOUT,
-    progress: Callable[[Iterable, str], Iterable] | None = None,
+    progress: Callable[..., Iterable] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, BasemapReport]:
     """The map under a grid: (3, h, w) uint8 RGB, a (h, w) mask of pixels that have map,
     and a report. Raises ParameterError when more than max_tiles must be downloaded."""
@@ -284,7 +265,9 @@ def fetch_basemap(
     with ThreadPoolExecutor(max_workers=MAX_CONNECTIONS) as pool:
         futures = [pool.submit(_fetch, provider, tile, cache_path(cache_dir, provider, tile),
                                timeout, stop) for tile in to_fetch]
-        for future in progress(futures, "Fetching map tiles") if progress and futures else futures:
+        if progress is not None and futures:
+            futures = progress(futures, "Fetching map tiles", len(futures))
+        for future in futures:
             results.append(future.result())
 
     missing = Counter()

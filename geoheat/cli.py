@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, basemap, pipeline
+from . import __version__, basemap, cache, pipeline, reading
 from .colormaps import COLORMAPS, STYLES
 from .errors import GeoheatError
 
@@ -74,6 +74,13 @@ def cli():
 @click.option("--sigma", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Gaussian blur in pixels; 0 for none.")
 @click.option("--no-cdist", is_flag=True, help="Scale heat linearly, not by its CDF.")
+@click.option("--mode", type=click.Choice(pipeline.MODES), default="lines", show_default=True,
+              help="lines: draw each track between its points; points: count track points.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Processes reading GPX files  [default: all cores]")
+@click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
+              help="Folder of parsed tracks reused across runs  [default: the user cache folder]")
+@click.option("--no-cache", is_flag=True, help="Read every file again; keep nothing.")
 @click.option("--csv", is_flag=True, help="Also write latitude,longitude,intensity CSV.")
 @click.option("--rgba-tif", is_flag=True,
               help="Also write NAME-rgba.tif: the coloured heat, transparent elsewhere.")
@@ -101,10 +108,14 @@ def cli():
               show_default=True, help="The PNG; the .tif and .csv share its stem.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
 def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigma, no_cdist,
-          csv, rgba_tif, counts, mbtiles, min_zoom, basemap, style, cmap, attribution, api_key,
+          mode, jobs, parse_cache, no_cache, csv, rgba_tif, counts, mbtiles, min_zoom, basemap, style, cmap, attribution, api_key,
           tile_cache, max_tiles, output, quiet):
     """Build a heatmap from GPX files and folders (default: gpx/)."""
     sources = [*inputs, *gpx_dirs] or [Path("gpx")]
+    if no_cache:
+        parse_cache = None
+    elif parse_cache is None:
+        parse_cache = cache.default_cache_dir()
     try:
         result = pipeline.build(
             sources, output, zoom=zoom, sigma=sigma, cdist=not no_cdist, years=years or None,
@@ -112,7 +123,8 @@ def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigm
             rgba_tif=rgba_tif, counts=counts, mbtiles=mbtiles,
             min_zoom=None if min_zoom == "auto" else min_zoom,
             basemap=basemap, style=style, cmap=cmap, attribution=attribution, api_key=api_key,
-            tile_cache=tile_cache, max_tiles=max_tiles,
+            tile_cache=tile_cache, max_tiles=max_tiles, mode=mode, parse_cache=parse_cache,
+            jobs=jobs or reading.default_jobs(),
             on_warning=None if quiet else warn,
             progress=progress_bar if not quiet and sys.stderr.isatty() else None,
         )
@@ -128,11 +140,16 @@ def warn(message: str) -> None:
     click.echo(f"{prefix}geoheat: warning: {message}", err=True)
 
 
-def progress_bar(items, label):
+def progress_bar(items, label, length=None):
     """Yield items while a progress bar counts them on stderr (a terminal: logs get the summary)."""
-    with click.progressbar(items, label=label, file=sys.stderr, show_pos=True,
-                           item_show_func=lambda i: getattr(i, "name", None)) as bar:
+    with click.progressbar(items, length=length, label=label, file=sys.stderr, show_pos=True,
+                           item_show_func=_item_name) as bar:
         yield from bar
+
+
+def _item_name(item):
+    path = getattr(item, "path", item)  # a parsed file, or a map tile's future
+    return getattr(path, "name", None)
 
 
 def summary(result: pipeline.BuildResult, extent: str) -> str:

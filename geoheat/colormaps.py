@@ -22,10 +22,13 @@ def from_segments(red, green, blue) -> np.ndarray:
 
 
 def with_alpha(lut: np.ndarray, fade_in: float = FADE_IN) -> np.ndarray:
-    """A (256, 4) table: lut's colours, transparent at index 0, opaque from fade_in up."""
+    """A (256, 4) table: lut's colours, opaque from fade_in up; index 0 is (0, 0, 0, 0),
+    as are tiles with no heat at all."""
     ramp = np.clip(np.arange(256) / (fade_in * 255), 0, 1)
     alpha = np.where(np.arange(256) == 0, 0, np.maximum(np.rint(ramp * 255), 1))
-    return np.column_stack([lut, alpha.astype(np.uint8)])
+    table = np.column_stack([lut, alpha.astype(np.uint8)])
+    table[0] = 0
+    return table
 
 
 # matplotlib's 'hot', the original script's colormap: black, red, yellow, white.

@@ -6,7 +6,7 @@ An activity is one GPX file's tracks: every track segment is kept as its own
 
 import re
 import xml.parsers.expat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -132,16 +132,3 @@ def read_gpx(path: str | Path) -> Activity:
         len(_ROUTE.findall(before_tracks)),
         len(_WAYPOINT.findall(before_tracks)),
     )
-
-
-def read_activities(
-    paths: Iterable[Path], on_skip=None
-) -> Iterator[Activity]:
-    """Read each file in turn; an unreadable one is passed to on_skip and left out."""
-    for path in paths:
-        try:
-            yield read_gpx(path)
-        except GPXError as err:
-            if on_skip is None:
-                raise
-            on_skip(path, str(err))

@@ -1,6 +1,10 @@
 """The heatmap pipeline's array steps, each a plain function usable on its own.
 
-points (EPSG:3857) -> count grid -> scaled heat in [0, 1] -> blurred heat -> RGB.
+points (EPSG:3857) -> pixels -> counts -> scaled heat in [0, 1] -> blurred heat -> RGB.
+
+Two forms of a raster: dense (one array over a Grid) and sparse: a dict from
+(tile x, tile y) to the 256x256 array of each tile that holds data, so memory
+follows the area the tracks cover, not their bounding box.
 """
 
 import functools
@@ -18,8 +22,12 @@ from .tiles import Bbox, Grid
 # share neighbouring cells, while a GPS glitch or a trip elsewhere does not.
 CLUSTER_ZOOM = 12
 
-# A dense grid larger than this is refused: its float32 heat alone is 1 GiB.
-MAX_PIXELS = 2**28
+# Consecutive points further apart than this (on the ground) are not joined in lines
+# mode: the GPS was off, or lost, in between. At 1-10 s recording intervals even a fast
+# descent moves less; a tunnel shorter than this is drawn straight through, as ridden.
+MAX_STEP_METRES = 300.0
+
+TileKey = tuple[int, int]  # (tile x, tile y) at the grid's zoom
 
 @functools.cache
 def _transformer(source: str, target: str):
@@ -126,15 +134,6 @@ def choose_zoom(bounds: Bbox, max_size: int) -> int:
     return 0
 
 
-def check_grid_size(grid: Grid) -> None:
-    """Refuse a grid too large to hold in memory, saying how to shrink it."""
-    if grid.width * grid.height > MAX_PIXELS:
-        raise ParameterError(
-            f"zoom {grid.zoom} needs a {grid.width}x{grid.height} pixel image, more than "
-            f"{MAX_PIXELS // 2**20} Mpx: lower --zoom or narrow --bounds"
-        )
-
-
 def pixel_index(xy: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Row and column of each point in a grid (points outside give indices outside)."""
     res = tiles.resolution(grid.zoom)
@@ -156,6 +155,184 @@ def count_points(xy: np.ndarray, grid: Grid) -> np.ndarray:
     pixels, n = np.unique(flat, return_counts=True)
     counts[pixels] = n
     return counts.reshape(grid.height, grid.width)
+
+
+def global_pixels(xy: np.ndarray, zoom: int) -> np.ndarray:
+    """(n, 2) fractional (column, row) of points in the world's pixel grid at zoom."""
+    res = tiles.resolution(zoom)
+    # Just inside the world: lon 180 and lat -85.0511 stay in the last pixel.
+    last = np.nextafter(float(tiles.TILE_SIZE * 2**zoom), 0)
+    col = np.clip((xy[:, 0] + tiles.ORIGIN_SHIFT) / res, 0, last)
+    row = np.clip((tiles.ORIGIN_SHIFT - xy[:, 1]) / res, 0, last)
+    return np.column_stack([col, row])
+
+
+def select_points(xy: np.ndarray, offsets: np.ndarray, keep: np.ndarray):
+    """Keep the points where keep is True; a segment is cut where points were dropped.
+
+    Returns the kept (n, 2) points and their segment offsets.
+    """
+    segment_start = np.zeros(len(xy), dtype=bool)
+    segment_start[offsets[:-1][offsets[:-1] < len(xy)]] = True
+    # A kept point starts a segment if its segment starts there or its predecessor went.
+    after_gap = np.concatenate([[True], ~keep[:-1]]) if len(xy) else segment_start
+    starts = (segment_start | after_gap)[keep]
+    return xy[keep], np.append(np.flatnonzero(starts), starts.size).astype(np.int64)
+
+
+def split_gaps(xy: np.ndarray, offsets: np.ndarray, max_step: float = MAX_STEP_METRES):
+    """Segment offsets with a new segment wherever consecutive points are > max_step m apart.
+
+    Distances are on the ground: Web Mercator metres shrink by cosh(y / R).
+    """
+    if len(xy) < 2:
+        return offsets
+    step = np.hypot(*np.diff(xy, axis=0).T)
+    middle_y = (xy[1:, 1] + xy[:-1, 1]) / 2
+    ground = step / np.cosh(middle_y / tiles.EARTH_RADIUS)
+    breaks = np.flatnonzero(ground > max_step) + 1
+    return np.union1d(offsets, breaks).astype(np.int64)
+
+
+def point_pixels(xy: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
+    """Global row and column of each point's pixel."""
+    px = np.floor(global_pixels(xy, zoom)).astype(np.int64)
+    return px[:, 1], px[:, 0]
+
+
+def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int):
+    """Global rows and columns the segments pass through, once per pass.
+
+    Each step between consecutive points is sampled at most one pixel apart, so
+    every segment is an unbroken 8-connected line; a pixel is listed each time a
+    segment enters it (so a road ridden twice counts 2). Vectorised: no loop over points.
+    """
+    if not len(xy):
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    px = global_pixels(xy, zoom)
+    segment = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    last_in_segment = np.zeros(len(xy), dtype=bool)
+    last_in_segment[offsets[1:] - 1] = True
+    # Step i goes from point i to point i + 1; a segment's last point is a zero-length step.
+    end = np.where(last_in_segment, np.arange(len(xy)), np.arange(len(xy)) + 1)
+    delta = px[end] - px
+    samples = np.maximum(np.ceil(np.abs(delta).max(axis=1)), 1).astype(np.int64)
+    step_of = np.repeat(np.arange(len(xy)), samples)
+    first = np.cumsum(samples) - samples
+    t = (np.arange(samples.sum()) - np.repeat(first, samples)) / np.repeat(samples, samples)
+    cols = np.floor(px[step_of, 0] + t * delta[step_of, 0]).astype(np.int64)
+    rows = np.floor(px[step_of, 1] + t * delta[step_of, 1]).astype(np.int64)
+    seg = segment[step_of]
+    entered = np.ones(len(rows), dtype=bool)
+    entered[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1]) | (seg[1:] != seg[:-1])
+    return rows[entered], cols[entered]
+
+
+def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid) -> dict[TileKey, np.ndarray]:
+    """Sparse counts: for each tile of the grid with data, its (256, 256) uint32 counts.
+
+    rows and cols are global pixel indices, one entry per count; entries outside the
+    grid are dropped.
+    """
+    size = tiles.TILE_SIZE
+    inside = ((rows >= grid.row_off) & (rows < grid.row_off + grid.height)
+              & (cols >= grid.col_off) & (cols < grid.col_off + grid.width))
+    rows, cols = rows[inside], cols[inside]
+    tiles_across = 2**grid.zoom
+    key = (rows // size) * tiles_across + cols // size
+    flat = key * (size * size) + (rows % size) * size + cols % size
+    pixels, counts = np.unique(flat, return_counts=True)
+    keys = pixels // (size * size)
+    result = {}
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    for part_pixels, part_counts in zip(np.split(pixels, bounds), np.split(counts, bounds)):
+        tile_key = int(part_pixels[0] // (size * size))
+        block = np.zeros(size * size, dtype=np.uint32)
+        block[part_pixels % (size * size)] = part_counts
+        result[(tile_key % tiles_across, tile_key // tiles_across)] = block.reshape(size, size)
+    return result if len(pixels) else {}
+
+
+def cdf_scale_tiles(counts: dict[TileKey, np.ndarray]) -> dict[TileKey, np.ndarray]:
+    """cdf_scale over sparse tiles: the CDF of the non-zero counts of all tiles together."""
+    nonzero = [block[block > 0] for block in counts.values()]
+    values, freq = np.unique(np.concatenate(nonzero) if nonzero else [], return_counts=True)
+    cdf = (np.cumsum(freq) / max(freq.sum(), 1)).astype(np.float32)
+    scaled = {}
+    for key, block in counts.items():
+        out = np.zeros(block.shape, dtype=np.float32)
+        mask = block > 0
+        out[mask] = cdf[np.searchsorted(values, block[mask])]
+        scaled[key] = out
+    return scaled
+
+
+def linear_scale_tiles(counts: dict[TileKey, np.ndarray]) -> dict[TileKey, np.ndarray]:
+    """linear_scale over sparse tiles: counts / the largest count of all tiles."""
+    top = max((int(block.max()) for block in counts.values()), default=0)
+    return {key: block.astype(np.float32) / (top or 1) for key, block in counts.items()}
+
+
+def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid):
+    """blur over sparse tiles, without seams: each tile is blurred with a halo of its
+    neighbours' pixels, and tiles next to data (inside the grid) are added."""
+    check_sigma(sigma)
+    size = tiles.TILE_SIZE
+    if sigma == 0 or not scaled:
+        blurred = {key: block.astype(np.float32) for key, block in scaled.items()}
+    else:
+        radius = len(gaussian_kernel(sigma)) // 2
+        reach = -(-radius // size)  # tiles of halo
+        tx0, ty0 = grid.col_off // size, grid.row_off // size
+        tx1, ty1 = tx0 + grid.width // size, ty0 + grid.height // size
+        wanted = {(x + dx, y + dy) for x, y in scaled
+                  for dx in range(-reach, reach + 1) for dy in range(-reach, reach + 1)
+                  if tx0 <= x + dx < tx1 and ty0 <= y + dy < ty1}
+        blurred = {}
+        for x, y in sorted(wanted):
+            window = np.zeros((size + 2 * radius, size + 2 * radius), dtype=np.float32)
+            for dx in range(-reach, reach + 1):
+                for dy in range(-reach, reach + 1):
+                    block = scaled.get((x + dx, y + dy))
+                    if block is None:
+                        continue
+                    # The block's place in window coordinates, clipped to the window.
+                    r0, c0 = radius + dy * size, radius + dx * size
+                    rs, cs = max(r0, 0), max(c0, 0)
+                    re, ce = min(r0 + size, window.shape[0]), min(c0 + size, window.shape[1])
+                    if rs < re and cs < ce:
+                        window[rs:re, cs:ce] = block[rs - r0:re - r0, cs - c0:ce - c0]
+            # The window's own edge is as far from the tile as the kernel reaches, so its
+            # zero padding outside never touches the tile's pixels.
+            out = gaussian_filter(window, sigma)[radius:radius + size, radius:radius + size]
+            if out.any():
+                blurred[(x, y)] = out
+    top = max((float(block.max()) for block in blurred.values()), default=0.0)
+    return {key: (block / top).astype(np.float32) if top > 0 else block
+            for key, block in blurred.items()}
+
+
+def to_dense(sparse: dict[TileKey, np.ndarray], grid: Grid, dtype=np.float32) -> np.ndarray:
+    """A sparse raster as one (height, width) array over the grid (zero where no tile)."""
+    dense = np.zeros((grid.height, grid.width), dtype=dtype)
+    size = tiles.TILE_SIZE
+    for (x, y), block in sparse.items():
+        r, c = y * size - grid.row_off, x * size - grid.col_off
+        dense[r:r + size, c:c + size] = block
+    return dense
+
+
+def from_dense(dense: np.ndarray, grid: Grid) -> dict[TileKey, np.ndarray]:
+    """A (height, width) array over the grid as a sparse raster (all-zero tiles left out)."""
+    size = tiles.TILE_SIZE
+    sparse = {}
+    for t in tiles.grid_tiles(grid):
+        r, c = t.y * size - grid.row_off, t.x * size - grid.col_off
+        block = dense[r:r + size, c:c + size]
+        if block.any():
+            sparse[(t.x, t.y)] = block.copy()
+    return sparse
 
 
 def cdf_scale(counts: np.ndarray) -> np.ndarray:

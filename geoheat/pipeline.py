@@ -1,4 +1,8 @@
-"""`build`: GPX files in, heatmap files out, through the steps in `heat`."""
+"""`build`: GPX files in, heatmap files out, through the steps in `heat`.
+
+tracks -> EPSG:3857 points (parse cache) -> pixels (points or lines) -> sparse counts
+-> scaled (CDF or linear) -> blurred heat -> writers.
+"""
 
 import time
 from collections import Counter
@@ -17,24 +21,31 @@ from .basemap import (
     fetch_basemap,
     resolve_provider,
 )
+from .cache import ParsedFile
 from .colormaps import COLORMAPS, STYLES, with_alpha
 from .errors import InputError, OutputError, ParameterError
-from .gpx import find_gpx_files, read_activities
+from .gpx import find_gpx_files
+from .reading import Progress, read_files
 from .tiles import Bbox, Grid
 from .writers import (
     check_writable_folder,
     staged,
-    write_cog,
     write_csv,
     write_geotiff,
     write_mbtiles,
     write_png,
     write_qml,
+    write_tiled_cog,
 )
 
 EXTENTS = ("auto", "all")
+MODES = ("lines", "points")
 HOT_RGBA = with_alpha(COLORMAPS["hot"])
-Progress = Callable[[Iterable, str], Iterable]  # wraps an iterable, given a label
+# Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
+# MBTiles, written tile by tile, have no such limit.
+MAX_PNG_PIXELS = 2**26
+# The largest grid geoheat writes: GDAL reads all of it once to make the overviews.
+MAX_GRID_PIXELS = 2**33
 
 
 @dataclass
@@ -54,8 +65,22 @@ class BuildResult:
     points_used: int = 0
     zoom: int | None = None
     grid: Grid | None = None
+    data_tiles: int = 0  # tiles of the grid with heat
     basemap: BasemapReport | None = None
     seconds: float = 0.0
+
+
+@dataclass
+class Tracks:
+    """The points a build draws: (n, 2) EPSG:3857, cut into segments at offsets."""
+
+    xy: np.ndarray
+    offsets: np.ndarray
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 route', '2 routes'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def output_paths(
@@ -84,33 +109,26 @@ def output_paths(
     return paths
 
 
-def gather_tracks(
-    paths: Sequence[Path],
+def select_activities(
+    parsed: Sequence[ParsedFile],
     years: Iterable[int] | None = None,
     on_warning: Callable[[str], None] | None = None,
-    progress: Progress | None = None,
-) -> tuple[np.ndarray, BuildResult]:
-    """Read GPX files; the (n, 2) lon, lat of activities from `years` (all if None), and counts."""
+) -> tuple[Tracks, BuildResult]:
+    """Keep the activities from `years` (all if None); count what was read and left out."""
     warn = on_warning or (lambda message: None)
-    result = BuildResult(files=len(paths))
+    result = BuildResult(files=len(parsed))
     years = set(years) if years else None
-    segments = []
-
-    def skip(path: Path, reason: str) -> None:
-        result.skipped.append((path, reason))
-        warn(f"skipped {reason}")
-
-    paths = progress(paths, "Reading GPX files") if progress else paths
-    for activity in read_activities(paths, on_skip=skip):
+    kept = []
+    for activity in parsed:
         result.routes += activity.routes
         result.waypoints += activity.waypoints
-        if not activity.segments:
-            extra = [plural(n, what) for n, what in
-                     ((activity.routes, "route"), (activity.waypoints, "waypoint")) if n]
-            skip(activity.path, f"{activity.path}: no track points"
-                 + (f" (only {', '.join(extra)})" if extra else ""))
+        if activity.error:
+            result.skipped.append((activity.path, activity.error))
+            warn(f"skipped {activity.error}")
             continue
         result.files_read += 1
+        result.points_read += activity.points + activity.invalid
+        result.points_invalid += activity.invalid
         if years is not None:
             if activity.start is None:
                 result.left_out["no time, so no year"] += 1
@@ -118,12 +136,13 @@ def gather_tracks(
             if activity.start.year not in years:
                 result.left_out["other years"] += 1
                 continue
-        segments.extend(activity.segments)
-    lonlat = np.concatenate(segments) if segments else np.empty((0, 2))
-    result.points_read = len(lonlat)
-    valid = heat.valid_lonlat(lonlat)
-    result.points_invalid = int((~valid).sum())
-    return lonlat[valid], result
+        kept.append(activity)
+    if not kept:
+        return Tracks(np.empty((0, 2)), np.zeros(1, dtype=np.int64)), result
+    xy = np.concatenate([a.xy for a in kept])
+    starts = np.cumsum([0] + [a.points for a in kept[:-1]])
+    offsets = np.concatenate([a.offsets[:-1] + s for a, s in zip(kept, starts)] + [[len(xy)]])
+    return Tracks(xy, offsets.astype(np.int64)), result
 
 
 def check_zoom(zoom: int | str | None) -> int | None:
@@ -143,6 +162,7 @@ def build(
     zoom: int | str = "auto",
     sigma: float = 1.0,
     cdist: bool = True,
+    mode: str = "lines",
     years: Iterable[int] | None = None,
     pattern: str = "*.gpx",
     bounds: Sequence[float] | None = None,
@@ -161,21 +181,27 @@ def build(
     tile_cache: str | Path | None = None,
     max_tiles: int = DEFAULT_MAX_TILES,
     tile_timeout: float = DEFAULT_TIMEOUT,
+    parse_cache: str | Path | None = None,
+    jobs: int = 1,
     on_warning: Callable[[str], None] | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
-    """Build a heatmap from GPX files and write its PNG, GeoTIFF and (with csv) CSV.
+    """Build a heatmap from GPX files and write its PNG, GeoTIFF and other outputs.
 
     inputs: GPX files and folders (searched with `pattern`). bounds: LAT_MIN LAT_MAX
     LON_MIN LON_MAX, which keeps the points inside and fixes the extent. extent:
     'auto' keeps the densest connected area of the tracks, 'all' every point.
     zoom: 0-19 or 'auto' (the largest that fits max_size pixels a side).
+    mode: 'lines' draws each segment between consecutive points (a pixel counts the
+    passes through it), 'points' counts track points.
     Always written: the PNG (with .pgw and .aux.xml), the GeoTIFF (COG) and its QGIS
     style (.qml); on request the CSV, an RGBA GeoTIFF (rgba_tif), a GeoTIFF of the
     raw counts (counts) and MBTiles from zoom down to min_zoom (default zoom - 4).
     basemap: None or 'none' (plain background), 'osm', an xyzservices provider name or
     an XYZ URL template; its tiles are fetched (cached in tile_cache) and laid under the
     PNG's heat. style ('hot', 'strava') and cmap (see colormaps.COLORMAPS) set the look.
+    parse_cache: a folder keeping each file's parsed points (None: no cache);
+    jobs: processes reading files in parallel (the output does not depend on it).
     Raises a GeoheatError subclass when nothing useful can be made.
     """
     started = time.perf_counter()
@@ -187,6 +213,10 @@ def build(
         raise ParameterError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if cmap is not None and cmap not in COLORMAPS:
         raise ParameterError(f"cmap must be one of {', '.join(COLORMAPS)}, got {cmap!r}")
+    if mode not in MODES:
+        raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ParameterError(f"jobs must be a whole number >= 1, got {jobs!r}")
     look = STYLES[style]
     lut = COLORMAPS[cmap or look.cmap]
     rgba_lut = with_alpha(lut)
@@ -197,68 +227,92 @@ def build(
     if min_zoom is not None and check_zoom(min_zoom) is None:
         raise ParameterError("min zoom must be a number 0-19")
     outputs = output_paths(output, csv=csv, rgba_tif=rgba_tif, counts=counts, mbtiles=mbtiles)
-    paths = list(outputs.values())
     probes: dict[Path, Path] = {}
-    for path in paths:
+    for path in outputs.values():
         probes.setdefault(path.parent, path)  # one probe per folder, named by --output
     for path in probes.values():
         check_writable_folder(path)
 
     files = find_gpx_files(inputs, pattern)
-    lonlat, result = gather_tracks(files, years, on_warning, progress)
-    if not len(lonlat):
+    parsed = read_files(files, Path(parse_cache) if parse_cache else None, jobs, progress)
+    tracks, result = select_activities(parsed, years, on_warning)
+    if not len(tracks.xy):
         raise InputError(f"nothing to draw: {describe_inputs(result)}")
 
-    xy = heat.project(lonlat)
-    xy, result.points_outside, area = select_extent(xy, box, extent)
-    result.points_used = len(xy)
+    keep, area = select_extent(tracks.xy, box, extent)
+    xy, offsets = heat.select_points(tracks.xy, tracks.offsets, keep)
+    result.points_used, result.points_outside = len(xy), int((~keep).sum())
     result.zoom = fixed_zoom if fixed_zoom is not None else heat.choose_zoom(area, max_size)
     result.grid = grid = tiles.grid_covering(area, result.zoom)
-    heat.check_grid_size(grid)
+    if grid.width * grid.height > MAX_GRID_PIXELS:
+        raise ParameterError(
+            f"zoom {grid.zoom} needs a {grid.width}x{grid.height} pixel image, more than "
+            f"{MAX_GRID_PIXELS / 1e9:.0f} Gpx: lower --zoom, narrow --bounds or use --extent auto")
     bottom_zoom = max(result.zoom - 4, 0) if min_zoom is None else int(min_zoom)
     if bottom_zoom > result.zoom:
         raise ParameterError(f"min zoom {bottom_zoom} is above the output zoom {result.zoom}")
 
-    count_grid = heat.count_points(xy, grid)
-    scaled = heat.cdf_scale(count_grid) if cdist else heat.linear_scale(count_grid)
-    heatmap = heat.blur(scaled, sigma)
+    if mode == "lines":
+        rows, cols = heat.line_pixels(xy, heat.split_gaps(xy, offsets), grid.zoom)
+    else:
+        rows, cols = heat.point_pixels(xy, grid.zoom)
+    count_tiles = heat.tile_counts(rows, cols, grid)
+    scaled = heat.cdf_scale_tiles(count_tiles) if cdist else heat.linear_scale_tiles(count_tiles)
+    heat_tiles = heat.blur_tiles(scaled, sigma, grid)
+    result.data_tiles = len(heat_tiles)
 
     tags = {
         "GEOHEAT_VERSION": __version__,
         "ZOOM": result.zoom,
         "SIGMA": sigma,
         "SCALING": "cdf" if cdist else "linear",
+        "MODE": mode,
         "FILES": result.files_read,
         "POINTS": result.points_used,
         "EXTENT": "bounds" if box else extent,
         "TIFFTAG_SOFTWARE": f"geoheat {__version__}",
     }
-    if provider is None:
-        picture = heat.shade(heatmap, lut, look.background)
+    picture = None
+    if grid.width * grid.height <= MAX_PNG_PIXELS:
+        heatmap = heat.to_dense(heat_tiles, grid)
+        if provider is None:
+            picture = heat.shade(heatmap, lut, look.background)
+        else:
+            picture, result.basemap = draw_over_basemap(
+                heatmap, grid, provider, look, rgba_lut, attribution, tile_cache=tile_cache,
+                max_tiles=max_tiles, timeout=tile_timeout, progress=progress)
+            missing = describe_missing(result.basemap)
+            if missing and on_warning:
+                on_warning(missing)
+        del heatmap
     else:
-        picture, result.basemap = draw_over_basemap(
-            heatmap, grid, provider, look, rgba_lut, attribution,
-            tile_cache=tile_cache, max_tiles=max_tiles, timeout=tile_timeout, progress=progress)
-        missing = describe_missing(result.basemap)
-        if missing and on_warning:
-            on_warning(missing)
+        del outputs["png"]
+        if on_warning:
+            on_warning(f"{output}: no PNG for a {grid.width}x{grid.height} pixel image (more "
+                       f"than {MAX_PNG_PIXELS // 2**20} Mpx); the GeoTIFF holds the heat; "
+                       "lower --zoom for a PNG")
 
+    paths = list(outputs.values())
     with staged(paths) as temps:
         temp = dict(zip(outputs, temps))
-        write_png(temp["png"], picture, grid)
-        write_geotiff(temp["tif"], heatmap, grid, tags)
+        if picture is not None:
+            write_png(temp["png"], picture, grid)
+        write_geotiff(temp["tif"], heat_tiles, grid, tags)
         write_qml(temp["qml"], rgba_lut)
         if csv:
-            write_csv(temp["csv"], heatmap, grid)
+            write_csv(temp["csv"], heat_tiles, grid)
         if rgba_tif or mbtiles is not None:
-            rgba = heat.shade_rgba(heatmap, rgba_lut)
+            rgba_tiles = {key: heat.shade_rgba(block, rgba_lut)
+                          for key, block in heat_tiles.items()}
         if rgba_tif:
-            write_cog(temp["rgba"], rgba, grid, nodata=None, tags=tags)
+            write_tiled_cog(temp["rgba"], rgba_tiles, grid, count=4, dtype="uint8",
+                            nodata=None, tags=tags)
         if counts:
-            write_cog(temp["counts"], count_grid, grid, nodata=0, tags=tags,
-                      descriptions=["trackpoints"])
+            write_tiled_cog(temp["counts"], count_tiles, grid, count=1, dtype="uint32",
+                            nodata=0, tags=tags, descriptions=["passes" if mode == "lines"
+                                                               else "trackpoints"])
         if mbtiles is not None:
-            write_mbtiles(temp["mbtiles"], rgba, grid, bottom_zoom,
+            write_mbtiles(temp["mbtiles"], rgba_tiles, grid, bottom_zoom,
                           mbtiles_metadata(outputs["mbtiles"], grid, bottom_zoom, result))
     result.outputs = paths
     result.seconds = time.perf_counter() - started
@@ -282,10 +336,9 @@ def draw_over_basemap(heatmap, grid, provider, look, rgba_lut, attribution=None,
 
 def mbtiles_metadata(path: Path, grid: Grid, min_zoom: int, result: BuildResult) -> dict:
     """The MBTiles metadata rows geoheat sets beyond GDAL's own."""
-    centre = heat.unproject(np.array([[
-        (tiles.grid_bounds(grid).left + tiles.grid_bounds(grid).right) / 2,
-        (tiles.grid_bounds(grid).bottom + tiles.grid_bounds(grid).top) / 2,
-    ]]))[0]
+    bounds = tiles.grid_bounds(grid)
+    centre = heat.unproject(np.array([[(bounds.left + bounds.right) / 2,
+                                       (bounds.bottom + bounds.top) / 2]]))[0]
     return {
         "name": path.stem,
         "description": f"geoheat heatmap of {plural(result.files_read, 'GPX file')}, "
@@ -298,25 +351,15 @@ def mbtiles_metadata(path: Path, grid: Grid, min_zoom: int, result: BuildResult)
     }
 
 
-def select_extent(xy: np.ndarray, box: Bbox | None, extent: str) -> tuple[np.ndarray, int, Bbox]:
-    """The points to draw, how many were left outside, and the area to cover."""
+def select_extent(xy: np.ndarray, box: Bbox | None, extent: str) -> tuple[np.ndarray, Bbox]:
+    """Which points to draw (a mask) and the area to cover."""
     if box is not None:
         keep = heat.inside(xy, box)
         if not keep.any():
             raise InputError("no trackpoint lies inside --bounds")
-        area = box
-    elif extent == "auto":
-        keep = heat.main_cluster(xy)
-        area = heat.points_bounds(xy[keep])
-    else:
-        keep = np.ones(len(xy), dtype=bool)
-        area = heat.points_bounds(xy)
-    return xy[keep], int((~keep).sum()), area
-
-
-def plural(n: int, noun: str) -> str:
-    """'1 route', '2 routes'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+        return keep, box
+    keep = heat.main_cluster(xy) if extent == "auto" else np.ones(len(xy), dtype=bool)
+    return keep, heat.points_bounds(xy[keep])
 
 
 def describe_inputs(result: BuildResult) -> str:

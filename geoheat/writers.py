@@ -18,16 +18,20 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, Resampling
+import rasterio.shutil
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
 
 from . import heat as heat_steps
 from . import tiles
 from .errors import OutputError
+from .heat import TileKey
 from .tiles import Grid
 
-# Side files only where a writer asks for them (the PNG's .aux.xml).
-_NO_SIDE_FILES = {"GDAL_PAM_ENABLED": "NO"}
+# Side files only where a writer asks for them (the PNG's .aux.xml); GDAL's block cache
+# held small, so memory follows geoheat's sparse tiles, not GDAL's default 5% of RAM.
+_GDAL_LIMITS = {"GDAL_PAM_ENABLED": "NO", "GDAL_CACHEMAX": 128}
 
 
 def check_writable_folder(path: Path) -> None:
@@ -73,54 +77,59 @@ def overview_factors(width: int, height: int, smallest: int = tiles.TILE_SIZE) -
     return factors
 
 
-def write_cog(
+def write_tiled_cog(
     path: Path,
-    bands: np.ndarray,
+    blocks: Mapping[TileKey, np.ndarray],
     grid: Grid,
     *,
+    count: int,
+    dtype: str,
     nodata: float | None = 0,
     tags: Mapping[str, object] | None = None,
     descriptions: Sequence[str] = (),
 ) -> None:
-    """A Cloud Optimized GeoTIFF of (bands, h, w) or (h, w) on the grid, EPSG:3857.
+    """A Cloud Optimized GeoTIFF of sparse tiles ((256, 256) or (count, 256, 256) blocks).
 
-    256-pixel blocks (so blocks are the XYZ tiles), DEFLATE with a predictor,
-    overviews by averaging. Four uint8 bands are written as RGBA.
+    The tiles are written one by one into a sparse GeoTIFF (tiles without data are
+    not stored), which GDAL then copies as a COG: EPSG:3857 on the grid, 256-pixel
+    blocks (the XYZ tiles), DEFLATE with a predictor, averaged overviews. Memory
+    follows the data, not the grid. Four uint8 bands are RGBA.
     """
-    bands = bands[np.newaxis] if bands.ndim == 2 else bands
-    count = len(bands)
+    size = tiles.TILE_SIZE
+    sparse = path.with_name(f".{path.stem}.sparse.tif")
     profile = {
-        "driver": "COG",
-        "width": grid.width,
-        "height": grid.height,
-        "count": count,
-        "dtype": bands.dtype.name,
-        "crs": "EPSG:3857",
-        "transform": tiles.grid_transform(grid),
-        "nodata": nodata,
-        "blocksize": tiles.TILE_SIZE,
-        "compress": "deflate",
-        "predictor": "yes",  # 2 for integers, 3 (floating point) for float32
-        "resampling": "average",
-        "overview_resampling": "average",
+        "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
+        "dtype": dtype, "crs": "EPSG:3857", "transform": tiles.grid_transform(grid),
+        "nodata": nodata, "tiled": True, "blockxsize": size, "blockysize": size,
+        "sparse_ok": True, "bigtiff": "if_safer",
     }
-    with rasterio.Env(**_NO_SIDE_FILES), rasterio.open(path, "w", **profile) as dst:
-        dst.write(bands)
-        if count == 4:
-            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
-                               ColorInterp.alpha]
-        for index, text in enumerate(descriptions, start=1):
-            dst.set_band_description(index, text)
-        if tags:
-            dst.update_tags(**{k: str(v) for k, v in tags.items()})
+    if count == 4:
+        profile.update(photometric="rgb", alpha="yes")
+    try:
+        with rasterio.Env(**_GDAL_LIMITS):
+            with rasterio.open(sparse, "w", **profile) as dst:
+                for (x, y), block in sorted(blocks.items()):
+                    window = Window(x * size - grid.col_off, y * size - grid.row_off, size, size)
+                    dst.write(block.reshape(count, size, size), window=window)
+                for index, text in enumerate(descriptions, start=1):
+                    dst.set_band_description(index, text)
+                if tags:
+                    dst.update_tags(**{k: str(v) for k, v in tags.items()})
+            rasterio.shutil.copy(
+                sparse, path, driver="COG", blocksize=size, compress="deflate",
+                predictor="yes", resampling="average", overview_resampling="average",
+                sparse_ok="true", bigtiff="if_safer")
+    finally:
+        sparse.unlink(missing_ok=True)
 
 
 def write_geotiff(
-    path: Path, heat: np.ndarray, grid: Grid, tags: Mapping[str, object] | None = None
+    path: Path, heat: Mapping[TileKey, np.ndarray], grid: Grid,
+    tags: Mapping[str, object] | None = None,
 ) -> None:
-    """Heat as a float32 COG on the grid: EPSG:3857, nodata 0, band 'heat'."""
-    write_cog(path, heat.astype(np.float32, copy=False), grid, nodata=0, tags=tags,
-              descriptions=["heat"])
+    """Sparse heat tiles as a float32 COG on the grid: EPSG:3857, nodata 0, band 'heat'."""
+    write_tiled_cog(path, heat, grid, count=1, dtype="float32", nodata=0, tags=tags,
+                    descriptions=["heat"])
 
 
 def write_png(path: Path, rgb: np.ndarray, grid: Grid | None = None) -> None:
@@ -142,11 +151,23 @@ def write_png(path: Path, rgb: np.ndarray, grid: Grid | None = None) -> None:
         os.replace(path.with_suffix(".wld"), path.with_suffix(".pgw"))
 
 
-def write_csv(path: Path, heat: np.ndarray, grid: Grid, threshold: float = 0.1) -> int:
-    """latitude,longitude,intensity at the centres of pixels hotter than threshold; row count."""
-    rows, cols = np.nonzero(heat > threshold)
+def write_csv(
+    path: Path, heat: Mapping[TileKey, np.ndarray], grid: Grid, threshold: float = 0.1
+) -> int:
+    """latitude,longitude,intensity at the centres of pixels hotter than threshold, row by
+    row from the top; the number of rows."""
+    size = tiles.TILE_SIZE
+    rows, cols, values = [np.empty(0, dtype=np.int64)] * 2 + [np.empty(0, dtype=np.float32)]
+    parts = []
+    for (x, y), block in heat.items():
+        r, c = np.nonzero(block > threshold)
+        parts.append((r + y * size - grid.row_off, c + x * size - grid.col_off, block[r, c]))
+    if parts:
+        rows, cols, values = (np.concatenate(column) for column in zip(*parts))
+    order = np.lexsort((cols, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
     lonlat = heat_steps.pixel_centres(rows, cols, grid)
-    table = np.column_stack([lonlat[:, 1], lonlat[:, 0], heat[rows, cols]])
+    table = np.column_stack([lonlat[:, 1], lonlat[:, 0], values])
     np.savetxt(
         path,
         table,
@@ -200,12 +221,12 @@ def write_qml(path: Path, rgba_lut: np.ndarray) -> None:
 
 def write_mbtiles(
     path: Path,
-    rgba: np.ndarray,
+    rgba: Mapping[TileKey, np.ndarray],
     grid: Grid,
     min_zoom: int,
     metadata: Mapping[str, str],
 ) -> None:
-    """(4, h, w) RGBA as MBTiles of PNG tiles from grid.zoom down to min_zoom.
+    """Sparse (4, 256, 256) RGBA tiles as MBTiles of PNG tiles, grid.zoom down to min_zoom.
 
     The grid's own pixels are the top level's tiles (no resampling); lower levels
     average them. Tiles with no heat are not stored. metadata adds to (or overrides)
@@ -227,8 +248,11 @@ def write_mbtiles(
         "zoom_level_strategy": "auto",
     }
     factors = [2**k for k in range(1, grid.zoom - min_zoom + 1)]
-    with rasterio.Env(**_NO_SIDE_FILES), rasterio.open(path, "w", **profile) as dst:
-        dst.write(rgba)
+    size = tiles.TILE_SIZE
+    with rasterio.Env(**_GDAL_LIMITS), rasterio.open(path, "w", **profile) as dst:
+        for (x, y), block in sorted(rgba.items()):
+            dst.write(block, window=Window(x * size - grid.col_off, y * size - grid.row_off,
+                                           size, size))
         if factors:
             dst.build_overviews(factors, Resampling.average)
     with contextlib.closing(sqlite3.connect(path)) as db, db:

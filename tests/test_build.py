@@ -30,7 +30,7 @@ def track_around(lon, lat, n=5, step=0.01):
 @pytest.mark.parametrize("zoom", [10, 15])
 def test_known_point_lands_in_its_geotiff_pixel(tmp_path, write_gpx, zoom):
     write_gpx("spot.gpx", [SPOT] * 20, track_around(*SPOT))
-    result = geoheat.build([tmp_path], tmp_path / "out.png", zoom=zoom, sigma=0)
+    result = geoheat.build([tmp_path], tmp_path / "out.png", zoom=zoom, sigma=0, mode="points")
     assert result.zoom == zoom
     with rasterio.open(tmp_path / "out.tif") as src:
         assert src.crs.to_epsg() == 3857
@@ -70,7 +70,7 @@ def test_geotiff_layout_tags_and_overviews(tmp_path, write_gpx):
 
 def test_png_is_hot_where_heat_is(tmp_path, write_gpx):
     write_gpx("spot.gpx", [SPOT] * 10, track_around(*SPOT))
-    geoheat.build([tmp_path], tmp_path / "h.png", zoom=12, sigma=0)
+    geoheat.build([tmp_path], tmp_path / "h.png", zoom=12, sigma=0, mode="points")
     with rasterio.open(tmp_path / "h.tif") as tif, rasterio.open(tmp_path / "h.png") as png:
         row, col = tif.index(*geoheat.heat.project(np.array([SPOT]))[0])
         rgb = png.read()
@@ -80,7 +80,8 @@ def test_png_is_hot_where_heat_is(tmp_path, write_gpx):
 
 def test_csv_lists_hot_pixel_centres(tmp_path, write_gpx):
     write_gpx("spot.gpx", [SPOT] * 10, track_around(*SPOT))
-    result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=14, sigma=0, csv=True)
+    result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=14, sigma=0, csv=True,
+                           mode="points")
     assert result.outputs[-1] == tmp_path / "h.csv"
     with open(tmp_path / "h.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -165,6 +166,24 @@ def test_huge_grid_is_refused_not_allocated(tmp_path, write_gpx):
     with pytest.raises(ParameterError, match="lower --zoom"):
         geoheat.build([tmp_path], tmp_path / "h.png", zoom=19, extent="all")
     assert not list(tmp_path.glob("h.*"))
+
+
+def test_large_sparse_grid_writes_geotiff_but_no_png(tmp_path, write_gpx):
+    # Two short rides 10 km apart at zoom 17: a ~9,500 px square grid (90 Mpx), 4 tiles of data.
+    write_gpx("a.gpx", [(14.50, 46.05), (14.501, 46.05)], [(14.60, 46.12), (14.601, 46.12)])
+    warnings = []
+    result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=17, extent="all",
+                           on_warning=warnings.append)
+    assert result.grid.width * result.grid.height > geoheat.pipeline.MAX_PNG_PIXELS
+    assert result.data_tiles <= 8
+    assert not (tmp_path / "h.png").exists()
+    assert len(warnings) == 1 and "no PNG for a" in warnings[0] and "lower --zoom" in warnings[0]
+    with rasterio.open(tmp_path / "h.tif") as src:
+        assert (src.width, src.height) == (result.grid.width, result.grid.height)
+        x, y = geoheat.heat.project(np.array([[14.5005, 46.05]]))[0]
+        row, col = src.index(x, y)
+        assert src.read(1, window=((row, row + 1), (col, col + 1)))[0, 0] > 0
+        assert src.overviews(1)[-1] >= 32
 
 
 def test_outputs_replace_old_ones_and_leave_no_temp_files(tmp_path, write_gpx):

@@ -34,7 +34,8 @@ def built(tmp_path_factory):
     out = folder / "out"
     out.mkdir()
     result = geoheat.build([folder], out / "heat.png", zoom=ZOOM, sigma=1, csv=True,
-                           rgba_tif=True, counts=True, mbtiles=out / "heat.mbtiles", min_zoom=11)
+                           rgba_tif=True, counts=True, mbtiles=out / "heat.mbtiles", min_zoom=11,
+                           mode="points")
     return out, result
 
 

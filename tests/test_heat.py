@@ -110,11 +110,6 @@ def test_choose_zoom_is_largest_that_fits():
     assert heat.choose_zoom(box, 1023) == 11
 
 
-def test_check_grid_size_refuses_huge_grids():
-    with pytest.raises(ParameterError, match="lower --zoom"):
-        heat.check_grid_size(Grid(19, 0, 0, 50_000, 50_000))
-
-
 @pytest.mark.parametrize("box", [(10, 5, 0, 1), (0, 1, 5, 5), (-95, 0, 0, 1), (0, 1, 0, 200)])
 def test_bad_bounds_are_refused(box):
     with pytest.raises(ParameterError, match="bounds"):

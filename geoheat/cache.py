@@ -1,0 +1,114 @@
+"""geoheat's cache folder, and the parse cache: each GPX file's projected track points.
+
+An entry is keyed by the file's absolute path, size and modification time and by
+CACHE_FORMAT, so a changed file is read again and a new geoheat never trusts an
+old layout. Entries are written to a temporary file and renamed, so two runs at
+once never see half an entry; an entry that cannot be read is ignored and
+rewritten.
+"""
+
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for geoheat ($GEOHEAT_CACHE_DIR overrides)."""
+    if os.environ.get("GEOHEAT_CACHE_DIR"):
+        return Path(os.environ["GEOHEAT_CACHE_DIR"])
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "geoheat"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a whole file under a temporary name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class ParsedFile(NamedTuple):
+    """One GPX file as the pipeline uses it: EPSG:3857 points, cut into track segments.
+
+    Segment i is xy[offsets[i]:offsets[i + 1]]. error is the reason the file was
+    skipped (unreadable, or no track points), else None.
+    """
+
+    path: Path
+    xy: np.ndarray  # (n, 2) float64
+    offsets: np.ndarray  # (segments + 1,) int64
+    start: datetime | None
+    routes: int = 0
+    waypoints: int = 0
+    invalid: int = 0  # points that are no position on Earth, dropped
+    error: str | None = None
+
+    @property
+    def points(self) -> int:
+        """Number of track points kept."""
+        return len(self.xy)
+
+
+def _identity(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "format": CACHE_FORMAT}
+
+
+def entry_path(cache_dir: Path, identity: dict) -> Path:
+    """Where a file's entry lives: parsed/<first two hex>/<hash>.npz."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return cache_dir / "parsed" / digest[:2] / f"{digest[2:32]}.npz"
+
+
+def load(cache_dir: Path, path: Path) -> ParsedFile | None:
+    """The cached parse of path, or None if absent, stale or unreadable."""
+    try:
+        identity = _identity(path)
+        with np.load(entry_path(cache_dir, identity), allow_pickle=False) as entry:
+            meta = json.loads(str(entry["meta"]))
+            if meta["identity"] != identity:
+                return None
+            xy, offsets = entry["xy"], entry["offsets"]
+    except Exception:  # absent, cut short, not a zip, foreign: all mean "not cached"
+        return None
+    if xy.ndim != 2 or xy.shape[1:] != (2,) or offsets[-1] != len(xy):
+        return None
+    start = datetime.fromisoformat(meta["start"]) if meta["start"] else None
+    return ParsedFile(path, xy, offsets, start, meta["routes"], meta["waypoints"],
+                      meta["invalid"], meta["error"])
+
+
+def store(cache_dir: Path, parsed: ParsedFile) -> None:
+    """Cache a parse; a cache that cannot be written is skipped (the run goes on)."""
+    try:
+        meta = {"identity": _identity(parsed.path),
+                "start": parsed.start.isoformat() if parsed.start else None,
+                "routes": parsed.routes, "waypoints": parsed.waypoints,
+                "invalid": parsed.invalid, "error": parsed.error}
+        buffer = io.BytesIO()
+        np.savez(buffer, xy=parsed.xy, offsets=parsed.offsets, meta=np.array(json.dumps(meta)))
+        write_atomic(entry_path(cache_dir, meta["identity"]), buffer.getvalue())
+    except OSError:
+        pass

@@ -1,0 +1,92 @@
+"""Reading many GPX files: through the parse cache, in parallel processes when asked.
+
+parse_file is a pure function of one file (read, drop impossible positions,
+project), so it can run in worker processes; results are put back in input
+order, so any number of jobs gives the same result, bit for bit.
+"""
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+
+from . import cache, heat
+from .errors import GPXError
+from .gpx import read_gpx
+
+Progress = Callable[..., Iterable]  # progress(iterable, label, length) -> iterable
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def parse_file(path: Path) -> cache.ParsedFile:
+    """One GPX file as projected track segments; a file that cannot be used says why."""
+    empty_xy, no_offsets = np.empty((0, 2)), np.zeros(1, dtype=np.int64)
+    try:
+        activity = read_gpx(path)
+    except GPXError as err:
+        return cache.ParsedFile(path, empty_xy, no_offsets, None, error=str(err))
+    if not activity.segments:
+        extra = [_plural(n, what) for n, what in
+                 ((activity.routes, "route"), (activity.waypoints, "waypoint")) if n]
+        reason = f"{path}: no track points" + (f" (only {', '.join(extra)})" if extra else "")
+        return cache.ParsedFile(path, empty_xy, no_offsets, activity.start, activity.routes,
+                                activity.waypoints, error=reason)
+    lonlat = np.concatenate(activity.segments)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in activity.segments])])
+    valid = heat.valid_lonlat(lonlat)
+    lonlat, offsets = heat.select_points(lonlat, offsets, valid)
+    return cache.ParsedFile(path, heat.project(lonlat), offsets, activity.start,
+                            activity.routes, activity.waypoints, int((~valid).sum()))
+
+
+def parse_and_cache(path: Path, cache_dir: Path | None) -> cache.ParsedFile:
+    """parse_file, then store the result in the parse cache (if there is one)."""
+    parsed = parse_file(path)
+    if cache_dir is not None:
+        cache.store(cache_dir, parsed)
+    return parsed
+
+
+def read_files(
+    paths: Sequence[Path],
+    cache_dir: Path | None = None,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> list[cache.ParsedFile]:
+    """Every file parsed, in order: from the cache where it holds the file, else read
+    (in `jobs` processes when there are several files to read)."""
+    results: list[cache.ParsedFile | None] = [
+        cache.load(cache_dir, path) if cache_dir is not None else None for path in paths]
+    misses = [i for i, parsed in enumerate(results) if parsed is None]
+    to_read = [paths[i] for i in misses]
+    workers = min(jobs, len(to_read))
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        if pool is not None:
+            # Small chunks keep both processes busy to the end; order is kept by map.
+            parsed_iter = pool.map(parse_and_cache, to_read, repeat(cache_dir),
+                                   chunksize=max(1, len(to_read) // (workers * 8)))
+        else:
+            parsed_iter = map(parse_and_cache, to_read, repeat(cache_dir))
+        if progress is not None and to_read:
+            parsed_iter = progress(parsed_iter, "Reading GPX files", len(to_read))
+        for i, parsed in zip(misses, parsed_iter):
+            results[i] = parsed
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return results
+
+
+def default_jobs() -> int:
+    """All the cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
