@@ -1,13 +1,16 @@
-"""Benchmark geoheat build on real runs against a baseline measured in the same run.
+"""Benchmark geoheat build on real runs against baselines measured in the same run.
 
-    python bench/bench_build.py [--data ../shared/data/chengdu-runs] [--zooms 12 15]
+    python bench/bench_build.py [--data ../shared/data/chengdu-runs] [--skip-gpxpy]
 
-Every case runs in a fresh Python process, one after the other, after the files
-were read once so that all cases find them in the page cache. Wall time, points
-per second and peak memory (the process's max RSS, from wait4) are printed, and
-each time as a ratio to the baseline: gpxpy.parse of the same files, the parser the
-original strava_local_heatmap.py compared itself with. Also printed: fiona reading
-the same tracks and nothing else, the floor any fiona-based build stands on.
+Every case runs in a fresh Python process (start-up and imports included, as a
+user sees them), one after another, after the files were read once so that all
+cases find them in the page cache. Printed: wall time, points per second, peak
+memory (the process's max RSS, from wait4) and the ratios the issues set targets
+for, each against a baseline from this same run:
+
+- gpxpy.parse of the same files: the parser the original script compared itself with;
+- fiona reading the tracks and nothing else: the floor of a fiona-based build.
+
 Needs the bench extra: pip install -e '.[bench]'.
 """
 
@@ -49,18 +52,17 @@ def run_measured(argv: list[str]) -> tuple[float, float, str]:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        if proc.returncode:
-            sys.exit(f"{' '.join(argv[:5])} ... failed ({proc.returncode}): {err.read().strip()}")
+        if os.waitstatus_to_exitcode(status):
+            sys.exit(f"{' '.join(argv[:6])} ... failed: {err.read().strip()}")
         return seconds, usage.ru_maxrss / 1024, out.read()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--zooms", type=int, nargs="+", default=[12, 15])
+    parser.add_argument("--skip-gpxpy", action="store_true", help="skip the slow baseline")
     args = parser.parse_args()
     files = sorted(str(p) for p in args.data.glob("*.gpx"))
     if not files:
@@ -69,25 +71,54 @@ def main() -> None:
         Path(path).read_bytes()
 
     py = sys.executable
-    out_dir = Path(tempfile.mkdtemp(prefix="geoheat-bench-"))
-    cases = [("gpxpy.parse (baseline)", [py, "-c", GPXPY, *files]),
-             ("fiona read only", [py, "-c", FIONA, *files])]
-    for zoom in args.zooms:
-        cases.append((f"geoheat build --zoom {zoom}",
-                      [py, "-m", "geoheat", "build", str(args.data), "--zoom", str(zoom),
-                       "--quiet", "-o", str(out_dir / f"z{zoom}.png")]))
+    work = Path(tempfile.mkdtemp(prefix="geoheat-bench-"))
+    cache = work / "cache"
+
+    def geoheat(name: str, *options: str) -> list[str]:
+        return [py, "-m", "geoheat", "build", str(args.data), "--quiet", "--basemap", "none",
+                "-o", str(work / f"{name}.png"), *options]
+
+    cases = {}
+    if not args.skip_gpxpy:
+        cases["gpxpy.parse (baseline)"] = [py, "-c", GPXPY, *files]
+    cases.update({
+        "fiona read only": [py, "-c", FIONA, *files],
+        "build z12, 1 job, no cache": geoheat("z12", "--zoom", "12", "-j", "1", "--no-cache"),
+        "build z15, 1 job, no cache": geoheat("z15", "--zoom", "15", "-j", "1", "--no-cache"),
+        "build z15, 2 jobs, no cache": geoheat("z15j2", "--zoom", "15", "-j", "2", "--no-cache"),
+        "build z15, 1 job, filling cache": geoheat("fill", "--zoom", "15", "-j", "1",
+                                                   "--cache", str(cache)),
+        "rebuild z14 sigma 2, warm cache": geoheat("warm", "--zoom", "14", "--sigma", "2",
+                                                   "--cache", str(cache)),
+        "z17 extent all, lines, warm": geoheat("z17l", "--zoom", "17", "--extent", "all",
+                                               "--mode", "lines", "--cache", str(cache)),
+        "z17 extent all, points, warm": geoheat("z17p", "--zoom", "17", "--extent", "all",
+                                                "--mode", "points", "--cache", str(cache)),
+    })
     size = sum(Path(p).stat().st_size for p in files) / 1e6
-    print(f"{len(files)} files, {size:.0f} MB, from {args.data}")
-    print(f"{'case':<28} {'wall s':>7} {'points/s':>10} {'peak MB':>8} {'x baseline':>11}")
-    baseline = points = None
-    for name, argv in cases:
+    print(f"{len(files)} files, {size:.0f} MB, from {args.data}; outputs in {work}")
+    print(f"{'case':<34} {'wall s':>7} {'points/s':>10} {'peak MB':>8}")
+    measured, points = {}, None
+    for name, argv in cases.items():
         seconds, peak, out = run_measured(argv)
         if points is None:
             points = int(out.strip())
-        baseline = baseline or seconds
-        print(f"{name:<28} {seconds:7.2f} {points / seconds:10,.0f} {peak:8.0f} "
-              f"{seconds / baseline:11.2f}")
-    print(f"{points:,} trackpoints; outputs in {out_dir}")
+        measured[name] = (seconds, peak)
+        print(f"{name:<34} {seconds:7.2f} {points / seconds:10,.0f} {peak:8.0f}")
+    print(f"{points:,} trackpoints")
+
+    def ratio(a: str, b: str) -> float:
+        return measured[a][0] / measured[b][0]
+
+    print("\nratios (target):")
+    if "gpxpy.parse (baseline)" in measured:
+        print(f"  build z12 / gpxpy.parse            {ratio('build z12, 1 job, no cache', 'gpxpy.parse (baseline)'):5.2f}")
+        print(f"  build z15 / gpxpy.parse            {ratio('build z15, 1 job, no cache', 'gpxpy.parse (baseline)'):5.2f}")
+    print(f"  cold 1 job / fiona read     (<=1.3) {ratio('build z15, 1 job, no cache', 'fiona read only'):5.2f}")
+    print(f"  2 jobs / 1 job             (<=0.65) {ratio('build z15, 2 jobs, no cache', 'build z15, 1 job, no cache'):5.2f}")
+    print(f"  warm rebuild / cold         (<=0.1) {ratio('rebuild z14 sigma 2, warm cache', 'build z15, 1 job, filling cache'):5.2f}")
+    print(f"  z17 lines / z17 points      (<=2.0) {ratio('z17 extent all, lines, warm', 'z17 extent all, points, warm'):5.2f}")
+    print(f"  z17 extent all peak MB      (<500)  {measured['z17 extent all, lines, warm'][1]:5.0f}")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,13 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from . import __version__, tiles
+from .tiles import DEFAULT_MAX_TILES, DEFAULT_TIMEOUT
 from .cache import default_cache_dir, write_atomic
 from .errors import ParameterError
 from .tiles import Grid, Tile
 
 USER_AGENT = f"geoheat/{__version__} (local GPS track heatmap; python-urllib)"
 MAX_CONNECTIONS = 2
-DEFAULT_MAX_TILES = 300  # a 4096 px image is 256 tiles: any --zoom auto image fits
-DEFAULT_TIMEOUT = 10.0
 DEFAULT_FRESHNESS = 7 * 24 * 3600  # the OSM policy's minimum when a server sends no expiry
 OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 

@@ -1,5 +1,9 @@
 """geoheat's cache folder, and the parse cache: each GPX file's projected track points.
 
+An entry is one file: a magic line, a JSON header line (the file's identity and
+the counts), then the segment offsets (int64) and points (float64) as raw
+little-endian bytes, which load without parsing.
+
 An entry is keyed by the file's absolute path, size and modification time and by
 CACHE_FORMAT, so a changed file is read again and a new geoheat never trusts an
 old layout. Entries are written to a temporary file and renamed, so two runs at
@@ -8,7 +12,6 @@ rewritten.
 """
 
 import hashlib
-import io
 import json
 import os
 import sys
@@ -19,7 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+_MAGIC = b"geoheat-parsed\n"  # then one JSON line, then the offsets and points as raw bytes
 
 
 def default_cache_dir() -> Path:
@@ -77,38 +81,49 @@ def _identity(path: Path) -> dict:
 
 
 def entry_path(cache_dir: Path, identity: dict) -> Path:
-    """Where a file's entry lives: parsed/<first two hex>/<hash>.npz."""
+    """Where a file's entry lives: parsed/<first two hex>/<hash>.bin."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    return cache_dir / "parsed" / digest[:2] / f"{digest[2:32]}.npz"
+    return cache_dir / "parsed" / digest[:2] / f"{digest[2:32]}.bin"
 
 
 def load(cache_dir: Path, path: Path) -> ParsedFile | None:
     """The cached parse of path, or None if absent, stale or unreadable."""
     try:
         identity = _identity(path)
-        with np.load(entry_path(cache_dir, identity), allow_pickle=False) as entry:
-            meta = json.loads(str(entry["meta"]))
-            if meta["identity"] != identity:
-                return None
-            xy, offsets = entry["xy"], entry["offsets"]
-    except Exception:  # absent, cut short, not a zip, foreign: all mean "not cached"
+        data = entry_path(cache_dir, identity).read_bytes()
+        if not data.startswith(_MAGIC):
+            return None
+        header_end = data.index(b"\n", len(_MAGIC))
+        meta = json.loads(data[len(_MAGIC):header_end])
+        if meta["identity"] != identity:
+            return None
+        body = memoryview(data)[header_end + 1:]
+        n_offsets, n_points = meta["offsets"], meta["points"]
+        if len(body) != 8 * n_offsets + 16 * n_points:
+            return None  # cut short
+        offsets = np.frombuffer(body[:8 * n_offsets], dtype="<i8")
+        xy = np.frombuffer(body[8 * n_offsets:], dtype="<f8").reshape(n_points, 2)
+        start = datetime.fromisoformat(meta["start"]) if meta["start"] else None
+        if n_offsets < 1 or offsets[-1] != n_points:
+            return None
+        return ParsedFile(path, xy, offsets, start, meta["routes"], meta["waypoints"],
+                          meta["invalid"], meta["error"])
+    except Exception:  # absent, cut short, foreign, garbled: all mean "not cached"
         return None
-    if xy.ndim != 2 or xy.shape[1:] != (2,) or offsets[-1] != len(xy):
-        return None
-    start = datetime.fromisoformat(meta["start"]) if meta["start"] else None
-    return ParsedFile(path, xy, offsets, start, meta["routes"], meta["waypoints"],
-                      meta["invalid"], meta["error"])
 
 
 def store(cache_dir: Path, parsed: ParsedFile) -> None:
     """Cache a parse; a cache that cannot be written is skipped (the run goes on)."""
     try:
+        offsets = np.ascontiguousarray(parsed.offsets, dtype="<i8")
+        xy = np.ascontiguousarray(parsed.xy, dtype="<f8")
         meta = {"identity": _identity(parsed.path),
                 "start": parsed.start.isoformat() if parsed.start else None,
                 "routes": parsed.routes, "waypoints": parsed.waypoints,
-                "invalid": parsed.invalid, "error": parsed.error}
-        buffer = io.BytesIO()
-        np.savez(buffer, xy=parsed.xy, offsets=parsed.offsets, meta=np.array(json.dumps(meta)))
-        write_atomic(entry_path(cache_dir, meta["identity"]), buffer.getvalue())
+                "invalid": parsed.invalid, "error": parsed.error,
+                "offsets": len(offsets), "points": len(xy)}
+        header = _MAGIC + json.dumps(meta).encode() + b"\n"
+        write_atomic(entry_path(cache_dir, meta["identity"]),
+                     header + offsets.tobytes() + xy.tobytes())
     except OSError:
         pass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, basemap, cache, pipeline, reading
+from . import __version__, cache, pipeline, reading, tiles
 from .colormaps import COLORMAPS, STYLES
 from .errors import GeoheatError
 
@@ -102,7 +102,7 @@ def cli():
 @click.option("--api-key", default=None, help="API key for a basemap provider that needs one.")
 @click.option("--tile-cache", type=click.Path(path_type=Path), default=None,
               help="Folder of cached map tiles  [default: the user cache folder]")
-@click.option("--max-tiles", type=click.IntRange(min=1), default=basemap.DEFAULT_MAX_TILES,
+@click.option("--max-tiles", type=click.IntRange(min=1), default=tiles.DEFAULT_MAX_TILES,
               show_default=True, help="Refuse to download more map tiles than this.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
               show_default=True, help="The PNG; the .tif and .csv share its stem.")

@@ -9,24 +9,18 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__, font, heat, tiles
-from .basemap import (
-    DEFAULT_MAX_TILES,
-    DEFAULT_TIMEOUT,
-    BasemapReport,
-    describe_missing,
-    fetch_basemap,
-    resolve_provider,
-)
 from .cache import ParsedFile
 from .colormaps import COLORMAPS, STYLES, with_alpha
 from .errors import InputError, OutputError, ParameterError
 from .gpx import find_gpx_files
 from .reading import Progress, read_files
 from .tiles import Bbox, Grid
+from .tiles import DEFAULT_MAX_TILES, DEFAULT_TIMEOUT  # the basemap's, kept import-free
 from .writers import (
     check_writable_folder,
     staged,
@@ -37,6 +31,9 @@ from .writers import (
     write_qml,
     write_tiled_cog,
 )
+
+if TYPE_CHECKING:  # geoheat.basemap is imported only when a basemap is drawn
+    from .basemap import BasemapReport
 
 EXTENTS = ("auto", "all")
 MODES = ("lines", "points")
@@ -66,7 +63,7 @@ class BuildResult:
     zoom: int | None = None
     grid: Grid | None = None
     data_tiles: int = 0  # tiles of the grid with heat
-    basemap: BasemapReport | None = None
+    basemap: "BasemapReport | None" = None
     seconds: float = 0.0
 
 
@@ -220,7 +217,11 @@ def build(
     look = STYLES[style]
     lut = COLORMAPS[cmap or look.cmap]
     rgba_lut = with_alpha(lut)
-    provider = resolve_provider(basemap, api_key)
+    provider = None
+    if basemap is not None and basemap.lower() != "none":
+        from .basemap import resolve_provider  # urllib and friends, only with a basemap
+
+        provider = resolve_provider(basemap, api_key)
     if extent not in EXTENTS:
         raise ParameterError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
     box = heat.lonlat_box_to_xy(*bounds) if bounds is not None else None
@@ -281,6 +282,8 @@ def build(
             picture, result.basemap = draw_over_basemap(
                 heatmap, grid, provider, look, rgba_lut, attribution, tile_cache=tile_cache,
                 max_tiles=max_tiles, timeout=tile_timeout, progress=progress)
+            from .basemap import describe_missing
+
             missing = describe_missing(result.basemap)
             if missing and on_warning:
                 on_warning(missing)
@@ -323,6 +326,8 @@ def draw_over_basemap(heatmap, grid, provider, look, rgba_lut, attribution=None,
                       tile_cache=None, max_tiles=DEFAULT_MAX_TILES,
                       timeout=DEFAULT_TIMEOUT, progress=None):
     """The PNG's picture: the heat screen-blended over the toned map, attribution stamped."""
+    from .basemap import fetch_basemap
+
     rgb, have, report = fetch_basemap(
         provider, grid, Path(tile_cache) if tile_cache else None, max_tiles=max_tiles,
         timeout=timeout, progress=progress)

@@ -7,7 +7,6 @@ order, so any number of jobs gives the same result, bit for bit.
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from pathlib import Path
 
@@ -66,7 +65,11 @@ def read_files(
     misses = [i for i, parsed in enumerate(results) if parsed is None]
     to_read = [paths[i] for i in misses]
     workers = min(jobs, len(to_read))
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = None
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only when used
+
+        pool = ProcessPoolExecutor(workers)
     try:
         if pool is not None:
             # Small chunks keep both processes busy to the end; order is kept by map.

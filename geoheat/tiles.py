@@ -15,6 +15,10 @@ TILE_SIZE = 256
 MAX_ZOOM = 19
 MAX_LATITUDE = 85.0511287798066  # where Web Mercator's square world ends
 
+# Basemap download limits (geoheat.basemap), here so the CLI need not import it.
+DEFAULT_MAX_TILES = 300  # a 4096 px image is 256 tiles: any --zoom auto image fits
+DEFAULT_TIMEOUT = 10.0  # seconds per tile request
+
 
 class Tile(NamedTuple):
     """An XYZ tile: column x, row y (from the top), zoom z."""
