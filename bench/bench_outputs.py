@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from geoheat import find_gpx_files, heat, pipeline, tiles, writers
+from geoheat.reading import read_files
 from geoheat.colormaps import HOT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,24 +31,29 @@ def main() -> None:
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found (the benchmark reads ../shared/data/chengdu-runs)")
 
-    lonlat, result = pipeline.gather_tracks(find_gpx_files([args.data]))
-    xy, _, area = pipeline.select_extent(heat.project(lonlat), None, "auto")
+    tracks, result = pipeline.select_activities(read_files(find_gpx_files([args.data])))
+    keep, area = pipeline.select_extent(tracks.xy, None, "auto")
+    xy, offsets = heat.select_points(tracks.xy, tracks.offsets, keep)
     grid = tiles.grid_covering(area, args.zoom)
-    counts = heat.count_points(xy, grid)
-    heatmap = heat.blur(heat.cdf_scale(counts), 1.0)
-    rgba = heat.shade_rgba(heatmap, pipeline.HOT_RGBA)
+    rows, cols = heat.line_pixels(xy, heat.split_gaps(xy, offsets), grid.zoom)
+    counts = heat.tile_counts(rows, cols, grid)
+    heat_tiles = heat.blur_tiles(heat.cdf_scale_tiles(counts), 1.0, grid)
+    heatmap = heat.to_dense(heat_tiles, grid)
+    rgba = {key: heat.shade_rgba(block, pipeline.HOT_RGBA) for key, block in heat_tiles.items()}
     print(f"{result.files_read} files, {len(xy):,} points, zoom {args.zoom}, "
-          f"{grid.width}x{grid.height} px")
+          f"{grid.width}x{grid.height} px, {len(heat_tiles)} tiles with heat, lines mode")
 
     folder = Path(tempfile.mkdtemp(prefix="geoheat-bench-outputs-"))
     metadata = pipeline.mbtiles_metadata(folder / "h.mbtiles", grid, args.zoom - 4, result)
     cases = {
         "PNG (+ .pgw, .aux.xml)": ("h.png", lambda p: writers.write_png(p, heat.shade(heatmap, HOT), grid)),
-        "GeoTIFF heat (COG)": ("h.tif", lambda p: writers.write_geotiff(p, heatmap, grid)),
+        "GeoTIFF heat (COG)": ("h.tif", lambda p: writers.write_geotiff(p, heat_tiles, grid)),
         "QGIS style (.qml)": ("h.qml", lambda p: writers.write_qml(p, pipeline.HOT_RGBA)),
-        "CSV": ("h.csv", lambda p: writers.write_csv(p, heatmap, grid)),
-        "RGBA GeoTIFF (COG)": ("h-rgba.tif", lambda p: writers.write_cog(p, rgba, grid, nodata=None)),
-        "counts GeoTIFF (COG)": ("h-counts.tif", lambda p: writers.write_cog(p, counts, grid)),
+        "CSV": ("h.csv", lambda p: writers.write_csv(p, heat_tiles, grid)),
+        "RGBA GeoTIFF (COG)": ("h-rgba.tif", lambda p: writers.write_tiled_cog(
+            p, rgba, grid, count=4, dtype="uint8", nodata=None)),
+        "counts GeoTIFF (COG)": ("h-counts.tif", lambda p: writers.write_tiled_cog(
+            p, counts, grid, count=1, dtype="uint32")),
         f"MBTiles z{args.zoom - 4}-{args.zoom}": (
             "h.mbtiles", lambda p: writers.write_mbtiles(p, rgba, grid, args.zoom - 4, metadata)),
     }
@@ -62,6 +68,7 @@ def main() -> None:
         size = sum(p.stat().st_size for p in set(folder.iterdir()) - before)  # with side files
         print(f"{name:<26} {seconds:8.2f} {seconds / reference:6.2f} {size / 1e6:7.2f}")
     print(f"heat pixels > 0: {int(np.count_nonzero(heatmap)):,}; outputs in {folder}")
+
 
 
 if __name__ == "__main__":
