@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from .errors import GeoheatError, GPXError, InputError, OutputError, ParameterError
 from .gpx import Activity, find_gpx_files, read_gpx
+from .sources import Source, find_sources
 from .pipeline import BuildResult, build
 from .tiles import Bbox, Grid, Tile
 
@@ -27,5 +28,7 @@ __all__ = [
     "__version__",
     "build",
     "find_gpx_files",
+    "find_sources",
+    "Source",
     "read_gpx",
 ]

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 _MAGIC = b"geoheat-parsed\n"  # then one JSON line, then the offsets and points as raw bytes
 
 
@@ -53,13 +53,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class ParsedFile(NamedTuple):
-    """One GPX file as the pipeline uses it: EPSG:3857 points, cut into track segments.
+    """One activity file as the pipeline uses it: EPSG:3857 points, cut into segments.
 
     Segment i is xy[offsets[i]:offsets[i + 1]]. error is the reason the file was
-    skipped (unreadable, or no track points), else None.
+    skipped (unreadable, or no track points), else None; note says what was kept
+    of a file that broke off.
     """
 
-    path: Path
+    name: str  # the file, as messages name it
     xy: np.ndarray  # (n, 2) float64
     offsets: np.ndarray  # (segments + 1,) int64
     start: datetime | None
@@ -67,6 +68,9 @@ class ParsedFile(NamedTuple):
     waypoints: int = 0
     invalid: int = 0  # points that are no position on Earth, dropped
     error: str | None = None
+    format: str = "gpx"
+    activity_type: str | None = None  # Strava's vocabulary (formats.TYPES)
+    note: str | None = None
 
     @property
     def points(self) -> int:
@@ -74,10 +78,15 @@ class ParsedFile(NamedTuple):
         return len(self.xy)
 
 
-def _identity(path: Path) -> dict:
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "format": CACHE_FORMAT}
+def _identity(source) -> dict:
+    """What makes an entry valid: the file (or zip and member), its size and mtime."""
+    if not hasattr(source, "member"):  # a plain path
+        from .sources import Source
+
+        source = Source(Path(source))
+    stat = source.path.stat()
+    return {"path": str(source.path.resolve()), "member": source.member, "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns, "format": CACHE_FORMAT}
 
 
 def entry_path(cache_dir: Path, identity: dict) -> Path:
@@ -86,10 +95,11 @@ def entry_path(cache_dir: Path, identity: dict) -> Path:
     return cache_dir / "parsed" / digest[:2] / f"{digest[2:32]}.bin"
 
 
-def load(cache_dir: Path, path: Path) -> ParsedFile | None:
-    """The cached parse of path, or None if absent, stale or unreadable."""
+def load(cache_dir: Path, source) -> ParsedFile | None:
+    """The cached parse of a source (see sources.Source), or None if absent, stale or
+    unreadable."""
     try:
-        identity = _identity(path)
+        identity = _identity(source)
         data = entry_path(cache_dir, identity).read_bytes()
         if not data.startswith(_MAGIC):
             return None
@@ -106,21 +116,27 @@ def load(cache_dir: Path, path: Path) -> ParsedFile | None:
         start = datetime.fromisoformat(meta["start"]) if meta["start"] else None
         if n_offsets < 1 or offsets[-1] != n_points:
             return None
-        return ParsedFile(path, xy, offsets, start, meta["routes"], meta["waypoints"],
-                          meta["invalid"], meta["error"])
+        return ParsedFile(_name(source), xy, offsets, start, meta["routes"], meta["waypoints"],
+                          meta["invalid"], meta["error"], meta["file_format"], meta["type"],
+                          meta["note"])
     except Exception:  # absent, cut short, foreign, garbled: all mean "not cached"
         return None
 
 
-def store(cache_dir: Path, parsed: ParsedFile) -> None:
-    """Cache a parse; a cache that cannot be written is skipped (the run goes on)."""
+def _name(source) -> str:
+    return source.name if hasattr(source, "member") else str(source)
+
+
+def store(cache_dir: Path, source, parsed: ParsedFile) -> None:
+    """Cache a source's parse; a cache that cannot be written is skipped (the run goes on)."""
     try:
         offsets = np.ascontiguousarray(parsed.offsets, dtype="<i8")
         xy = np.ascontiguousarray(parsed.xy, dtype="<f8")
-        meta = {"identity": _identity(parsed.path),
+        meta = {"identity": _identity(source),
                 "start": parsed.start.isoformat() if parsed.start else None,
                 "routes": parsed.routes, "waypoints": parsed.waypoints,
                 "invalid": parsed.invalid, "error": parsed.error,
+                "file_format": parsed.format, "type": parsed.activity_type, "note": parsed.note,
                 "offsets": len(offsets), "points": len(xy)}
         header = _MAGIC + json.dumps(meta).encode() + b"\n"
         write_atomic(entry_path(cache_dir, meta["identity"]),

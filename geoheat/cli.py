@@ -58,10 +58,13 @@ def cli():
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--gpx-dir", "gpx_dirs", multiple=True, type=click.Path(path_type=Path),
               help="A folder of GPX files (same as giving it as an input).")
-@click.option("--filter", "--gpx-filter", "pattern", default="*.gpx", show_default=True,
-              help="Glob selecting files in input folders ('**/*.gpx' descends).")
+@click.option("--filter", "--gpx-filter", "pattern", default=None,
+              help="Glob selecting files in input folders and zips ('**/*.gpx' descends)  "
+                   "[default: every .gpx, .fit, .tcx, plain or .gz]")
 @click.option("--year", "--gpx-year", "years", multiple=True, type=int,
               help="Keep activities that started in YEAR (repeatable).")
+@click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE...]",
+              help="Keep these activity types (Strava's names: Ride, Run, Walk, Hike, ...).")
 @click.option("--bounds", "--gpx-bound", type=float, nargs=4, default=None,
               metavar="LAT_MIN LAT_MAX LON_MIN LON_MAX",
               help="Keep points inside this box; it is also the output extent.")
@@ -107,10 +110,14 @@ def cli():
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
               show_default=True, help="The PNG; the .tif and .csv share its stem.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
-def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigma, no_cdist,
+def build(inputs, gpx_dirs, pattern, years, types, bounds, extent, zoom, max_size, sigma, no_cdist,
           mode, jobs, parse_cache, no_cache, csv, rgba_tif, counts, mbtiles, min_zoom, basemap, style, cmap, attribution, api_key,
           tile_cache, max_tiles, output, quiet):
-    """Build a heatmap from GPX files and folders (default: gpx/)."""
+    """Build a heatmap from activity files, folders and Strava export zips (default: gpx/).
+
+    GPX, FIT and TCX files are read, plain or gzipped; a Strava bulk export (the zip,
+    or its unpacked folder) is read through its activities.csv.
+    """
     sources = [*inputs, *gpx_dirs] or [Path("gpx")]
     if no_cache:
         parse_cache = None
@@ -119,6 +126,7 @@ def build(inputs, gpx_dirs, pattern, years, bounds, extent, zoom, max_size, sigm
     try:
         result = pipeline.build(
             sources, output, zoom=zoom, sigma=sigma, cdist=not no_cdist, years=years or None,
+            types=[t for item in types for t in item.split(",") if t.strip()] or None,
             pattern=pattern, bounds=bounds, extent=extent, max_size=max_size, csv=csv,
             rgba_tif=rgba_tif, counts=counts, mbtiles=mbtiles,
             min_zoom=None if min_zoom == "auto" else min_zoom,
@@ -148,8 +156,8 @@ def progress_bar(items, label, length=None):
 
 
 def _item_name(item):
-    path = getattr(item, "path", item)  # a parsed file, or a map tile's future
-    return getattr(path, "name", None)
+    name = getattr(item, "name", None)  # a parsed file's name; map tiles have none
+    return name.rsplit("/", 1)[-1] if isinstance(name, str) else None
 
 
 def summary(result: pipeline.BuildResult, extent: str) -> str:
@@ -160,6 +168,12 @@ def summary(result: pipeline.BuildResult, extent: str) -> str:
         read += f", {len(result.skipped)} skipped"
     for why, n in sorted(result.left_out.items()):
         read += f", {n} left out ({why})"
+    if result.duplicates:
+        read += f", {result.duplicates} duplicates dropped"
+    if len(result.types) > 1 or "unknown" not in result.types:
+        read += " (" + ", ".join(f"{n} {kind}" for kind, n in result.types.most_common())
+        read += "; " + ", ".join(f"{n} {fmt.upper()}" for fmt, n in sorted(result.formats.items()))
+        read += ")"
     points = f"{result.points_used:,} points used"
     if result.points_outside:
         hint = " (--extent all keeps them)" if extent == "auto" else ""

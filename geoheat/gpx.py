@@ -28,13 +28,14 @@ _WAYPOINT = re.compile(rb"<" + _TAG + rb"wpt[\s>]")
 
 
 class Activity(NamedTuple):
-    """One GPX file's tracks: segments of (lon, lat) and the start time, if any."""
+    """One activity's tracks: segments of (lon, lat), the start time and sport, if any."""
 
-    path: Path
+    path: Path | str
     segments: list[np.ndarray]
     start: datetime | None
     routes: int
     waypoints: int
+    sport: str | None = None  # as the file names it (see formats.activity_type)
 
     @property
     def points(self) -> int:
@@ -84,7 +85,7 @@ def start_time(data: bytes) -> datetime | None:
     return parse_time(match.group(1)) if match else None
 
 
-def _why_unreadable(path: Path, data: bytes) -> str:
+def _why_unreadable(data: bytes) -> str:
     """A one-line reason why GDAL could not open a file."""
     if not data.strip():
         return "empty file"
@@ -105,12 +106,19 @@ def read_gpx(path: str | Path) -> Activity:
         data = path.read_bytes()
     except OSError as err:
         raise GPXError(f"{path}: cannot read ({err.strerror})") from None
-    import fiona  # imported here: a rebuild from the parse cache never needs it
+    return read_gpx_bytes(data, path)
 
-    segments = []
+
+def read_gpx_bytes(data: bytes, name: str | Path) -> Activity:
+    """Read GPX track segments from bytes (named `name` in messages); GPXError if unreadable."""
+    from fiona.io import MemoryFile  # imported here: a rebuild from the parse cache never needs it
+
+    segments, sport = [], None
     try:
-        with fiona.open(path, layer="tracks", driver="GPX") as layer:
+        with MemoryFile(data, ext=".gpx") as memory, memory.open(
+                layer="tracks", driver="GPX") as layer:
             for feature in layer:
+                sport = sport or feature.properties.get("type")
                 geometry = feature.geometry
                 if geometry is None:
                     continue
@@ -120,15 +128,16 @@ def read_gpx(path: str | Path) -> Activity:
     except Exception as err:  # fiona raises several types for one cause
         if isinstance(err, (KeyboardInterrupt, MemoryError)):
             raise
-        raise GPXError(f"{path}: {_why_unreadable(path, data)}") from None
+        raise GPXError(f"{name}: {_why_unreadable(data)}") from None
     # GPX puts waypoints and routes before tracks: counting them there spares a
     # scan of the (much larger) track data.
     first_track = _FIRST_TRACK.search(data)
     before_tracks = data[: first_track.start()] if first_track else data
     return Activity(
-        path,
+        name,
         segments,
         start_time(data[:HEAD_BYTES]) or (start_time(data) if segments else None),
         len(_ROUTE.findall(before_tracks)),
         len(_WAYPOINT.findall(before_tracks)),
+        sport,
     )

@@ -17,8 +17,9 @@ from . import __version__, font, heat, tiles
 from .cache import ParsedFile
 from .colormaps import COLORMAPS, STYLES, with_alpha
 from .errors import InputError, OutputError, ParameterError
-from .gpx import find_gpx_files
+from .formats import activity_type
 from .reading import Progress, read_files
+from .sources import find_sources
 from .tiles import Bbox, Grid
 from .tiles import DEFAULT_MAX_TILES, DEFAULT_TIMEOUT  # the basemap's, kept import-free
 from .writers import (
@@ -51,9 +52,13 @@ class BuildResult:
 
     outputs: list[Path] = field(default_factory=list)
     files: int = 0  # files found
-    files_read: int = 0  # files read with at least one trackpoint
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable or no tracks
+    files_read: int = 0  # files read with at least one track point
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why): unreadable...
+    notes: list[str] = field(default_factory=list)  # files that broke off, partly read
     left_out: Counter = field(default_factory=Counter)  # activities left out, by reason
+    duplicates: int = 0  # the same activity again (start time and place), counted once
+    types: Counter = field(default_factory=Counter)  # activities drawn, by Strava type
+    formats: Counter = field(default_factory=Counter)  # activities drawn, by file format
     routes: int = 0  # routes and waypoints: not activities, ignored
     waypoints: int = 0
     points_read: int = 0
@@ -106,23 +111,34 @@ def output_paths(
     return paths
 
 
+# Two activities starting this close in time and place are one activity twice (a .gpx
+# and a .fit of one ride, or two exports unpacked into one folder).
+DUPLICATE_SECONDS = 60
+DUPLICATE_METRES = 200
+
+
 def select_activities(
     parsed: Sequence[ParsedFile],
     years: Iterable[int] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    types: Iterable[str] | None = None,
 ) -> tuple[Tracks, BuildResult]:
-    """Keep the activities from `years` (all if None); count what was read and left out."""
+    """Keep the activities of `years` and `types` (all if None), each once; count the rest."""
     warn = on_warning or (lambda message: None)
     result = BuildResult(files=len(parsed))
     years = set(years) if years else None
+    types = {activity_type(t) for t in types} if types else None
     kept = []
     for activity in parsed:
         result.routes += activity.routes
         result.waypoints += activity.waypoints
         if activity.error:
-            result.skipped.append((activity.path, activity.error))
+            result.skipped.append((activity.name, activity.error))
             warn(f"skipped {activity.error}")
             continue
+        if activity.note:
+            result.notes.append(activity.note)
+            warn(activity.note)
         result.files_read += 1
         result.points_read += activity.points + activity.invalid
         result.points_invalid += activity.invalid
@@ -133,13 +149,43 @@ def select_activities(
             if activity.start.year not in years:
                 result.left_out["other years"] += 1
                 continue
+        if types is not None and activity.activity_type not in types:
+            result.left_out["no type" if activity.activity_type is None else "other types"] += 1
+            continue
         kept.append(activity)
+    kept, result.duplicates = drop_duplicates(kept)
+    for activity in kept:
+        result.types[activity.activity_type or "unknown"] += 1
+        result.formats[activity.format] += 1
     if not kept:
         return Tracks(np.empty((0, 2)), np.zeros(1, dtype=np.int64)), result
     xy = np.concatenate([a.xy for a in kept])
     starts = np.cumsum([0] + [a.points for a in kept[:-1]])
     offsets = np.concatenate([a.offsets[:-1] + s for a, s in zip(kept, starts)] + [[len(xy)]])
     return Tracks(xy, offsets.astype(np.int64)), result
+
+
+def drop_duplicates(activities: Sequence[ParsedFile]) -> tuple[list[ParsedFile], int]:
+    """The activities without repeats of one: same start (within a minute) and first
+    point (within 200 m on the ground); of a pair, the one with more points stays."""
+    timed = sorted((a for a in activities if a.start is not None),
+                   key=lambda a: a.start.timestamp())
+    dropped = set()
+    for i, first in enumerate(timed):
+        if id(first) in dropped:
+            continue
+        for second in timed[i + 1:]:
+            if second.start.timestamp() - first.start.timestamp() > DUPLICATE_SECONDS:
+                break
+            if id(second) in dropped:
+                continue
+            gap = np.hypot(*(first.xy[0] - second.xy[0]))
+            if gap / np.cosh(first.xy[0, 1] / tiles.EARTH_RADIUS) <= DUPLICATE_METRES:
+                loser = second if second.points <= first.points else first
+                dropped.add(id(loser))
+                if loser is first:
+                    break
+    return [a for a in activities if id(a) not in dropped], len(dropped)
 
 
 def check_zoom(zoom: int | str | None) -> int | None:
@@ -161,7 +207,8 @@ def build(
     cdist: bool = True,
     mode: str = "lines",
     years: Iterable[int] | None = None,
-    pattern: str = "*.gpx",
+    types: Iterable[str] | None = None,
+    pattern: str | None = None,
     bounds: Sequence[float] | None = None,
     extent: str = "auto",
     max_size: int = 4096,
@@ -185,7 +232,10 @@ def build(
 ) -> BuildResult:
     """Build a heatmap from GPX files and write its PNG, GeoTIFF and other outputs.
 
-    inputs: GPX files and folders (searched with `pattern`). bounds: LAT_MIN LAT_MAX
+    inputs: activity files (GPX, FIT, TCX, plain or .gz), folders (searched with the glob
+    `pattern`; None: every such file) and Strava export zips or folders (the files their
+    activities.csv lists). types: Strava activity types to keep (e.g. Ride, Run; any
+    sport name is understood). bounds: LAT_MIN LAT_MAX
     LON_MIN LON_MAX, which keeps the points inside and fixes the extent. extent:
     'auto' keeps the densest connected area of the tracks, 'all' every point.
     zoom: 0-19 or 'auto' (the largest that fits max_size pixels a side).
@@ -234,9 +284,9 @@ def build(
     for path in probes.values():
         check_writable_folder(path)
 
-    files = find_gpx_files(inputs, pattern)
-    parsed = read_files(files, Path(parse_cache) if parse_cache else None, jobs, progress)
-    tracks, result = select_activities(parsed, years, on_warning)
+    sources = find_sources(inputs, pattern)
+    parsed = read_files(sources, Path(parse_cache) if parse_cache else None, jobs, progress)
+    tracks, result = select_activities(parsed, years, on_warning, types)
     if not len(tracks.xy):
         raise InputError(f"nothing to draw: {describe_inputs(result)}")
 
@@ -374,6 +424,8 @@ def describe_inputs(result: BuildResult) -> str:
     if result.skipped:
         parts.append(f"{len(result.skipped)} skipped")
     parts += [f"{n} left out ({why})" for why, n in sorted(result.left_out.items())]
+    if result.duplicates:
+        parts.append(f"{result.duplicates} duplicates")
     if result.points_read and not result.points_read - result.points_invalid:
         parts.append("no valid positions")
     return ", ".join(parts)

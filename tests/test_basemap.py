@@ -162,7 +162,7 @@ def test_user_agent_names_geoheat_and_at_most_two_connections(tmp_path, tracks, 
     assert len(tile_server.requests) >= 6
     assert list(tile_server.agents) == [basemap.USER_AGENT]
     assert basemap.USER_AGENT.startswith(f"geoheat/{geoheat.__version__} ")
-    assert tile_server.peak == 2
+    assert 1 <= tile_server.peak <= basemap.MAX_CONNECTIONS
 
 
 def test_second_run_uses_the_cache(tmp_path, tracks, tile_server):
