@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoheat import find_gpx_files, heat, pipeline, tiles, writers
+from geoheat import find_sources, heat, pipeline, tiles, writers
 from geoheat.reading import read_files
 from geoheat.colormaps import HOT
 
@@ -31,7 +31,7 @@ def main() -> None:
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found (the benchmark reads ../shared/data/chengdu-runs)")
 
-    tracks, result = pipeline.select_activities(read_files(find_gpx_files([args.data])))
+    tracks, result = pipeline.select_activities(read_files(find_sources([args.data])))
     keep, area = pipeline.select_extent(tracks.xy, None, "auto")
     xy, offsets = heat.select_points(tracks.xy, tracks.offsets, keep)
     grid = tiles.grid_covering(area, args.zoom)

@@ -1,15 +1,17 @@
 """geoheat: a local heatmap of your GPS tracks, as GeoTIFF, PNG and CSV.
 
 The pipeline, step by step (each usable on its own):
-    find_gpx_files -> read_gpx -> heat.project -> heat.count_points
-    -> heat.cdf_scale | heat.linear_scale -> heat.blur -> heat.shade -> writers
+    find_sources -> reading.read_files (read_gpx, formats.read_fit, formats.read_tcx;
+    heat.project) -> heat.line_pixels | heat.point_pixels -> heat.tile_counts
+    -> heat.cdf_scale_tiles | heat.linear_scale_tiles -> heat.blur_tiles
+    -> heat.shade -> writers
 `build` runs them all.
 """
 
 __version__ = "0.1.0"
 
 from .errors import GeoheatError, GPXError, InputError, OutputError, ParameterError
-from .gpx import Activity, find_gpx_files, read_gpx
+from .gpx import Activity, read_gpx
 from .sources import Source, find_sources
 from .pipeline import BuildResult, build
 from .tiles import Bbox, Grid, Tile
@@ -27,7 +29,6 @@ __all__ = [
     "Tile",
     "__version__",
     "build",
-    "find_gpx_files",
     "find_sources",
     "Source",
     "read_gpx",

@@ -10,9 +10,7 @@ answer stops the remaining downloads, and the map is drawn with what was had.
 import email.utils
 import hashlib
 import json
-import os
 import re
-import sys
 import threading
 import time
 import urllib.error

@@ -1,4 +1,4 @@
-"""Find GPX files and read their tracks with fiona (GDAL's GPX driver).
+"""Read GPX tracks with fiona (GDAL's GPX driver).
 
 An activity is one GPX file's tracks: every track segment is kept as its own
 (n, 2) array of longitude, latitude, so a gap between segments is never drawn.
@@ -6,14 +6,13 @@ An activity is one GPX file's tracks: every track segment is kept as its own
 
 import re
 import xml.parsers.expat
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .errors import GPXError, InputError
+from .errors import GPXError
 
 # Enough of a file's head to hold <metadata> and the first trackpoint.
 HEAD_BYTES = 64 * 1024
@@ -41,26 +40,6 @@ class Activity(NamedTuple):
     def points(self) -> int:
         """Number of trackpoints in all segments."""
         return sum(len(s) for s in self.segments)
-
-
-def find_gpx_files(inputs: Iterable[str | Path], pattern: str = "*.gpx") -> list[Path]:
-    """GPX files named by inputs: files as given, folders searched with a glob pattern.
-
-    Each file appears once, in sorted order within a folder. Raises InputError for a
-    missing input or when nothing matches.
-    """
-    found: dict[Path, None] = {}
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found.update(dict.fromkeys(sorted(p for p in item.glob(pattern) if p.is_file())))
-        elif item.is_file():
-            found[item] = None
-        else:
-            raise InputError(f"{item}: no such file or folder")
-    if not found:
-        names = ", ".join(str(p) for p in map(Path, inputs))
-        raise InputError(f"{names}: no file matches {pattern!r}")
-    return list(found)
 
 
 def parse_time(text: bytes | str) -> datetime | None:

@@ -18,7 +18,7 @@ from .cache import ParsedFile
 from .colormaps import COLORMAPS, STYLES, with_alpha
 from .errors import InputError, OutputError, ParameterError
 from .formats import activity_type
-from .reading import Progress, read_files
+from .reading import Progress, plural, read_files
 from .sources import find_sources
 from .tiles import Bbox, Grid
 from .tiles import DEFAULT_MAX_TILES, DEFAULT_TIMEOUT  # the basemap's, kept import-free
@@ -78,11 +78,6 @@ class Tracks:
 
     xy: np.ndarray
     offsets: np.ndarray
-
-
-def plural(n: int, noun: str) -> str:
-    """'1 route', '2 routes'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def output_paths(

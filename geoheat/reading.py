@@ -24,7 +24,8 @@ READERS = {"gpx": lambda data, name: (read_gpx_bytes(data, name), None),
 Progress = Callable[..., Iterable]  # progress(iterable, label, length) -> iterable
 
 
-def _plural(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
+    """'1 route', '2 routes'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
@@ -39,7 +40,7 @@ def parse_file(source: Source | Path) -> cache.ParsedFile:
         return cache.ParsedFile(name, empty_xy, no_offsets, None, error=str(err), format=fmt)
     kind = activity_type(activity.sport)
     if not activity.segments:
-        extra = [_plural(n, what) for n, what in
+        extra = [plural(n, what) for n, what in
                  ((activity.routes, "route"), (activity.waypoints, "waypoint")) if n]
         what = "track points" if fmt == "gpx" else "positions (an indoor activity?)"
         reason = f"{name}: no {what}" + (f" (only {', '.join(extra)})" if extra else "")

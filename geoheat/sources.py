@@ -118,8 +118,9 @@ def _from_folder(folder: Path, pattern: str | None) -> list[Source]:
         listed = read_export_index(index.read_text(encoding="utf-8-sig"))
         return [Source(folder / filename, None, kind, date) for filename, kind, date in listed
                 if (folder / filename).is_file() and _matches(filename, pattern)]
-    found = folder.glob(pattern) if pattern else folder.iterdir()
-    return [Source(p) for p in sorted(found) if p.is_file() and _matches(p.name, pattern)]
+    if pattern:  # the glob is the choice ('**/' descends into sub-folders)
+        return [Source(p) for p in sorted(folder.glob(pattern)) if p.is_file()]
+    return [Source(p) for p in sorted(folder.iterdir()) if p.is_file() and _matches(p.name, None)]
 
 
 def find_sources(inputs: Iterable[str | Path], pattern: str | None = None) -> list[Source]:

@@ -68,15 +68,6 @@ def staged(paths: Sequence[Path]) -> Iterator[list[Path]]:
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def overview_factors(width: int, height: int, smallest: int = tiles.TILE_SIZE) -> list[int]:
-    """Power-of-two overview factors until the image's longer side fits one tile."""
-    factors, factor = [], 2
-    while max(width, height) / (factor // 2) > smallest:
-        factors.append(factor)
-        factor *= 2
-    return factors
-
-
 def write_tiled_cog(
     path: Path,
     blocks: Mapping[TileKey, np.ndarray],

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from geoheat import GPXError, InputError, find_gpx_files, read_gpx
+from geoheat import GPXError, InputError, find_sources, read_gpx
 from geoheat.gpx import start_time
 
 START = datetime(2024, 5, 3, 7, 0, tzinfo=timezone.utc)
@@ -78,16 +78,20 @@ def test_input_files_are_not_modified(write_gpx):
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
 
-def test_find_gpx_files(tmp_path, write_gpx):
+def test_find_sources(tmp_path, write_gpx):
     a = write_gpx("a-Ride.gpx", [(1, 1)])
     b = write_gpx("b-Run.gpx", [(1, 1)])
     nested = write_gpx("c-Ride.gpx", [(1, 1)], folder=tmp_path / "sub")
     (tmp_path / "notes.txt").write_text("x")
-    assert find_gpx_files([tmp_path]) == [a, b]
-    assert find_gpx_files([tmp_path], "*Ride*.gpx") == [a]
-    assert find_gpx_files([tmp_path], "**/*Ride*.gpx") == [a, nested]
-    assert find_gpx_files([b, tmp_path, b]) == [b, a]  # each once, in given order
+
+    def paths(*args):
+        return [source.path for source in find_sources(*args)]
+
+    assert paths([tmp_path]) == [a, b]
+    assert paths([tmp_path], "*Ride*.gpx") == [a]
+    assert paths([tmp_path], "**/*Ride*.gpx") == [a, nested]
+    assert paths([b, tmp_path, b]) == [b, a]  # each once, in given order
     with pytest.raises(InputError, match="no such file or folder"):
-        find_gpx_files([tmp_path / "missing"])
+        find_sources([tmp_path / "missing"])
     with pytest.raises(InputError, match="no file matches"):
-        find_gpx_files([tmp_path], "*.fit")
+        find_sources([tmp_path], "*.fit")

@@ -6,7 +6,7 @@ import pytest
 from geoheat import heat, tiles
 from geoheat.colormaps import HOT
 from geoheat.errors import ParameterError
-from geoheat.tiles import Bbox, Grid
+from geoheat.tiles import Grid
 
 
 def test_project_matches_mercantile_corner():
