@@ -175,9 +175,12 @@ class _Fetch(NamedTuple):
     source: str  # 'cached', 'downloaded', 'stale' or a reason it is missing
 
 
-def _fetch(provider, tile, path, timeout, stop: threading.Event) -> _Fetch:
-    """Fetch one tile unless an earlier failure stopped the run; cache what is good."""
-    cached = read_cache(path)
+def _fetch(provider, tile, path, cached, timeout, stop: threading.Event) -> _Fetch:
+    """Fetch one tile unless an earlier failure stopped the run; cache what is good.
+
+    cached: the usable (bytes, metadata) already in the cache, or None; it is
+    revalidated, and stands in for the tile if the server fails.
+    """
     if stop.is_set():
         return _Fetch(tile, cached[0] if cached else None,
                       "stale" if cached else "not asked for after an earlier failure")
@@ -241,7 +244,7 @@ def fetch_basemap(
         missing = Counter({f"{provider.name} stops at zoom {provider.max_zoom}": len(wanted)})
         return rgb, have, BasemapReport(len(wanted), 0, 0, 0, missing)
 
-    now, fresh, to_fetch = time.time(), {}, []
+    now, fresh, to_fetch = time.time(), {}, []  # to_fetch: (tile, usable cache entry)
     for tile in wanted:
         cached = read_cache(cache_path(cache_dir, provider, tile))
         if cached and cached[1].get("expires", 0) > now:
@@ -249,8 +252,8 @@ def fetch_basemap(
                 fresh[tile] = decode_tile(cached[0])
                 continue
             except ValueError:  # a damaged cache file: fetched again like a missing one
-                pass
-        to_fetch.append(tile)
+                cached = None
+        to_fetch.append((tile, cached))
     if len(to_fetch) > max_tiles:
         raise ParameterError(
             f"the basemap needs {len(to_fetch):,} tiles from {provider.name}, more than "
@@ -261,7 +264,7 @@ def fetch_basemap(
     stop = _Stop()
     with ThreadPoolExecutor(max_workers=MAX_CONNECTIONS) as pool:
         futures = [pool.submit(_fetch, provider, tile, cache_path(cache_dir, provider, tile),
-                               timeout, stop) for tile in to_fetch]
+                               cached, timeout, stop) for tile, cached in to_fetch]
         if progress is not None and futures:
             futures = progress(futures, "Fetching map tiles", len(futures))
         for future in futures:

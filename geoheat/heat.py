@@ -138,20 +138,10 @@ def choose_zoom(bounds: Bbox, max_size: int) -> int:
     return 0
 
 
-def pixel_index(xy: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of each point in a grid (points outside give indices outside)."""
-    res = tiles.resolution(grid.zoom)
-    last = tiles.TILE_SIZE * 2**grid.zoom - 1  # lon 180 and lat -85.0511 are on the far edge
-    col = np.floor((xy[:, 0] + tiles.ORIGIN_SHIFT) / res).astype(np.int64)
-    row = np.floor((tiles.ORIGIN_SHIFT - xy[:, 1]) / res).astype(np.int64)
-    col = np.minimum(col, last) - grid.col_off
-    row = np.minimum(row, last) - grid.row_off
-    return row, col
-
-
 def count_points(xy: np.ndarray, grid: Grid) -> np.ndarray:
     """Trackpoints per pixel: a (height, width) uint32 grid; points outside are dropped."""
-    row, col = pixel_index(xy, grid)
+    row, col = point_pixels(xy, grid.zoom)
+    row, col = row - grid.row_off, col - grid.col_off
     keep = (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
     flat = row[keep] * grid.width + col[keep]
     counts = np.zeros(grid.height * grid.width, dtype=np.uint32)
