@@ -15,9 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from geoheat import find_sources, heat, pipeline, tiles, writers
+from geoheat import colour, find_sources, heat, report, tiles, writers
+from geoheat.activities import select_activities
+from geoheat.colormaps import lut, with_alpha
+from geoheat.extent import select_extent
+from geoheat.rasterize import count_tracks, select_points
 from geoheat.reading import read_files
-from geoheat.colormaps import HOT
+
+HOT = lut("hot")
+HOT_RGBA = with_alpha(HOT)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
@@ -31,24 +37,24 @@ def main() -> None:
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found (the benchmark reads ../shared/data/chengdu-runs)")
 
-    tracks, result = pipeline.select_activities(read_files(find_sources([args.data])))
-    keep, area = pipeline.select_extent(tracks.xy, None, "auto")
-    xy, offsets = heat.select_points(tracks.xy, tracks.offsets, keep)
+    tracks, result = select_activities(read_files(find_sources([args.data])))
+    keep, area = select_extent(tracks.xy, None, "auto")
+    xy, offsets = select_points(tracks.xy, tracks.offsets, keep)
     grid = tiles.grid_covering(area, args.zoom)
-    rows, cols = heat.line_pixels(xy, heat.split_gaps(xy, offsets), grid.zoom)
-    counts = heat.tile_counts(rows, cols, grid)
+    counts = count_tracks(xy, offsets, grid, "lines")
     heat_tiles = heat.blur_tiles(heat.cdf_scale_tiles(counts), 1.0, grid)
-    heatmap = heat.to_dense(heat_tiles, grid)
-    rgba = {key: heat.shade_rgba(block, pipeline.HOT_RGBA) for key, block in heat_tiles.items()}
+    heatmap = tiles.to_dense(heat_tiles, grid)
+    rgba = {key: colour.shade_rgba(block, HOT_RGBA) for key, block in heat_tiles.items()}
     print(f"{result.files_read} files, {len(xy):,} points, zoom {args.zoom}, "
           f"{grid.width}x{grid.height} px, {len(heat_tiles)} tiles with heat, lines mode")
 
     folder = Path(tempfile.mkdtemp(prefix="geoheat-bench-outputs-"))
-    metadata = pipeline.mbtiles_metadata(folder / "h.mbtiles", grid, args.zoom - 4, result)
+    result.zoom = args.zoom
+    metadata = report.mbtiles_metadata(folder / "h.mbtiles", (0.0, 0.0), args.zoom - 4, result)
     cases = {
-        "PNG (+ .pgw, .aux.xml)": ("h.png", lambda p: writers.write_png(p, heat.shade(heatmap, HOT), grid)),
+        "PNG (+ .pgw, .aux.xml)": ("h.png", lambda p: writers.write_png(p, colour.shade(heatmap, HOT), grid)),
         "GeoTIFF heat (COG)": ("h.tif", lambda p: writers.write_geotiff(p, heat_tiles, grid)),
-        "QGIS style (.qml)": ("h.qml", lambda p: writers.write_qml(p, pipeline.HOT_RGBA)),
+        "QGIS style (.qml)": ("h.qml", lambda p: writers.write_qml(p, HOT_RGBA)),
         "CSV": ("h.csv", lambda p: writers.write_csv(p, heat_tiles, grid)),
         "RGBA GeoTIFF (COG)": ("h-rgba.tif", lambda p: writers.write_tiled_cog(
             p, rgba, grid, count=4, dtype="uint8", nodata=None)),

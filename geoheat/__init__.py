@@ -1,35 +1,40 @@
-"""geoheat: a local heatmap of your GPS tracks, as GeoTIFF, PNG and CSV.
+"""geoheat: a local heatmap of your GPS tracks, as GeoTIFF, PNG, CSV and MBTiles.
 
-The pipeline, step by step (each usable on its own):
-    find_sources -> reading.read_files (read_gpx, formats.read_fit, formats.read_tcx;
-    heat.project) -> heat.line_pixels | heat.point_pixels -> heat.tile_counts
-    -> heat.cdf_scale_tiles | heat.linear_scale_tiles -> heat.blur_tiles
-    -> heat.shade -> writers
-`build` runs them all.
+The pipeline, one module a stage (each step a plain function usable on its own):
+    sources (find_sources) -> reading (read_files: gpx, formats; projection.project)
+    -> activities (select_activities) -> extent (select_extent, choose_zoom)
+    -> rasterize (line_pixels | point_pixels, tile_counts) -> heat (cdf_scale_tiles |
+    linear_scale_tiles, blur_tiles) -> colour (shade, picture) -> writers
+`build` (pipeline.run over options.BuildOptions) runs them all.
+
+Names are imported on first use, so `import geoheat` (and `geoheat --help`) is instant.
 """
 
 __version__ = "0.1.0"
 
-from .errors import GeoheatError, GPXError, InputError, OutputError, ParameterError
-from .gpx import Activity, read_gpx
-from .sources import Source, find_sources
-from .pipeline import BuildResult, build
-from .tiles import Bbox, Grid, Tile
+_EXPORTS = {
+    "Activity": "gpx", "read_gpx": "gpx",
+    "Bbox": "tiles", "Grid": "tiles", "Tile": "tiles",
+    "BuildOptions": "options",
+    "BuildResult": "report",
+    "build": "pipeline",
+    "Source": "sources", "find_sources": "sources",
+    "GeoheatError": "errors", "GPXError": "errors", "InputError": "errors",
+    "OutputError": "errors", "ParameterError": "errors", "ReadError": "errors",
+}
 
-__all__ = [
-    "Activity",
-    "Bbox",
-    "BuildResult",
-    "GPXError",
-    "GeoheatError",
-    "Grid",
-    "InputError",
-    "OutputError",
-    "ParameterError",
-    "Tile",
-    "__version__",
-    "build",
-    "find_sources",
-    "Source",
-    "read_gpx",
-]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'geoheat' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -28,7 +28,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from . import __version__, tiles
-from .tiles import DEFAULT_MAX_TILES, DEFAULT_TIMEOUT
+from .options import DEFAULT_MAX_TILES, DEFAULT_TIMEOUT
 from .cache import default_cache_dir, write_atomic
 from .errors import ParameterError
 from .tiles import Grid, Tile

@@ -1,4 +1,8 @@
-"""The `geoheat` command: parses options and calls geoheat.build; nothing else."""
+"""The `geoheat` command: each verb resolves its options and calls one library function.
+
+Only click and the options module are imported at start; the pipeline (numpy,
+rasterio, ...) is imported inside the command, so `geoheat --help` is instant.
+"""
 
 import logging
 import sys
@@ -6,9 +10,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__, cache, pipeline, reading, tiles
-from .colormaps import COLORMAPS, STYLES
+from . import __version__
+from .colormaps import COLORMAP_NAMES, STYLE_NAMES
 from .errors import GeoheatError
+from .options import DEFAULT_MAX_TILES, EXTENTS, MODES, SCALINGS, check_zoom
 
 
 class UserError(click.ClickException):
@@ -36,16 +41,15 @@ class OneLineErrors(click.Group):
 
 
 class ZoomType(click.ParamType):
-    """An OSM zoom level 0-19, or 'auto'."""
+    """An OSM zoom level 0-19, or 'auto' (-1, the original script's word for it)."""
 
     name = "0-19|auto"
 
     def convert(self, value, param, ctx):
         try:
-            zoom = pipeline.check_zoom(value)
+            return check_zoom(value)
         except GeoheatError as err:
             self.fail(str(err), param, ctx)
-        return "auto" if zoom is None else zoom
 
 
 @click.group(cls=OneLineErrors)
@@ -56,31 +60,34 @@ def cli():
 
 @cli.command()
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--gpx-dir", "gpx_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="A folder of GPX files (same as giving it as an input).")
+@click.option("--gpx-dir", "--dir", "gpx_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="A folder of activity files (same as giving it as an input).")
 @click.option("--filter", "--gpx-filter", "pattern", default=None,
               help="Glob selecting files in input folders and zips ('**/*.gpx' descends)  "
                    "[default: every .gpx, .fit, .tcx, plain or .gz]")
-@click.option("--year", "--gpx-year", "years", multiple=True, type=int,
+@click.option("--year", "--gpx-year", "years", multiple=True, metavar="YEAR[,YEAR...]",
               help="Keep activities that started in YEAR (repeatable).")
 @click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE...]",
               help="Keep these activity types (Strava's names: Ride, Run, Walk, Hike, ...).")
 @click.option("--bounds", "--gpx-bound", type=float, nargs=4, default=None,
               metavar="LAT_MIN LAT_MAX LON_MIN LON_MAX",
               help="Keep points inside this box; it is also the output extent.")
-@click.option("--extent", type=click.Choice(pipeline.EXTENTS), default="auto", show_default=True,
+@click.option("--extent", type=click.Choice(EXTENTS), default="auto", show_default=True,
               help="auto: the densest connected area of the tracks; all: every point.")
 @click.option("--zoom", type=ZoomType(), default="auto", show_default=True,
-              help="OSM zoom level; auto: the largest that fits --max-size.")
-@click.option("--max-size", type=click.IntRange(min=256), default=4096, show_default=True,
+              help="OSM zoom level; auto (or -1): the largest that fits --max-size.")
+@click.option("--max-size", type=int, default=4096, show_default=True,
               help="With --zoom auto: the image's longer side at most, in pixels.")
-@click.option("--sigma", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Gaussian blur in pixels; 0 for none.")
-@click.option("--no-cdist", is_flag=True, help="Scale heat linearly, not by its CDF.")
-@click.option("--mode", type=click.Choice(pipeline.MODES), default="lines", show_default=True,
+@click.option("--sigma", type=float, default=1.0, show_default=True,
+              help="Gaussian blur in pixels, 0-50; 0 for none.")
+@click.option("--scaling", type=click.Choice(SCALINGS), default=None,
+              help="cdf: heat is the share of pixels with fewer passes (Strava's method); "
+                   "linear: passes / the most passes  [default: cdf]")
+@click.option("--no-cdist", is_flag=True, help="The same as --scaling linear.")
+@click.option("--mode", type=click.Choice(MODES), default="lines", show_default=True,
               help="lines: draw each track between its points; points: count track points.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Processes reading GPX files  [default: all cores]")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Processes reading activity files  [default: all cores]")
 @click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
               help="Folder of parsed tracks reused across runs  [default: the user cache folder]")
 @click.option("--no-cache", is_flag=True, help="Read every file again; keep nothing.")
@@ -88,7 +95,7 @@ def cli():
 @click.option("--rgba-tif", is_flag=True,
               help="Also write NAME-rgba.tif: the coloured heat, transparent elsewhere.")
 @click.option("--counts", is_flag=True,
-              help="Also write NAME-counts.tif: trackpoints per pixel, before scaling.")
+              help="Also write NAME-counts.tif: passes or track points per pixel, unscaled.")
 @click.option("--mbtiles", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="Also write MBTiles of the coloured heat (PNG tiles).")
 @click.option("--min-zoom", type=ZoomType(), default=None,
@@ -96,50 +103,48 @@ def cli():
 @click.option("--basemap", default="osm", show_default=True,
               help="Map under the PNG's heat: osm, none, an xyzservices name "
                    "(e.g. OpenStreetMap.HOT) or a URL template with {z}/{x}/{y}.")
-@click.option("--style", type=click.Choice(list(STYLES)), default="hot", show_default=True,
+@click.option("--style", type=click.Choice(STYLE_NAMES), default="hot", show_default=True,
               help="hot: grey inverted map, 'hot' heat; strava: orange heat on a dark map.")
-@click.option("--cmap", type=click.Choice(list(COLORMAPS)), default=None,
+@click.option("--orange", is_flag=True, help="The same as --style strava.")
+@click.option("--cmap", type=click.Choice(COLORMAP_NAMES), default=None,
               help="Colormap of the heat  [default: the style's]")
 @click.option("--attribution", default=None,
               help="Text stamped on the PNG  [default: the map provider's]")
 @click.option("--api-key", default=None, help="API key for a basemap provider that needs one.")
 @click.option("--tile-cache", type=click.Path(path_type=Path), default=None,
               help="Folder of cached map tiles  [default: the user cache folder]")
-@click.option("--max-tiles", type=click.IntRange(min=1), default=tiles.DEFAULT_MAX_TILES,
-              show_default=True, help="Refuse to download more map tiles than this.")
+@click.option("--max-tiles", type=int, default=DEFAULT_MAX_TILES, show_default=True,
+              help="Refuse to download more map tiles than this.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
               show_default=True, help="The PNG; the .tif and .csv share its stem.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
-def build(inputs, gpx_dirs, pattern, years, types, bounds, extent, zoom, max_size, sigma, no_cdist,
-          mode, jobs, parse_cache, no_cache, csv, rgba_tif, counts, mbtiles, min_zoom, basemap, style, cmap, attribution, api_key,
-          tile_cache, max_tiles, output, quiet):
+def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jobs, quiet,
+          **settings):
     """Build a heatmap from activity files, folders and Strava export zips (default: gpx/).
 
     GPX, FIT and TCX files are read, plain or gzipped; a Strava bulk export (the zip,
     or its unpacked folder) is read through its activities.csv.
     """
-    sources = [*inputs, *gpx_dirs] or [Path("gpx")]
-    if no_cache:
-        parse_cache = None
-    elif parse_cache is None:
-        parse_cache = cache.default_cache_dir()
+    from .cache import default_cache_dir
+    from .options import BuildOptions, available_cores
+    from .pipeline import run
+    from .report import summary
+
+    if orange:
+        settings["style"] = "strava"
     try:
-        result = pipeline.build(
-            sources, output, zoom=zoom, sigma=sigma, cdist=not no_cdist, years=years or None,
-            types=[t for item in types for t in item.split(",") if t.strip()] or None,
-            pattern=pattern, bounds=bounds, extent=extent, max_size=max_size, csv=csv,
-            rgba_tif=rgba_tif, counts=counts, mbtiles=mbtiles,
-            min_zoom=None if min_zoom == "auto" else min_zoom,
-            basemap=basemap, style=style, cmap=cmap, attribution=attribution, api_key=api_key,
-            tile_cache=tile_cache, max_tiles=max_tiles, mode=mode, parse_cache=parse_cache,
-            jobs=jobs or reading.default_jobs(),
-            on_warning=None if quiet else warn,
-            progress=progress_bar if not quiet and sys.stderr.isatty() else None,
-        )
+        options = BuildOptions(
+            inputs=[*inputs, *gpx_dirs] or [Path("gpx")],
+            scaling=scaling or ("linear" if no_cdist else "cdf"),
+            parse_cache=None if no_cache else parse_cache or default_cache_dir(),
+            jobs=jobs if jobs is not None else available_cores(),
+            **settings)
+        result = run(options, on_warning=None if quiet else warn,
+                     progress=progress_bar if not quiet and sys.stderr.isatty() else None)
     except GeoheatError as err:
         raise UserError(str(err)) from None
     if not quiet:
-        click.echo(summary(result, extent), err=True)
+        click.echo(summary(result, options.extent), err=True)
 
 
 def warn(message: str) -> None:
@@ -158,35 +163,6 @@ def progress_bar(items, label, length=None):
 def _item_name(item):
     name = getattr(item, "name", None)  # a parsed file's name; map tiles have none
     return name.rsplit("/", 1)[-1] if isinstance(name, str) else None
-
-
-def summary(result: pipeline.BuildResult, extent: str) -> str:
-    """The one-line report of a build."""
-    grid = result.grid
-    read = f"{pipeline.plural(result.files_read, 'file')} read"
-    if result.skipped:
-        read += f", {len(result.skipped)} skipped"
-    for why, n in sorted(result.left_out.items()):
-        read += f", {n} left out ({why})"
-    if result.duplicates:
-        read += f", {result.duplicates} duplicates dropped"
-    if len(result.types) > 1 or "unknown" not in result.types:
-        read += " (" + ", ".join(f"{n} {kind}" for kind, n in result.types.most_common())
-        read += "; " + ", ".join(f"{n} {fmt.upper()}" for fmt, n in sorted(result.formats.items()))
-        read += ")"
-    points = f"{result.points_used:,} points used"
-    if result.points_outside:
-        hint = " (--extent all keeps them)" if extent == "auto" else ""
-        points += f", {result.points_outside:,} outside the extent{hint}"
-    if result.points_invalid:
-        points += f", {result.points_invalid:,} invalid"
-    ignored = ""
-    if result.routes or result.waypoints:
-        ignored = (f"; ignored {pipeline.plural(result.routes, 'route')}, "
-                   f"{pipeline.plural(result.waypoints, 'waypoint')}")
-    names = " ".join(str(p) for p in result.outputs if p.suffix != ".qml")
-    return (f"geoheat: {read}; {points}{ignored}; zoom {result.zoom}, "
-            f"{grid.width}x{grid.height} px; {result.seconds:.1f} s -> {names}")
 
 
 def main():

@@ -5,28 +5,25 @@ project), so it can run in worker processes; results are put back in input
 order, so any number of jobs gives the same result, bit for bit.
 """
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
-from . import cache, heat
-from .errors import GPXError
+from . import cache
+from .errors import ReadError
 from .formats import activity_type, read_fit, read_tcx
 from .gpx import read_gpx_bytes
+from .projection import project, valid_lonlat
+from .rasterize import select_points
+from .report import plural
 from .sources import Source, read_source
 
 READERS = {"gpx": lambda data, name: (read_gpx_bytes(data, name), None),
            "fit": read_fit, "tcx": read_tcx}
 
 Progress = Callable[..., Iterable]  # progress(iterable, label, length) -> iterable
-
-
-def plural(n: int, noun: str) -> str:
-    """'1 route', '2 routes'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def parse_file(source: Source | Path) -> cache.ParsedFile:
@@ -36,7 +33,7 @@ def parse_file(source: Source | Path) -> cache.ParsedFile:
     empty_xy, no_offsets = np.empty((0, 2)), np.zeros(1, dtype=np.int64)
     try:
         activity, note = READERS[fmt](read_source(source), name)
-    except GPXError as err:
+    except ReadError as err:
         return cache.ParsedFile(name, empty_xy, no_offsets, None, error=str(err), format=fmt)
     kind = activity_type(activity.sport)
     if not activity.segments:
@@ -49,9 +46,9 @@ def parse_file(source: Source | Path) -> cache.ParsedFile:
                                 activity_type=kind)
     lonlat = np.concatenate(activity.segments)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in activity.segments])])
-    valid = heat.valid_lonlat(lonlat)
-    lonlat, offsets = heat.select_points(lonlat, offsets, valid)
-    return cache.ParsedFile(name, heat.project(lonlat), offsets, activity.start,
+    valid = valid_lonlat(lonlat)
+    lonlat, offsets = select_points(lonlat, offsets, valid)
+    return cache.ParsedFile(name, project(lonlat), offsets, activity.start,
                             activity.routes, activity.waypoints, int((~valid).sum()),
                             format=fmt, activity_type=kind, note=note)
 
@@ -103,10 +100,3 @@ def read_files(
                             activity_type=source.activity_type or parsed.activity_type)
             for source, parsed in zip(paths, results)]
 
-
-def default_jobs() -> int:
-    """All the cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

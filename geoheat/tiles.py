@@ -7,6 +7,7 @@ tile servers use: 256-pixel tiles, origin at the top-left corner of tile (0, 0).
 import math
 from typing import NamedTuple
 
+import numpy as np
 from affine import Affine
 
 EARTH_RADIUS = 6378137.0
@@ -15,9 +16,7 @@ TILE_SIZE = 256
 MAX_ZOOM = 19
 MAX_LATITUDE = 85.0511287798066  # where Web Mercator's square world ends
 
-# Basemap download limits (geoheat.basemap), here so the CLI need not import it.
-DEFAULT_MAX_TILES = 300  # a 4096 px image is 256 tiles: any --zoom auto image fits
-DEFAULT_TIMEOUT = 10.0  # seconds per tile request
+TileKey = tuple[int, int]  # (tile x, tile y) at a grid's zoom: the key of a sparse raster
 
 
 class Tile(NamedTuple):
@@ -123,3 +122,38 @@ def grid_tiles(grid: Grid) -> list[Tile]:
         for ty in range(ty0, ty0 + grid.height // TILE_SIZE)
         for tx in range(tx0, tx0 + grid.width // TILE_SIZE)
     ]
+
+
+def tile_window(key: TileKey, grid: Grid) -> tuple[int, int]:
+    """The row and column, in the grid, of the top-left pixel of tile `key`."""
+    return key[1] * TILE_SIZE - grid.row_off, key[0] * TILE_SIZE - grid.col_off
+
+
+def world_pixels(xy: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional (column, row) of EPSG:3857 points in the world's pixel grid at zoom.
+
+    Clamped just inside the world, so lon 180 and lat -85.0511 stay in the last pixel.
+    """
+    res = resolution(zoom)
+    last = np.nextafter(float(TILE_SIZE * 2**zoom), 0)
+    col = np.clip((xy[:, 0] + ORIGIN_SHIFT) / res, 0, last)
+    row = np.clip((ORIGIN_SHIFT - xy[:, 1]) / res, 0, last)
+    return col, row
+
+
+def pixel_centres_xy(rows: np.ndarray, cols: np.ndarray, grid: Grid) -> np.ndarray:
+    """(n, 2) EPSG:3857 x, y of the centres of grid pixels."""
+    res = resolution(grid.zoom)
+    x = -ORIGIN_SHIFT + (grid.col_off + cols + 0.5) * res
+    y = ORIGIN_SHIFT - (grid.row_off + rows + 0.5) * res
+    return np.column_stack([x, y])
+
+
+def to_dense(sparse: dict[TileKey, np.ndarray], grid: Grid, dtype=np.float32) -> np.ndarray:
+    """A sparse raster (tile key -> 256x256 block) as one (height, width) array over the
+    grid, zero where no tile."""
+    dense = np.zeros((grid.height, grid.width), dtype=dtype)
+    for key, block in sparse.items():
+        r, c = tile_window(key, grid)
+        dense[r:r + TILE_SIZE, c:c + TILE_SIZE] = block
+    return dense

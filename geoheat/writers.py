@@ -23,11 +23,10 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from . import heat as heat_steps
 from . import tiles
 from .errors import OutputError
-from .heat import TileKey
-from .tiles import Grid
+from .projection import unproject
+from .tiles import Grid, TileKey
 
 # Side files only where a writer asks for them (the PNG's .aux.xml); GDAL's block cache
 # held small, so memory follows geoheat's sparse tiles, not GDAL's default 5% of RAM.
@@ -99,9 +98,10 @@ def write_tiled_cog(
     try:
         with rasterio.Env(**_GDAL_LIMITS):
             with rasterio.open(sparse, "w", **profile) as dst:
-                for (x, y), block in sorted(blocks.items()):
-                    window = Window(x * size - grid.col_off, y * size - grid.row_off, size, size)
-                    dst.write(block.reshape(count, size, size), window=window)
+                for key, block in sorted(blocks.items()):
+                    row, col = tiles.tile_window(key, grid)
+                    dst.write(block.reshape(count, size, size),
+                              window=Window(col, row, size, size))
                 for index, text in enumerate(descriptions, start=1):
                     dst.set_band_description(index, text)
                 if tags:
@@ -147,17 +147,17 @@ def write_csv(
 ) -> int:
     """latitude,longitude,intensity at the centres of pixels hotter than threshold, row by
     row from the top; the number of rows."""
-    size = tiles.TILE_SIZE
     rows, cols, values = [np.empty(0, dtype=np.int64)] * 2 + [np.empty(0, dtype=np.float32)]
     parts = []
-    for (x, y), block in heat.items():
+    for key, block in heat.items():
         r, c = np.nonzero(block > threshold)
-        parts.append((r + y * size - grid.row_off, c + x * size - grid.col_off, block[r, c]))
+        row_off, col_off = tiles.tile_window(key, grid)
+        parts.append((r + row_off, c + col_off, block[r, c]))
     if parts:
         rows, cols, values = (np.concatenate(column) for column in zip(*parts))
     order = np.lexsort((cols, rows))
     rows, cols, values = rows[order], cols[order], values[order]
-    lonlat = heat_steps.pixel_centres(rows, cols, grid)
+    lonlat = unproject(tiles.pixel_centres_xy(rows, cols, grid))
     table = np.column_stack([lonlat[:, 1], lonlat[:, 0], values])
     np.savetxt(
         path,
@@ -241,9 +241,9 @@ def write_mbtiles(
     factors = [2**k for k in range(1, grid.zoom - min_zoom + 1)]
     size = tiles.TILE_SIZE
     with rasterio.Env(**_GDAL_LIMITS), rasterio.open(path, "w", **profile) as dst:
-        for (x, y), block in sorted(rgba.items()):
-            dst.write(block, window=Window(x * size - grid.col_off, y * size - grid.row_off,
-                                           size, size))
+        for key, block in sorted(rgba.items()):
+            row, col = tiles.tile_window(key, grid)
+            dst.write(block, window=Window(col, row, size, size))
         if factors:
             dst.build_overviews(factors, Resampling.average)
     with contextlib.closing(sqlite3.connect(path)) as db, db:

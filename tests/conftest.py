@@ -20,6 +20,13 @@ def shared_folder(name: str) -> Path:
     return folder
 
 
+def straight(lon0, lat0, lon1, lat1, step_m=50):
+    """Points every step_m metres (roughly) on a straight line."""
+    km = np.hypot((lon1 - lon0) * 77, (lat1 - lat0) * 111)
+    n = max(int(km * 1000 / step_m), 2)
+    return list(zip(np.linspace(lon0, lon1, n), np.linspace(lat0, lat1, n)))
+
+
 @pytest.fixture
 def write_gpx(tmp_path):
     """Write a GPX file of (lon, lat) segments into tmp_path; returns its path."""

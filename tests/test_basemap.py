@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from rasterio.io import MemoryFile
 
 import geoheat
-from geoheat import basemap, heat, tiles
+from geoheat import basemap, tiles
 from geoheat.cli import cli
 from geoheat.errors import ParameterError
 
@@ -317,15 +317,3 @@ def test_decode_tile_expands_palettes_and_grey(tmp_path):
     with pytest.raises(ValueError):
         basemap.decode_tile(b"<html>")
 
-
-def test_tone_and_screen_blend():
-    rgb = np.full((3, 2, 2), 255, dtype=np.uint8)
-    have = np.array([[True, True], [True, False]])
-    toned = heat.tone_map(rgb, have, 0.5, (1, 1, 1), (9, 9, 9))
-    assert toned[:, 0, 0].tolist() == [0, 0, 0]  # white, inverted: black
-    assert toned[:, 1, 1].tolist() == [9, 9, 9]  # no map: background
-    base = np.full((3, 1, 1), 100, dtype=np.uint8)
-    clear = np.zeros((4, 1, 1), dtype=np.uint8)
-    assert heat.blend_screen(base, clear).ravel().tolist() == [100] * 3
-    white = np.full((4, 1, 1), 255, dtype=np.uint8)
-    assert heat.blend_screen(base, white).ravel().tolist() == [255] * 3

@@ -149,3 +149,39 @@ def test_version_and_help():
     for option in ("--gpx-dir", "--gpx-filter", "--gpx-year", "--gpx-bound", "--zoom", "--sigma",
                    "--no-cdist", "--csv", "--output", "--extent", "--max-size", "--quiet"):
         assert option in help_text
+
+
+def test_scaling_option_and_its_old_alias(tmp_path, tracks):
+    for flags, expected in ((["--scaling", "linear"], "linear"), (["--no-cdist"], "linear"),
+                            ([], "cdf"), (["--scaling", "cdf"], "cdf")):
+        result = run(tracks, "-o", tmp_path / "h.png", "--zoom", "14", *flags)
+        assert result.exit_code == 0, result.stderr
+        with rasterio.open(tmp_path / "h.tif") as src:
+            assert src.tags()["SCALING"] == expected
+
+
+def test_the_original_scripts_newer_flags(tmp_path, tracks):
+    plain = run("--dir", tracks, "-o", tmp_path / "a.png", "--zoom", "-1")
+    orange = run("--dir", tracks, "-o", tmp_path / "b.png", "--zoom", "-1", "--orange")
+    assert plain.exit_code == 0 and orange.exit_code == 0, plain.stderr + orange.stderr
+    assert re.search(r"zoom \d+,", plain.stderr)  # -1 is the automatic zoom
+    with rasterio.open(tmp_path / "a.png") as a, rasterio.open(tmp_path / "b.png") as b:
+        assert (a.read() != b.read()).any()  # the strava look
+        assert tuple(b.read()[:, 0, 0]) == (10, 12, 16)  # its background
+    years = run(tracks, "-o", tmp_path / "c.png", "--year", "2023,2024", "--year", "2025")
+    assert "no time, so no year" in error_line(years)
+
+
+def test_jobs_beyond_the_cores_are_refused_in_one_line(tmp_path, tracks):
+    result = run(tracks, "-o", tmp_path / "h.png", "--jobs", "999")
+    assert result.exit_code == 2
+    assert "jobs must be 1-" in error_line(result)
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys; from geoheat.cli import cli\n"
+            "try: cli(['build', '--help'])\nexcept SystemExit: pass\n"
+            "heavy = {'numpy', 'rasterio', 'fiona', 'scipy', 'pyproj'} & set(sys.modules)\n"
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -15,6 +15,9 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     namespace = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
-    assert namespace["counts"].sum() == len(namespace["xy"])
+    grid = namespace["grid"]
+    tile_keys = {(t.x, t.y) for t in namespace["tiles"].grid_tiles(grid)}
+    assert namespace["counts"] and set(namespace["counts"]) <= tile_keys
+    assert namespace["heatmap"].shape == (grid.height, grid.width)
     assert 0 < namespace["heatmap"].max() <= 1
     assert (tmp_path / "heatmap-2024.tif").exists()

@@ -12,6 +12,7 @@ import rasterio
 
 import geoheat
 from geoheat import formats
+from geoheat.projection import unproject
 from geoheat.reading import parse_file
 from geoheat.samples import gpx_document
 from geoheat.sources import Source, find_sources
@@ -66,7 +67,7 @@ def test_every_fit_and_tcx_file_is_read_or_skipped_as_described():
             assert words in parsed.note, path.name
         else:
             assert parsed.note is None, (path.name, parsed.note)
-        lonlat = geoheat.heat.unproject(parsed.xy)
+        lonlat = unproject(parsed.xy)
         if path.suffix == ".fit":
             expected = fit_positions(path)
         else:  # the file's own <LatitudeDegrees>/<LongitudeDegrees>, read by a regex

@@ -9,7 +9,8 @@ import rasterio
 from scipy.spatial import cKDTree
 
 import geoheat
-from geoheat import GPXError, heat, read_gpx
+from geoheat import GPXError, read_gpx
+from geoheat.projection import project
 from geoheat.gpx import HEAD_BYTES, start_time
 
 from .conftest import shared_folder
@@ -48,7 +49,7 @@ def test_chengdu_hot_pixels_lie_on_the_runs(tmp_path, chengdu_subset):
         rows, cols = np.nonzero(band > 0.5)
         assert len(rows) > 1000
         xs, ys = src.xy(rows, cols)
-    distance, _ = cKDTree(heat.project(tracks)).query(np.column_stack([xs, ys]))
+    distance, _ = cKDTree(project(tracks)).query(np.column_stack([xs, ys]))
     pixel = geoheat.tiles.resolution(15)
     assert distance.max() < 3 * pixel  # within three pixels of a real trackpoint
 

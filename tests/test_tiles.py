@@ -59,3 +59,56 @@ def test_grid_transform_puts_pixel_corners_on_tile_corners():
     right, bottom = transform @ (256, 256)
     assert (right, bottom) == pytest.approx((box.right, box.bottom))
     assert transform.a == pytest.approx(2 * math.pi * 6378137 / (256 * 2**10))
+
+
+# Property tests: mercantile, the reference implementation of this tile math.
+mercantile = pytest.importorskip("mercantile")
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+lons = st.floats(-179.999, 179.999, allow_nan=False)
+lats = st.floats(-85.05, 85.05, allow_nan=False)
+zooms = st.integers(0, tiles.MAX_ZOOM)
+
+
+@given(lons, lats, zooms)
+def test_tile_equals_mercantiles(lon, lat, zoom):
+    expected = mercantile.tile(lon, lat, zoom)
+    # mercantile and geoheat may round a point on a tile edge differently: allow only that.
+    got = tiles.tile(lon, lat, zoom)
+    assert abs(got.x - expected.x) <= 1 and abs(got.y - expected.y) <= 1
+    if got != (expected.x, expected.y, zoom):
+        edge = mercantile.xy_bounds(expected)
+        x, y = mercantile.xy(lon, lat)
+        assert min(abs(x - edge.left), abs(x - edge.right), abs(y - edge.top),
+                   abs(y - edge.bottom)) < 1e-6 * tiles.resolution(zoom) * 256
+
+
+@given(st.integers(0, tiles.MAX_ZOOM).flatmap(
+    lambda z: st.tuples(st.integers(0, 2**z - 1), st.integers(0, 2**z - 1), st.just(z))))
+def test_xy_bounds_equal_mercantiles(xyz):
+    tile = Tile(*xyz)
+    assert tiles.xy_bounds(tile) == pytest.approx(tuple(mercantile.xy_bounds(*xyz)), abs=1e-6)
+
+
+@given(lons, lats, zooms)
+def test_world_pixels_fall_in_the_tile_of_the_point(lon, lat, zoom):
+    from geoheat.projection import project
+
+    col, row = tiles.world_pixels(project(np.array([[lon, lat]])), zoom)
+    expected = mercantile.tile(lon, lat, zoom)
+    assert abs(int(col[0] // 256) - expected.x) <= 1 and abs(int(row[0] // 256) - expected.y) <= 1
+
+
+@given(st.integers(0, 12).flatmap(
+    lambda z: st.tuples(st.just(z), st.integers(0, 2**z - 1), st.integers(0, 2**z - 1))))
+def test_tile_window_is_where_the_tiles_pixels_start(zxy):
+    zoom, x, y = zxy
+    grid = tiles.grid_covering(tiles.xy_bounds(Tile(max(x - 1, 0), max(y - 1, 0), zoom)), zoom)
+    grid = grid._replace(width=grid.width + 512, height=grid.height + 512)
+    row, col = tiles.tile_window((x, y), grid)
+    left, top = tiles.grid_transform(grid) @ (col, row)
+    assert (left, top) == pytest.approx((tiles.xy_bounds(Tile(x, y, zoom)).left,
+                                         tiles.xy_bounds(Tile(x, y, zoom)).top), abs=1e-6)

@@ -16,8 +16,11 @@ from rio_cogeo.cogeo import cog_validate
 
 import geoheat
 import geoheat.samples
-from geoheat import heat, tiles
-from geoheat.colormaps import HOT, with_alpha
+from geoheat import colour, tiles
+from geoheat.colormaps import lut, with_alpha
+from geoheat.projection import project
+
+HOT = lut("hot")
 
 SPOT = (14.50123, 46.05012)
 ZOOM = 14
@@ -40,7 +43,7 @@ def built(tmp_path_factory):
 
 
 def spot_pixel(src):
-    return src.index(*heat.project(np.array([SPOT]))[0])
+    return src.index(*project(np.array([SPOT]))[0])
 
 
 def test_outputs_listed_and_written(built):
@@ -88,7 +91,7 @@ def test_rgba_geotiff_is_the_coloured_heat(built):
         assert src.transform == h.transform
     assert (rgba[3][values == 0] == 0).all()
     assert rgba[:, values > 0.5].min(axis=1)[3] == 255  # clearly hot: opaque
-    np.testing.assert_array_equal(rgba, heat.shade_rgba(values, with_alpha(HOT)))
+    np.testing.assert_array_equal(rgba, colour.shade_rgba(values, with_alpha(HOT)))
 
 
 def test_qml_is_a_qgis_pseudocolour_style(built):
@@ -132,7 +135,7 @@ def test_mbtiles_top_level_is_exactly_the_tiles_with_heat(built):
     metadata, rows = read_tiles(out / "heat.mbtiles")
     with rasterio.open(out / "heat.tif") as src:
         values = src.read(1)
-    visible = heat.lut_index(values) > 0  # what the colormap does not draw transparent
+    visible = colour.lut_index(values) > 0  # what the colormap does not draw transparent
     grid = result.grid
     expected = {
         t for t in tiles.grid_tiles(grid)
@@ -143,7 +146,7 @@ def test_mbtiles_top_level_is_exactly_the_tiles_with_heat(built):
     # MBTiles rows count from the bottom (TMS): y = 2**z - 1 - tile_row.
     top = {tiles.Tile(x, 2**z - 1 - row, z): data for z, x, row, data in rows if z == ZOOM}
     assert set(top) == expected
-    rgba = heat.shade_rgba(values, with_alpha(HOT))
+    rgba = colour.shade_rgba(values, with_alpha(HOT))
     for t, data in top.items():
         with MemoryFile(data) as mem, mem.open() as png:
             assert (png.driver, png.width, png.height) == ("PNG", 256, 256)

@@ -9,7 +9,8 @@ import pytest
 import rasterio
 
 import geoheat
-from geoheat import InputError, ParameterError, tiles
+from geoheat import InputError, ParameterError, pipeline, tiles
+from geoheat.projection import project
 
 SPOT = (14.50123, 46.05012)  # lon, lat of a known point
 
@@ -35,7 +36,7 @@ def test_known_point_lands_in_its_geotiff_pixel(tmp_path, write_gpx, zoom):
     with rasterio.open(tmp_path / "out.tif") as src:
         assert src.crs.to_epsg() == 3857
         assert src.nodata == 0 and src.dtypes == ("float32",)
-        x, y = geoheat.heat.project(np.array([SPOT]))[0]
+        x, y = project(np.array([SPOT]))[0]
         row, col = src.index(x, y)
         band = src.read(1)
         assert band[row, col] == pytest.approx(1.0)
@@ -72,7 +73,7 @@ def test_png_is_hot_where_heat_is(tmp_path, write_gpx):
     write_gpx("spot.gpx", [SPOT] * 10, track_around(*SPOT))
     geoheat.build([tmp_path], tmp_path / "h.png", zoom=12, sigma=0, mode="points")
     with rasterio.open(tmp_path / "h.tif") as tif, rasterio.open(tmp_path / "h.png") as png:
-        row, col = tif.index(*geoheat.heat.project(np.array([SPOT]))[0])
+        row, col = tif.index(*project(np.array([SPOT]))[0])
         rgb = png.read()
     assert rgb[:, row, col].tolist() == [255, 255, 255]  # the hottest pixel: white in 'hot'
     assert rgb[:, 0, 0].tolist() == [0, 0, 0]  # no heat: black background
@@ -126,8 +127,8 @@ def test_bounds_keep_points_inside_and_fix_the_extent(tmp_path, write_gpx):
     result = geoheat.build([tmp_path], tmp_path / "h.png", bounds=box, zoom=12)
     assert (result.points_used, result.points_outside) == (3, 5)
     with rasterio.open(tmp_path / "h.tif") as src:
-        left, bottom = geoheat.heat.project(np.array([[14.45, 46.0]]))[0]
-        right, top = geoheat.heat.project(np.array([[14.55, 46.1]]))[0]
+        left, bottom = project(np.array([[14.45, 46.0]]))[0]
+        right, top = project(np.array([[14.55, 46.1]]))[0]
         b = src.bounds
         assert b.left <= left and b.right >= right and b.bottom <= bottom and b.top >= top
         assert b.right - b.left < (right - left) + 2 * 256 * src.res[0]  # whole tiles, no more
@@ -136,14 +137,15 @@ def test_bounds_keep_points_inside_and_fix_the_extent(tmp_path, write_gpx):
 
 
 def test_auto_extent_leaves_out_a_glitch_and_all_keeps_it(tmp_path, write_gpx):
-    write_gpx("a.gpx", track_around(*SPOT, n=50, step=0.001) + [(0.0, 0.0)])
+    write_gpx("a.gpx", track_around(*SPOT, n=50, step=0.001) + [(-20.0, 10.0)])
     auto = geoheat.build([tmp_path], tmp_path / "h.png")
     assert (auto.points_used, auto.points_outside) == (50, 1)
     assert auto.zoom >= 15
     everything = geoheat.build([tmp_path], tmp_path / "h.png", extent="all")
     assert (everything.points_used, everything.points_outside) == (51, 0)
     assert everything.zoom < auto.zoom
-    assert tiles.grid_bounds(everything.grid).left <= 0 <= tiles.grid_bounds(everything.grid).right
+    glitch_x = project(np.array([[-20.0, 10.0]]))[0, 0]
+    assert tiles.grid_bounds(everything.grid).left <= glitch_x
 
 
 def test_invalid_positions_are_dropped(tmp_path):
@@ -154,7 +156,7 @@ def test_invalid_positions_are_dropped(tmp_path):
     assert (result.points_read, result.points_invalid, result.points_used) == (3, 1, 2)
 
 
-@pytest.mark.parametrize("kwargs", [{"zoom": 20}, {"zoom": -1}, {"zoom": "x"}, {"sigma": -1},
+@pytest.mark.parametrize("kwargs", [{"zoom": 20}, {"zoom": -2}, {"zoom": "x"}, {"sigma": -1}, {"sigma": 51},
                                     {"max_size": 10}, {"extent": "some"}])
 def test_bad_parameters_raise_before_reading(tmp_path, kwargs):
     with pytest.raises(ParameterError):
@@ -174,13 +176,13 @@ def test_large_sparse_grid_writes_geotiff_but_no_png(tmp_path, write_gpx):
     warnings = []
     result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=17, extent="all",
                            on_warning=warnings.append)
-    assert result.grid.width * result.grid.height > geoheat.pipeline.MAX_PNG_PIXELS
+    assert result.grid.width * result.grid.height > pipeline.MAX_PNG_PIXELS
     assert result.data_tiles <= 8
     assert not (tmp_path / "h.png").exists()
     assert len(warnings) == 1 and "no PNG for a" in warnings[0] and "lower --zoom" in warnings[0]
     with rasterio.open(tmp_path / "h.tif") as src:
         assert (src.width, src.height) == (result.grid.width, result.grid.height)
-        x, y = geoheat.heat.project(np.array([[14.5005, 46.05]]))[0]
+        x, y = project(np.array([[14.5005, 46.05]]))[0]
         row, col = src.index(x, y)
         assert src.read(1, window=((row, row + 1), (col, col + 1)))[0, 0] > 0
         assert src.overviews(1)[-1] >= 32

@@ -1,0 +1,73 @@
+"""Heat to colours: through a colormap's lookup table, alone or over a toned basemap."""
+
+import numpy as np
+
+from . import font
+from .colormaps import Style
+
+
+def lut_index(heat: np.ndarray) -> np.ndarray:
+    """Heat in [0, 1] as a uint8 index into a 256-entry lookup table."""
+    return np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)
+
+
+def shade(heat: np.ndarray, lut: np.ndarray, background=(0, 0, 0)) -> np.ndarray:
+    """Colour heat through a (256, 3) uint8 lookup table over a background: (3, h, w) uint8."""
+    index = lut_index(heat)
+    empty = heat <= 0
+    rgb = np.empty((3, *heat.shape), dtype=np.uint8)
+    for band in range(3):  # one channel at a time: 3x faster than lut[index] on big images
+        np.take(lut[:, band], index, out=rgb[band])
+        rgb[band][empty] = background[band]
+    return rgb
+
+
+def shade_rgba(heat: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Colour heat through a (256, 4) lookup table: (4, h, w) uint8, transparent without heat.
+
+    Heat that rounds to index 0 (below 1/510) is transparent too.
+    """
+    index = lut_index(heat)
+    rgba = np.empty((4, *heat.shape), dtype=np.uint8)
+    for band in range(4):
+        np.take(lut[:, band], index, out=rgba[band])
+    return rgba
+
+
+def tone_map(rgb: np.ndarray, have: np.ndarray, brightness: float, tint, background):
+    """A map made a dark grey backdrop: (3, h, w) uint8.
+
+    Grey by luminance; a light map (mean grey above half) is inverted so roads
+    stay visible on a dark ground; then dimmed and tinted. Pixels without map
+    (have False) get the background colour.
+    """
+    grey = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]).astype(np.float32)
+    if have.any() and grey[have].mean() > 127.5:
+        grey = 255 - grey
+    out = np.empty(rgb.shape, dtype=np.uint8)
+    for band in range(3):
+        toned = grey * (brightness * tint[band])
+        out[band] = np.where(have, np.clip(np.rint(toned), 0, 255), background[band])
+    return out
+
+
+def blend_screen(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Heat colours (4, h, w) over a backdrop (3, h, w) by 'screen' blending, weighted by alpha.
+
+    Screen (1 - (1 - a)(1 - b)) only ever lightens: dark heat leaves the map as it
+    is, bright heat glows, as in the original script.
+    """
+    colour = rgba[:3].astype(np.float32) * (rgba[3].astype(np.float32) / 255)
+    base = base.astype(np.float32)
+    return np.clip(np.rint(base + colour - base * colour / 255), 0, 255).astype(np.uint8)
+
+
+def over_map(heat: np.ndarray, rgb: np.ndarray, have: np.ndarray, look: Style,
+             rgba_lut: np.ndarray, attribution: str = "") -> np.ndarray:
+    """The PNG's picture over a basemap: the heat screen-blended over the toned map, with
+    the map's attribution stamped bottom-right where there is a map."""
+    backdrop = tone_map(rgb, have, look.map_brightness, look.map_tint, look.background)
+    picture = blend_screen(backdrop, shade_rgba(heat, rgba_lut))
+    if attribution and have.any():
+        font.stamp(picture, attribution, scale=1 if heat.shape[1] < 1200 else 2)
+    return picture

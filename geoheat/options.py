@@ -1,0 +1,233 @@
+"""Every setting of a build in one object, checked once when it is made.
+
+`BuildOptions` is what the CLI makes from its flags and what `geoheat.build(...)`
+makes from its keywords; the pipeline then trusts it. Only the standard library is
+imported here, so `geoheat --help` stays instant.
+"""
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .colormaps import COLORMAP_NAMES, STYLE_NAMES
+from .errors import OutputError, ParameterError
+
+MAX_ZOOM = 19  # OSM's tile servers stop here (tiles.MAX_ZOOM, without importing affine)
+MIN_IMAGE_SIZE = 256  # one tile
+EXTENTS = ("auto", "all")
+MODES = ("lines", "points")
+SCALINGS = ("cdf", "linear")
+# Past ~50 px the blur's halo spans many tiles and the work grows as sigma squared
+# (200 px took over 5 minutes); no heatmap needs more.
+MAX_SIGMA = 50.0
+# Basemap download limits (geoheat.basemap's), here so the CLI need not import it.
+DEFAULT_MAX_TILES = 300  # a 4096 px image is 256 tiles: any --zoom auto image fits
+DEFAULT_TIMEOUT = 10.0  # seconds per tile request
+
+
+def available_cores() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_zoom(zoom: int | str | None, what: str = "zoom") -> int | None:
+    """An OSM zoom 0-19 as int, or None for 'auto' (also the original script's -1)."""
+    if zoom is None or zoom == "auto" or (not isinstance(zoom, bool) and str(zoom).strip() == "-1"):
+        return None
+    text = str(zoom).strip()
+    if isinstance(zoom, bool) or not text.isdigit() or int(text) > MAX_ZOOM:
+        raise ParameterError(f"{what} must be 0-{MAX_ZOOM} or 'auto', got {zoom!r}")
+    return int(text)
+
+
+def check_bounds(bounds: Sequence[float]) -> tuple[float, float, float, float]:
+    """LAT_MIN LAT_MAX LON_MIN LON_MAX (the original script's order), checked."""
+    try:
+        lat_min, lat_max, lon_min, lon_max = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"bounds must be four numbers LAT_MIN LAT_MAX LON_MIN LON_MAX, got {bounds!r}"
+        ) from None
+    if not (-90 <= lat_min <= 90 and -90 <= lat_max <= 90):
+        raise ParameterError(f"bounds: latitudes must be within -90..90, got {lat_min}, {lat_max}")
+    if not (-180 <= lon_min <= 180 and -180 <= lon_max <= 180):
+        raise ParameterError(
+            f"bounds: longitudes must be within -180..180, got {lon_min}, {lon_max}")
+    if lat_min >= lat_max or lon_min >= lon_max:
+        raise ParameterError(
+            "bounds: need LAT_MIN < LAT_MAX and LON_MIN < LON_MAX, got "
+            f"{lat_min} {lat_max} {lon_min} {lon_max}")
+    return lat_min, lat_max, lon_min, lon_max
+
+
+def check_sigma(sigma: float) -> float:
+    """A blur radius: a number 0-MAX_SIGMA pixels."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma):
+        raise ParameterError(f"sigma must be a number 0-{MAX_SIGMA:g}, got {sigma!r}")
+    if not 0 <= sigma <= MAX_SIGMA:
+        raise ParameterError(f"sigma must be 0-{MAX_SIGMA:g} pixels, got {sigma:g}")
+    return float(sigma)
+
+
+def _one_of(name: str, value, choices: Sequence[str]):
+    if value not in choices:
+        raise ParameterError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _whole(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _split_types(types: Iterable[str] | None) -> tuple[str, ...] | None:
+    """Activity types from repeated flags and comma lists ('Ride,Run')."""
+    if types is None:
+        return None
+    if isinstance(types, str):
+        types = [types]
+    found = tuple(t.strip() for item in types for t in str(item).split(",") if t.strip())
+    return found or None
+
+
+def _years(years: Iterable[int] | int | None) -> tuple[int, ...] | None:
+    """Years from repeated flags and comma lists ('2023,2024')."""
+    if years is None:
+        return None
+    if isinstance(years, (int, str)):
+        years = [years]
+    found = []
+    for item in years:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isdigit():
+                raise ParameterError(f"year must be a whole number such as 2024, got {part!r}")
+            found.append(int(part))
+    return tuple(sorted(set(found))) or None
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Every setting of a build; made once, checked once (ParameterError, OutputError).
+
+    Defaults are the library's: no basemap, no parse cache, one process. The CLI
+    asks for the OSM basemap, the user cache folder and all cores.
+    """
+
+    inputs: tuple[Path, ...] = (Path("gpx"),)  # files, folders, Strava export zips
+    output: Path = Path("heatmap.png")  # the PNG; the other outputs share its stem
+    # What to draw
+    pattern: str | None = None  # glob on file names in folders and zips; None: every activity
+    years: tuple[int, ...] | None = None  # keep activities that started in these years
+    types: tuple[str, ...] | None = None  # keep these activity types (Strava's names)
+    bounds: tuple[float, float, float, float] | None = None  # LAT_MIN LAT_MAX LON_MIN LON_MAX
+    extent: str = "auto"  # without bounds: 'auto' (the main area) or 'all'
+    # How to draw it
+    zoom: int | None = None  # None: the largest that fits max_size
+    max_size: int = 4096
+    mode: str = "lines"  # 'lines': passes per pixel; 'points': track points per pixel
+    scaling: str = "cdf"  # 'cdf' (Strava's method) or 'linear'
+    sigma: float = 1.0  # Gaussian blur in pixels
+    style: str = "hot"
+    cmap: str | None = None  # None: the style's
+    # Extra outputs
+    csv: bool = False
+    rgba_tif: bool = False
+    counts: bool = False
+    mbtiles: Path | None = None
+    min_zoom: int | None = None  # lowest MBTiles level; None: zoom - 4
+    # The basemap under the PNG
+    basemap: str | None = None  # None or 'none', 'osm', an xyzservices name, a URL template
+    attribution: str | None = None
+    api_key: str | None = None
+    tile_cache: Path | None = None
+    max_tiles: int = DEFAULT_MAX_TILES
+    tile_timeout: float = DEFAULT_TIMEOUT
+    # Reading
+    parse_cache: Path | None = None  # None: parse every file, keep nothing
+    jobs: int = 1
+    outputs: dict = field(init=False, repr=False, compare=False)  # kind -> Path
+
+    def __post_init__(self):
+        def put(name, value):  # frozen: normalised values are set once, here
+            object.__setattr__(self, name, value)
+
+        inputs = [self.inputs] if isinstance(self.inputs, (str, Path)) else self.inputs
+        put("inputs", tuple(Path(p) for p in inputs))
+        if not self.inputs:
+            raise ParameterError("no input given: name activity files, folders or exports")
+        put("output", Path(self.output))
+        put("years", _years(self.years))
+        put("types", _split_types(self.types))
+        if self.bounds is not None:
+            put("bounds", check_bounds(self.bounds))
+        _one_of("extent", self.extent, EXTENTS)
+        put("zoom", check_zoom(self.zoom))
+        put("min_zoom", check_zoom(self.min_zoom, "min zoom"))
+        if self.min_zoom is not None and self.zoom is not None and self.min_zoom > self.zoom:
+            raise ParameterError(f"min zoom {self.min_zoom} is above the output zoom {self.zoom}")
+        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) \
+                or self.max_size < MIN_IMAGE_SIZE:
+            raise ParameterError(
+                f"max size must be at least {MIN_IMAGE_SIZE} pixels, got {self.max_size!r}")
+        _one_of("mode", self.mode, MODES)
+        _one_of("scaling", self.scaling, SCALINGS)
+        put("sigma", check_sigma(self.sigma))
+        _one_of("style", self.style, STYLE_NAMES)
+        if self.cmap is not None:
+            _one_of("cmap", self.cmap, COLORMAP_NAMES)
+        if self.basemap is not None and self.basemap.strip().lower() == "none":
+            put("basemap", None)
+        _whole("max tiles", self.max_tiles, 1)
+        if not (isinstance(self.tile_timeout, (int, float)) and self.tile_timeout > 0):
+            raise ParameterError(f"tile timeout must be > 0 seconds, got {self.tile_timeout!r}")
+        _whole("jobs", self.jobs, 1)
+        cores = available_cores()
+        if self.jobs > max(cores, 1) * 2:
+            # Reading is CPU-bound: more processes than cores only cost memory
+            # (64 on 2 cores started 68 processes and 5 GB).
+            raise ParameterError(
+                f"jobs must be 1-{cores * 2} here ({cores} cores), got {self.jobs}")
+        for name in ("mbtiles", "tile_cache", "parse_cache"):
+            value = getattr(self, name)
+            put(name, None if value is None else Path(value))
+        put("outputs", _output_paths(self))
+
+    @property
+    def colormap(self) -> str:
+        """The heat's colormap: the one asked for, else the style's."""
+        from .colormaps import STYLES
+
+        return self.cmap or STYLES[self.style].cmap
+
+    def replace(self, **changes) -> "BuildOptions":
+        """A copy with some settings changed, checked again."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return BuildOptions(**{**values, **changes})
+
+
+def _output_paths(options: BuildOptions) -> dict[str, Path]:
+    """The files a build writes, by kind, named after the --output PNG."""
+    png = options.output
+    if png.suffix.lower() != ".png":
+        raise OutputError(f"{png}: output name must end in .png (the other outputs share its stem)")
+    paths = {"png": png, "tif": png.with_suffix(".tif"), "qml": png.with_suffix(".qml")}
+    if options.csv:
+        paths["csv"] = png.with_suffix(".csv")
+    if options.rgba_tif:
+        paths["rgba"] = png.with_name(f"{png.stem}-rgba.tif")
+    if options.counts:
+        paths["counts"] = png.with_name(f"{png.stem}-counts.tif")
+    if options.mbtiles is not None:
+        if options.mbtiles.suffix.lower() != ".mbtiles":
+            raise OutputError(f"{options.mbtiles}: the MBTiles file name must end in .mbtiles")
+        paths["mbtiles"] = options.mbtiles
+    return paths

@@ -1,0 +1,49 @@
+"""Heat to colours: lookup tables, the backdrop made of a map, screen blending."""
+
+import numpy as np
+
+from geoheat import colour
+from geoheat.colormaps import STYLES, lut, with_alpha
+
+HOT = lut("hot")
+
+
+def test_shade_uses_colormap_and_background():
+    values = np.array([[0.0, 1.0, 0.5]], dtype=np.float32)
+    rgb = colour.shade(values, HOT, background=(1, 2, 3))
+    assert rgb.shape == (3, 1, 3)
+    assert rgb[:, 0, 0].tolist() == [1, 2, 3]
+    assert rgb[:, 0, 1].tolist() == [255, 255, 255]  # 'hot' ends white
+    assert rgb[:, 0, 2].tolist() == HOT[128].tolist()
+
+
+def test_shade_rgba_is_transparent_without_heat_and_fades_in():
+    values = np.array([[0.0, 0.001, 0.1, 1.0]], dtype=np.float32)
+    rgba = colour.shade_rgba(values, with_alpha(HOT))
+    assert rgba[3, 0].tolist()[:2] == [0, 0]  # none, and below half a step of the table
+    assert 0 < rgba[3, 0, 2] < 255 and rgba[3, 0, 3] == 255
+    assert rgba[:3, 0, 3].tolist() == HOT[255].tolist()
+
+
+def test_over_map_stamps_the_attribution_only_where_there_is_a_map():
+    heat = np.zeros((64, 256), dtype=np.float32)
+    rgb = np.full((3, 64, 256), 255, dtype=np.uint8)
+    with_map = colour.over_map(heat, rgb, np.ones((64, 256), bool), STYLES["hot"],
+                               with_alpha(HOT), "(c) OSM")
+    without = colour.over_map(heat, rgb, np.zeros((64, 256), bool), STYLES["hot"],
+                              with_alpha(HOT), "(c) OSM")
+    assert (with_map[:, -12:, -60:] > 200).any()  # light text bottom-right on the dark map
+    assert (without == 0).all()  # the hot style's background, nothing stamped
+
+
+def test_tone_and_screen_blend():
+    rgb = np.full((3, 2, 2), 255, dtype=np.uint8)
+    have = np.array([[True, True], [True, False]])
+    toned = colour.tone_map(rgb, have, 0.5, (1, 1, 1), (9, 9, 9))
+    assert toned[:, 0, 0].tolist() == [0, 0, 0]  # white, inverted: black
+    assert toned[:, 1, 1].tolist() == [9, 9, 9]  # no map: background
+    base = np.full((3, 1, 1), 100, dtype=np.uint8)
+    clear = np.zeros((4, 1, 1), dtype=np.uint8)
+    assert colour.blend_screen(base, clear).ravel().tolist() == [100] * 3
+    white = np.full((4, 1, 1), 255, dtype=np.uint8)
+    assert colour.blend_screen(base, white).ravel().tolist() == [255] * 3

@@ -1,0 +1,91 @@
+"""BuildOptions: every setting checked once, in one place, with one clear message."""
+
+from pathlib import Path
+
+import pytest
+
+from geoheat.errors import OutputError, ParameterError
+from geoheat.options import BuildOptions, available_cores, check_zoom
+
+
+def test_defaults_are_the_librarys():
+    options = BuildOptions()
+    assert options.inputs == (Path("gpx"),) and options.output == Path("heatmap.png")
+    assert (options.zoom, options.scaling, options.mode, options.sigma) == (None, "cdf", "lines", 1.0)
+    assert (options.basemap, options.parse_cache, options.jobs) == (None, None, 1)
+    assert options.outputs == {"png": Path("heatmap.png"), "tif": Path("heatmap.tif"),
+                               "qml": Path("heatmap.qml")}
+    assert options.colormap == "hot"
+
+
+def test_values_are_normalised():
+    options = BuildOptions(inputs="tracks", output="out/h.png", years=["2023,2024", 2022],
+                           types=["Ride,Run", " Walk "], zoom="12", min_zoom="auto",
+                           basemap="None", style="strava", mbtiles="t.mbtiles", csv=True)
+    assert options.inputs == (Path("tracks"),)
+    assert options.years == (2022, 2023, 2024)
+    assert options.types == ("Ride", "Run", "Walk")
+    assert (options.zoom, options.min_zoom, options.basemap) == (12, None, None)
+    assert options.colormap == "strava"
+    assert options.outputs["csv"] == Path("out/h.csv")
+    assert options.outputs["mbtiles"] == Path("t.mbtiles")
+
+
+def test_the_original_scripts_minus_one_zoom_is_auto():
+    assert check_zoom(-1) is None and check_zoom("-1") is None and check_zoom("auto") is None
+    assert BuildOptions(zoom=-1).zoom is None
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"zoom": 20}, "zoom must be 0-19"),
+    ({"zoom": -2}, "zoom must be 0-19"),
+    ({"zoom": True}, "zoom must be 0-19"),
+    ({"min_zoom": 15, "zoom": 12}, "min zoom 15 is above the output zoom 12"),
+    ({"sigma": -1}, "sigma must be 0-50"),
+    ({"sigma": 200}, "sigma must be 0-50"),
+    ({"sigma": float("inf")}, "sigma must be a number"),
+    ({"max_size": 10}, "max size must be at least 256"),
+    ({"mode": "dots"}, "mode must be one of lines, points"),
+    ({"scaling": "log"}, "scaling must be one of cdf, linear"),
+    ({"extent": "some"}, "extent must be one of auto, all"),
+    ({"style": "neon"}, "style must be one of hot, strava"),
+    ({"cmap": "jet"}, "cmap must be one of"),
+    ({"years": ["twenty"]}, "year must be a whole number"),
+    ({"bounds": (10, 5, 0, 1)}, "LAT_MIN < LAT_MAX"),
+    ({"bounds": (-95, 0, 0, 1)}, "latitudes must be within"),
+    ({"bounds": (0, 1, 0, 200)}, "longitudes must be within"),
+    ({"bounds": (0, 1, 2)}, "four numbers"),
+    ({"jobs": 0}, "jobs must be a whole number >= 1"),
+    ({"jobs": 10_000}, "jobs must be 1-"),
+    ({"max_tiles": 0}, "max tiles must be a whole number >= 1"),
+    ({"tile_timeout": 0}, "tile timeout must be > 0"),
+    ({"inputs": []}, "no input given"),
+])
+def test_bad_values_are_refused_with_one_line(settings, message):
+    with pytest.raises(ParameterError, match=message) as caught:
+        BuildOptions(**settings)
+    assert "\n" not in str(caught.value)
+    assert isinstance(caught.value, ValueError)  # callers that know no geoheat can catch it
+
+
+def test_jobs_are_bounded_by_the_cores():
+    cores = available_cores()
+    assert BuildOptions(jobs=cores).jobs == cores
+    with pytest.raises(ParameterError, match=f"{cores} cores"):
+        BuildOptions(jobs=cores * 2 + 1)
+
+
+@pytest.mark.parametrize("settings", [{"output": "h.tif"}, {"mbtiles": "t.db"}])
+def test_bad_output_names_are_output_errors(settings):
+    with pytest.raises(OutputError) as caught:
+        BuildOptions(**settings)
+    assert isinstance(caught.value, OSError) and "must end in" in str(caught.value)
+
+
+def test_options_are_frozen_and_replace_checks_again():
+    options = BuildOptions(zoom=12)
+    with pytest.raises(AttributeError):
+        options.zoom = 13
+    assert options.replace(zoom=13).zoom == 13 and options.zoom == 12
+    with pytest.raises(ParameterError):
+        options.replace(zoom=30)

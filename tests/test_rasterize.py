@@ -1,0 +1,107 @@
+"""Tracks to sparse counts: pixels of points and lines, gaps, passes."""
+
+import numpy as np
+import pytest
+import rasterio
+
+import geoheat
+from geoheat import rasterize, tiles
+from geoheat.extent import points_bounds
+from geoheat.projection import project
+from geoheat.tiles import Grid
+
+from . import reference
+from .conftest import straight
+
+ndimage = pytest.importorskip("scipy.ndimage")
+EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def counts_of(tmp_path, **kwargs):
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    geoheat.build([tmp_path / "in"], out / "h.png", counts=True, sigma=0, **kwargs)
+    with rasterio.open(out / "h-counts.tif") as src:
+        return src.read(1), src
+
+
+def pixel_of(src, lon, lat):
+    return src.index(*project(np.array([[lon, lat]]))[0])
+
+
+def test_points_land_in_their_pixels():
+    grid = Grid(1, 0, 0, 512, 512)  # the whole world at zoom 1
+    res = tiles.resolution(1)
+    # Centres of pixels (row 10, col 20) and (row 300, col 500), the first one twice.
+    cols, rows = np.array([20, 20, 500]), np.array([10, 10, 300])
+    xy = np.column_stack([-tiles.ORIGIN_SHIFT + (cols + 0.5) * res,
+                          tiles.ORIGIN_SHIFT - (rows + 0.5) * res])
+    counts = tiles.to_dense(rasterize.count_tracks(xy, np.array([0, 3]), grid, "points"), grid,
+                            np.uint32)
+    assert counts[10, 20] == 2 and counts[300, 500] == 1 and counts.sum() == 3
+
+
+def test_points_outside_the_grid_are_dropped():
+    grid = Grid(10, 486 * 256, 332 * 256, 256, 256)
+    outside = project(np.array([[0.0, 0.0]]))
+    assert rasterize.count_tracks(outside, np.array([0, 1]), grid, "points") == {}
+
+
+def test_tile_counts_equal_the_dense_reference():
+    rng = np.random.default_rng(5)
+    xy = project(np.column_stack([rng.normal(14.505, 0.004, 3000),
+                                  rng.normal(46.052, 0.003, 3000)]))
+    grid = tiles.grid_covering(points_bounds(xy), 16)
+    assert grid.width > 256 and grid.height > 256  # tile borders inside
+    counts = rasterize.tile_counts(*rasterize.point_pixels(xy, 16), grid)
+    assert all(block.dtype == np.uint32 and block.shape == (256, 256) for block in counts.values())
+    np.testing.assert_array_equal(tiles.to_dense(counts, grid, np.uint32),
+                                  reference.count_points(xy, grid))
+
+
+def test_select_points_cuts_segments_where_points_go():
+    xy = np.arange(20, dtype=float).reshape(10, 2)
+    keep = np.array([1, 1, 0, 1, 1, 1, 1, 0, 0, 1], dtype=bool)
+    kept, offsets = rasterize.select_points(xy, np.array([0, 5, 10]), keep)
+    assert len(kept) == 7
+    assert offsets.tolist() == [0, 2, 4, 6, 7]  # cut at 2, at the old segment start, and at 7-8
+
+
+def test_split_gaps_measures_ground_distance():
+    # 250 m steps on the ground at latitude 60 are 500 m of Web Mercator.
+    y = project(np.array([[0.0, 60.0]]))[0, 1]
+    xy = np.array([[0, y], [500, y], [1000, y], [5000, y]], dtype=float)
+    assert rasterize.split_gaps(xy, np.array([0, 4])).tolist() == [0, 3, 4]
+
+
+def test_lines_mode_draws_an_unbroken_line_at_zoom_17(tmp_path, write_gpx):
+    ride = straight(14.50, 46.05, 14.52, 46.06)
+    write_gpx("ride.gpx", ride, folder=tmp_path / "in")
+    counts, src = counts_of(tmp_path, zoom=17, mode="lines")
+    labels, n = ndimage.label(counts > 0, structure=EIGHT)
+    assert n == 1
+    start, end = pixel_of(src, *ride[0]), pixel_of(src, *ride[-1])
+    assert counts[start] > 0 and counts[end] > 0
+    # A line is about as many pixels as its longer side (a few more where it cuts
+    # pixel corners), not a blob.
+    longer = max(abs(end[0] - start[0]), abs(end[1] - start[1]))
+    assert longer <= (counts > 0).sum() <= 1.1 * longer
+    points, _ = counts_of(tmp_path, zoom=17, mode="points")
+    assert ndimage.label(points > 0, structure=EIGHT)[1] > 10  # dotted, as before
+
+
+def test_lines_mode_does_not_bridge_a_gps_gap(tmp_path, write_gpx):
+    first = straight(14.50, 46.05, 14.51, 46.05)
+    second = straight(14.536, 46.05, 14.546, 46.05)  # starts 2 km after the first ends
+    write_gpx("gap.gpx", first + second, folder=tmp_path / "in")  # one segment, a jump inside
+    counts, src = counts_of(tmp_path, zoom=17, mode="lines")
+    assert ndimage.label(counts > 0, structure=EIGHT)[1] == 2
+    assert counts[pixel_of(src, 14.523, 46.05)] == 0  # nothing drawn in the gap
+
+
+def test_lines_count_passes(tmp_path, write_gpx):
+    there = straight(14.50, 46.05, 14.51, 46.05)
+    write_gpx("a.gpx", there + there[::-1], folder=tmp_path / "in")  # out and back
+    write_gpx("b.gpx", there, folder=tmp_path / "in")
+    counts, src = counts_of(tmp_path, zoom=16, mode="lines")
+    assert counts[pixel_of(src, 14.505, 46.05)] == 3
