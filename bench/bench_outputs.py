@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from geoheat import colour, find_sources, heat, report, tiles, writers
-from geoheat.activities import select_activities
+from geoheat.activities import join_tracks, select_activities
 from geoheat.colormaps import lut, with_alpha
 from geoheat.extent import select_extent
 from geoheat.rasterize import count_tracks, select_points
@@ -37,8 +37,9 @@ def main() -> None:
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found (the benchmark reads ../shared/data/chengdu-runs)")
 
-    tracks, result = select_activities(read_files(find_sources([args.data])))
-    keep, area = select_extent(tracks.xy, None, "auto")
+    kept, result = select_activities(read_files(find_sources([args.data])))
+    tracks = join_tracks(kept)
+    keep, area = select_extent(tracks.xy, tracks.activity_offsets, None, "auto")
     xy, offsets = select_points(tracks.xy, tracks.offsets, keep)
     grid = tiles.grid_covering(area, args.zoom)
     counts = count_tracks(xy, offsets, grid, "lines")

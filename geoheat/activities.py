@@ -1,40 +1,47 @@
 """Parsed files to the activities a build draws: filtered by year and type, each once.
 
 The selected activities' points are concatenated into one `Tracks` (EPSG:3857
-points cut into segments), and what was left out is counted in a BuildResult.
+points cut into segments, with where each activity starts), and what happened to
+every file is recorded in a BuildResult.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from .cache import ParsedFile
 from .formats import activity_type
-from .report import BuildResult
+from .report import BuildResult, FileEntry
 from .tiles import EARTH_RADIUS
 
-# Two activities starting this close in time and place are one activity twice (a .gpx
-# and a .fit of one ride, or two exports unpacked into one folder).
+# Two activities are one activity twice (a .gpx and a .fit of one ride, or two exports
+# unpacked into one folder) only if they start within a minute of each other AND their
+# tracks agree: first and last points within 200 m, lengths within 10%. A start time
+# alone is not enough: converters write their own run time into every file.
 DUPLICATE_SECONDS = 60
 DUPLICATE_METRES = 200
+DUPLICATE_LENGTH_RATIO = 0.10
 
 
 class Tracks(NamedTuple):
-    """The points a build draws: (n, 2) EPSG:3857, cut into segments at offsets."""
+    """The points a build draws: (n, 2) EPSG:3857, cut into segments at `offsets`;
+    activity i's points are xy[activity_offsets[i]:activity_offsets[i + 1]]."""
 
     xy: np.ndarray
     offsets: np.ndarray
+    activity_offsets: np.ndarray
 
 
 def select_activities(
     parsed: Sequence[ParsedFile],
     years: Iterable[int] | None = None,
-    on_warning: Callable[[str], None] | None = None,
     types: Iterable[str] | None = None,
-) -> tuple[Tracks, BuildResult]:
-    """Keep the activities of `years` and `types` (all if None), each once; count the rest."""
-    warn = on_warning or (lambda message: None)
+    keep_duplicates: bool = False,
+) -> tuple[list[ParsedFile], BuildResult]:
+    """Keep the activities of `years` and `types` (all if None), each once (unless
+    keep_duplicates); count the rest, file by file, in a BuildResult. The kept ones are
+    recorded as drawn by `record_drawn`, once the extent is known."""
     result = BuildResult(files=len(parsed))
     years = set(years) if years else None
     types = {activity_type(t) for t in types} if types else None
@@ -44,55 +51,119 @@ def select_activities(
         result.waypoints += activity.waypoints
         if activity.error:
             result.skipped.append((activity.name, activity.error))
-            warn(f"skipped {activity.error}")
+            result.entries.append(FileEntry.of(activity, "skipped", _reason(activity)))
             continue
         if activity.note:
             result.notes.append(activity.note)
-            warn(activity.note)
         result.files_read += 1
         result.points_read += activity.points + activity.invalid
         result.points_invalid += activity.invalid
-        if years is not None:
-            if activity.start is None:
-                result.left_out["no time, so no year"] += 1
-                continue
-            if activity.start.year not in years:
-                result.left_out["other years"] += 1
-                continue
-        if types is not None and activity.activity_type not in types:
-            result.left_out["no type" if activity.activity_type is None else "other types"] += 1
+        why = _left_out(activity, years, types)
+        if why:
+            result.left_out[why] += 1
+            result.entries.append(FileEntry.of(activity, "left_out", why))
             continue
         kept.append(activity)
-    kept, result.duplicates = drop_duplicates(kept)
-    for activity in kept:
+    if not keep_duplicates:
+        kept, repeats = drop_duplicates(kept)
+        result.duplicates = len(repeats)
+        result.entries += [FileEntry.of(a, "duplicate", f"the same activity as {first.name}")
+                           for a, first in repeats]
+    return kept, result
+
+
+def record_drawn(result: BuildResult, kept: Sequence[ParsedFile], inside: np.ndarray) -> None:
+    """Count the kept activities as drawn, by type and format, or as left out where none
+    of their points is inside the extent (inside: one flag per activity)."""
+    for activity, drawn in zip(kept, inside):
+        if not drawn:
+            result.left_out["outside the extent"] += 1
+            result.entries.append(FileEntry.of(activity, "left_out", "outside the extent"))
+            continue
         result.types[activity.activity_type or "unknown"] += 1
         result.formats[activity.format] += 1
-    if not kept:
-        return Tracks(np.empty((0, 2)), np.zeros(1, dtype=np.int64)), result
-    xy = np.concatenate([a.xy for a in kept])
-    starts = np.cumsum([0] + [a.points for a in kept[:-1]])
-    offsets = np.concatenate([a.offsets[:-1] + s for a, s in zip(kept, starts)] + [[len(xy)]])
-    return Tracks(xy, offsets.astype(np.int64)), result
+        result.entries.append(FileEntry.of(activity, "drawn"))
 
 
-def drop_duplicates(activities: Sequence[ParsedFile]) -> tuple[list[ParsedFile], int]:
-    """The activities without repeats of one: same start (within a minute) and first
-    point (within 200 m on the ground); of a pair, the one with more points stays."""
+def _reason(activity: ParsedFile) -> str:
+    """A skipped file's reason without its name ('NAME: reason' -> 'reason')."""
+    prefix = f"{activity.name}: "
+    return activity.error[len(prefix):] if activity.error.startswith(prefix) else activity.error
+
+
+def _left_out(activity: ParsedFile, years, types) -> str | None:
+    if not activity.points:
+        return "no valid positions"
+    if years is not None:
+        if activity.start is None:
+            return "no time, so no year"
+        if activity.start.year not in years:
+            return "other years"
+    if types is not None and activity.activity_type not in types:
+        return "no type" if activity.activity_type is None else "other types"
+    return None
+
+
+def join_tracks(activities: Sequence[ParsedFile]) -> Tracks:
+    """The activities' points as one Tracks."""
+    if not activities:
+        return Tracks(np.empty((0, 2)), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    xy = np.concatenate([a.xy for a in activities])
+    starts = np.cumsum([0] + [a.points for a in activities])
+    offsets = np.concatenate([a.offsets[:-1] + s for a, s in zip(activities, starts)]
+                             + [[len(xy)]])
+    return Tracks(xy, offsets.astype(np.int64), starts.astype(np.int64))
+
+
+def ground_length(xy: np.ndarray, offsets: np.ndarray) -> float:
+    """Metres on the ground along the segments (Web Mercator metres shrink by cosh(y/R))."""
+    if len(xy) < 2:
+        return 0.0
+    step = np.hypot(*np.diff(xy, axis=0).T) / np.cosh((xy[1:, 1] + xy[:-1, 1]) / 2 / EARTH_RADIUS)
+    step[offsets[1:-1] - 1] = 0  # no step from one segment's end to the next one's start
+    return float(step.sum())
+
+
+def _ground_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.hypot(*(a - b)) / np.cosh((a[1] + b[1]) / 2 / EARTH_RADIUS))
+
+
+def same_track(first: ParsedFile, second: ParsedFile) -> bool:
+    """Whether two activities' tracks agree: ends within DUPLICATE_METRES, lengths
+    within DUPLICATE_LENGTH_RATIO (or DUPLICATE_METRES)."""
+    if _ground_distance(first.xy[0], second.xy[0]) > DUPLICATE_METRES:
+        return False
+    if _ground_distance(first.xy[-1], second.xy[-1]) > DUPLICATE_METRES:
+        return False
+    a, b = ground_length(first.xy, first.offsets), ground_length(second.xy, second.offsets)
+    return abs(a - b) <= max(DUPLICATE_LENGTH_RATIO * max(a, b), DUPLICATE_METRES)
+
+
+def drop_duplicates(activities: Sequence[ParsedFile]):
+    """The activities without repeats of one (see DUPLICATE_*), and the repeats dropped as
+    (repeat, the activity kept instead). Of a pair, the one with more points stays."""
     timed = sorted((a for a in activities if a.start is not None and a.points),
                    key=lambda a: a.start.timestamp())
-    dropped = set()
+    winner_of: dict[int, ParsedFile] = {}  # id(dropped) -> the one that beat it
     for i, first in enumerate(timed):
-        if id(first) in dropped:
+        if id(first) in winner_of:
             continue
         for second in timed[i + 1:]:
             if second.start.timestamp() - first.start.timestamp() > DUPLICATE_SECONDS:
                 break
-            if id(second) in dropped:
+            if id(second) in winner_of or not same_track(first, second):
                 continue
-            gap = np.hypot(*(first.xy[0] - second.xy[0]))
-            if gap / np.cosh(first.xy[0, 1] / EARTH_RADIUS) <= DUPLICATE_METRES:
-                loser = second if second.points <= first.points else first
-                dropped.add(id(loser))
-                if loser is first:
-                    break
-    return [a for a in activities if id(a) not in dropped], len(dropped)
+            if second.points <= first.points:
+                winner_of[id(second)] = first
+            else:
+                winner_of[id(first)] = second
+                break
+    kept = [a for a in activities if id(a) not in winner_of]
+
+    def final(activity):  # the kept one, through chains of wins
+        while id(activity) in winner_of:
+            activity = winner_of[id(activity)]
+        return activity
+
+    repeats = [(a, final(a)) for a in activities if id(a) in winner_of]
+    return kept, repeats

@@ -74,6 +74,8 @@ def cli():
               help="Keep points inside this box; it is also the output extent.")
 @click.option("--extent", type=click.Choice(EXTENTS), default="auto", show_default=True,
               help="auto: the densest connected area of the tracks; all: every point.")
+@click.option("--keep-duplicates", is_flag=True,
+              help="Draw an activity found twice (a .gpx and a .fit of one ride) twice.")
 @click.option("--zoom", type=ZoomType(), default="auto", show_default=True,
               help="OSM zoom level; auto (or -1): the largest that fits --max-size.")
 @click.option("--max-size", type=int, default=4096, show_default=True,
@@ -117,6 +119,10 @@ def cli():
               help="Refuse to download more map tiles than this.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
               show_default=True, help="The PNG; the .tif and .csv share its stem.")
+@click.option("--report", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Also write a JSON report: what became of every file, the counts, the outputs.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="A warning line for every file, not one per reason.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
 def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jobs, quiet,
           **settings):

@@ -34,15 +34,37 @@ def shade_rgba(heat: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return rgba
 
 
-def tone_map(rgb: np.ndarray, have: np.ndarray, brightness: float, tint, background):
+# The picture over a map is made this many rows at a time, so its float temporaries
+# cost a strip, not the whole image (a 4096 px square image: ~50 MB, not 800 MB).
+STRIP_ROWS = 256
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]).astype(np.float32)
+
+
+def is_light(rgb: np.ndarray, have: np.ndarray) -> bool:
+    """Whether a map is light (its mean grey where there is map above half), in strips."""
+    total, count = 0.0, 0
+    for top in range(0, rgb.shape[1], STRIP_ROWS):
+        strip = slice(top, top + STRIP_ROWS)
+        total += float(_grey(rgb[:, strip])[have[strip]].sum())
+        count += int(have[strip].sum())
+    return count > 0 and total / count > 127.5
+
+
+def tone_map(rgb: np.ndarray, have: np.ndarray, brightness: float, tint, background,
+             invert: bool | None = None):
     """A map made a dark grey backdrop: (3, h, w) uint8.
 
-    Grey by luminance; a light map (mean grey above half) is inverted so roads
-    stay visible on a dark ground; then dimmed and tinted. Pixels without map
-    (have False) get the background colour.
+    Grey by luminance; a light map (mean grey above half; or as `invert` says) is
+    inverted so roads stay visible on a dark ground; then dimmed and tinted. Pixels
+    without map (have False) get the background colour.
     """
-    grey = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]).astype(np.float32)
-    if have.any() and grey[have].mean() > 127.5:
+    grey = _grey(rgb)
+    if invert is None:
+        invert = bool(have.any() and grey[have].mean() > 127.5)
+    if invert:
         grey = 255 - grey
     out = np.empty(rgb.shape, dtype=np.uint8)
     for band in range(3):
@@ -63,11 +85,25 @@ def blend_screen(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
 
 
 def over_map(heat: np.ndarray, rgb: np.ndarray, have: np.ndarray, look: Style,
-             rgba_lut: np.ndarray, attribution: str = "") -> np.ndarray:
+             lut: np.ndarray, rgba_lut: np.ndarray, attribution: str = "") -> np.ndarray:
     """The PNG's picture over a basemap: the heat screen-blended over the toned map, with
-    the map's attribution stamped bottom-right where there is a map."""
-    backdrop = tone_map(rgb, have, look.map_brightness, look.map_tint, look.background)
-    picture = blend_screen(backdrop, shade_rgba(heat, rgba_lut))
+    the map's attribution stamped bottom-right where there is a map.
+
+    Where a map tile is missing the heat is shaded as on a plain background, so a
+    failed basemap hides nothing. Made in strips, in place of rgb (which it returns).
+    """
+    invert = is_light(rgb, have)
+    picture = rgb
+    for top in range(0, heat.shape[0], STRIP_ROWS):
+        rows = slice(top, top + STRIP_ROWS)
+        strip_heat, strip_have = heat[rows], have[rows]
+        backdrop = tone_map(rgb[:, rows], strip_have, look.map_brightness, look.map_tint,
+                            look.background, invert)
+        strip = blend_screen(backdrop, shade_rgba(strip_heat, rgba_lut))
+        if not strip_have.all():
+            plain = ~strip_have
+            strip[:, plain] = shade(strip_heat, lut, look.background)[:, plain]
+        picture[:, rows] = strip
     if attribution and have.any():
         font.stamp(picture, attribution, scale=1 if heat.shape[1] < 1200 else 2)
     return picture

@@ -130,6 +130,7 @@ class BuildOptions:
     types: tuple[str, ...] | None = None  # keep these activity types (Strava's names)
     bounds: tuple[float, float, float, float] | None = None  # LAT_MIN LAT_MAX LON_MIN LON_MAX
     extent: str = "auto"  # without bounds: 'auto' (the main area) or 'all'
+    keep_duplicates: bool = False  # draw the same activity found twice twice
     # How to draw it
     zoom: int | None = None  # None: the largest that fits max_size
     max_size: int = 4096
@@ -154,6 +155,9 @@ class BuildOptions:
     # Reading
     parse_cache: Path | None = None  # None: parse every file, keep nothing
     jobs: int = 1
+    # Telling
+    report: Path | None = None  # a JSON report of the build, file by file
+    verbose: bool = False  # a warning line for every file, not one per reason
     outputs: dict = field(init=False, repr=False, compare=False)  # kind -> Path
 
     def __post_init__(self):
@@ -196,7 +200,7 @@ class BuildOptions:
             # (64 on 2 cores started 68 processes and 5 GB).
             raise ParameterError(
                 f"jobs must be 1-{cores * 2} here ({cores} cores), got {self.jobs}")
-        for name in ("mbtiles", "tile_cache", "parse_cache"):
+        for name in ("mbtiles", "tile_cache", "parse_cache", "report"):
             value = getattr(self, name)
             put(name, None if value is None else Path(value))
         put("outputs", _output_paths(self))

@@ -11,17 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from . import tiles
-from .activities import select_activities
+from .activities import join_tracks, record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade, shade_rgba
-from .errors import InputError, ParameterError
+from .errors import InputError, OutputError, ParameterError
 from .extent import choose_zoom, select_extent
 from .heat import SCALERS, blur_tiles
 from .options import BuildOptions
 from .projection import unproject
 from .rasterize import count_tracks, select_points
 from .reading import Progress, read_files
-from .report import BuildResult, describe_inputs, geotiff_tags, mbtiles_metadata
+from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadata, to_json,
+                     warnings)
 from .sources import find_sources
 from .tiles import Grid
 from .writers import (check_writable_folder, staged, write_csv, write_geotiff, write_mbtiles,
@@ -72,10 +73,15 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     parsed = read_files(sources, options.parse_cache, options.jobs, progress)
 
     # Select
-    tracks, result = select_activities(parsed, options.years, on_warning, options.types)
-    if not len(tracks.xy):
+    kept, result = select_activities(parsed, options.years, options.types,
+                                     options.keep_duplicates)
+    for line in warnings(result, options.verbose):
+        warn(line)
+    if not kept:
         raise InputError(f"nothing to draw: {describe_inputs(result)}")
-    keep, area = select_extent(tracks.xy, options.bounds, options.extent)
+    tracks = join_tracks(kept)
+    keep, area = select_extent(tracks.xy, tracks.activity_offsets, options.bounds, options.extent)
+    record_drawn(result, kept, np.logical_or.reduceat(keep, tracks.activity_offsets[:-1]))
     xy, offsets = select_points(tracks.xy, tracks.offsets, keep)
     result.points_used, result.points_outside = len(xy), int((~keep).sum())
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
@@ -101,7 +107,20 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     # Write
     result.outputs = _write(options, grid, counts, heat, picture, result, min_zoom)
     result.seconds = time.perf_counter() - started
+    if options.report is not None:
+        _write_report(options.report, result)
     return result
+
+
+def _write_report(path: Path, result: BuildResult) -> None:
+    from .cache import write_atomic
+
+    bounds = tiles.grid_bounds(result.grid)
+    corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))
+    try:
+        write_atomic(path, to_json(result, tuple(corners.ravel())).encode())
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write the report ({err.strerror or err})") from None
 
 
 def _basemap_provider(options: BuildOptions):
@@ -135,7 +154,8 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     if missing:
         warn(missing)
     text = provider.attribution if options.attribution is None else options.attribution
-    return over_map(heatmap, rgb, have, look, with_alpha(lut(options.colormap)), text)
+    table = lut(options.colormap)
+    return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
 def _write(options, grid, counts, heat, picture, result, min_zoom) -> list[Path]:

@@ -4,17 +4,42 @@ Text only; the numbers come from the stages (activities counts files and points,
 the pipeline adds the grid and outputs).
 """
 
-from collections import Counter
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import __version__
 
 if TYPE_CHECKING:
     from .basemap import BasemapReport
+    from .cache import ParsedFile
     from .options import BuildOptions
     from .tiles import Grid
+
+
+# Warnings about many files are grouped by reason: one line names this many, then counts.
+NAMES_PER_WARNING = 3
+
+
+class FileEntry(NamedTuple):
+    """What became of one file (or zip member): drawn, skipped, duplicate or left_out."""
+
+    path: str
+    status: str
+    reason: str | None
+    format: str
+    type: str | None
+    start: str | None  # ISO 8601
+    points: int
+
+    @classmethod
+    def of(cls, parsed: "ParsedFile", status: str, reason: str | None = None) -> "FileEntry":
+        start = parsed.start.isoformat() if parsed.start else None
+        return cls(parsed.name, status, reason, parsed.format, parsed.activity_type, start,
+                   parsed.points)
 
 
 @dataclass
@@ -41,6 +66,7 @@ class BuildResult:
     data_tiles: int = 0  # tiles of the grid with heat
     basemap: "BasemapReport | None" = None
     seconds: float = 0.0
+    entries: list[FileEntry] = field(default_factory=list)  # one per file, for --report
 
     @property
     def activities(self) -> int:
@@ -51,6 +77,33 @@ class BuildResult:
 def plural(n: int, noun: str) -> str:
     """'1 route', '2 routes'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _kind_of(reason: str) -> str:
+    """A reason without its particulars, to group files by: 'broken or truncated XML
+    (mismatched tag: line 3)' -> 'broken or truncated XML'."""
+    return reason.split(" (", 1)[0].strip() or reason
+
+
+def warnings(result: BuildResult, verbose: bool = False) -> Iterator[str]:
+    """The warning lines of a build: files skipped and files broken off, one line per
+    reason naming the first few files (every file on its own line when verbose)."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for entry in result.entries:
+        if entry.status == "skipped":
+            line = f"skipped {entry.path}: {entry.reason}"
+            groups["skipped", _kind_of(entry.reason or "")].append((entry.path, line))
+    for note in result.notes:
+        name = note.split(": ", 1)[0]
+        groups["partly read", "broken off, kept what came before the break"].append((name, note))
+    for (verb, kind), files in groups.items():
+        if verbose or len(files) == 1:
+            yield from (line for _, line in files)
+            continue
+        names = ", ".join(name for name, _ in files[:NAMES_PER_WARNING])
+        more = len(files) - NAMES_PER_WARNING
+        tail = f" and {more} more (--verbose lists them)" if more > 0 else ""
+        yield f"{verb} {plural(len(files), 'file')}: {kind}: {names}{tail}"
 
 
 def describe_inputs(result: BuildResult) -> str:
@@ -125,3 +178,27 @@ def mbtiles_metadata(path: Path, centre_lonlat: tuple[float, float], min_zoom: i
         "minzoom": str(min_zoom),
         "maxzoom": str(result.zoom),
     }
+
+
+def to_json(result: BuildResult, bounds_lonlat: tuple[float, float, float, float] | None) -> str:
+    """The --report document: what a build found, drew, left out and wrote, file by file."""
+    statuses = Counter(entry.status for entry in result.entries)
+    grid = result.grid
+    document = {
+        "activities": {
+            "found": result.files, "drawn": statuses["drawn"],
+            "duplicates": result.duplicates, "skipped": len(result.skipped),
+            "left_out": dict(sorted(result.left_out.items())),
+            "by_type": dict(result.types.most_common()),
+            "by_format": dict(sorted(result.formats.items())),
+        },
+        "points": {"read": result.points_read, "used": result.points_used,
+                   "outside": result.points_outside, "invalid": result.points_invalid},
+        "zoom": result.zoom,
+        "size": [grid.width, grid.height] if grid else None,
+        "bounds": [round(v, 7) for v in bounds_lonlat] if bounds_lonlat else None,
+        "outputs": [str(p) for p in result.outputs],
+        "seconds": round(result.seconds, 3),
+        "files": [entry._asdict() for entry in result.entries],
+    }
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"

@@ -185,3 +185,31 @@ def test_help_imports_nothing_heavy():
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_report_counts_what_the_summary_counts(tmp_path, tracks):
+    import json
+    from pathlib import Path
+
+    (tracks / "broken.gpx").write_text("<gpx><trk>")
+    (tracks / "c-Ride.gpx").write_text((tracks / "a-Ride.gpx").read_text())  # no time: drawn
+    result = run(tracks, "-o", tmp_path / "h.png", "--zoom", "14", "--report",
+                 tmp_path / "r.json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["activities"] == {"found": 4, "drawn": 3, "duplicates": 0, "skipped": 1,
+                                    "left_out": {}, "by_type": {"unknown": 3},
+                                    "by_format": {"gpx": 3}}
+    assert report["points"] == {"read": 10, "used": 10, "outside": 0, "invalid": 0}
+    files = {Path(f["path"]).name: f for f in report["files"]}
+    assert files["broken.gpx"]["status"] == "skipped"
+    assert files["broken.gpx"]["reason"].startswith("broken or truncated XML")
+    assert files["a-Ride.gpx"] == {"path": str(tracks / "a-Ride.gpx"), "status": "drawn",
+                                   "reason": None, "format": "gpx", "type": None,
+                                   "start": None, "points": 4}
+    assert report["zoom"] == 14 and len(report["size"]) == 2
+    lon_min, lat_min, lon_max, lat_max = report["bounds"]
+    assert lon_min < 14.50 < 14.503 < lon_max and lat_min < 46.05 < 46.053 < lat_max
+    assert str(tmp_path / "h.png") in report["outputs"]
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("geoheat: 3 files read, 1 skipped;")

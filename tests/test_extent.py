@@ -8,20 +8,55 @@ from geoheat.errors import InputError
 from geoheat.projection import project
 
 
-def test_main_cluster_leaves_out_glitches_and_far_trips():
+def offsets_of(*activities):
+    return np.cumsum([0] + [len(a) for a in activities])
+
+
+def test_one_activity_keeps_its_main_area_and_leaves_glitches_out():
     rng = np.random.default_rng(0)
     home = np.column_stack([rng.uniform(104.0, 104.1, 5000), rng.uniform(30.5, 30.6, 5000)])
-    trip = np.column_stack([rng.uniform(103.8, 103.85, 500), rng.uniform(29.95, 30.0, 500)])
-    glitch = np.array([[0.0, 0.0], [110.0, 35.0]])
-    xy = project(np.vstack([home, trip, glitch]))
-    keep = extent.main_cluster(xy)
+    glitch = np.array([[110.0, 35.0]])
+    xy = project(np.vstack([home, glitch]))
+    keep = extent.inside(xy, extent.main_area(xy, offsets_of(xy)))
     assert keep[:5000].all() and not keep[5000:].any()
 
 
-def test_main_cluster_keeps_one_long_continuous_track():
+def test_one_long_continuous_track_is_one_area():
     lon = np.linspace(5.0, 6.5, 20000)  # a 110 km ride: every cell touches the next
     xy = project(np.column_stack([lon, np.full_like(lon, 45.0)]))
-    assert extent.main_cluster(xy).all()
+    assert extent.inside(xy, extent.main_area(xy, offsets_of(xy))).all()
+
+
+def city_rides_and_trips(rng):
+    """300 short runs in a city, five 200 km rides out of it, 20 activities abroad and a
+    lake loop of many points: the shapes that misled an extent chosen by points."""
+    city = [np.column_stack([rng.uniform(104.0, 104.08, 40), rng.uniform(30.6, 30.66, 40)])
+            for _ in range(300)]
+    rides = [np.column_stack([np.linspace(104.04, 104.04 + 2.0 * np.cos(a), 2000),
+                              np.linspace(30.63, 30.63 + 1.2 * np.sin(a), 2000)])
+             for a in np.linspace(0.3, 2.8, 5)]
+    abroad = [np.column_stack([rng.uniform(2.3, 2.4, 50), rng.uniform(48.8, 48.9, 50)])
+              for _ in range(20)]
+    theta = np.linspace(0, 2 * np.pi, 60000)  # one lake loop, 60,000 points, 100 km away
+    lake = [np.column_stack([105.0 + 0.1 * np.cos(theta), 30.0 + 0.08 * np.sin(theta)])]
+    return city, rides, abroad, lake
+
+
+def test_the_area_most_activities_visit_wins_and_rare_stretches_are_trimmed():
+    city, rides, abroad, lake = city_rides_and_trips(np.random.default_rng(2))
+    activities = city + rides + abroad + lake
+    lonlat = np.vstack(activities)
+    area = extent.main_area(project(lonlat), offsets_of(*activities))
+    west, south = project(np.array([[104.0, 30.6]]))[0]
+    east, north = project(np.array([[104.08, 30.66]]))[0]
+    # The city fills the extent: the rides' far ends, the trips abroad and the lake
+    # (more points than all the city's runs together) are left out.
+    assert area.left >= west - 12_000 and area.right <= east + 12_000
+    assert area.bottom >= south - 12_000 and area.top <= north + 12_000
+    assert area.left <= west + 1 and area.right >= east - 1
+    keep, _ = extent.select_extent(project(lonlat), offsets_of(*activities), None, "auto")
+    # All but the city's rarest fringe (a cell's sliver few runs reach) is drawn.
+    assert keep[:300 * 40].mean() > 0.995
 
 
 def test_choose_zoom_is_largest_that_fits():
@@ -33,15 +68,15 @@ def test_choose_zoom_is_largest_that_fits():
 
 def test_bounds_keep_the_points_inside_and_are_the_area():
     xy = project(np.array([[14.5, 46.05], [14.6, 46.05], [15.5, 46.05]]))
-    keep, area = extent.select_extent(xy, (46.0, 46.1, 14.45, 14.65), "auto")
+    keep, area = extent.select_extent(xy, [0, 3], (46.0, 46.1, 14.45, 14.65), "auto")
     assert keep.tolist() == [True, True, False]
     assert area == pytest.approx(extent.points_bounds(project(np.array(
         [[14.45, 46.0], [14.65, 46.1]]))))
     with pytest.raises(InputError, match="no trackpoint lies inside --bounds"):
-        extent.select_extent(xy, (10.0, 11.0, 10.0, 11.0), "auto")
+        extent.select_extent(xy, [0, 3], (10.0, 11.0, 10.0, 11.0), "auto")
 
 
 def test_extent_all_keeps_every_point():
     xy = project(np.array([[14.5, 46.05], [120.0, -30.0]]))
-    keep, area = extent.select_extent(xy, None, "all")
+    keep, area = extent.select_extent(xy, [0, 2], None, "all")
     assert keep.all() and area == extent.points_bounds(xy)

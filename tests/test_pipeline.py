@@ -209,3 +209,34 @@ def test_failed_write_leaves_nothing_behind(tmp_path, write_gpx, monkeypatch):
     with pytest.raises(geoheat.OutputError, match="No space left"):
         geoheat.build([tmp_path], tmp_path / "out.png")
     assert [p.name for p in tmp_path.iterdir()] == ["a.gpx"]
+
+
+def ride(lon0, lat0, n=200, step=0.0004):
+    return [(lon0 + i * step, lat0 + 0.3 * i * step) for i in range(n)]
+
+
+def test_converter_metadata_times_do_not_make_distinct_rides_duplicates(tmp_path, write_gpx):
+    # A converter wrote its own run time into every file's <metadata><time>: the same
+    # start, different tracks. Only the truly repeated ride is a duplicate.
+    converted = datetime(2019, 5, 1, 12, 0, tzinfo=timezone.utc)
+    for i in range(5):
+        write_gpx(f"ride{i}.gpx", ride(14.50 + 0.01 * i, 46.05), start=converted)
+    write_gpx("ride0-again.gpx", ride(14.50, 46.05)[::2], start=converted)  # the same ride
+    result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=14)
+    assert result.duplicates == 1 and result.activities == 5
+    kept = geoheat.build([tmp_path], tmp_path / "h.png", zoom=14, keep_duplicates=True)
+    assert kept.duplicates == 0 and kept.activities == 6
+    # The same start and the same first point, but a ride twice as long: not the same.
+    write_gpx("ride0-longer.gpx", ride(14.50, 46.05, n=400), start=converted)
+    assert geoheat.build([tmp_path], tmp_path / "h.png", zoom=14).duplicates == 1
+
+
+def test_activities_wholly_outside_the_extent_are_left_out_and_reported(tmp_path, write_gpx):
+    for i in range(6):
+        write_gpx(f"home{i}.gpx", ride(14.50, 46.05 + 0.001 * i))
+    write_gpx("trip.gpx", ride(2.35, 48.85))  # Paris
+    result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=14)
+    assert result.activities == 6 and result.left_out == {"outside the extent": 1}
+    assert result.points_outside == 200
+    trip = [e for e in result.entries if e.path.endswith("trip.gpx")][0]
+    assert (trip.status, trip.reason) == ("left_out", "outside the extent")

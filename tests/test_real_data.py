@@ -86,5 +86,10 @@ def test_every_gpx_variety_file_is_read_or_skipped(tmp_path):
     skipped = {Path(name).name for name, _ in result.skipped}
     assert skipped == NO_TRACKS
     assert result.files_read == 28 - len(NO_TRACKS)
-    assert len(warnings) == len(NO_TRACKS)
-    assert any("route.gpx: no track points (only 1 route)" in w for w in warnings)
+    # One line for the ten files with no track, naming the first three.
+    assert len(warnings) == 1 and warnings[0].startswith(f"skipped {len(NO_TRACKS)} files: no ")
+    assert warnings[0].endswith(f"and {len(NO_TRACKS) - 3} more (--verbose lists them)")
+    every = []
+    geoheat.build([folder], tmp_path / "v.png", extent="all", verbose=True, on_warning=every.append)
+    assert len(every) == len(NO_TRACKS)
+    assert any("route.gpx: no track points (only 1 route)" in w for w in every)
