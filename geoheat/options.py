@@ -15,6 +15,7 @@ from .colormaps import COLORMAP_NAMES, STYLE_NAMES
 from .errors import OutputError, ParameterError
 
 MAX_ZOOM = 19  # OSM's tile servers stop here (tiles.MAX_ZOOM, without importing affine)
+MAX_LATITUDE = 85.0511287798066  # where Web Mercator's square world ends (tiles.MAX_LATITUDE)
 MIN_IMAGE_SIZE = 256  # one tile
 EXTENTS = ("auto", "all")
 MODES = ("lines", "points")
@@ -33,6 +34,18 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def check_zoom(zoom: int | str | None, what: str = "zoom") -> int | None:
@@ -58,6 +71,10 @@ def check_bounds(bounds: Sequence[float]) -> tuple[float, float, float, float]:
     if not (-180 <= lon_min <= 180 and -180 <= lon_max <= 180):
         raise ParameterError(
             f"bounds: longitudes must be within -180..180, got {lon_min}, {lon_max}")
+    if lat_max <= -MAX_LATITUDE or lat_min >= MAX_LATITUDE:
+        raise ParameterError(
+            f"bounds: latitudes {lat_min}..{lat_max} lie beyond Web Mercator's "
+            f"+-{MAX_LATITUDE:.4f} degrees, where no map is drawn")
     if lat_min >= lat_max or lon_min >= lon_max:
         raise ParameterError(
             "bounds: need LAT_MIN < LAT_MAX and LON_MIN < LON_MAX, got "
@@ -234,4 +251,12 @@ def _output_paths(options: BuildOptions) -> dict[str, Path]:
         if options.mbtiles.suffix.lower() != ".mbtiles":
             raise OutputError(f"{options.mbtiles}: the MBTiles file name must end in .mbtiles")
         paths["mbtiles"] = options.mbtiles
+    if options.report is not None:
+        paths["report"] = options.report
+    for path in paths.values():
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            raise OutputError(f"{os.fsdecode(path)!a}: output names must be valid UTF-8 "
+                              "(GDAL cannot write others)") from None
     return paths

@@ -14,10 +14,10 @@ from . import tiles
 from .activities import join_tracks, record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade, shade_rgba
-from .errors import InputError, OutputError, ParameterError
+from .errors import InputError, ParameterError
 from .extent import choose_zoom, select_extent
 from .heat import SCALERS, blur_tiles
-from .options import BuildOptions
+from .options import BuildOptions, available_memory
 from .projection import unproject
 from .rasterize import count_tracks, select_points
 from .reading import Progress, read_files
@@ -25,8 +25,9 @@ from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadat
                      warnings)
 from .sources import find_sources
 from .tiles import Grid
-from .writers import (check_writable_folder, staged, write_csv, write_geotiff, write_mbtiles,
-                      write_png, write_qml, write_tiled_cog)
+from .outputs import OutputSet
+from .writers import (check_writable_folder, write_csv, write_geotiff, write_mbtiles, write_png,
+                      write_qml, write_tiled_cog)
 
 # Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
 # MBTiles, written tile by tile, have no such limit.
@@ -67,7 +68,18 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     provider = _basemap_provider(options)  # a bad basemap fails before any work
     for path in {p.parent: p for p in reversed(options.outputs.values())}.values():
         check_writable_folder(path)  # one probe per folder, named by --output
+    with OutputSet(options.outputs.values(), options.output) as outputs:
+        result = _build(options, outputs, provider, warn, progress)
+        result.seconds = time.perf_counter() - started
+        if options.report is not None:
+            with outputs.writing(options.report) as temp:
+                _write_report(temp, result)
+        outputs.commit()
+    return result
 
+
+def _build(options, outputs, provider, warn, progress) -> BuildResult:
+    """The stages, in order: read, select, rasterise, scale and blur, colour, write."""
     # Read
     sources = find_sources(options.inputs, options.pattern)
     parsed = read_files(sources, options.parse_cache, options.jobs, progress)
@@ -91,7 +103,7 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
 
     # Rasterise, scale, blur
-    counts = count_tracks(xy, offsets, grid, options.mode)
+    counts = count_tracks(xy, offsets, grid, options.mode, available_memory())
     heat = blur_tiles(SCALERS[options.scaling](counts), options.sigma, grid)
     result.data_tiles = len(heat)
 
@@ -105,22 +117,14 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
              "for a PNG")
 
     # Write
-    result.outputs = _write(options, grid, counts, heat, picture, result, min_zoom)
-    result.seconds = time.perf_counter() - started
-    if options.report is not None:
-        _write_report(options.report, result)
+    result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom)
     return result
 
 
 def _write_report(path: Path, result: BuildResult) -> None:
-    from .cache import write_atomic
-
     bounds = tiles.grid_bounds(result.grid)
     corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))
-    try:
-        write_atomic(path, to_json(result, tuple(corners.ravel())).encode())
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write the report ({err.strerror or err})") from None
+    path.write_text(to_json(result, tuple(corners.ravel())), encoding="utf-8")
 
 
 def _basemap_provider(options: BuildOptions):
@@ -158,35 +162,40 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
-def _write(options, grid, counts, heat, picture, result, min_zoom) -> list[Path]:
-    """Every output, staged and moved into place together; the paths written."""
-    outputs = dict(options.outputs)
+def _write(options, outputs, grid, counts, heat, picture, result, min_zoom) -> list[Path]:
+    """Every output, staged in the output set (committed together by the caller); the
+    paths written."""
+    paths = dict(options.outputs)
     if picture is None:
-        del outputs["png"]
+        del paths["png"]
     rgba_lut = with_alpha(lut(options.colormap))
     tags = geotiff_tags(options, result)
-    paths = list(outputs.values())
-    with staged(paths) as temps:
-        temp = dict(zip(outputs, temps))
-        if picture is not None:
-            write_png(temp["png"], picture, grid)
-        write_geotiff(temp["tif"], heat, grid, tags)
-        write_qml(temp["qml"], rgba_lut)
-        if "csv" in temp:
-            write_csv(temp["csv"], heat, grid)
-        if "rgba" in temp or "mbtiles" in temp:
-            rgba_tiles = {key: shade_rgba(block, rgba_lut) for key, block in heat.items()}
-        if "rgba" in temp:
-            write_tiled_cog(temp["rgba"], rgba_tiles, grid, count=4, dtype="uint8",
-                            nodata=None, tags=tags)
-        if "counts" in temp:
-            what = "passes" if options.mode == "lines" else "trackpoints"
-            write_tiled_cog(temp["counts"], counts, grid, count=1, dtype="uint32", nodata=0,
-                            tags=tags, descriptions=[what])
-        if "mbtiles" in temp:
-            bounds = tiles.grid_bounds(grid)
-            centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
-                                          (bounds.bottom + bounds.top) / 2]]))[0]
-            metadata = mbtiles_metadata(outputs["mbtiles"], tuple(centre), min_zoom, result)
-            write_mbtiles(temp["mbtiles"], rgba_tiles, grid, min_zoom, metadata)
-    return paths
+    if picture is not None:
+        with outputs.writing(paths["png"]) as temp:
+            write_png(temp, picture, grid)
+    with outputs.writing(paths["tif"]) as temp:
+        write_geotiff(temp, heat, grid, tags)
+    with outputs.writing(paths["qml"]) as temp:
+        write_qml(temp, rgba_lut)
+    if "csv" in paths:
+        with outputs.writing(paths["csv"]) as temp:
+            write_csv(temp, heat, grid)
+    if "rgba" in paths or "mbtiles" in paths:
+        rgba_tiles = {key: shade_rgba(block, rgba_lut) for key, block in heat.items()}
+    if "rgba" in paths:
+        with outputs.writing(paths["rgba"]) as temp:
+            write_tiled_cog(temp, rgba_tiles, grid, count=4, dtype="uint8", nodata=None,
+                            tags=tags)
+    if "counts" in paths:
+        what = "passes" if options.mode == "lines" else "trackpoints"
+        with outputs.writing(paths["counts"]) as temp:
+            write_tiled_cog(temp, counts, grid, count=1, dtype="uint32", nodata=0, tags=tags,
+                            descriptions=[what])
+    if "mbtiles" in paths:
+        bounds = tiles.grid_bounds(grid)
+        centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
+                                      (bounds.bottom + bounds.top) / 2]]))[0]
+        metadata = mbtiles_metadata(paths["mbtiles"], tuple(centre), min_zoom, result)
+        with outputs.writing(paths["mbtiles"]) as temp:
+            write_mbtiles(temp, rgba_tiles, grid, min_zoom, metadata)
+    return list(paths.values())

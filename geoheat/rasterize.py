@@ -8,12 +8,22 @@ bounding box.
 import numpy as np
 
 from . import tiles
+from .errors import ParameterError
 from .tiles import Grid, TileKey
 
 # Consecutive points further apart than this (on the ground) are not joined in lines
 # mode: the GPS was off, or lost, in between. At 1-10 s recording intervals even a fast
 # descent moves less; a tunnel shorter than this is drawn straight through, as ridden.
 MAX_STEP_METRES = 300.0
+# What the later stages hold per tile with heat (counts, scaled and blurred heat with
+# the blur's halo, colours): a build needing more tiles than fit in memory is refused
+# before the tiles are made. And per sample of a line (the arrays of line_pixels).
+BYTES_PER_DATA_TILE = 3 * 2**19
+BYTES_PER_LINE_SAMPLE = 64
+
+
+class TooBig(ParameterError):
+    """A build that would need more memory than the machine has."""
 
 
 def select_points(xy: np.ndarray, offsets: np.ndarray, keep: np.ndarray):
@@ -49,12 +59,14 @@ def point_pixels(xy: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
     return np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
 
 
-def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int):
+def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int,
+                memory: int | None = None):
     """World rows and columns the segments pass through at zoom, once per pass.
 
     Each step between consecutive points is sampled at most one pixel apart, so
     every segment is an unbroken 8-connected line; a pixel is listed each time a
     segment enters it (so a road ridden twice counts 2). Vectorised: no loop over points.
+    memory: bytes the samples may take (TooBig beyond it); None: no limit.
     """
     if not len(xy):
         empty = np.empty(0, dtype=np.int64)
@@ -68,6 +80,10 @@ def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int):
     delta = px[end] - px
     longest = np.maximum(np.abs(delta[:, 0]), np.abs(delta[:, 1]))
     samples = np.maximum(np.ceil(longest), 1).astype(np.int64)
+    if memory is not None and int(samples.sum()) * BYTES_PER_LINE_SAMPLE > memory:
+        raise TooBig(f"the tracks are {int(samples.sum()):,} pixels long at zoom {zoom}, "
+                     f"more than fit in the {memory / 2**30:.1f} GB of memory free: "
+                     "lower --zoom or narrow --bounds")
     step_of = np.repeat(np.arange(len(xy)), samples)
     first = np.cumsum(samples) - samples
     t = (np.arange(samples.sum()) - np.repeat(first, samples)) / np.repeat(samples, samples)
@@ -79,11 +95,13 @@ def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int):
     return rows[entered], cols[entered]
 
 
-def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid) -> dict[TileKey, np.ndarray]:
+def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid,
+                memory: int | None = None) -> dict[TileKey, np.ndarray]:
     """Sparse counts: for each tile of the grid with data, its (256, 256) uint32 counts.
 
     rows and cols are world pixel indices, one entry per count; entries outside the
-    grid are dropped.
+    grid are dropped. memory: bytes the build's tiles may take (see BYTES_PER_DATA_TILE;
+    TooBig beyond it, before any tile is made); None: no limit.
     """
     size = tiles.TILE_SIZE
     inside = ((rows >= grid.row_off) & (rows < grid.row_off + grid.height)
@@ -96,8 +114,12 @@ def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid) -> dict[TileKey,
     if not len(pixels):
         return {}
     keys = pixels // (size * size)
-    result = {}
     bounds = np.flatnonzero(np.diff(keys)) + 1
+    if memory is not None and (len(bounds) + 1) * BYTES_PER_DATA_TILE > memory:
+        raise TooBig(f"the heat lies in {len(bounds) + 1:,} tiles at zoom {grid.zoom}, about "
+                     f"{(len(bounds) + 1) * BYTES_PER_DATA_TILE / 2**30:.1f} GB of memory, more "
+                     f"than the {memory / 2**30:.1f} GB free: lower --zoom or narrow --bounds")
+    result = {}
     for part_pixels, part_counts in zip(np.split(pixels, bounds), np.split(counts, bounds)):
         tile_key = int(part_pixels[0] // (size * size))
         block = np.zeros(size * size, dtype=np.uint32)
@@ -106,12 +128,13 @@ def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid) -> dict[TileKey,
     return result
 
 
-def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid,
-                 mode: str = "lines") -> dict[TileKey, np.ndarray]:
+def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid, mode: str = "lines",
+                 memory: int | None = None) -> dict[TileKey, np.ndarray]:
     """Sparse counts of tracks over a grid: passes per pixel ('lines': each track drawn
-    between its points, broken at GPS gaps) or track points per pixel ('points')."""
+    between its points, broken at GPS gaps) or track points per pixel ('points').
+    memory: the bytes the build may use (TooBig before more is taken); None: no limit."""
     if mode == "lines":
-        rows, cols = line_pixels(xy, split_gaps(xy, offsets), grid.zoom)
+        rows, cols = line_pixels(xy, split_gaps(xy, offsets), grid.zoom, memory)
     else:
         rows, cols = point_pixels(xy, grid.zoom)
-    return tile_counts(rows, cols, grid)
+    return tile_counts(rows, cols, grid, memory)

@@ -86,8 +86,11 @@ def grid_covering(bounds: Bbox, zoom: int) -> Grid:
     col1, row1 = max(col1, col0 + 1), max(row1, row0 + 1)
     tx0, ty0 = col0 // TILE_SIZE, row0 // TILE_SIZE
     tx1, ty1 = -(-col1 // TILE_SIZE), -(-row1 // TILE_SIZE)
-    tx0, ty0 = max(tx0, 0), max(ty0, 0)
-    tx1, ty1 = min(tx1, world // TILE_SIZE), min(ty1, world // TILE_SIZE)
+    # Clamped into the world, at least one tile: a box on the world's edge (tracks
+    # beyond 85.0511 degrees, clamped there) still has a tile to draw in.
+    last = world // TILE_SIZE - 1
+    tx0, ty0 = min(max(tx0, 0), last), min(max(ty0, 0), last)
+    tx1, ty1 = max(min(tx1, last + 1), tx0 + 1), max(min(ty1, last + 1), ty0 + 1)
     return Grid(
         zoom,
         tx0 * TILE_SIZE,

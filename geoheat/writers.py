@@ -1,18 +1,15 @@
 """Writers for geoheat's outputs: rasters through rasterio (GDAL), CSV through numpy.
 
-Each writer writes to the path it is given; `staged` hands out paths in a hidden
-folder beside the outputs and moves everything written there (side files such as
-.pgw and .aux.xml included) into place only when every output is complete, so a
-failed or interrupted run leaves no half-written file.
+Each writer writes to the path it is given (geoheat.outputs stages and commits the
+set); side files (.pgw, .aux.xml) are written beside it.
 """
 
 import contextlib
 import os
-import shutil
 import sqlite3
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -30,7 +27,7 @@ from .tiles import Grid, TileKey
 
 # Side files only where a writer asks for them (the PNG's .aux.xml); GDAL's block cache
 # held small, so memory follows geoheat's sparse tiles, not GDAL's default 5% of RAM.
-_GDAL_LIMITS = {"GDAL_PAM_ENABLED": "NO", "GDAL_CACHEMAX": 128}
+_GDAL_LIMITS = {"GDAL_PAM_ENABLED": "NO", "GDAL_CACHEMAX": 128, "CPL_LOG": os.devnull}
 
 
 def check_writable_folder(path: Path) -> None:
@@ -44,27 +41,6 @@ def check_writable_folder(path: Path) -> None:
             pass
     except OSError as err:
         raise OutputError(f"{path}: cannot write in {folder} ({err.strerror})") from None
-
-
-@contextlib.contextmanager
-def staged(paths: Sequence[Path]) -> Iterator[list[Path]]:
-    """Paths to write `paths` to; moved into place, with their side files, if the block succeeds."""
-    folders: dict[Path, Path] = {}
-    try:
-        temps = []
-        for path in paths:
-            if path.parent not in folders:
-                folders[path.parent] = Path(tempfile.mkdtemp(prefix=".geoheat-", dir=path.parent))
-            temps.append(folders[path.parent] / path.name)
-        yield temps
-        for folder, temp in folders.items():
-            for written in sorted(temp.iterdir()):
-                os.replace(written, folder / written.name)
-    except OSError as err:
-        raise OutputError(f"{err.filename or paths[0]}: cannot write ({err.strerror})") from None
-    finally:
-        for temp in folders.values():
-            shutil.rmtree(temp, ignore_errors=True)
 
 
 def write_tiled_cog(

@@ -195,7 +195,7 @@ def test_outputs_replace_old_ones_and_leave_no_temp_files(tmp_path, write_gpx):
     (out / "h.png").write_text("old")
     geoheat.build([tmp_path], out / "h.png", csv=True)
     assert sorted(p.name for p in out.iterdir()) == [
-        "h.csv", "h.pgw", "h.png", "h.png.aux.xml", "h.qml", "h.tif"]
+        ".h.geoheat-lock", "h.csv", "h.pgw", "h.png", "h.png.aux.xml", "h.qml", "h.tif"]
     assert (out / "h.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -206,8 +206,9 @@ def test_failed_write_leaves_nothing_behind(tmp_path, write_gpx, monkeypatch):
         raise OSError(28, "No space left on device", str(args[0]))
 
     monkeypatch.setattr(geoheat.pipeline, "write_geotiff", broken)
-    with pytest.raises(geoheat.OutputError, match="No space left"):
+    with pytest.raises(geoheat.OutputError) as caught:
         geoheat.build([tmp_path], tmp_path / "out.png")
+    assert str(caught.value) == f"{tmp_path / 'out.tif'}: cannot write (no space left on the device)"
     assert [p.name for p in tmp_path.iterdir()] == ["a.gpx"]
 
 
@@ -240,3 +241,13 @@ def test_activities_wholly_outside_the_extent_are_left_out_and_reported(tmp_path
     assert result.points_outside == 200
     trip = [e for e in result.entries if e.path.endswith("trip.gpx")][0]
     assert (trip.status, trip.reason) == ("left_out", "outside the extent")
+
+
+def test_tracks_beyond_web_mercators_edge_are_drawn_at_the_edge(tmp_path, write_gpx):
+    write_gpx("south.gpx", [(10.0 + i * 0.001, -87.0) for i in range(50)])
+    result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=6)
+    assert result.grid.height == 256 and result.points_used == 50
+    with rasterio.open(tmp_path / "h.tif") as src:
+        assert src.read(1)[-1].max() > 0  # the last row of the world holds them
+    with pytest.raises(ParameterError, match="beyond Web Mercator"):
+        geoheat.build([tmp_path], tmp_path / "h.png", bounds=(-90, -86, 0, 20))

@@ -105,3 +105,15 @@ def test_lines_count_passes(tmp_path, write_gpx):
     write_gpx("b.gpx", there, folder=tmp_path / "in")
     counts, src = counts_of(tmp_path, zoom=16, mode="lines")
     assert counts[pixel_of(src, 14.505, 46.05)] == 3
+
+
+def test_what_cannot_fit_in_memory_is_refused_before_the_tiles_are_made():
+    lon = np.linspace(14.0, 15.0, 2000)  # 77 km east-west
+    xy = project(np.column_stack([lon, np.full_like(lon, 46.0)]))
+    grid = tiles.grid_covering(points_bounds(xy), 18)
+    offsets = np.array([0, len(xy)])
+    with pytest.raises(rasterize.TooBig, match=r"more than fit in the 0\.0 GB of memory free"):
+        rasterize.count_tracks(xy, offsets, grid, "lines", memory=1000)
+    with pytest.raises(rasterize.TooBig, match=r"the heat lies in [\d,]+ tiles at zoom 18"):
+        rasterize.count_tracks(xy, offsets, grid, "lines", memory=2**27)
+    assert len(rasterize.count_tracks(xy, offsets, grid, "lines", memory=2**31)) > 500

@@ -112,3 +112,9 @@ def test_tile_window_is_where_the_tiles_pixels_start(zxy):
     left, top = tiles.grid_transform(grid) @ (col, row)
     assert (left, top) == pytest.approx((tiles.xy_bounds(Tile(x, y, zoom)).left,
                                          tiles.xy_bounds(Tile(x, y, zoom)).top), abs=1e-6)
+
+
+def test_a_box_on_the_worlds_bottom_edge_still_covers_a_tile():
+    bottom = -tiles.ORIGIN_SHIFT
+    grid = tiles.grid_covering(Bbox(0.0, bottom, 1000.0, bottom), 5)
+    assert grid.height == 256 and grid.row_off + grid.height == 256 * 2**5
