@@ -1,5 +1,6 @@
 """The basemap: a real HTTP tile server on 127.0.0.1, started by the tests; no internet."""
 
+import io
 import socket
 import threading
 import time
@@ -38,7 +39,14 @@ def png_tile(colour, palette=False):
 
 
 class TileServer:
-    """Serves /MODE/z/x/y.png; records requests, user agents and peak concurrency."""
+    """Serves /MODE/z/x/y.png; records requests, user agents and peak concurrency.
+
+    A request counts as active from its arrival (the client has surely started it)
+    until just before the last byte of its answer is sent (the client surely has not
+    finished it): an interval inside the client's, so the peak never over-counts,
+    whatever order the threads are scheduled in. Counters belong to one reset(), so
+    a handler still running from an earlier test cannot disturb a later one.
+    """
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -57,8 +65,13 @@ class TileServer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def reset(self):
-        self.requests, self.agents, self.conditional = [], Counter(), 0
-        self.active = self.peak = 0
+        with self.lock:
+            self.requests, self.agents, self.conditional = [], Counter(), 0
+            self.concurrency = {"active": 0, "peak": 0}
+
+    @property
+    def peak(self):
+        return self.concurrency["peak"]
 
     def url(self, mode):
         return f"http://127.0.0.1:{self.port}/{mode}/{{z}}/{{x}}/{{y}}.png"
@@ -67,40 +80,57 @@ class TileServer:
         with self.lock:
             self.requests.append(request.path)
             self.agents[request.headers.get("User-Agent")] += 1
-            self.active += 1
-            self.peak = max(self.peak, self.active)
+            concurrency = self.concurrency
+            concurrency["active"] += 1
+            concurrency["peak"] = max(concurrency["peak"], concurrency["active"])
+        # The answer is composed in memory, so its last byte can be held back until
+        # this request no longer counts as active.
+        wire, request.wfile = request.wfile, io.BytesIO()
         try:
-            mode, z, x, y = request.path.strip("/").removesuffix(".png").split("/")
-            time.sleep(0.03)  # long enough for requests to overlap if the client allowed it
-            if mode == "slow":
-                time.sleep(1.5)
-            if mode in ("404", "500"):
-                request.send_error(int(mode))
-                return
-            if mode == "etag" and request.headers.get("If-None-Match") == '"v1"':
-                with self.lock:
-                    self.conditional += 1
-                request.send_response(304)
-                request.send_header("Cache-Control", "max-age=0")
-                request.end_headers()
-                return
-            body = b"<html>not a tile</html>" if mode == "garbage" else png_tile(
-                tile_colour(int(x), int(y)))
-            request.send_response(200)
-            request.send_header("Content-Type", "image/png")
-            request.send_header("Content-Length", str(len(body)))
-            if mode == "etag":
-                request.send_header("ETag", '"v1"')
-                request.send_header("Cache-Control", "max-age=0")
-            else:
-                request.send_header("Cache-Control", "max-age=3600")
-            request.end_headers()
-            request.wfile.write(body)
+            self.respond(request, wire)
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
+            answer = request.wfile.getvalue()
+            try:
+                wire.write(answer[:-1])
+            except OSError:
+                pass
             with self.lock:
-                self.active -= 1
+                concurrency["active"] -= 1
+            try:
+                wire.write(answer[-1:])
+            except OSError:
+                pass
+
+    def respond(self, request, wire):
+        """Answer through request.wfile (buffered); wire is the socket, for streaming."""
+        mode, z, x, y = request.path.strip("/").removesuffix(".png").split("/")
+        time.sleep(0.03)  # long enough for requests to overlap if the client allowed it
+        if mode == "slow":
+            time.sleep(1.5)
+        if mode in ("404", "500"):
+            request.send_error(int(mode))
+            return
+        if mode == "etag" and request.headers.get("If-None-Match") == '"v1"':
+            with self.lock:
+                self.conditional += 1
+            request.send_response(304)
+            request.send_header("Cache-Control", "max-age=0")
+            request.end_headers()
+            return
+        body = b"<html>not a tile</html>" if mode == "garbage" else png_tile(
+            tile_colour(int(x), int(y)))
+        request.send_response(200)
+        request.send_header("Content-Type", "image/png")
+        request.send_header("Content-Length", str(len(body)))
+        if mode == "etag":
+            request.send_header("ETag", '"v1"')
+            request.send_header("Cache-Control", "max-age=0")
+        else:
+            request.send_header("Cache-Control", "max-age=3600")
+        request.end_headers()
+        request.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
