@@ -90,7 +90,7 @@ def test_a_non_finite_point_in_an_entry_means_reading_the_file_again(
     entry = cached(store, ride)
     data = bytearray(entry.read_bytes())
     data[-16:-8] = np.array([poison], dtype="<f8").tobytes()  # the last point's x
-    checksum_end = len(b"geoheat-parsed\n") + 32
+    checksum_end = len(b"geoheat-parsed\n") + 2 * cache._CHECKSUM_SIZE
     data[len(b"geoheat-parsed\n"):checksum_end] = cache._checksum(
         memoryview(data)[checksum_end + 1:])
     entry.write_bytes(bytes(data))
