@@ -1,8 +1,15 @@
 """The basemap: a real HTTP tile server on 127.0.0.1, started by the tests; no internet."""
 
+import errno
+import io
+import json
+import os
 import socket
+import struct
+import tempfile
 import threading
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,8 +44,26 @@ def png_tile(colour, palette=False):
         return mem.read()
 
 
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width, height):
+    """A tiny, well-formed PNG whose header claims width x height pixels (a bomb's header)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b""))
+
+
 class TileServer:
-    """Serves /MODE/z/x/y.png; records requests, user agents and peak concurrency."""
+    """Serves /MODE/z/x/y.png; records requests, user agents and peak concurrency.
+
+    A request counts as active from its arrival (the client has surely started it)
+    until just before the last byte of its answer is sent (the client surely has not
+    finished it): an interval inside the client's, so the peak never over-counts,
+    whatever order the threads are scheduled in. Counters belong to one reset(), so
+    a handler still running from an earlier test cannot disturb a later one.
+    """
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -56,9 +81,20 @@ class TileServer:
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    raw_answers = {
+        "badstatus": b"SPAM/1.0 200 OK\r\n\r\n",
+        "longline": b"HTTP/1.0 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n",
+    }
+
     def reset(self):
-        self.requests, self.agents, self.conditional = [], Counter(), 0
-        self.active = self.peak = 0
+        with self.lock:
+            self.requests, self.agents, self.conditional = [], Counter(), 0
+            self.concurrency = {"active": 0, "peak": 0}
+            self.streamed = []  # bytes of each endless body sent before the client hung up
+
+    @property
+    def peak(self):
+        return self.concurrency["peak"]
 
     def url(self, mode):
         return f"http://127.0.0.1:{self.port}/{mode}/{{z}}/{{x}}/{{y}}.png"
@@ -67,40 +103,96 @@ class TileServer:
         with self.lock:
             self.requests.append(request.path)
             self.agents[request.headers.get("User-Agent")] += 1
-            self.active += 1
-            self.peak = max(self.peak, self.active)
+            concurrency = self.concurrency
+            concurrency["active"] += 1
+            concurrency["peak"] = max(concurrency["peak"], concurrency["active"])
+        # The answer is composed in memory, so its last byte can be held back until
+        # this request no longer counts as active.
+        wire, request.wfile = request.wfile, io.BytesIO()
         try:
-            mode, z, x, y = request.path.strip("/").removesuffix(".png").split("/")
-            time.sleep(0.03)  # long enough for requests to overlap if the client allowed it
-            if mode == "slow":
-                time.sleep(1.5)
-            if mode in ("404", "500"):
-                request.send_error(int(mode))
-                return
-            if mode == "etag" and request.headers.get("If-None-Match") == '"v1"':
-                with self.lock:
-                    self.conditional += 1
-                request.send_response(304)
-                request.send_header("Cache-Control", "max-age=0")
-                request.end_headers()
-                return
-            body = b"<html>not a tile</html>" if mode == "garbage" else png_tile(
-                tile_colour(int(x), int(y)))
-            request.send_response(200)
-            request.send_header("Content-Type", "image/png")
-            request.send_header("Content-Length", str(len(body)))
-            if mode == "etag":
-                request.send_header("ETag", '"v1"')
-                request.send_header("Cache-Control", "max-age=0")
-            else:
-                request.send_header("Cache-Control", "max-age=3600")
-            request.end_headers()
-            request.wfile.write(body)
+            self.respond(request, wire)
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
+            answer = request.wfile.getvalue()
+            try:
+                wire.write(answer[:-1])
+            except OSError:
+                pass
             with self.lock:
-                self.active -= 1
+                concurrency["active"] -= 1
+            try:
+                wire.write(answer[-1:])
+            except OSError:
+                pass
+
+    def respond(self, request, wire):
+        """Answer through request.wfile (buffered); wire is the socket, for streaming."""
+        mode, z, x, y = request.path.strip("/").removesuffix(".png").split("/")
+        time.sleep(0.03)  # long enough for requests to overlap if the client allowed it
+        if mode == "slow":
+            time.sleep(1.5)
+        if mode in self.raw_answers:  # broken HTTP, byte for byte
+            request.wfile.write(self.raw_answers[mode])
+            return
+        if mode in ("away", "ftp", "file", "same"):
+            target = {"away": f"http://localhost:{self.port}/ok/{z}/{x}/{y}.png",
+                      "ftp": f"ftp://127.0.0.1/{z}/{x}/{y}.png", "file": "file:///etc/passwd",
+                      "same": f"/ok/{z}/{x}/{y}.png"}[mode]
+            request.send_response(302)
+            request.send_header("Location", target)
+            request.end_headers()
+            return
+        if mode == "trickle":  # a whole answer, one byte every 0.2 s (a minute's worth)
+            answer = (b"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\n\r\n"
+                      + png_tile(tile_colour(int(x), int(y))))
+            for byte in answer[:300]:
+                wire.write(bytes([byte]))
+                time.sleep(0.2)
+            return
+        if mode in ("endless", "huge"):  # a body far beyond any tile's, streamed
+            request.send_response(200)
+            request.send_header("Content-Type", "image/png")
+            if mode == "huge":
+                request.send_header("Content-Length", str(2**30))
+            request.end_headers()
+            wire.write(request.wfile.getvalue() + b"\x89PNG\r\n\x1a\n")
+            request.wfile = io.BytesIO()
+            block, sent = bytes(2**16), 0
+            try:
+                while sent < 2**30:
+                    wire.write(block)
+                    sent += len(block)
+            finally:
+                with self.lock:
+                    self.streamed.append(sent)
+            return
+        if mode in ("404", "500"):
+            request.send_error(int(mode))
+            return
+        if mode == "etag" and request.headers.get("If-None-Match") == '"v1"':
+            with self.lock:
+                self.conditional += 1
+            request.send_response(304)
+            request.send_header("Cache-Control", "max-age=0")
+            request.end_headers()
+            return
+        body = b"<html>not a tile</html>" if mode == "garbage" else png_tile(
+            tile_colour(int(x), int(y)))
+        if mode == "truncated":  # well delivered, but the image itself stops half-way
+            body = body[:len(body) // 2]
+        if mode == "bomb":
+            body = png_claiming(30000, 30000)
+        request.send_response(200)
+        request.send_header("Content-Type", "image/png")
+        request.send_header("Content-Length", str(len(body) * (2 if mode == "short" else 1)))
+        if mode == "etag":
+            request.send_header("ETag", '"v1"')
+            request.send_header("Cache-Control", "max-age=0")
+        else:
+            request.send_header("Cache-Control", "max-age=3600")
+        request.end_headers()
+        request.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +409,230 @@ def test_decode_tile_expands_palettes_and_grey(tmp_path):
     with pytest.raises(ValueError):
         basemap.decode_tile(b"<html>")
 
+
+def one_warning(warnings, reason):
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("basemap: ") and reason in warnings[0], warnings[0]
+    return warnings[0]
+
+
+@pytest.mark.parametrize("mode, reason", [
+    ("short", "bad response (IncompleteRead)"),
+    ("badstatus", "bad response (BadStatusLine)"),
+    ("longline", "bad response (LineTooLong)"),
+    ("truncated", "broken image"),
+    ("bomb", "not a map tile (30000x30000 px)"),
+    ("huge", "too large"),
+    ("away", "redirect to another host refused"),
+    ("ftp", "redirect to ftp: refused"),
+    ("file", "HTTP 302"),  # urllib itself refuses file: before asking the redirect handler
+])
+def test_broken_answers_are_missing_tiles_never_a_traceback(
+        tmp_path, tracks, tile_server, mode, reason):
+    result, warnings = build(tracks, tmp_path, tile_server.url(mode))
+    total = len(tiles.grid_tiles(result.grid))
+    line = one_warning(warnings, reason)
+    assert line.startswith(f"basemap: {total} of {total} tiles missing (")
+    assert cached_tiles(tmp_path / "cache") == []  # nothing broken kept for the next run
+    assert not any(path.startswith("/ok/") for path in tile_server.requests)  # not followed
+    if mode in ("short", "badstatus", "longline"):  # a broken server: asked no further
+        assert len(tile_server.requests) <= basemap.MAX_CONNECTIONS
+
+
+def test_same_host_redirects_are_followed(tmp_path, tracks, tile_server):
+    result, warnings = build(tracks, tmp_path, tile_server.url("same"))
+    total = len(tiles.grid_tiles(result.grid))
+    assert warnings == [] and result.basemap.downloaded == total
+    assert sum(path.startswith("/ok/") for path in tile_server.requests) == total
+    assert len(cached_tiles(tmp_path / "cache")) == total
+
+
+def test_an_endless_body_is_read_only_up_to_the_cap(tmp_path, tracks, tile_server):
+    started = time.perf_counter()
+    result, warnings = build(tracks, tmp_path, tile_server.url("endless"))
+    total = len(tiles.grid_tiles(result.grid))
+    one_warning(warnings, f"{total} too large")
+    while len(tile_server.streamed) < total and time.perf_counter() - started < 20:
+        time.sleep(0.05)  # the server's threads notice the hang-up after the client returns
+    # Each body cut off after the cap plus what the sockets' buffers hold, far from the
+    # 1 GiB on offer (read whole, a 1 GiB body took 4.2 GB of memory).
+    assert len(tile_server.streamed) == total
+    assert max(tile_server.streamed) < 4 * basemap.MAX_TILE_BYTES
+    assert time.perf_counter() - started < 10
+    assert cached_tiles(tmp_path / "cache") == []
+
+
+def test_a_trickling_server_is_cut_off_at_the_deadline(tmp_path, tile_server):
+    # One byte every 0.2 s never trips the 10 s read timeout; only the deadline ends it.
+    provider = basemap.resolve_provider(tile_server.url("trickle"))
+    grid = tiles.Grid(ZOOM, 4000 * 256, 3000 * 256, 4 * 256, 256)  # 4 tiles
+    started = time.perf_counter()
+    rgb, have, report = basemap.fetch_basemap(provider, grid, tmp_path / "cache", timeout=10,
+                                              deadline=1.0)
+    elapsed = time.perf_counter() - started
+    assert 1.0 <= elapsed < 3.0
+    assert report.missing == Counter(deadline=4) and not have.any()
+    assert "4 deadline" in basemap.describe_missing(report)
+    assert len(tile_server.requests) == basemap.MAX_CONNECTIONS  # the rest never asked
+
+
+def test_the_deadline_defaults_to_a_minute_for_all_tiles(tmp_path, tile_server, monkeypatch):
+    assert basemap.DEFAULT_DEADLINE == 60
+    monkeypatch.setattr(basemap, "DEFAULT_DEADLINE", 0.5)  # read at call time: None means it
+    provider = basemap.resolve_provider(tile_server.url("trickle"))
+    grid = tiles.Grid(ZOOM, 4000 * 256, 3000 * 256, 256, 256)
+    started = time.perf_counter()
+    *_, report = basemap.fetch_basemap(provider, grid, tmp_path / "cache")
+    assert time.perf_counter() - started < 2.5 and report.missing == Counter(deadline=1)
+
+
+def fetch(url, cache, tiles_wide=2, **kwargs):
+    """fetch_basemap alone, on a row of tiles: no tracks, no outputs."""
+    grid = tiles.Grid(ZOOM, 4000 * 256, 3000 * 256, tiles_wide * 256, 256)
+    return basemap.fetch_basemap(basemap.resolve_provider(url), grid, cache, **kwargs)
+
+
+def test_a_damaged_cache_side_file_means_fetch_again(tmp_path, tile_server):
+    *_, first = fetch(tile_server.url("ok"), tmp_path)
+    assert first.downloaded == 2
+    for meta in ["null", "[]", '"x"', '{"expires": "tomorrow"}', '{"expires": null}',
+                 '{"expires": 1e999}', '{"expires": %s}' % ("9" * 400), '{"etag": "v"}',
+                 '{"expires": 1e12, "etag": 5}', '{"expires": true}', "\xff",
+                 '{"expires": 1e12, "etag": "a\\r\\nX-Evil: 1"}']:
+        for tile in cached_tiles(tmp_path):
+            tile.with_suffix(".json").write_text(meta, encoding="latin-1")
+        tile_server.reset()
+        _, have, report = fetch(tile_server.url("ok"), tmp_path)
+        assert (report.downloaded, report.missing, have.all()) == (2, Counter(), True), meta
+        assert len(tile_server.requests) == 2 and tile_server.conditional == 0, meta
+        for tile in cached_tiles(tmp_path):  # rewritten whole
+            assert json.loads(tile.with_suffix(".json").read_text())["expires"] > time.time()
+
+
+def fill_disk(monkeypatch):
+    """Every cache write meets a full disk: the temporary file is /dev/full (ENOSPC)."""
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    monkeypatch.setattr(geoheat.cache.tempfile, "mkstemp", mkstemp)
+
+
+def read_only(monkeypatch):
+    """Every cache write meets a read-only file system (root ignores chmod, so say EROFS)."""
+    def mkstemp(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(geoheat.cache.tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize("trouble", ["file in the way", "under a file", "disk full", "read-only"])
+def test_an_unwritable_tile_cache_draws_anyway_and_warns_once(
+        tmp_path, tracks, tile_server, monkeypatch, trouble):
+    cache = tmp_path / "cache"
+    if trouble == "file in the way":
+        cache.write_text("not a folder")
+    elif trouble == "under a file":
+        cache.mkdir()
+        (cache / "tiles").write_text("not a folder")
+    elif trouble == "disk full":
+        if not Path("/dev/full").exists():
+            pytest.skip("needs /dev/full")
+        fill_disk(monkeypatch)
+    else:
+        read_only(monkeypatch)
+    result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
+    total = len(tiles.grid_tiles(result.grid))
+    line = one_warning(warnings, f"{total} tiles drawn but not cached (tile cache not writable")
+    assert "missing" not in line
+    assert result.basemap.downloaded == result.basemap.uncached == total
+    assert not any(p.is_file() for p in cache.rglob("*") if p.name != "tiles") or (
+        trouble == "file in the way")
+    with rasterio.open(tmp_path / "h.png") as png:  # the map is there: not the black background
+        assert png.read()[:, 0, 0].tolist() != [0, 0, 0]
+
+
+def test_an_unwritable_cache_still_serves_and_revalidates_what_it_has(
+        tmp_path, tracks, tile_server, monkeypatch):
+    build(tracks, tmp_path, tile_server.url("etag"))  # cached, already expired (max-age=0)
+    read_only(monkeypatch)
+    tile_server.reset()
+    result, warnings = build(tracks, tmp_path, tile_server.url("etag"))
+    count = result.basemap.downloaded
+    assert tile_server.conditional == count > 0  # 304s: the cached bytes drawn
+    one_warning(warnings, f"{count} tiles drawn but not cached")
+
+
+def test_decode_tile_refuses_cut_short_damaged_and_oversized_images():
+    whole = png_tile((10, 20, 30))
+    assert basemap.decode_tile(whole)[:, 5, 5].tolist() == [10, 20, 30]
+    for cut in (len(whole) - 12, len(whole) // 2, 40):  # GDAL would decode these, in black
+        with pytest.raises(ValueError, match="broken image"):
+            basemap.decode_tile(whole[:cut])
+    flipped = bytearray(whole)
+    flipped[len(whole) // 2] ^= 0x10  # one bit inside the image data: its CRC fails
+    with pytest.raises(ValueError, match="broken image"):
+        basemap.decode_tile(bytes(flipped))
+    started = time.perf_counter()
+    for width, height in ((30000, 30000), (256, 512), (2048, 2048)):
+        with pytest.raises(ValueError, match=rf"not a map tile \({width}x{height} px\)"):
+            basemap.decode_tile(png_claiming(width, height))
+    assert time.perf_counter() - started < 0.5  # refused from the header, not decoded
+    with pytest.raises(ValueError, match="too large"):
+        basemap.decode_tile(whole + bytes(basemap.MAX_TILE_BYTES))
+    with pytest.raises(ValueError, match="broken image"):
+        basemap.decode_tile(b"\xff\xd8\xff\xe0" + bytes(100))  # a JPEG without its end
+
+
+def test_a_bomb_already_in_the_cache_is_refused_and_replaced(tmp_path, tracks, tile_server):
+    build(tracks, tmp_path, tile_server.url("ok"))
+    victim = cached_tiles(tmp_path / "cache")[0]
+    victim.write_bytes(png_claiming(30000, 30000))  # left by an older geoheat
+    tile_server.reset()
+    started = time.perf_counter()
+    result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
+    assert time.perf_counter() - started < 5
+    assert warnings == [] and len(tile_server.requests) == 1  # that tile, from the server
+    basemap.decode_tile(victim.read_bytes())
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://tiles example/{z}/{x}/{y}.png", "contains a space"),
+    ("http://tiles.example/{z}/{x}/{y}.png\n", "contains a space or control character"),
+    ("http://tiles.example:99999/{z}/{x}/{y}.png", "not a valid URL (Port out of range"),
+    ("http://tiles.example:http/{z}/{x}/{y}.png", "not a valid URL (Port could not be cast"),
+    ("http://[::1/{z}/{x}/{y}.png", "not a valid URL (Invalid IPv6 URL)"),
+    ("http://tiles.example/{z}/{x}.png", "lacks {y}"),
+    ("http://tiles.example/tiles.png", "lacks {z} and {x} and {y}"),
+    ("http://tiles.example/{z}/{x}/{y}.png?key={apikey}", "placeholder other than"),
+    ("ftp://tiles.example/{z}/{x}/{y}.png", "must start with http:// or https://"),
+    ("file:///tiles/{z}/{x}/{y}.png", "must start with http:// or https://"),
+    ("tiles.example/{z}/{x}/{y}.png", "must start with http:// or https://"),
+    ("http:///{z}/{x}/{y}.png", "names no host"),
+    ("http://tiles.example/ü/{z}/{x}/{y}.png", "beyond ASCII"),
+])
+def test_a_malformed_url_template_is_refused_up_front(tmp_path, url, problem):
+    with pytest.raises(ParameterError) as caught:
+        basemap.resolve_provider(url)
+    message = str(caught.value)
+    assert problem in message and "\n" not in message.replace(repr(url), "")
+    # Through the CLI, before any input is looked at: even a missing one.
+    result = CliRunner().invoke(cli, ["build", str(tmp_path / "no-such-folder"), "-o",
+                                      str(tmp_path / "h.png"), "--basemap", url])
+    assert result.exit_code == 2
+    assert problem in result.stderr and "no-such-folder" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 or "\n" in url
+
+
+def test_an_unforeseen_error_while_fetching_costs_tiles_not_the_build(
+        tmp_path, tracks, tile_server, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(basemap, "expiry", broken)  # runs in the fetching threads
+    result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
+    one_warning(warnings, "failed (RuntimeError)")
+    assert len(tile_server.requests) <= basemap.MAX_CONNECTIONS  # and the run stopped asking

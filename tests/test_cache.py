@@ -1,0 +1,204 @@
+"""The parse cache never serves bad data, and never stops a build (issue 11)."""
+
+import errno
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import geoheat
+from geoheat import cache, reading
+
+LON, LAT = 14.50123, 46.05012
+
+
+@pytest.fixture
+def ride(tmp_path, write_gpx):
+    """One GPX file of two segments, in a folder of its own."""
+    first = [(LON + 0.001 * i, LAT + 0.0005 * i) for i in range(40)]
+    second = [(LON - 0.001 * i, LAT + 0.0007 * i) for i in range(25)]
+    return write_gpx("ride.gpx", first, second, folder=tmp_path / "tracks")
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """The files actually parsed (not served from the cache), in order."""
+    calls = []
+    real = reading.parse_file
+
+    def parse_file(source):
+        calls.append(Path(getattr(source, "path", source)))  # a Source or a path
+        return real(source)
+
+    monkeypatch.setattr(reading, "parse_file", parse_file)
+    return calls
+
+
+def cached(store: Path, path: Path) -> Path:
+    """The cache entry of a file (there is exactly one)."""
+    entries = list(store.rglob("*.bin"))
+    assert len(entries) == 1 and cache.load(store, path) is not None
+    return entries[0]
+
+
+def assert_same(a: cache.ParsedFile, b: cache.ParsedFile):
+    assert np.array_equal(a.xy, b.xy) and np.array_equal(a.offsets, b.offsets)
+    assert (a.start, a.error, a.format) == (b.start, b.error, b.format)
+
+
+def test_an_entry_round_trips(tmp_path, ride):
+    store = tmp_path / "cache"
+    parsed = reading.parse_file(ride)
+    cache.store(store, ride, parsed)
+    assert_same(cache.load(store, ride), parsed)
+    assert cache.CACHE_FORMAT == 4  # a new layout: entries of older geoheats are not used
+
+
+def test_a_flipped_bit_anywhere_in_an_entry_means_reading_the_file_again(
+        tmp_path, ride, parses):
+    store = tmp_path / "cache"
+    truth = reading.read_files([ride], store)[0]
+    entry = cached(store, ride)
+    pristine = entry.read_bytes()
+    # The last byte is the top of the last latitude's float64: sign and exponent, so a
+    # flip there moves the point across the world (or makes it inf/NaN).
+    header_end = pristine.index(b"\n", pristine.index(b"\n", len(b"geoheat-parsed\n")) + 1)
+    for where in (20, header_end - 5, header_end + 3, len(pristine) - 300, len(pristine) - 1):
+        for bit in (0x01, 0x40):
+            damaged = bytearray(pristine)
+            damaged[where] ^= bit
+            entry.write_bytes(bytes(damaged))
+            assert cache.load(store, ride) is None, (where, bit)
+            parses.clear()
+            again = reading.read_files([ride], store)[0]
+            assert parses == [ride]  # from the file, not the damaged entry
+            assert_same(again, truth)
+            assert entry.read_bytes() == pristine  # and the entry rewritten whole
+
+
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_point_in_an_entry_means_reading_the_file_again(
+        tmp_path, ride, parses, poison):
+    # An entry whose checksum is right but whose points are not (a faulty writer):
+    # NaN here once made every later run fail until the cache was cleared.
+    store = tmp_path / "cache"
+    truth = reading.read_files([ride], store)[0]
+    entry = cached(store, ride)
+    data = bytearray(entry.read_bytes())
+    data[-16:-8] = np.array([poison], dtype="<f8").tobytes()  # the last point's x
+    checksum_end = len(b"geoheat-parsed\n") + 2 * cache._CHECKSUM_SIZE
+    data[len(b"geoheat-parsed\n"):checksum_end] = cache._checksum(
+        memoryview(data)[checksum_end + 1:])
+    entry.write_bytes(bytes(data))
+    assert cache.load(store, ride) is None
+    parses.clear()
+    geoheat.build([ride.parent], tmp_path / "h.png", zoom=14, parse_cache=store)
+    assert parses == [ride]
+    assert_same(cache.load(store, ride), truth)
+
+
+def test_a_parse_with_a_non_finite_point_is_not_stored(tmp_path, ride):
+    parsed = reading.parse_file(ride)
+    xy = parsed.xy.copy()
+    xy[3, 1] = np.nan
+    cache.store(tmp_path / "cache", ride, parsed._replace(xy=xy))
+    assert cache.load(tmp_path / "cache", ride) is None
+    assert not list((tmp_path / "cache").rglob("*.bin"))
+
+
+def test_an_edit_with_size_and_mtime_put_back_is_read_again(tmp_path, ride, parses):
+    store = tmp_path / "cache"
+    before = reading.read_files([ride], store)[0]
+    cached(store, ride)
+    old = ride.stat()
+    text = ride.read_text()
+    edited = text.replace(f'lat="{LAT:.6f}"', f'lat="{LAT + 0.5:.6f}"')  # same length
+    assert edited != text and len(edited) == len(text)
+    with open(ride, "r+") as f:  # in place: the same inode
+        f.write(edited)
+    os.utime(ride, ns=(old.st_atime_ns, old.st_mtime_ns))  # what `touch -d` does
+    new = ride.stat()
+    assert (new.st_size, new.st_mtime_ns, new.st_ino) == (old.st_size, old.st_mtime_ns,
+                                                          old.st_ino)
+    assert cache.load(store, ride) is None  # ctime moved: no one can put it back
+    parses.clear()
+    after = reading.read_files([ride], store)[0]
+    assert parses == [ride]
+    assert after.xy[0, 1] > before.xy[0, 1]  # the edit counts: the first point moved north
+
+
+def test_a_file_replaced_by_another_with_the_same_size_and_mtime_is_read_again(
+        tmp_path, ride, parses):
+    store = tmp_path / "cache"
+    before = reading.read_files([ride], store)[0]
+    old = ride.stat()
+    other = ride.with_name("other.tmp")
+    other.write_text(ride.read_text().replace(f'lon="{LON:.6f}"', f'lon="{LON + 0.5:.6f}"'))
+    os.utime(other, ns=(old.st_atime_ns, old.st_mtime_ns))
+    os.replace(other, ride)  # a new inode, as an editor that saves by renaming leaves
+    assert (ride.stat().st_size, ride.stat().st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    assert cache.load(store, ride) is None
+    parses.clear()
+    after = reading.read_files([ride], store)[0]
+    assert parses == [ride]
+    assert after.xy[0, 0] > before.xy[0, 0]  # the new file's first point, further east
+
+
+def unwritable(kind: str, store: Path, monkeypatch):
+    """Make the parse cache folder unwritable in one of the ways seen in the wild."""
+    if kind == "a file in the way":
+        store.write_text("not a folder")
+    elif kind == "a file under it":
+        store.mkdir()
+        (store / "parsed").write_text("not a folder")
+    elif kind == "disk full":  # every write meets a real ENOSPC, from /dev/full
+        if not Path("/dev/full").exists():
+            pytest.skip("needs /dev/full")
+        real_mkstemp = tempfile.mkstemp
+
+        def mkstemp(*args, **kwargs):
+            fd, name = real_mkstemp(*args, **kwargs)
+            os.close(fd)
+            return os.open("/dev/full", os.O_WRONLY), name
+
+        monkeypatch.setattr(cache.tempfile, "mkstemp", mkstemp)
+    else:  # read-only: root ignores chmod, so the file system says EROFS
+        def mkstemp(*args, **kwargs):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+        monkeypatch.setattr(cache.tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize("kind", ["a file in the way", "a file under it", "disk full",
+                                  "read-only"])
+def test_an_unwritable_parse_cache_means_building_without_one(
+        tmp_path, ride, parses, monkeypatch, kind):
+    store = tmp_path / "cache"
+    unwritable(kind, store, monkeypatch)
+    warnings = []
+    for output in ("a.png", "b.png"):
+        result = geoheat.build([ride.parent], tmp_path / output, zoom=14, parse_cache=store,
+                               on_warning=warnings.append)
+        assert result.files_read == 1 and result.points_used == 65
+    assert parses == [ride, ride]  # nothing cached, so read each time
+    assert warnings == []
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.tmp"))
+    assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+
+
+def test_an_unwritable_parse_cache_through_the_cli_in_two_processes(tmp_path, write_gpx):
+    folder = tmp_path / "tracks"
+    for i in range(3):
+        write_gpx(f"r{i}.gpx", [(LON + 0.001 * j, LAT + 0.001 * i) for j in range(30)],
+                  folder=folder)
+    (tmp_path / "cache").write_text("not a folder")
+    run = subprocess.run([sys.executable, "-m", "geoheat", "build", str(folder), "--jobs", "2",
+                          "--basemap", "none", "--cache", str(tmp_path / "cache"), "-o",
+                          str(tmp_path / "h.png")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("geoheat: 3 files read")
