@@ -31,6 +31,7 @@ _FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
 _FIRST_TRACK = re.compile(rb"<" + _TAG + rb"trk[\s>]")
 _TIME = re.compile(rb"<" + _TAG + rb"time>\s*([^<\s]{1,64})\s*</")
 _TRKPT_OPEN = re.compile(rb"<" + _TAG + rb"trkpt[\s>/]")
+_GPX_ROOT = re.compile(rb"<" + _TAG + rb"gpx[\s>/]")
 _ROUTE = re.compile(rb"<" + _TAG + rb"rte[\s>]")
 _WAYPOINT = re.compile(rb"<" + _TAG + rb"wpt[\s>]")
 # The tokens that give each trackpoint its time: <trkpt ...> or <trkpt .../>,
@@ -208,7 +209,7 @@ def _why_unreadable(data: bytes) -> str:
     """A one-line reason why GDAL could not open a file."""
     if not data.strip():
         return "empty file"
-    if b"<gpx" not in data[:HEAD_BYTES]:
+    if not _GPX_ROOT.search(data[:HEAD_BYTES]):
         return "not a GPX file (no <gpx> element)"
     parser = xml.parsers.expat.ParserCreate()
     try:
