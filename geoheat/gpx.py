@@ -39,6 +39,10 @@ _WAYPOINT = re.compile(rb"<" + _TAG + rb"wpt[\s>]")
 _POINT_TOKENS = re.compile(
     rb"<(/?)" + _TAG + rb"(trkpt|trkseg|time)(?=[\s>/])[^<>]{0,4096}?(/?)>"
     rb"(?:(?<=time>)\s*([^<\s]{1,64})\s*<)?")
+# A <trkpt> whose first child is its <time> (after an <ele>, as GPX 1.1 orders them):
+# pairs a point with its time in one C-speed pass. Found once per point -> paired.
+_PLAIN_TIME = re.compile(
+    rb"<trkpt\b[^>]*(?<!/)>\s*(?:<ele>[^<]{0,64}</ele>\s*)?<time>\s*([^<\s]{1,64})\s*</time>")
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
 
 
@@ -168,20 +172,18 @@ def _point_times(data: bytes, track_at: int, lengths: list[int]) -> list[np.ndar
     """Each track point's time, one array per segment of `lengths` points; None if the
     file has no point times or they cannot be paired with the points one to one.
 
-    Garmin-style files (every <trkpt> closed, one <time> in each) are paired by counting
+    Garmin-style files (<trkpt><ele/><time/>, no prefix) are paired by one regex pass
     (C-speed); others by one linear pass over the trkpt/time tags.
     """
     total = sum(lengths)
-    if total == 0:
+    if total == 0 or data.find(b"time>", track_at) < 0:
         return None
-    body = data[track_at:] if track_at else data
-    opened, closed = body.count(b"<trkpt"), body.count(b"</trkpt>")
-    if opened == closed == total and body.count(b"<time>") == total:
-        texts = re.findall(rb"<time>\s*([^<\s]{1,64})\s*</time>", body)
-        if len(texts) != total:
-            return None
+    # Counted from track_at, not on a slice: a copy of the file costs as much as a count.
+    texts = _PLAIN_TIME.findall(data, track_at)
+    if len(texts) == total:
         flat = posix_times(texts)
     else:
+        body = data[track_at:]
         texts: list[bytes | None] = []
         inside = False
         for close, tag, selfclose, text in _POINT_TOKENS.findall(body):

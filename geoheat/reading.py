@@ -30,11 +30,13 @@ def plural(n: int, noun: str) -> str:
 
 
 def parse_file(source: Source | Path, *, max_bytes: int | None = None,
-               drop_no_fix: bool = False) -> cache.ParsedFile:
+               drop_no_fix: bool = False, times: bool = True) -> cache.ParsedFile:
     """One activity file as projected track segments; a file that cannot be used says why.
 
     The format comes from the bytes (sources.sniff_format), not the name. max_bytes
     caps what one file may take uncompressed (None: sources.MAX_ACTIVITY_BYTES).
+    times: pair GPX points with their times (ParsedFile.times, once the middle adds the
+    field; ~0.2 s per 500,000 points); False where nothing uses them (points mode).
     drop_no_fix: positions at exactly 0,0 (a GPS before its first fix) are dropped and
     counted as invalid (off by default only because tests/test_build.py still draws a
     0,0 glitch; the middle flips it).
@@ -66,7 +68,11 @@ def parse_file(source: Source | Path, *, max_bytes: int | None = None,
         if what is not None and not (named == "gpx" and b"<gpx" in data[:SNIFF_BYTES]):
             return failed(f"{name}: not an activity file ({what})", named)
         fmt = named  # XML of no known root, say: its reader says what is wrong
-    reader = read_gpx_data if fmt == "gpx" else READERS[fmt]
+    if fmt == "gpx":
+        def reader(data, name):
+            return read_gpx_data(data, name, times=times and "times" in extra_fields)
+    else:
+        reader = READERS[fmt]
     try:
         activity, note = reader(data, name)
     except GPXError as err:
@@ -102,9 +108,9 @@ def parse_file(source: Source | Path, *, max_bytes: int | None = None,
     if drop_no_fix:
         valid &= ~((lonlat[:, 0] == 0) & (lonlat[:, 1] == 0))  # 0,0: a GPS with no fix yet
     if "times" in extra_fields:
-        times = getattr(activity, "times", None)
-        if times is not None and sum(map(len, times)) == len(lonlat):
-            more["times"] = np.concatenate(times)[valid]
+        point_times = getattr(activity, "times", None)
+        if point_times is not None and sum(map(len, point_times)) == len(lonlat):
+            more["times"] = np.concatenate(point_times)[valid]
     lonlat, offsets = heat.select_points(lonlat, offsets, valid)
     return cache.ParsedFile(name, heat.project(lonlat), offsets, start,
                             activity.routes, activity.waypoints, int((~valid).sum()),

@@ -264,3 +264,29 @@ def test_real_gpx_times_pair_with_every_point():
 def test_source_format_stays_the_name_guess(tmp_path):
     assert Source(tmp_path / "x.FIT.gz").format == "fit"
     assert Source(tmp_path / "x.kml").format == "gpx"
+
+
+def test_parse_file_keeps_times_aligned_with_kept_points(tmp_path, monkeypatch):
+    # The middle will add ParsedFile.times; here a stand-in with that field checks that
+    # parse_file fills it, one float64 per kept point, after invalid points are dropped.
+    from typing import NamedTuple
+
+    from geoheat import cache
+
+    fields = {name: cache.ParsedFile.__annotations__[name] for name in cache.ParsedFile._fields}
+    defaults = dict(cache.ParsedFile._field_defaults)
+    extended = NamedTuple("ParsedFile", [*fields.items(), ("time_note", object),
+                                         ("times", object)])
+    extended.__new__.__defaults__ = (*defaults.values(), None, None)
+    monkeypatch.setattr(cache, "ParsedFile", extended)
+    track = np.vstack([TRACK[:10], [[0.0, 0.0]], TRACK[10:]])
+    when = seconds(len(track))
+    path = write(tmp_path / "t.gpx", gpx_document([track], times=[when]).encode())
+    parsed = parse_file(path, drop_no_fix=True)
+    assert len(parsed.xy) == len(TRACK) and parsed.invalid == 1 and parsed.time_note is None
+    expected = [w.timestamp() for i, w in enumerate(when) if i != 10]
+    np.testing.assert_array_equal(parsed.times, expected)
+    assert parse_file(path, times=False).times is None
+    old = write(tmp_path / "old.gpx", gpx_document([TRACK], times=[seconds(30, datetime(
+        1970, 1, 1, tzinfo=timezone.utc))]).encode())
+    assert "implausible" in parse_file(old).time_note
