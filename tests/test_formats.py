@@ -290,3 +290,18 @@ def test_parse_file_keeps_times_aligned_with_kept_points(tmp_path, monkeypatch):
     old = write(tmp_path / "old.gpx", gpx_document([TRACK], times=[seconds(30, datetime(
         1970, 1, 1, tzinfo=timezone.utc))]).encode())
     assert "implausible" in parse_file(old).time_note
+
+
+def test_one_malformed_time_among_thousands_is_nan_not_a_crash():
+    # Found by bench/fuzz_inputs.py: numpy's datetime64 cast of a large array holding
+    # one malformed string kills the process (a flipped bit in a Garmin file).
+    from geoheat.gpx import posix_times
+
+    texts = [b"2024-05-29T12:46:28.000Z"] * 9000
+    texts[4500] = b"2024-'5-29T12:46:28.000Z"
+    texts[4501] = b"2023-02-29T12:46:28.000Z"  # no such day
+    got = posix_times(texts)
+    assert np.isnan(got).sum() == 2 and np.isnan(got[4500:4502]).all()
+    assert got[0] == datetime(2024, 5, 29, 12, 46, 28, tzinfo=timezone.utc).timestamp()
+    mixed = posix_times([b"2024-02-29T00:00:00.5Z", b"1969-12-31T23:59:59.9Z"])
+    np.testing.assert_allclose(mixed, [1709164800.5, -0.1])
