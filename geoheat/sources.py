@@ -137,31 +137,36 @@ def _too_large(name: str, limit: int, compressed: bool) -> GPXError:
 def _read_limited(stream, name: str, limit: int) -> bytes:
     """All of a stream, gunzipped if it is gzip (by its magic, not its name), and at
     most `limit` bytes; GPXError beyond. A gzip stream cut short keeps what it held."""
-    first = stream.read(max(2, min(limit + 1, 1 << 20)))
-    if not first.startswith(GZIP_MAGIC):
-        data = first + stream.read(limit + 1 - len(first)) if len(first) <= limit else first
+    if not stream.peek(2)[:2] == GZIP_MAGIC:  # peek: one read, one buffer, no concatenation
+        data = stream.read(limit + 1)
         if len(data) > limit:
             raise _too_large(name, limit, False)
         return data
-    out = bytearray()
+    first = stream.read(1 << 20)
+    # Chunks, joined once at the end: a growing bytearray reallocates, so a bomb
+    # refused at the limit would briefly hold twice the limit.
+    out: list[bytes] = []
+    size = 0
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     chunk = first
     while chunk:
         while chunk:
-            out += inflater.decompress(chunk, limit + 1 - len(out))
-            if len(out) > limit:
+            piece = inflater.decompress(chunk, min(1 << 20, limit + 1 - size))
+            out.append(piece)
+            size += len(piece)
+            if size > limit:
                 raise _too_large(name, limit, True)
             chunk = inflater.unconsumed_tail
             if inflater.eof:
                 rest = inflater.unused_data
                 if not rest.startswith(GZIP_MAGIC):  # trailing zeros or junk: gzip ignores it
-                    return bytes(out)
+                    return b"".join(out)
                 inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # a multi-member gzip
                 chunk = rest
         chunk = stream.read(1 << 20)
-    if not out:
+    if not size:
         raise GPXError(f"{name}: damaged compressed data (the gzip stream ends before any data)")
-    return bytes(out)  # cut short: what it held goes to the reader, which notes the break
+    return b"".join(out)  # cut short: what it held goes to the reader, which notes the break
 
 
 # One open ZipFile per zip and process: opening parses the whole central directory,
