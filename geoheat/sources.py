@@ -270,6 +270,10 @@ for _number, _names in enumerate((
         _MONTHS[_word] = _number
 _WORD = re.compile(r"[^\W\d_]+")
 _NUMBERS = re.compile(r"\d+")
+# AM/PM as a word of its own ('AM', 'p. m.'), or the CJK words for them.
+_PM_WORDS = ("午後", "下午", "오후")
+_HALF_DAY = re.compile(r"(?<![^\W\d_])([ap])\.?\s?m\.?(?![^\W\d_])|(午前|午後|上午|下午|오전|오후)",
+                       re.I)
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
@@ -286,10 +290,12 @@ def parse_strava_date(text: str) -> datetime | None:
     if clock:
         hour, minute, second = int(clock[1]), int(clock[2]), int(clock[3] or 0)
         rest = text[:clock.start()] + " " + text[clock.end():]
-        marker = re.sub(r"[\s.]", "", rest).lower()
-        if ("pm" in marker or "午後" in marker) and hour < 12:
+        half = _HALF_DAY.search(rest)
+        after_noon = half is not None and (half[1] or half[2]) is not None and (
+            (half[1] or "").lower() == "p" or half[2] in _PM_WORDS)
+        if half and after_noon and hour < 12:
             hour += 12
-        elif ("am" in marker or "午前" in marker) and hour == 12:
+        elif half and not after_noon and hour == 12:
             hour = 0
     numbers = [n for n in _NUMBERS.findall(rest)]
     month = None
