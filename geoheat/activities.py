@@ -26,11 +26,13 @@ DUPLICATE_LENGTH_RATIO = 0.10
 
 class Tracks(NamedTuple):
     """The points a build draws: (n, 2) EPSG:3857, cut into segments at `offsets`;
-    activity i's points are xy[activity_offsets[i]:activity_offsets[i + 1]]."""
+    activity i's points are xy[activity_offsets[i]:activity_offsets[i + 1]]; each
+    point's time in POSIX seconds (NaN where unknown)."""
 
     xy: np.ndarray
     offsets: np.ndarray
     activity_offsets: np.ndarray
+    times: np.ndarray
 
 
 def select_activities(
@@ -55,6 +57,8 @@ def select_activities(
             continue
         if activity.note:
             result.notes.append(activity.note)
+        if activity.time_note:
+            result.time_notes.append((activity.name, activity.time_note))
         result.files_read += 1
         result.points_read += activity.points + activity.invalid
         result.points_invalid += activity.invalid
@@ -107,12 +111,15 @@ def _left_out(activity: ParsedFile, years, types) -> str | None:
 def join_tracks(activities: Sequence[ParsedFile]) -> Tracks:
     """The activities' points as one Tracks."""
     if not activities:
-        return Tracks(np.empty((0, 2)), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        none = np.zeros(1, dtype=np.int64)
+        return Tracks(np.empty((0, 2)), none, none, np.empty(0))
     xy = np.concatenate([a.xy for a in activities])
     starts = np.cumsum([0] + [a.points for a in activities])
     offsets = np.concatenate([a.offsets[:-1] + s for a, s in zip(activities, starts)]
                              + [[len(xy)]])
-    return Tracks(xy, offsets.astype(np.int64), starts.astype(np.int64))
+    times = np.concatenate([a.times if a.times is not None else np.full(a.points, np.nan)
+                            for a in activities])
+    return Tracks(xy, offsets.astype(np.int64), starts.astype(np.int64), times)
 
 
 def ground_length(xy: np.ndarray, offsets: np.ndarray) -> float:

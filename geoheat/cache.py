@@ -1,8 +1,9 @@
 """geoheat's cache folder, and the parse cache: each GPX file's projected track points.
 
 An entry is one file: a magic line, a checksum line, a JSON header line (the
-file's identity and the counts), then the segment offsets (int64) and points
-(float64) as raw little-endian bytes, which load without parsing.
+file's identity and the counts), then the segment offsets (int64), the points
+(float64 pairs) and, where the file has them, each point's time (float64 POSIX
+seconds) as raw little-endian bytes, which load without parsing.
 
 An entry is keyed by the file's absolute path, size, modification time, inode and
 status-change time (ctime) and by CACHE_FORMAT, so a changed file is read again,
@@ -25,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 _MAGIC = b"geoheat-parsed\n"  # then the checksum line, one JSON line, the offsets and points
 _CHECKSUM_SIZE = 4  # bytes of CRC-32 over the JSON line and the raw bytes; hex on its line
 
@@ -85,6 +86,9 @@ class ParsedFile(NamedTuple):
     format: str = "gpx"
     activity_type: str | None = None  # Strava's vocabulary (formats.TYPES)
     note: str | None = None
+    # Each point's time, POSIX seconds (NaN where a point has none); None: no times at all.
+    times: np.ndarray | None = None
+    time_note: str | None = None  # why the file's own time is not the start (implausible)
 
     @property
     def points(self) -> int:
@@ -131,16 +135,19 @@ def load(cache_dir: Path, source) -> ParsedFile | None:
             return None
         body = memoryview(data)[header_end + 1:]
         n_offsets, n_points = meta["offsets"], meta["points"]
-        if len(body) != 8 * n_offsets + 16 * n_points:
+        timed = meta["times"]
+        if len(body) != 8 * n_offsets + (24 if timed else 16) * n_points:
             return None  # cut short
         offsets = np.frombuffer(body[:8 * n_offsets], dtype="<i8")
-        xy = np.frombuffer(body[8 * n_offsets:], dtype="<f8").reshape(n_points, 2)
+        points_end = 8 * n_offsets + 16 * n_points
+        xy = np.frombuffer(body[8 * n_offsets:points_end], dtype="<f8").reshape(n_points, 2)
+        times = np.frombuffer(body[points_end:], dtype="<f8") if timed else None
         start = datetime.fromisoformat(meta["start"]) if meta["start"] else None
         if not _plausible(offsets, xy):
             return None
         return ParsedFile(_name(source), xy, offsets, start, meta["routes"], meta["waypoints"],
                           meta["invalid"], meta["error"], meta["file_format"], meta["type"],
-                          meta["note"])
+                          meta["note"], times, meta["time_note"])
     except Exception:  # absent, cut short, foreign, garbled: all mean "not cached"
         return None
 
@@ -167,15 +174,18 @@ def store(cache_dir: Path, source, parsed: ParsedFile) -> None:
     try:
         offsets = np.ascontiguousarray(parsed.offsets, dtype="<i8")
         xy = np.ascontiguousarray(parsed.xy, dtype="<f8")
-        if not _plausible(offsets, xy):
+        times = None if parsed.times is None else np.ascontiguousarray(parsed.times, dtype="<f8")
+        if not _plausible(offsets, xy) or (times is not None and len(times) != len(xy)):
             return  # load would refuse it
         meta = {"identity": _identity(source),
                 "start": parsed.start.isoformat() if parsed.start else None,
                 "routes": parsed.routes, "waypoints": parsed.waypoints,
                 "invalid": parsed.invalid, "error": parsed.error,
                 "file_format": parsed.format, "type": parsed.activity_type, "note": parsed.note,
-                "offsets": len(offsets), "points": len(xy)}
-        rest = json.dumps(meta).encode() + b"\n" + offsets.tobytes() + xy.tobytes()
+                "time_note": parsed.time_note, "offsets": len(offsets), "points": len(xy),
+                "times": times is not None}
+        rest = (json.dumps(meta).encode() + b"\n" + offsets.tobytes() + xy.tobytes()
+                + (times.tobytes() if times is not None else b""))
         write_atomic(entry_path(cache_dir, meta["identity"]),
                      _MAGIC + _checksum(rest) + b"\n" + rest)
     except (OSError, ValueError):  # ValueError: json cannot write what it was given

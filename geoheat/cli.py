@@ -88,6 +88,8 @@ def cli():
 @click.option("--no-cdist", is_flag=True, help="The same as --scaling linear.")
 @click.option("--mode", type=click.Choice(MODES), default="lines", show_default=True,
               help="lines: draw each track between its points; points: count track points.")
+@click.option("--max-file-size", type=str, default="512M", show_default=True, metavar="SIZE",
+              help="Skip an activity file larger than this uncompressed (K, M, G suffixes).")
 @click.option("--jobs", "-j", type=int, default=None,
               help="Processes reading activity files  [default: all cores]")
 @click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
@@ -125,7 +127,7 @@ def cli():
               help="A warning line for every file, not one per reason.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
 def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jobs, quiet,
-          **settings):
+          max_file_size, **settings):
     """Build a heatmap from activity files, folders and Strava export zips (default: gpx/).
 
     GPX, FIT and TCX files are read, plain or gzipped; a Strava bulk export (the zip,
@@ -144,6 +146,7 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             scaling=scaling or ("linear" if no_cdist else "cdf"),
             parse_cache=None if no_cache else parse_cache or default_cache_dir(),
             jobs=jobs if jobs is not None else available_cores(),
+            max_file_size=parse_size(max_file_size),
             **settings)
         result = run(options, on_warning=None if quiet else warn,
                      progress=progress_bar if not quiet and sys.stderr.isatty() else None)
@@ -151,6 +154,18 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
         raise UserError(str(err)) from None
     if not quiet:
         click.echo(summary(result, options.extent), err=True)
+
+
+def parse_size(text: str) -> int:
+    """'512M', '2G', '300k', '1000000' as bytes (K, M, G: powers of 1024)."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    number = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = float(number[:len(number) - len(unit)])
+    except ValueError:
+        raise UserError(f"--max-file-size: not a size such as 512M or 2G: {text!r}") from None
+    return max(int(value * units[unit]), 0)
 
 
 def warn(message: str) -> None:

@@ -7,12 +7,12 @@ XML parse. Both keep what was read before a break in a truncated file and say so
 import io
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 
 from .errors import GPXError
-from .gpx import Activity, parse_time
+from .gpx import Activity, parse_time, plausible_start, posix_times, xml_bytes
 
 SEMICIRCLE = 180.0 / 2**31  # degrees per FIT semicircle
 
@@ -79,41 +79,76 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def read_tcx(data: bytes, name: str) -> tuple[Activity, str | None]:
-    """A TCX file's tracks (one segment per <Track>), streamed; and a note if it broke off."""
-    segments, current, sport, start, note = [], [], None, None, None
-    lat = lon = None
+def _number(text: str | None) -> float:
+    """A coordinate's text as a float; NaN (dropped and counted) for an empty
+    <LatitudeDegrees/> or a value that is no number."""
     try:
-        for event, element in ET.iterparse(io.BytesIO(data), events=("start", "end")):
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def read_tcx(data: bytes, name: str) -> tuple[Activity, str | None]:
+    """A TCX file's tracks (one segment per <Track>), streamed; and a note if it broke off.
+
+    The start is the first trackpoint's time (else the activity's <Id>); each point's
+    <Time> is kept in Activity.times.
+    """
+    segments, times, current, stamps = [], [], [], []
+    sport = identity = None
+    note = None
+    lat = lon = when = None
+
+    def close_track():
+        if current:
+            segments.append(np.array(current, dtype=np.float64))
+            flat = np.full(len(stamps), np.nan)
+            timed = [i for i, t in enumerate(stamps) if t]
+            if timed:
+                flat[timed] = posix_times([stamps[i] for i in timed])
+            times.append(flat)
+        current.clear()
+        stamps.clear()
+
+    try:
+        for event, element in ET.iterparse(io.BytesIO(xml_bytes(data)), events=("start", "end")):
             tag = _local(element.tag)
             if event == "start":
                 if tag == "Activity" and sport is None:
                     sport = element.get("Sport")
                 elif tag == "Track":
-                    current = []
+                    close_track()
+                elif tag == "Trackpoint":
+                    lat = lon = when = None
                 continue
-            if tag == "Id" and start is None:
-                start = parse_time(element.text or "")
+            if tag == "Id" and identity is None:
+                identity = parse_time(element.text or "")
             elif tag == "LatitudeDegrees":
-                lat = float(element.text)
+                lat = _number(element.text)
             elif tag == "LongitudeDegrees":
-                lon = float(element.text)
+                lon = _number(element.text)
+            elif tag == "Time":
+                when = (element.text or "").strip().encode() or None
             elif tag == "Trackpoint":
                 if lat is not None and lon is not None:
                     current.append((lon, lat))
-                lat = lon = None
+                    stamps.append(when)
+                lat = lon = when = None
                 element.clear()
             elif tag == "Track":
-                if current:
-                    segments.append(np.array(current))
-                current = []
+                close_track()
     except ET.ParseError as err:
-        if current:
-            segments.append(np.array(current))
+        close_track()
         points = sum(len(s) for s in segments)
         if not points:
             raise GPXError(f"{name}: broken or truncated XML ({err})") from None
         note = f"{name}: broken off ({err}); kept the {points:,} positions before it"
-    except ValueError as err:
-        raise GPXError(f"{name}: a position is not a number ({err})") from None
-    return Activity(name, segments, start, 0, 0, sport), note
+    except RecursionError:
+        raise GPXError(f"{name}: nested too deeply to be a TCX file") from None
+    close_track()
+    if times and all(np.isnan(t).all() for t in times):
+        times = []
+    first = next((t[np.isfinite(t)][0] for t in times if np.isfinite(t).any()), None)
+    start = datetime.fromtimestamp(float(first), timezone.utc) if first is not None else identity
+    start, time_note = plausible_start(start)
+    return Activity(name, segments, start, 0, 0, sport, times or None, time_note), note

@@ -2,11 +2,16 @@
 
 An activity is one GPX file's tracks: every track segment is kept as its own
 (n, 2) array of longitude, latitude, so a gap between segments is never drawn.
+GDAL rejects a whole file for one break (a truncated download, a cut copy), so
+then a streaming expat parse keeps the points before the break, and says so.
+
+Every scan of the bytes here is linear: one odd file (self-closing <trkpt/>
+without <time>) must not take minutes.
 """
 
 import re
 import xml.parsers.expat
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,14 +21,29 @@ from .errors import GPXError
 
 # Enough of a file's head to hold <metadata> and the first trackpoint.
 HEAD_BYTES = 64 * 1024
+# An activity before this is a clock that was never set (1970, the GPS epoch 1980-01-06
+# minus a bit) or a converter's placeholder; after now + a day, a wrong clock.
+EARLIEST_START = datetime(1980, 1, 1, tzinfo=timezone.utc)
+FUTURE_SLACK = timedelta(days=1)
 
-_TAG = rb"(?:[\w.-]+:)?"  # an optional namespace prefix
+_TAG = rb"(?:[\w.-]{1,64}:)?"  # an optional namespace prefix (bounded: scans stay linear)
 _FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
 _FIRST_TRACK = re.compile(rb"<" + _TAG + rb"trk[\s>]")
-_TIME = re.compile(rb"<" + _TAG + rb"time>\s*([^<\s]+)\s*</")
-_TRKPT = re.compile(rb"<" + _TAG + rb"trkpt[\s>].*?</" + _TAG + rb"trkpt>", re.S)
+_TIME = re.compile(rb"<" + _TAG + rb"time>\s*([^<\s]{1,64})\s*</")
+_TRKPT_OPEN = re.compile(rb"<" + _TAG + rb"trkpt[\s>/]")
+_GPX_ROOT = re.compile(rb"<" + _TAG + rb"gpx[\s>/]")
 _ROUTE = re.compile(rb"<" + _TAG + rb"rte[\s>]")
 _WAYPOINT = re.compile(rb"<" + _TAG + rb"wpt[\s>]")
+# The tokens that give each trackpoint its time: <trkpt ...> or <trkpt .../>,
+# </trkpt>, <trkseg>, and <time>TEXT</time>.
+_POINT_TOKENS = re.compile(
+    rb"<(/?)" + _TAG + rb"(trkpt|trkseg|time)(?=[\s>/])[^<>]{0,4096}?(/?)>"
+    rb"(?:(?<=time>)\s*([^<\s]{1,64})\s*<)?")
+# A <trkpt> whose first child is its <time> (after an <ele>, as GPX 1.1 orders them):
+# pairs a point with its time in one C-speed pass. Found once per point -> paired.
+_PLAIN_TIME = re.compile(
+    rb"<trkpt\b[^>]*(?<!/)>\s*(?:<ele>[^<]{0,64}</ele>\s*)?<time>\s*([^<\s]{1,64})\s*</time>")
+_ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
 
 
 class Activity(NamedTuple):
@@ -35,11 +55,41 @@ class Activity(NamedTuple):
     routes: int
     waypoints: int
     sport: str | None = None  # as the file names it (see formats.activity_type)
+    # Per segment, each point's time in POSIX seconds (NaN where a point has none);
+    # None if the file gives no point a time (or they cannot be paired with points).
+    times: list[np.ndarray] | None = None
+    # Why the file's time was not used as the start (e.g. "time 1970-01-01 is
+    # implausible"); then start is None.
+    time_note: str | None = None
 
     @property
     def points(self) -> int:
         """Number of trackpoints in all segments."""
         return sum(len(s) for s in self.segments)
+
+
+def xml_bytes(data: bytes, strict: bool = True) -> bytes:
+    """XML bytes as expat and GDAL take them: UTF-8, no BOM, nothing before the first '<'.
+
+    A UTF-16 file (BOM, or '<' with a zero byte) is decoded and its declaration
+    made to say UTF-8. strict=False decodes a possibly cut head without failing.
+    """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:2] in (b"<\x00", b"\x00<"):
+        codec = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else (
+            "utf-16-le" if data[:1] == b"<" else "utf-16-be")
+        if not strict:
+            data = data[: len(data) // 2 * 2]
+        try:
+            text = data.decode(codec, "strict" if strict else "ignore").lstrip("\ufeff")
+        except UnicodeDecodeError:
+            text = data.decode(codec, "replace").lstrip("\ufeff")  # expat says where it breaks
+        data = _ENCODING.sub(rb"\1\2UTF-8\2", text.lstrip().encode("utf-8"), count=1)
+        return data
+    if data[:3] == b"\xef\xbb\xbf":
+        data = data[3:]
+    if data[:1].isspace():  # blank lines before <?xml: an XML error, a common one
+        data = data.lstrip()
+    return data
 
 
 def parse_time(text: bytes | str) -> datetime | None:
@@ -52,23 +102,155 @@ def parse_time(text: bytes | str) -> datetime | None:
         return None
 
 
+def plausible_start(start: datetime | None, now: datetime | None = None
+                    ) -> tuple[datetime | None, str | None]:
+    """(start, None) if start can be an activity's start, else (None, why not).
+
+    Before 1980 or more than a day ahead is an unset clock, not a time.
+    """
+    if start is None:
+        return None, None
+    aware = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    if EARLIEST_START <= aware <= now + FUTURE_SLACK:
+        return start, None
+    return None, f"time {start.date().isoformat()} is implausible (an unset clock?)"
+
+
 def start_time(data: bytes) -> datetime | None:
-    """An activity's start: the GPX header's <time>, else the first trackpoint's."""
+    """An activity's start: its first trackpoint's time, else the header's <time>.
+
+    The header (GPX 1.1 <metadata>, GPX 1.0 straight under <gpx>) often holds when
+    a converter wrote the file, not when the activity started.
+    """
+    track = _FIRST_TRACK.search(data)
+    if track is not None:
+        point = _TRKPT_OPEN.search(data, track.start())
+        match = _TIME.search(data, point.start()) if point else None
+        if match is not None:
+            return parse_time(match.group(1))
     first = _FIRST_DATA.search(data)
     header = data[: first.start()] if first else data
-    # GPX 1.1 puts it in <metadata>, GPX 1.0 straight under <gpx>: both are header.
     match = _TIME.search(header)
-    if match is None:
-        trkpt = _TRKPT.search(data)
-        match = _TIME.search(trkpt.group()) if trkpt else None
     return parse_time(match.group(1)) if match else None
+
+
+def posix_times(texts: list[bytes]) -> np.ndarray:
+    """ISO 8601 times as float64 POSIX seconds (NaN where one is no time); a time with
+    no zone is taken as UTC."""
+    n = len(texts)
+    if n == 0:
+        return np.empty(0)
+    first = texts[0]
+    width = len(first)
+    # The common case in numpy: every time 'YYYY-MM-DDTHH:MM:SS[.fff]Z', computed from
+    # its digits. Not numpy's own string parsing: casting a large array holding one
+    # malformed string to datetime64 crashes the process (numpy 2.4, found by fuzzing).
+    if 20 <= width <= 40 and first.endswith(b"Z") and first[10:11] == b"T":
+        raw = np.array(texts, dtype=f"S{width}")
+        if raw.dtype.itemsize == width:
+            fast = _utc_layout_times(raw.view(np.uint8).reshape(n, width))
+            if fast is not None:
+                return fast
+    out = np.full(n, np.nan)
+    for i, text in enumerate(texts):
+        when = parse_time(text)
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            try:
+                out[i] = when.timestamp()
+            except (OverflowError, OSError, ValueError):
+                pass
+    return out
+
+
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _utc_layout_times(chars: np.ndarray) -> np.ndarray | None:
+    """Rows of 'YYYY-MM-DDTHH:MM:SS[.fff]Z' bytes as POSIX seconds, NaN for a row that is
+    no valid time; None unless every row has that layout's punctuation."""
+    width = chars.shape[1]
+    punctuation = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", width - 1: b"Z"}
+    if width > 20:
+        punctuation[19] = b"."
+    if not all((chars[:, at] == ord(c)).all() for at, c in punctuation.items()):
+        return None
+    digit_columns = [i for i in range(width - 1) if i not in punctuation]
+    digits = chars[:, digit_columns].astype(np.int64) - ord("0")
+    ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
+
+    def number(columns):
+        value = np.zeros(len(chars), dtype=np.int64)
+        for column in columns:
+            value = value * 10 + digits[:, digit_columns.index(column)]
+        return value
+
+    year, month, day = number([0, 1, 2, 3]), number([5, 6]), number([8, 9])
+    hour, minute, second = number([11, 12]), number([14, 15]), number([17, 18])
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    last_day = _DAYS_IN_MONTH[np.where(month_ok, month, 1)] + (leap & (month == 2))
+    ok &= month_ok & (day >= 1) & (day <= last_day) & (hour < 24) & (minute < 60) & (second <= 60)
+    # Days since 1970-01-01 from the civil date (H. Hinnant's days_from_civil).
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    seconds = (days * 86400 + hour * 3600 + minute * 60 + second).astype(np.float64)
+    if width > 21:
+        fraction = number(list(range(20, width - 1)))
+        seconds += fraction / 10.0 ** (width - 21)
+    seconds[~ok] = np.nan
+    return seconds
+
+
+def _point_times(data: bytes, track_at: int, lengths: list[int]) -> list[np.ndarray] | None:
+    """Each track point's time, one array per segment of `lengths` points; None if the
+    file has no point times or they cannot be paired with the points one to one.
+
+    Garmin-style files (<trkpt><ele/><time/>, no prefix) are paired by one regex pass
+    (C-speed); others by one linear pass over the trkpt/time tags.
+    """
+    total = sum(lengths)
+    if total == 0 or data.find(b"time>", track_at) < 0:
+        return None
+    # Counted from track_at, not on a slice: a copy of the file costs as much as a count.
+    texts = _PLAIN_TIME.findall(data, track_at)
+    if len(texts) == total:
+        flat = posix_times(texts)
+    else:
+        body = data[track_at:]
+        texts: list[bytes | None] = []
+        inside = False
+        for close, tag, selfclose, text in _POINT_TOKENS.findall(body):
+            if tag == b"trkpt":
+                if close:
+                    inside = False
+                else:
+                    texts.append(None)
+                    inside = not selfclose
+            elif tag == b"time" and inside and not close and texts[-1] is None:
+                texts[-1] = text or b""
+            elif tag == b"trkseg":
+                inside = False
+        if len(texts) != total or not any(texts):
+            return None
+        flat = np.full(total, np.nan)
+        timed = [i for i, t in enumerate(texts) if t]
+        flat[timed] = posix_times([texts[i] for i in timed])
+    if np.isnan(flat).all():
+        return None
+    return np.split(flat, np.cumsum(lengths)[:-1])
 
 
 def _why_unreadable(data: bytes) -> str:
     """A one-line reason why GDAL could not open a file."""
     if not data.strip():
         return "empty file"
-    if b"<gpx" not in data[:HEAD_BYTES]:
+    if not _GPX_ROOT.search(data[:HEAD_BYTES]):
         return "not a GPX file (no <gpx> element)"
     parser = xml.parsers.expat.ParserCreate()
     try:
@@ -76,6 +258,92 @@ def _why_unreadable(data: bytes) -> str:
     except xml.parsers.expat.ExpatError as err:
         return f"broken or truncated XML ({err})"
     return "GDAL's GPX driver cannot read it"
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")  # dropped, and counted, as no position
+
+
+def stream_tracks(data: bytes) -> tuple[list[np.ndarray], list[list[bytes | None]], int, int,
+                                        str | None, str | None]:
+    """GPX tracks by a streaming expat parse, keeping every point closed before a break.
+
+    Returns (segments, per-segment time texts, routes, waypoints, sport, the error
+    that broke it off or None).
+    """
+    segments: list[np.ndarray] = []
+    seg_times: list[list[bytes | None]] = []
+    current: list[tuple[float, float]] = []
+    current_times: list[bytes | None] = []
+    state = {"point": None, "time": None, "text": None, "routes": 0, "waypoints": 0,
+             "sport": None, "depth_trk": 0}
+
+    def local(name: str) -> str:
+        return name.rsplit(":", 1)[-1]
+
+    def start(name, attrs):
+        tag = local(name)
+        if tag == "trkpt":
+            state["point"] = (_number(attrs.get("lon")), _number(attrs.get("lat")))
+            state["time"] = None
+        elif tag == "trk":
+            state["depth_trk"] += 1
+        elif tag == "trkseg":
+            flush()
+        elif tag == "rte":
+            state["routes"] += 1
+        elif tag == "wpt":
+            state["waypoints"] += 1
+        if tag in ("time", "type") and (state["point"] is not None or tag == "type"):
+            state["text"] = []
+
+    def end(name):
+        tag = local(name)
+        if tag == "trkpt" and state["point"] is not None:
+            current.append(state["point"])
+            current_times.append(state["time"])
+            state["point"] = None
+        elif tag == "time" and state["text"] is not None:
+            if state["point"] is not None:
+                state["time"] = "".join(state["text"]).strip().encode()
+            state["text"] = None
+        elif tag == "type" and state["text"] is not None:
+            if state["depth_trk"] and state["sport"] is None:
+                state["sport"] = "".join(state["text"]).strip() or None
+            state["text"] = None
+        elif tag in ("trkseg", "trk"):
+            flush()
+
+    def chars(text):
+        if state["text"] is not None:
+            state["text"].append(text)
+
+    def flush():
+        if current:
+            segments.append(np.array(current, dtype=np.float64))
+            seg_times.append(list(current_times))
+        current.clear()
+        current_times.clear()
+
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    parser.CharacterDataHandler = chars
+    parser.buffer_text = True
+    error = None
+    try:
+        step = 1 << 20
+        for at in range(0, len(data), step):
+            parser.Parse(data[at:at + step], False)
+        parser.Parse(b"", True)
+    except xml.parsers.expat.ExpatError as err:
+        error = f"broken or truncated XML ({err})"
+    except RecursionError:
+        error = "nested too deeply"
+    flush()
+    return segments, seg_times, state["routes"], state["waypoints"], state["sport"], error
 
 
 def read_gpx(path: str | Path) -> Activity:
@@ -88,10 +356,37 @@ def read_gpx(path: str | Path) -> Activity:
     return read_gpx_bytes(data, path)
 
 
-def read_gpx_bytes(data: bytes, name: str | Path) -> Activity:
-    """Read GPX track segments from bytes (named `name` in messages); GPXError if unreadable."""
+def read_gpx_bytes(data: bytes, name: str | Path, *, times: bool = True) -> Activity:
+    """Read GPX track segments from bytes (named `name` in messages); GPXError if unreadable.
+
+    A file broken off after some points gives those points (read_gpx_data says so).
+    """
+    return read_gpx_data(data, name, times=times)[0]
+
+
+def _start_of(times: list[np.ndarray] | None, data: bytes, has_points: bool
+              ) -> tuple[datetime | None, str | None]:
+    start = None
+    if times is not None:
+        finite = [t[np.isfinite(t)] for t in times]
+        first = next((t[0] for t in finite if len(t)), None)
+        if first is not None:
+            start = datetime.fromtimestamp(float(first), timezone.utc)
+    if start is None:
+        start = start_time(data[:HEAD_BYTES]) or (start_time(data) if has_points else None)
+    return plausible_start(start)
+
+
+def read_gpx_data(data: bytes, name: str | Path, *, times: bool = True
+                  ) -> tuple[Activity, str | None]:
+    """A GPX file's tracks, and a note if it broke off and only its start was kept.
+
+    times=False skips pairing each point with its time (start still comes from the
+    first trackpoint's time).
+    """
     from fiona.io import MemoryFile  # imported here: a rebuild from the parse cache never needs it
 
+    data = xml_bytes(data)
     segments, sport = [], None
     try:
         with MemoryFile(data, ext=".gpx") as memory, memory.open(
@@ -107,16 +402,52 @@ def read_gpx_bytes(data: bytes, name: str | Path) -> Activity:
     except Exception as err:  # fiona raises several types for one cause
         if isinstance(err, (KeyboardInterrupt, MemoryError)):
             raise
-        raise GPXError(f"{name}: {_why_unreadable(data)}") from None
+        return _read_broken(data, name)
     # GPX puts waypoints and routes before tracks: counting them there spares a
     # scan of the (much larger) track data.
     first_track = _FIRST_TRACK.search(data)
     before_tracks = data[: first_track.start()] if first_track else data
+    point_times = None
+    if times and segments:
+        point_times = _point_times(data, first_track.start() if first_track else 0,
+                                   [len(s) for s in segments])
+    start, time_note = _start_of(point_times, data, bool(segments))
     return Activity(
         name,
         segments,
-        start_time(data[:HEAD_BYTES]) or (start_time(data) if segments else None),
+        start,
         len(_ROUTE.findall(before_tracks)),
         len(_WAYPOINT.findall(before_tracks)),
         sport,
-    )
+        point_times,
+        time_note,
+    ), None
+
+
+def _read_broken(data: bytes, name: str | Path) -> tuple[Activity, str | None]:
+    """What GDAL refused: the points before the break, by a streaming parse; GPXError
+    if there are none."""
+    reason = _why_unreadable(data)
+    if reason == "empty file" or reason.startswith("not a GPX file"):
+        raise GPXError(f"{name}: {reason}")
+    segments, texts, routes, waypoints, sport, error = stream_tracks(data)
+    points = sum(len(s) for s in segments)
+    if error is None and not points and not routes and not waypoints:
+        raise GPXError(f"{name}: {reason}")
+    if error is not None and not points:
+        raise GPXError(f"{name}: {error}")
+    point_times = None
+    if any(t for seg in texts for t in seg):
+        point_times = []
+        for seg in texts:
+            flat = np.full(len(seg), np.nan)
+            timed = [i for i, t in enumerate(seg) if t]
+            flat[timed] = posix_times([seg[i] for i in timed])
+            point_times.append(flat)
+    start, time_note = _start_of(point_times, data, bool(points))
+    note = None
+    if error is not None:
+        cause = error.removeprefix("broken or truncated XML (").removesuffix(")")
+        note = f"{name}: broken off ({cause}); kept the {points:,} positions before it"
+    return Activity(name, segments, start, routes, waypoints, sport, point_times,
+                    time_note), note

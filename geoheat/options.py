@@ -23,6 +23,9 @@ SCALINGS = ("cdf", "linear")
 # Past ~50 px the blur's halo spans many tiles and the work grows as sigma squared
 # (200 px took over 5 minutes); no heatmap needs more.
 MAX_SIGMA = 50.0
+# What one activity file may inflate to (a 2 MB .gpx.gz can hold 2 GiB): a documented
+# limit, above any real track (a 24 h ride at 1 s is ~30 MB of GPX).
+DEFAULT_MAX_FILE_SIZE = 512 * 2**20
 # Basemap download limits (geoheat.basemap's), here so the CLI need not import it.
 DEFAULT_MAX_TILES = 300  # a 4096 px image is 256 tiles: any --zoom auto image fits
 DEFAULT_TIMEOUT = 10.0  # seconds per tile request
@@ -172,6 +175,7 @@ class BuildOptions:
     # Reading
     parse_cache: Path | None = None  # None: parse every file, keep nothing
     jobs: int = 1
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes one activity may take uncompressed
     # Telling
     report: Path | None = None  # a JSON report of the build, file by file
     verbose: bool = False  # a warning line for every file, not one per reason
@@ -211,6 +215,7 @@ class BuildOptions:
         if not (isinstance(self.tile_timeout, (int, float)) and self.tile_timeout > 0):
             raise ParameterError(f"tile timeout must be > 0 seconds, got {self.tile_timeout!r}")
         _whole("jobs", self.jobs, 1)
+        _whole("max file size", self.max_file_size, 1)
         cores = available_cores()
         if self.jobs > max(cores, 1) * 2:
             # Reading is CPU-bound: more processes than cores only cost memory

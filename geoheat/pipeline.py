@@ -81,8 +81,9 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
 def _build(options, outputs, provider, warn, progress) -> BuildResult:
     """The stages, in order: read, select, rasterise, scale and blur, colour, write."""
     # Read
-    sources = find_sources(options.inputs, options.pattern)
-    parsed = read_files(sources, options.parse_cache, options.jobs, progress)
+    sources = find_sources(options.inputs, options.pattern, on_warning=warn)
+    parsed = read_files(sources, options.parse_cache, options.jobs, progress,
+                        options.max_file_size)
 
     # Select
     kept, result = select_activities(parsed, options.years, options.types,
@@ -95,6 +96,7 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
     keep, area = select_extent(tracks.xy, tracks.activity_offsets, options.bounds, options.extent)
     record_drawn(result, kept, np.logical_or.reduceat(keep, tracks.activity_offsets[:-1]))
     xy, offsets = select_points(tracks.xy, tracks.offsets, keep)
+    times = tracks.times[keep]
     result.points_used, result.points_outside = len(xy), int((~keep).sum())
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
@@ -103,7 +105,7 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
 
     # Rasterise, scale, blur
-    counts = count_tracks(xy, offsets, grid, options.mode, available_memory())
+    counts = count_tracks(xy, offsets, grid, options.mode, available_memory(), times)
     heat = blur_tiles(SCALERS[options.scaling](counts), options.sigma, grid)
     result.data_tiles = len(heat)
 

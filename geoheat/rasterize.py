@@ -11,10 +11,17 @@ from . import tiles
 from .errors import ParameterError
 from .tiles import Grid, TileKey
 
-# Consecutive points further apart than this (on the ground) are not joined in lines
-# mode: the GPS was off, or lost, in between. At 1-10 s recording intervals even a fast
-# descent moves less; a tunnel shorter than this is drawn straight through, as ridden.
-MAX_STEP_METRES = 300.0
+# Lines mode joins consecutive points unless the step between them is a real break:
+# - a jump faster than any vehicle on the ground (a GPS glitch, a flight);
+# - a recording pause: a long time step over which the position moved (paused, then
+#   carried on elsewhere);
+# - without times, only a jump no track simplification makes.
+# A step that is merely long (a track thinned to a few hundred points: 600 m steps)
+# is a line: it is drawn.
+MAX_GROUND_SPEED = 100.0  # m/s: 360 km/h
+MAX_PAUSE_SECONDS = 300.0
+MIN_GAP_METRES = 300.0  # shorter steps are always drawn: GPS noise, a stop at a light
+MAX_UNTIMED_STEP_METRES = 50_000.0
 # What the later stages hold per tile with heat (counts, scaled and blurred heat with
 # the blur's halo, colours): a build needing more tiles than fit in memory is refused
 # before the tiles are made. And per sample of a line (the arrays of line_pixels).
@@ -39,17 +46,28 @@ def select_points(xy: np.ndarray, offsets: np.ndarray, keep: np.ndarray):
     return xy[keep], np.append(np.flatnonzero(starts), starts.size).astype(np.int64)
 
 
-def split_gaps(xy: np.ndarray, offsets: np.ndarray, max_step: float = MAX_STEP_METRES):
-    """Segment offsets with a new segment wherever consecutive points are > max_step m apart.
+def split_gaps(xy: np.ndarray, offsets: np.ndarray, times: np.ndarray | None = None):
+    """Segment offsets with a new segment at every real break between consecutive points
+    (see MAX_GROUND_SPEED, MAX_PAUSE_SECONDS, MAX_UNTIMED_STEP_METRES).
 
-    Distances are on the ground: Web Mercator metres shrink by cosh(y / R).
+    times: each point's POSIX seconds, NaN where unknown (None: no times). Distances
+    are on the ground: Web Mercator metres shrink by cosh(y / R).
     """
     if len(xy) < 2:
         return offsets
     step = np.hypot(*np.diff(xy, axis=0).T)
     middle_y = (xy[1:, 1] + xy[:-1, 1]) / 2
     ground = step / np.cosh(middle_y / tiles.EARTH_RADIUS)
-    breaks = np.flatnonzero(ground > max_step) + 1
+    if times is None:
+        times = np.full(len(xy), np.nan)
+    dt = np.diff(times)
+    timed = np.isfinite(dt)
+    with np.errstate(invalid="ignore"):
+        too_fast = timed & (ground > MAX_GROUND_SPEED * np.maximum(dt, 0))
+        paused = timed & (dt > MAX_PAUSE_SECONDS)
+    gap = ((too_fast | paused) & (ground > MIN_GAP_METRES)) | (
+        ~timed & (ground > MAX_UNTIMED_STEP_METRES))
+    breaks = np.flatnonzero(gap) + 1
     return np.union1d(offsets, breaks).astype(np.int64)
 
 
@@ -129,12 +147,14 @@ def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid,
 
 
 def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid, mode: str = "lines",
-                 memory: int | None = None) -> dict[TileKey, np.ndarray]:
+                 memory: int | None = None,
+                 times: np.ndarray | None = None) -> dict[TileKey, np.ndarray]:
     """Sparse counts of tracks over a grid: passes per pixel ('lines': each track drawn
-    between its points, broken at GPS gaps) or track points per pixel ('points').
-    memory: the bytes the build may use (TooBig before more is taken); None: no limit."""
+    between its points, broken at real gaps, see split_gaps) or track points per pixel
+    ('points'). memory: the bytes the build may use (TooBig before more is taken); None:
+    no limit. times: each point's POSIX seconds (NaN unknown), for the gaps."""
     if mode == "lines":
-        rows, cols = line_pixels(xy, split_gaps(xy, offsets), grid.zoom, memory)
+        rows, cols = line_pixels(xy, split_gaps(xy, offsets, times), grid.zoom, memory)
     else:
         rows, cols = point_pixels(xy, grid.zoom)
     return tile_counts(rows, cols, grid, memory)

@@ -14,48 +14,89 @@ import numpy as np
 from . import cache
 from .errors import ReadError
 from .formats import activity_type, read_fit, read_tcx
-from .gpx import read_gpx_bytes
+from .gpx import plausible_start, read_gpx_data
 from .projection import project, valid_lonlat
 from .rasterize import select_points
 from .report import plural
-from .sources import Source, read_source
+from .sources import (MAX_ACTIVITY_BYTES, READER_FAILURE, SNIFF_BYTES, Source, describe_content,
+                      read_source, sniff_format)
 
-READERS = {"gpx": lambda data, name: (read_gpx_bytes(data, name), None),
-           "fit": read_fit, "tcx": read_tcx}
+READERS = {"gpx": read_gpx_data, "fit": read_fit, "tcx": read_tcx}
 
 Progress = Callable[..., Iterable]  # progress(iterable, label, length) -> iterable
 
 
-def parse_file(source: Source | Path) -> cache.ParsedFile:
-    """One activity file as projected track segments; a file that cannot be used says why."""
+def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES) -> cache.ParsedFile:
+    """One activity file as projected track segments; a file that cannot be used says why.
+
+    The format comes from the bytes (sources.sniff_format), not the name. max_bytes
+    caps what one file may take uncompressed.
+    """
     source = source if isinstance(source, Source) else Source(Path(source))
-    name, fmt = source.name, source.format
+    name, named = source.name, source.format
     empty_xy, no_offsets = np.empty((0, 2)), np.zeros(1, dtype=np.int64)
+
+    def failed(reason: str, fmt: str, **more) -> cache.ParsedFile:
+        return cache.ParsedFile(name, empty_xy, no_offsets, more.pop("start", None), **more,
+                                error=reason, format=fmt)
+
     try:
-        activity, note = READERS[fmt](read_source(source), name)
+        data = read_source(source, max_bytes)
     except ReadError as err:
-        return cache.ParsedFile(name, empty_xy, no_offsets, None, error=str(err), format=fmt)
+        return failed(str(err), named)
+    fmt = sniff_format(data[:SNIFF_BYTES])
+    if fmt is None:
+        what = describe_content(data[:SNIFF_BYTES])
+        if what == "an empty file":
+            return failed(f"{name}: empty file", named)
+        if what is not None and not (named == "gpx" and b"<gpx" in data[:SNIFF_BYTES]):
+            return failed(f"{name}: not an activity file ({what})", named)
+        fmt = named  # XML of no known root, say: its reader says what is wrong
+    try:
+        activity, note = READERS[fmt](data, name)
+    except ReadError as err:
+        message = str(err)
+        if fmt != named or not (source.member or source.path.name).lower().removesuffix(
+                ".gz").endswith(f".{fmt}"):
+            # Say what it really is: 'x.gpx: a FIT file: not an activity (...)'.
+            message = f"{name}: a {fmt.upper()} file: {message.removeprefix(f'{name}: ')}"
+        return failed(message, fmt)
+    except Exception as err:  # noqa: BLE001
+        # A reader tripped on something this odd file holds (the FIT SDK lets out
+        # struct.error and IndexError): skip the file, never the run. The fuzz harness
+        # counts these as reader bugs by READER_FAILURE.
+        detail = str(err).splitlines()[0][:200] if str(err) else "no detail"
+        return failed(f"{name}: {READER_FAILURE} {fmt.upper()} ({type(err).__name__}: "
+                      f"{detail})", fmt)
+    del data
     kind = activity_type(activity.sport)
+    start, time_note = activity.start, activity.time_note
+    if time_note is None:
+        start, time_note = plausible_start(start)  # FIT's reader does not check
     if not activity.segments:
         extra = [plural(n, what) for n, what in
                  ((activity.routes, "route"), (activity.waypoints, "waypoint")) if n]
         what = "track points" if fmt == "gpx" else "positions (an indoor activity?)"
         reason = f"{name}: no {what}" + (f" (only {', '.join(extra)})" if extra else "")
-        return cache.ParsedFile(name, empty_xy, no_offsets, activity.start, activity.routes,
-                                activity.waypoints, error=reason, format=fmt,
-                                activity_type=kind)
+        return failed(reason, fmt, start=start, routes=activity.routes,
+                      waypoints=activity.waypoints, activity_type=kind, time_note=time_note)
     lonlat = np.concatenate(activity.segments)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in activity.segments])])
     valid = valid_lonlat(lonlat)
+    times = None
+    if activity.times is not None and sum(map(len, activity.times)) == len(lonlat):
+        times = np.concatenate(activity.times)[valid]
     lonlat, offsets = select_points(lonlat, offsets, valid)
-    return cache.ParsedFile(name, project(lonlat), offsets, activity.start,
+    return cache.ParsedFile(name, project(lonlat), offsets, start,
                             activity.routes, activity.waypoints, int((~valid).sum()),
-                            format=fmt, activity_type=kind, note=note)
+                            format=fmt, activity_type=kind, note=note, times=times,
+                            time_note=time_note)
 
 
-def parse_and_cache(source: Source, cache_dir: Path | None) -> cache.ParsedFile:
+def parse_and_cache(source: Source, cache_dir: Path | None,
+                    max_bytes: int = MAX_ACTIVITY_BYTES) -> cache.ParsedFile:
     """parse_file, then store the result in the parse cache (if there is one)."""
-    parsed = parse_file(source)
+    parsed = parse_file(source, max_bytes)
     if cache_dir is not None:
         cache.store(cache_dir, source, parsed)
     return parsed
@@ -66,9 +107,11 @@ def read_files(
     cache_dir: Path | None = None,
     jobs: int = 1,
     progress: Progress | None = None,
+    max_bytes: int = MAX_ACTIVITY_BYTES,
 ) -> list[cache.ParsedFile]:
     """Every source parsed, in order: from the cache where it holds the file, else read
-    (in `jobs` processes when there are several files to read)."""
+    (in `jobs` processes when there are several files to read). max_bytes: what one file
+    may take uncompressed."""
     paths = [p if isinstance(p, Source) else Source(Path(p)) for p in paths]
     results: list[cache.ParsedFile | None] = [
         cache.load(cache_dir, path) if cache_dir is not None else None for path in paths]
@@ -84,9 +127,10 @@ def read_files(
         if pool is not None:
             # Small chunks keep both processes busy to the end; order is kept by map.
             parsed_iter = pool.map(parse_and_cache, to_read, repeat(cache_dir),
+                                   repeat(max_bytes),
                                    chunksize=max(1, len(to_read) // (workers * 8)))
         else:
-            parsed_iter = map(parse_and_cache, to_read, repeat(cache_dir))
+            parsed_iter = map(parse_and_cache, to_read, repeat(cache_dir), repeat(max_bytes))
         if progress is not None and to_read:
             parsed_iter = progress(parsed_iter, "Reading activities", len(to_read))
         for i, parsed in zip(misses, parsed_iter):

@@ -51,6 +51,7 @@ class BuildResult:
     files_read: int = 0  # files read with at least one track point
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why): unreadable...
     notes: list[str] = field(default_factory=list)  # files that broke off, partly read
+    time_notes: list[tuple[str, str]] = field(default_factory=list)  # (file, why no start)
     left_out: Counter = field(default_factory=Counter)  # activities left out, by reason
     duplicates: int = 0  # the same activity again (start time and place), counted once
     types: Counter = field(default_factory=Counter)  # activities drawn, by Strava type
@@ -96,6 +97,9 @@ def warnings(result: BuildResult, verbose: bool = False) -> Iterator[str]:
     for note in result.notes:
         name = note.split(": ", 1)[0]
         groups["partly read", "broken off, kept what came before the break"].append((name, note))
+    for name, why in result.time_notes:
+        groups["found no time in", "implausible times, counted as no time"].append(
+            (name, f"{name}: {why}; counted as no time"))
     for (verb, kind), files in groups.items():
         if verbose or len(files) == 1:
             yield from (line for _, line in files)

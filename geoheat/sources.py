@@ -3,26 +3,47 @@
 A Strava export holds activities.csv and an activities/ folder mixing .gpx,
 .gpx.gz, .fit.gz and .tcx.gz; when a folder or zip has activities.csv, the files
 it lists are the activities, with the type and date it gives them. Zip members
-and gzip files are read into memory, never unpacked to disk.
+and gzip files are read into memory, never unpacked to disk, and never beyond
+MAX_ACTIVITY_BYTES: a small file can inflate to gigabytes.
+
+What a file is comes from its bytes (sniff_format), not its name: people rename,
+gunzip and convert files, and browsers gunzip downloads without renaming them.
 """
 
 import csv
 import fnmatch
-import gzip
 import io
+import os
+import re
+import stat
 import zipfile
 import zlib
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from .errors import GPXError, InputError
-from .formats import activity_type
+from .options import DEFAULT_MAX_FILE_SIZE
+from .formats import TYPES, activity_type
+from .gpx import xml_bytes
 
 FORMATS = ("gpx", "fit", "tcx")
 SUFFIXES = tuple(f".{fmt}{gz}" for fmt in FORMATS for gz in ("", ".gz"))
 EXPORT_INDEX = "activities.csv"
+# The most one activity may take in memory, uncompressed: the largest real
+# activities are tens of MB; a gzip or zip bomb or a sparse file is far above.
+MAX_ACTIVITY_BYTES = DEFAULT_MAX_FILE_SIZE
+# parse_file's words for a reader that raised something other than GPXError: the file
+# is skipped, and the fuzz harness counts it as a reader bug.
+READER_FAILURE = "could not be decoded as"
+SNIFF_BYTES = 4096  # enough to see past a BOM, an XML declaration and comments
+GZIP_MAGIC = b"\x1f\x8b"
+# A field of activities.csv may be long (a pasted description); far beyond this the
+# file is not an index.
+CSV_FIELD_LIMIT = 64 * 1024**2
+
+Warn = Callable[[str], None]
 
 
 class Source(NamedTuple):
@@ -31,7 +52,7 @@ class Source(NamedTuple):
     path: Path  # the file on disk (the zip, for a member)
     member: str | None = None  # the file's name inside the zip
     activity_type: str | None = None  # from activities.csv ("Activity Type")
-    date: datetime | None = None  # from activities.csv ("Activity Date")
+    date: datetime | None = None  # from activities.csv ("Activity Date"), UTC
 
     @property
     def name(self) -> str:
@@ -40,105 +61,502 @@ class Source(NamedTuple):
 
     @property
     def format(self) -> str:
-        """'gpx', 'fit' or 'tcx', from the name (anything else is tried as GPX)."""
+        """'gpx', 'fit' or 'tcx', guessed from the name (anything else is tried as GPX);
+        parse_file goes by sniff_format, the content."""
         name = (self.member or self.path.name).lower().removesuffix(".gz")
         suffix = name.rsplit(".", 1)[-1]
         return suffix if suffix in FORMATS else "gpx"
 
 
-def read_source(source: Source) -> bytes:
-    """A source's bytes, unzipped and gunzipped in memory; GPXError if that fails."""
-    try:
-        if source.member is None:
-            data = source.path.read_bytes()
-        else:
-            with zipfile.ZipFile(source.path) as archive:
-                data = archive.read(source.member)
-        if (source.member or source.path.name).lower().endswith(".gz"):
-            data = gzip.decompress(data)
-    except OSError as err:
-        reason = err.strerror or str(err)
-        raise GPXError(f"{source.name}: cannot read ({reason})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as err:
-        raise GPXError(f"{source.name}: damaged compressed data ({err})") from None
-    return data
+# --- what a file is ---------------------------------------------------------------
+
+_ROOT = re.compile(rb"(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>|\s)*<([\w.:-]+)", re.S)
 
 
-def parse_strava_date(text: str) -> datetime | None:
-    """activities.csv's 'Activity Date' (e.g. 'Feb 17, 2019, 6:26:44 AM', UTC)."""
-    for layout in ("%b %d, %Y, %I:%M:%S %p", "%Y-%m-%d %H:%M:%S", "%d %b %Y, %H:%M:%S"):
-        try:
-            return datetime.strptime(text.strip(), layout)
-        except ValueError:
-            continue
+def xml_root(head: bytes) -> str | None:
+    """The local name of the first element of XML bytes (after BOM, blanks, declaration,
+    comments), or None if they do not start like XML."""
+    match = _ROOT.match(xml_bytes(head[:SNIFF_BYTES], strict=False))
+    return match.group(1).decode("ascii", "replace").rsplit(":", 1)[-1] if match else None
+
+
+def sniff_format(head: bytes) -> str | None:
+    """'gpx', 'fit' or 'tcx' from a file's first bytes (uncompressed), else None."""
+    if len(head) >= 12 and head[8:12] == b".FIT":
+        return "fit"
+    root = xml_root(head)
+    if root is None:
+        return None
+    if root.lower() == "gpx":
+        return "gpx"
+    if root == "TrainingCenterDatabase":
+        return "tcx"
     return None
 
 
+_MAGIC = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+          (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive"),
+          (b"PK\x05\x06", "an empty zip archive"), (GZIP_MAGIC, "gzip data"),
+          (b"BZh", "bzip2 data"), (b"\xfd7zXZ", "xz data"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+          (b"Rar!", "a RAR archive"), (b"SQLite format 3", "an SQLite database"),
+          (b"\x00\x00\x00\x18ftyp", "an MP4 video"), (b"\x00\x00\x00\x20ftyp", "an MP4 video")]
+
+
+def describe_content(head: bytes) -> str | None:
+    """What bytes that are no activity file are, for a message ('a PNG image'); None if
+    they look like something a reader should try (e.g. XML of an unknown kind)."""
+    if not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+        return "an empty file"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    root = xml_root(head)
+    if root is not None:
+        if root.lower() == "html" or re.match(rb"\s*<!doctype html", head, re.I):
+            return "an HTML page"
+        if root.lower() == "kml":
+            return "a KML file (geoheat reads GPX, FIT and TCX)"
+        if root.lower() in ("xml", "?xml"):
+            return None
+        return f"an XML file whose root is <{root}>"
+    text = head.lstrip()
+    if text[:1] in (b"{", b"["):
+        return "JSON"
+    if b"\x00" in head[:512]:
+        return "binary data of an unknown kind"
+    return "text, not GPX, FIT or TCX"
+
+
+# --- reading bytes, bounded -------------------------------------------------------
+
+def _too_large(name: str, limit: int, compressed: bool) -> GPXError:
+    size = f"{limit / 1024**2:g} MiB" if limit >= 1024**2 else f"{limit:,} bytes"
+    how = " uncompressed" if compressed else ""
+    return GPXError(f"{name}: larger than {size}{how} (--max-file-size raises the limit)")
+
+
+def _read_limited(stream, name: str, limit: int) -> bytes:
+    """All of a stream, gunzipped if it is gzip (by its magic, not its name), and at
+    most `limit` bytes; GPXError beyond. A gzip stream cut short keeps what it held."""
+    if not stream.peek(2)[:2] == GZIP_MAGIC:  # peek: one read, one buffer, no concatenation
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise _too_large(name, limit, False)
+        return data
+    first = stream.read(1 << 20)
+    # Chunks, joined once at the end: a growing bytearray reallocates, so a bomb
+    # refused at the limit would briefly hold twice the limit.
+    out: list[bytes] = []
+    size = 0
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    chunk = first
+    while chunk:
+        while chunk:
+            piece = inflater.decompress(chunk, min(1 << 20, limit + 1 - size))
+            out.append(piece)
+            size += len(piece)
+            if size > limit:
+                raise _too_large(name, limit, True)
+            chunk = inflater.unconsumed_tail
+            if inflater.eof:
+                rest = inflater.unused_data
+                if not rest.startswith(GZIP_MAGIC):  # trailing zeros or junk: gzip ignores it
+                    return b"".join(out)
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # a multi-member gzip
+                chunk = rest
+        chunk = stream.read(1 << 20)
+    if not size:
+        raise GPXError(f"{name}: damaged compressed data (the gzip stream ends before any data)")
+    return b"".join(out)  # cut short: what it held goes to the reader, which notes the break
+
+
+# One open ZipFile per zip and process: opening parses the whole central directory,
+# so reopening it for each of 5,000 members is quadratic. Keyed by the zip's identity
+# (a changed zip is reopened) and by process id: a forked worker must not share the
+# parent's file offset.
+_ZIPS: dict[Path, tuple[tuple, zipfile.ZipFile]] = {}
+_OPEN_ZIPS = 4
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """The zip at path, opened once per process and kept open."""
+    st = path.stat()
+    key = (os.getpid(), st.st_size, st.st_mtime_ns, st.st_ino)
+    hit = _ZIPS.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    if hit is not None:
+        _ZIPS.pop(path)
+        if hit[0][0] == key[0]:
+            hit[1].close()
+    while len(_ZIPS) >= _OPEN_ZIPS:
+        old_key, old = _ZIPS.pop(next(iter(_ZIPS)))
+        if old_key[0] == key[0]:
+            old.close()
+    archive = zipfile.ZipFile(path)
+    _ZIPS[path] = (key, archive)
+    return archive
+
+
+_READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
+                     zipfile.ZIP_LZMA}
+_METHOD_NAMES = {9: "Deflate64", 99: "AES encryption", 93: "Zstandard", 98: "PPMd"}
+
+
+def _not_regular(mode: int) -> str | None:
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a file"
+
+
+def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
+    """A source's bytes, unzipped and gunzipped in memory, at most max_bytes of them;
+    GPXError (one line naming it) if that fails."""
+    name = source.name
+    try:
+        if source.member is None:
+            try:
+                st = os.stat(source.path)  # stat, not open: opening a FIFO blocks
+            except FileNotFoundError:
+                if os.path.islink(source.path):
+                    raise GPXError(f"{name}: a broken link (to {os.readlink(source.path)})")
+                raise
+            what = _not_regular(st.st_mode)
+            if what:
+                raise GPXError(f"{name}: not a regular file ({what})")
+            if st.st_size > max_bytes and not source.path.name.lower().endswith(".gz"):
+                raise _too_large(name, max_bytes, False)  # from its size: a sparse 30 GB file
+            with open(source.path, "rb") as f:
+                return _read_limited(f, name, max_bytes)
+        archive = open_zip(source.path)
+        info = archive.getinfo(source.member)
+        if info.flag_bits & 0x1:
+            raise GPXError(f"{name}: encrypted in the zip (geoheat reads no passwords); "
+                           "skipped")
+        if info.compress_type not in _READABLE_METHODS:
+            method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+            raise GPXError(f"{name}: compressed with {method}, which Python's zipfile "
+                           "cannot read (re-zip it with plain Deflate)")
+        if info.file_size > max_bytes:
+            raise _too_large(name, max_bytes, True)
+        with archive.open(info) as f:
+            return _read_limited(f, name, max_bytes)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise GPXError(f"{name}: cannot read ({reason})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, NotImplementedError,
+            RuntimeError) as err:
+        raise GPXError(f"{name}: damaged compressed data ({err})") from None
+
+
+# --- activities.csv ---------------------------------------------------------------
+
+class ExportIndexError(ValueError):
+    """activities.csv cannot be understood: the caller reads every activity file instead."""
+
+
+_MONTHS = {}
+for _number, _names in enumerate((
+        "jan janv jän enero ene gen genn", "feb févr fév fev febr febbr fevereiro",
+        "mar mär märz mars marzo março mrt", "apr avr avril abr aprile",
+        "may mai mei mayo maggio maio", "jun juin junio giugno junho",
+        "jul juil juli julio luglio julho", "aug août aout ago agosto",
+        "sep sept set septiembre settembre setembro", "oct okt ott oktober octubre ottobre outubro out",
+        "nov novembre noviembre novembro", "dec déc dez dic dezember diciembre dicembre dezembro"),
+        start=1):
+    for _word in _names.split():
+        _MONTHS[_word] = _number
+_WORD = re.compile(r"[^\W\d_]+")
+_NUMBERS = re.compile(r"\d+")
+# AM/PM as a word of its own ('AM', 'p. m.'), or the CJK words for them.
+_PM_WORDS = ("午後", "下午", "오후")
+_HALF_DAY = re.compile(r"(?<![^\W\d_])([ap])\.?\s?m\.?(?![^\W\d_])|(午前|午後|上午|下午|오전|오후)",
+                       re.I)
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def parse_strava_date(text: str) -> datetime | None:
+    """activities.csv's 'Activity Date' as a UTC datetime, in the layouts Strava has used
+    ('Feb 17, 2019, 6:26:44 AM', '17 Feb 2019, 06:26:44', '2018-06-08 18:28:52', and
+    localised month names or numeric dates); None where it is ambiguous or no date."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    clock = _CLOCK.search(text)
+    hour = minute = second = 0
+    rest = text
+    if clock:
+        hour, minute, second = int(clock[1]), int(clock[2]), int(clock[3] or 0)
+        rest = text[:clock.start()] + " " + text[clock.end():]
+        half = _HALF_DAY.search(rest)
+        after_noon = half is not None and (half[1] or half[2]) is not None and (
+            (half[1] or "").lower() == "p" or half[2] in _PM_WORDS)
+        if half and after_noon and hour < 12:
+            hour += 12
+        elif half and not after_noon and hour == 12:
+            hour = 0
+    numbers = [n for n in _NUMBERS.findall(rest)]
+    month = None
+    for word in _WORD.findall(rest.lower()):
+        month = _MONTHS.get(word) or _MONTHS.get(word[:4]) or _MONTHS.get(word[:3])
+        if month:
+            break
+    years = [n for n in numbers if len(n) == 4]
+    if len(years) != 1:
+        return None
+    others = [int(n) for n in numbers if len(n) <= 2]
+    if month is not None:
+        if len(others) != 1:
+            return None
+        day = others[0]
+    else:
+        if len(others) != 2:
+            return None
+        first, second_ = others
+        if numbers.index(years[0]) == 0:  # year first: always year-month-day
+            month, day = first, second_
+        elif first > 12 >= second_:
+            day, month = first, second_
+        elif second_ > 12 >= first:
+            month, day = first, second_
+        elif first == second_:
+            month = day = first
+        else:
+            return None  # 03/04/2019: March or April? The file's own time decides.
+    try:
+        return datetime(int(years[0]), month, day, hour, minute, second, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+_FILE_VALUE = re.compile(r"^[^,]*\.(?:gpx|fit|tcx)(?:\.gz)?$", re.I)
+
+
+def _column(header: list[str], rows: list[list[str]], names: tuple[str, ...],
+            looks_right: Callable[[str], bool]) -> int | None:
+    """The first column named one of names (Strava repeats some names), else the column
+    whose filled values mostly look right (a header in another language)."""
+    for i, title in enumerate(header):
+        if title in names:
+            return i
+    best, best_share = None, 0.5
+    for i in range(len(header)):
+        values = [row[i].strip() for row in rows[:200] if i < len(row) and row[i].strip()]
+        if values:
+            share = sum(map(looks_right, values)) / len(values)
+            if share > best_share:
+                best, best_share = i, share
+    return best
+
+
+def _known_type(value: str) -> bool:
+    return activity_type(value) in TYPES and (activity_type(value) != "Other"
+                                               or value.strip().lower() == "other")
+
+
 def read_export_index(text: str) -> list[tuple[str, str | None, datetime | None]]:
-    """(file name, type, date) of each activity activities.csv lists with a file."""
-    rows = []
-    for row in csv.DictReader(io.StringIO(text)):
-        filename = (row.get("Filename") or "").strip()
-        if filename:
-            rows.append((filename, activity_type(row.get("Activity Type")),
-                         parse_strava_date(row.get("Activity Date") or "")))
-    return rows
+    """(file name, type, date) of each activity activities.csv lists with a file.
+
+    Understands the current layout ('Activity ID,Activity Date,...,Filename'), the
+    old one ('id,date,name,type,...,filename') and headers in other languages (by the
+    columns' values). ExportIndexError if it cannot find the file names.
+    """
+    old_limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+        rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    except csv.Error as err:
+        raise ExportIndexError(f"not a readable CSV file ({err})") from None
+    finally:
+        csv.field_size_limit(old_limit)
+    if not rows:
+        raise ExportIndexError("empty")
+    header, body = [h.strip().lower() for h in rows[0]], rows[1:]
+    file_col = _column(header, body, ("filename", "file name", "file"),
+                       lambda v: bool(_FILE_VALUE.match(v)))
+    if file_col is None:
+        raise ExportIndexError("no Filename column")
+    type_col = _column(header, body, ("activity type", "type"), _known_type)
+    date_col = _column(header, body, ("activity date", "date", "start date", "start_date"),
+                       lambda v: parse_strava_date(v) is not None)
+    listed = []
+    for row in body:
+        filename = row[file_col].strip() if file_col < len(row) else ""
+        if not filename:
+            continue  # a manual entry: no file
+        kind = row[type_col] if type_col is not None and type_col < len(row) else None
+        date = row[date_col] if date_col is not None and date_col < len(row) else None
+        listed.append((filename, activity_type(kind.strip()) if kind and kind.strip() else None,
+                       parse_strava_date(date) if date else None))
+    return listed
+
+
+def _decode_csv(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # an index saved by a spreadsheet as Latin-1/cp1252
+        return data.decode("cp1252", "replace")
+
+
+# --- finding sources ----------------------------------------------------------------
+
+def _hidden(relative: str) -> bool:
+    """Hidden files and folders, and the Finder's copies in __MACOSX."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative.split("/"))
 
 
 def _matches(name: str, pattern: str | None) -> bool:
+    """Does a relative path match: a pattern with '/' matches the path, one without the
+    file name at any depth ('**/x' also matches x at the top)."""
     base = PurePosixPath(name).name
     if pattern is None:
         return base.lower().endswith(SUFFIXES)
-    return fnmatch.fnmatch(base, pattern) or fnmatch.fnmatch(name, pattern)
+    if "/" in pattern:
+        return (fnmatch.fnmatch(name, pattern) or
+                (pattern.startswith("**/") and fnmatch.fnmatch(name, pattern[3:])))
+    return fnmatch.fnmatch(base, pattern)
 
 
-def _from_zip(path: Path, pattern: str | None) -> list[Source]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/")]
-            index = next((n for n in names if PurePosixPath(n).name == EXPORT_INDEX), None)
-            listed = read_export_index(archive.read(index).decode("utf-8-sig")) if index else None
-    except (zipfile.BadZipFile, OSError) as err:
-        raise InputError(f"{path}: not a readable zip file ({err})") from None
-    if listed is None:
-        return [Source(path, n) for n in sorted(names) if _matches(n, pattern)]
-    root = str(PurePosixPath(index).parent)
-    present = set(names)
-    sources = []
-    for filename, kind, date in listed:
-        member = filename if root == "." else f"{root}/{filename}"
-        if member in present and _matches(member, pattern):
-            sources.append(Source(path, member, kind, date))
+def _gz_key(name: str) -> str:
+    """A listed file's key: case and .gz do not matter (people gunzip unpacked exports)."""
+    return name.lower().removesuffix(".gz")
+
+
+def _tree_sources(files: list[str], read_index: Callable[[str], bytes],
+                  make: Callable[[str, str | None, datetime | None], Source], label: str,
+                  pattern: str | None, warn: Warn) -> list[Source]:
+    """The sources among `files` (relative POSIX paths of a folder or zip): each
+    activities.csv's listed files for the tree under it, and matching files elsewhere."""
+    files = [f for f in files if not _hidden(f)]
+    indexes = sorted((f for f in files if PurePosixPath(f).name.lower() == EXPORT_INDEX),
+                     key=lambda f: (f.count("/"), f))
+    roots: dict[str, str] = {}  # export root -> its activities.csv
+    for index in indexes:
+        root = str(PurePosixPath(index).parent)
+        if not any(root == r or r == "." or root.startswith(r + "/") for r in roots):
+            roots[root] = index  # an index inside an export's tree is the export's own
+
+    def under(f: str, root: str) -> bool:
+        return root == "." or f.startswith(root + "/")
+
+    sources = [make(f, None, None) for f in sorted(files)
+               if not any(under(f, r) for r in roots) and _matches(f, pattern)]
+    for root, index in roots.items():
+        members = [f for f in files if under(f, root)]
+        where = f"{label}/{index}" if label else index
+        try:
+            listed = read_export_index(_decode_csv(read_index(index)))
+        except (ExportIndexError, OSError, GPXError, zipfile.BadZipFile,
+                RuntimeError, NotImplementedError) as err:
+            warn(f"{where}: cannot be understood ({err}); reading every activity file "
+                 "in the export instead, without its types and dates")
+            sources += [make(f, None, None) for f in sorted(members) if _matches(f, pattern)]
+            continue
+        present: dict[str, str] = {}
+        for f in members:
+            relative = f if root == "." else f[len(root) + 1:]
+            present.setdefault(_gz_key(relative), f)
+        for f in members:  # a listed name without its folder: by base name
+            present.setdefault(_gz_key(PurePosixPath(f).name), f)
+        missing = 0
+        found = []
+        for filename, kind, date in listed:
+            member = present.get(_gz_key(filename.replace("\\", "/").lstrip("/")))
+            if member is None:
+                missing += 1
+            elif _matches(member, pattern):
+                found.append(make(member, kind, date))
+        if listed and missing == len(listed):
+            warn(f"{where}: none of the {len(listed):,} files it lists is in the export; "
+                 "reading every activity file in the export instead")
+            found = [make(f, None, None) for f in sorted(members) if _matches(f, pattern)]
+        elif missing:
+            warn(f"{where}: {missing:,} of the {len(listed):,} files it lists are missing")
+        sources += found
     return sources
 
 
-def _from_folder(folder: Path, pattern: str | None) -> list[Source]:
-    index = folder / EXPORT_INDEX
-    if index.is_file():
-        listed = read_export_index(index.read_text(encoding="utf-8-sig"))
-        return [Source(folder / filename, None, kind, date) for filename, kind, date in listed
-                if (folder / filename).is_file() and _matches(filename, pattern)]
-    if pattern:  # the glob is the choice ('**/' descends into sub-folders)
-        return [Source(p) for p in sorted(folder.glob(pattern)) if p.is_file()]
-    return [Source(p) for p in sorted(folder.iterdir()) if p.is_file() and _matches(p.name, None)]
+def _walk(folder: Path) -> list[str]:
+    """Every non-folder entry under folder (recursively, hidden ones left out) as a
+    relative POSIX path; entries of any kind, so a FIFO or broken link is reported."""
+    found, seen = [], set()
+
+    def visit(directory: Path, prefix: str) -> None:
+        try:
+            st = directory.stat()
+            if (st.st_dev, st.st_ino) in seen:  # a link back up the tree
+                return
+            seen.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            relative = prefix + entry.name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                visit(Path(entry.path), relative + "/")
+            else:
+                found.append(relative)
+
+    visit(folder, "")
+    return found
 
 
-def find_sources(inputs: Iterable[str | Path], pattern: str | None = None) -> list[Source]:
+def _from_zip(path: Path, pattern: str | None, warn: Warn) -> list[Source]:
+    try:
+        archive = open_zip(path)
+        names = [n for n in archive.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputError(f"{path}: not a readable zip file ({err})") from None
+
+    def read_index(member: str) -> bytes:
+        return read_source(Source(path, member), CSV_FIELD_LIMIT * 4)
+
+    return _tree_sources(names, read_index, lambda m, kind, date: Source(path, m, kind, date),
+                         str(path), pattern, warn)
+
+
+def _from_folder(folder: Path, pattern: str | None, warn: Warn) -> list[Source]:
+    def read_index(relative: str) -> bytes:
+        return read_source(Source(folder / relative), CSV_FIELD_LIMIT * 4)
+
+    return _tree_sources(_walk(folder), read_index,
+                         lambda rel, kind, date: Source(folder / rel, None, kind, date),
+                         str(folder), pattern, warn)
+
+
+def find_sources(inputs: Iterable[str | Path], pattern: str | None = None, *,
+                 on_warning: Warn | None = None) -> list[Source]:
     """The activity files named by inputs: files, folders and Strava export zips.
 
-    pattern: a glob on file names (None: every .gpx, .fit, .tcx, plain or .gz).
-    A folder or zip holding activities.csv yields the files it lists. Each file
-    appears once. InputError for a missing input or when nothing matches.
+    Folders are searched recursively (hidden files and folders left out).
+    pattern: a glob on file names at any depth, or on the path relative to the
+    folder if it holds '/' (None: every .gpx, .fit, .tcx, plain or .gz).
+    A folder or zip holding activities.csv yields the files it lists; one that
+    cannot be understood yields every activity file under it, and on_warning
+    (if given) is called with one line saying so. Entries that are not regular
+    files (FIFOs, devices, broken links) are listed: reading them fails with the
+    reason, so they are counted as skipped. Each file appears once.
+    InputError for a missing input or when nothing matches.
     """
+    warn = on_warning or (lambda message: None)
     found: dict[tuple[Path, str | None], Source] = {}
     inputs = [Path(item) for item in inputs]
     for item in inputs:
         if item.is_dir():
-            sources = _from_folder(item, pattern)
+            sources = _from_folder(item, pattern, warn)
         elif item.is_file() and item.suffix.lower() == ".zip":
-            sources = _from_zip(item, pattern)
-        elif item.is_file():
-            sources = [Source(item)]
+            sources = _from_zip(item, pattern, warn)
+        elif item.is_file() or os.path.lexists(item):
+            sources = [Source(item)]  # a FIFO or broken link fails on reading, saying so
         else:
             raise InputError(f"{item}: no such file or folder")
         for source in sources:

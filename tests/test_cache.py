@@ -30,9 +30,9 @@ def parses(monkeypatch):
     calls = []
     real = reading.parse_file
 
-    def parse_file(source):
+    def parse_file(source, *args):
         calls.append(Path(getattr(source, "path", source)))  # a Source or a path
-        return real(source)
+        return real(source, *args)
 
     monkeypatch.setattr(reading, "parse_file", parse_file)
     return calls
@@ -55,7 +55,7 @@ def test_an_entry_round_trips(tmp_path, ride):
     parsed = reading.parse_file(ride)
     cache.store(store, ride, parsed)
     assert_same(cache.load(store, ride), parsed)
-    assert cache.CACHE_FORMAT == 4  # a new layout: entries of older geoheats are not used
+    assert cache.CACHE_FORMAT == 5  # a new layout: entries of older geoheats are not used
 
 
 def test_a_flipped_bit_anywhere_in_an_entry_means_reading_the_file_again(
@@ -202,3 +202,23 @@ def test_an_unwritable_parse_cache_through_the_cli_in_two_processes(tmp_path, wr
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("geoheat: 3 files read")
+
+
+def test_point_times_and_the_time_note_round_trip(tmp_path):
+    import numpy as np
+
+    from geoheat import cache
+
+    source = tmp_path / "a.gpx"
+    source.write_text("<gpx/>")
+    xy = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    times = np.array([1.7e9, np.nan, 1.7e9 + 2])
+    parsed = cache.ParsedFile("a.gpx", xy, np.array([0, 3]), None, times=times,
+                              time_note="time 7494-01-01 is implausible")
+    cache.store(tmp_path / "c", source, parsed)
+    back = cache.load(tmp_path / "c", source)
+    np.testing.assert_array_equal(back.times, times)
+    assert back.time_note == parsed.time_note
+    untimed = parsed._replace(times=None, time_note=None)
+    cache.store(tmp_path / "c", source, untimed)
+    assert cache.load(tmp_path / "c", source).times is None

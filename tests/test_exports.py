@@ -216,3 +216,26 @@ def test_truncated_tcx_keeps_what_was_read(tmp_path):
     parsed = parse_file(tmp_path / "cut.tcx")
     assert parsed.error is None and 0 < parsed.points < len(RUN)
     assert "broken off" in parsed.note
+
+
+def test_an_old_export_builds_like_the_plain_files(tmp_path, plain):
+    # Exports before ~2019: lowercase header, ISO dates; once refused ("no file matches").
+    rows = [("1", "2024-05-03 07:00:00", "Ride", "activities/1.gpx.gz", "ride.gpx"),
+            ("2", "2023-05-03 07:00:00", "Run", "activities/2.TCX.gz", "run.tcx"),
+            ("3", "2024-08-03 07:00:00", "Walk", "activities/3.gpx", "walk.gpx")]
+    export = tmp_path / "old.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        lines = ["id,date,name,type,description,elapsed_time,distance,commute,gear,filename"]
+        for ident, date, kind, filename, source in rows:
+            lines.append(f"{ident},{date},Morning,{kind},,1800,5000,false,,{filename}")
+            data = (plain / source).read_bytes()
+            member = f"export_1/{filename.lower()}"  # the zip's own folder; other case
+            archive.writestr(member, gzip.compress(data) if member.endswith(".gz") else data)
+        archive.writestr("export_1/activities.csv", "\n".join(lines) + "\n")
+    zipped, transform, result = heat_of([export], tmp_path / "z.png")
+    flat, flat_transform, _ = heat_of([plain], tmp_path / "p.png")
+    assert transform == flat_transform
+    np.testing.assert_array_equal(zipped, flat)
+    assert result.types == {"Ride": 1, "Run": 1, "Walk": 1}
+    in_2023 = heat_of([export], tmp_path / "y.png", years=[2023])[2]
+    assert in_2023.types == {"Run": 1}

@@ -18,10 +18,17 @@ def test_segments_are_kept_apart(write_gpx):
     assert activity.points == 5
 
 
-def test_start_time_from_metadata(write_gpx):
+def test_start_time_is_the_first_trackpoint_not_the_metadata(write_gpx):
+    # Converters write when they converted into <metadata><time>: the points say when.
     later = [[datetime(2025, 1, 1, tzinfo=timezone.utc)] * 2]
     path = write_gpx("meta.gpx", [(1, 1), (2, 2)], start=START, times=later)
-    assert read_gpx(path).start == START
+    assert read_gpx(path).start == later[0][0]
+
+
+def test_start_time_from_metadata_when_no_point_has_one(write_gpx):
+    path = write_gpx("meta.gpx", [(1, 1), (2, 2)], start=START)
+    activity = read_gpx(path)
+    assert activity.start == START and activity.times is None
 
 
 def test_start_time_from_first_trackpoint(write_gpx):
@@ -58,7 +65,7 @@ def test_routes_and_waypoints_are_counted_not_read(tmp_path):
         (b"\x89PNG\r\n\x1a\n\x00\x00", "not a GPX file"),
         (b'<gpx version="1.1"><trk><trkseg><trkpt lat="1" lon="2"></trkseg></trk></gpx>',
          "broken or truncated XML"),
-        (b'<?xml version="1.0"?><gpx version="1.1"><trk><trkseg><trkpt lat="1" lon="2"></trkpt>',
+        (b'<?xml version="1.0"?><gpx version="1.1"><trk><trkseg><trkpt lat="1" lon="2">',
          "broken or truncated XML"),
     ],
 )
@@ -87,10 +94,12 @@ def test_find_sources(tmp_path, write_gpx):
     def paths(*args):
         return [source.path for source in find_sources(*args)]
 
-    assert paths([tmp_path]) == [a, b]
-    assert paths([tmp_path], "*Ride*.gpx") == [a]
+    # Folders are searched recursively; a pattern matches names at any depth.
+    assert paths([tmp_path]) == [a, b, nested]
+    assert paths([tmp_path], "*Ride*.gpx") == [a, nested]
     assert paths([tmp_path], "**/*Ride*.gpx") == [a, nested]
-    assert paths([b, tmp_path, b]) == [b, a]  # each once, in given order
+    assert paths([tmp_path], "sub/*.gpx") == [nested]  # a '/' matches the relative path
+    assert paths([b, tmp_path, b]) == [b, a, nested]  # each once, in given order
     with pytest.raises(InputError, match="no such file or folder"):
         find_sources([tmp_path / "missing"])
     with pytest.raises(InputError, match="no file matches"):

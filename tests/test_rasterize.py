@@ -1,5 +1,7 @@
 """Tracks to sparse counts: pixels of points and lines, gaps, passes."""
 
+from datetime import datetime, timedelta, timezone
+
 import numpy as np
 import pytest
 import rasterio
@@ -67,11 +69,23 @@ def test_select_points_cuts_segments_where_points_go():
     assert offsets.tolist() == [0, 2, 4, 6, 7]  # cut at 2, at the old segment start, and at 7-8
 
 
-def test_split_gaps_measures_ground_distance():
+def test_split_gaps_breaks_only_at_real_breaks():
     # 250 m steps on the ground at latitude 60 are 500 m of Web Mercator.
     y = project(np.array([[0.0, 60.0]]))[0, 1]
-    xy = np.array([[0, y], [500, y], [1000, y], [5000, y]], dtype=float)
-    assert rasterize.split_gaps(xy, np.array([0, 4])).tolist() == [0, 3, 4]
+    xy = np.array([[0, y], [500, y], [1000, y], [1500, y], [3500, y], [8000, y]], float)
+    offsets = np.array([0, 6])
+    # 250 m in 30 s (a ride), 250 m in 1 s (a glitch: 900 km/h), 250 m after a 20 min
+    # pause, 1 km in 1 min (a simplified track: a line), 2.25 km in 2 s (too fast).
+    times = np.array([0, 30, 31, 31 + 1200, 31 + 1260, 31 + 1262], float)
+    assert rasterize.split_gaps(xy, offsets, times).tolist() == [0, 5, 6]
+    # Steps under 300 m are never breaks; the same track a little longer:
+    far = xy.copy()
+    far[:, 0] *= 2  # now 500 m on the ground per 1000 m of Mercator
+    assert rasterize.split_gaps(far, offsets, times).tolist() == [0, 2, 3, 5, 6]
+    # Without times a track is a line, but for a jump no simplification makes (> 50 km).
+    assert rasterize.split_gaps(far, offsets).tolist() == [0, 6]
+    glitch = np.vstack([xy, [[8000 + 2 * 60_000, y]]])
+    assert rasterize.split_gaps(glitch, np.array([0, 7])).tolist() == [0, 6, 7]
 
 
 def test_lines_mode_draws_an_unbroken_line_at_zoom_17(tmp_path, write_gpx):
@@ -90,13 +104,36 @@ def test_lines_mode_draws_an_unbroken_line_at_zoom_17(tmp_path, write_gpx):
     assert ndimage.label(points > 0, structure=EIGHT)[1] > 10  # dotted, as before
 
 
-def test_lines_mode_does_not_bridge_a_gps_gap(tmp_path, write_gpx):
+def timed(points, start=datetime(2024, 5, 1, 8, tzinfo=timezone.utc), every=10, pause_at=None,
+          pause=0):
+    """Times every `every` seconds, with a pause of `pause` seconds before point pause_at."""
+    out = []
+    for i in range(len(points)):
+        out.append(start + timedelta(seconds=i * every + (pause if pause_at is not None
+                                                          and i >= pause_at else 0)))
+    return out
+
+
+def test_lines_mode_does_not_bridge_a_recording_pause(tmp_path, write_gpx):
     first = straight(14.50, 46.05, 14.51, 46.05)
     second = straight(14.536, 46.05, 14.546, 46.05)  # starts 2 km after the first ends
-    write_gpx("gap.gpx", first + second, folder=tmp_path / "in")  # one segment, a jump inside
+    track = first + second
+    write_gpx("gap.gpx", track, folder=tmp_path / "in",  # one segment, a pause inside
+              times=[timed(track, pause_at=len(first), pause=1800)])
     counts, src = counts_of(tmp_path, zoom=17, mode="lines")
     assert ndimage.label(counts > 0, structure=EIGHT)[1] == 2
     assert counts[pixel_of(src, 14.523, 46.05)] == 0  # nothing drawn in the gap
+
+
+def test_a_simplified_track_is_a_line_not_dots(tmp_path, write_gpx):
+    # A track thinned to a point every ~600 m (as simplifying exporters do), with
+    # times and without: one unbroken line at every zoom.
+    ride = straight(14.45, 46.03, 14.60, 46.10, step_m=600)
+    write_gpx("simplified.gpx", ride, folder=tmp_path / "in", times=[timed(ride, every=90)])
+    write_gpx("untimed.gpx", [(lon, lat + 0.02) for lon, lat in ride], folder=tmp_path / "in")
+    for zoom in (13, 16):
+        counts, src = counts_of(tmp_path, zoom=zoom, mode="lines")
+        assert ndimage.label(counts > 0, structure=EIGHT)[1] == 2  # two lines, no dots
 
 
 def test_lines_count_passes(tmp_path, write_gpx):

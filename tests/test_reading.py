@@ -28,7 +28,7 @@ def tif_bytes(path):
 def test_cached_and_uncached_builds_are_identical(tmp_path, rides, monkeypatch):
     calls = []
     real = reading.parse_file
-    monkeypatch.setattr(reading, "parse_file", lambda path: calls.append(path) or real(path))
+    monkeypatch.setattr(reading, "parse_file", lambda path, *args: calls.append(path) or real(path, *args))
     store = tmp_path / "cache"
     geoheat.build([rides], tmp_path / "a.png", zoom=15)
     geoheat.build([rides], tmp_path / "b.png", zoom=15, parse_cache=store)

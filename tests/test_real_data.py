@@ -86,10 +86,13 @@ def test_every_gpx_variety_file_is_read_or_skipped(tmp_path):
     skipped = {Path(name).name for name, _ in result.skipped}
     assert skipped == NO_TRACKS
     assert result.files_read == 28 - len(NO_TRACKS)
-    # One line for the ten files with no track, naming the first three.
-    assert len(warnings) == 1 and warnings[0].startswith(f"skipped {len(NO_TRACKS)} files: no ")
+    # One line for the ten files with no track, naming the first three; one for a
+    # file whose clock was never set (1901).
+    assert len(warnings) == 2 and warnings[0].startswith(f"skipped {len(NO_TRACKS)} files: no ")
     assert warnings[0].endswith(f"and {len(NO_TRACKS) - 3} more (--verbose lists them)")
+    assert warnings[1].endswith("Mojstrovka.gpx: time 1901-12-13 is implausible (an unset "
+                                "clock?); counted as no time")
     every = []
     geoheat.build([folder], tmp_path / "v.png", extent="all", verbose=True, on_warning=every.append)
-    assert len(every) == len(NO_TRACKS)
+    assert len(every) == len(NO_TRACKS) + 1
     assert any("route.gpx: no track points (only 1 route)" in w for w in every)

@@ -1,0 +1,325 @@
+"""Finding activity files: every Strava export layout, recursive folders, odd entries,
+zips (encrypted members, thousands of members) and bounded reads.
+
+Each test builds the shape a real export or folder had, in tmp_path.
+"""
+
+import gzip
+import os
+import struct
+import time
+import tracemalloc
+import zipfile
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from geoheat import InputError
+from geoheat.reading import parse_file
+from geoheat.samples import gpx_document
+from geoheat.sources import (MAX_ACTIVITY_BYTES, Source, find_sources, open_zip,
+                             parse_strava_date, read_export_index, read_source)
+
+from .conftest import shared_folder
+
+TRACK = np.array([(14.50 + 0.0005 * i, 46.05 + 0.0002 * i) for i in range(30)])
+GPX = gpx_document([TRACK]).encode()
+
+OLD_HEADER = "id,date,name,type,description,elapsed_time,distance,commute,gear,filename"
+# The current layout: capitalised names, some of them twice (Strava appends the
+# detailed columns after the summary ones).
+NEW_HEADER = ("Activity ID,Activity Date,Activity Name,Activity Type,Activity Description,"
+              "Elapsed Time,Distance,Max Heart Rate,Relative Effort,Commute,"
+              "Activity Private Note,Activity Gear,Filename,Athlete Weight,Bike Weight,"
+              "Elapsed Time,Moving Time,Distance,Max Speed")
+
+
+def old_row(ident, date, kind, filename, description=""):
+    return f'{ident},{date},Morning {kind},{kind},"{description}",1800,5000,false,,{filename}'
+
+
+def new_row(ident, date, kind, filename, description=""):
+    return (f'{ident},"{date}",Morning,{kind},"{description}",1800,5.0,150,20,false,,'
+            f',{filename},70,9,1800,1700,5000.0,8.1')
+
+
+def write_export(folder, header, rows, files, encoding="utf-8"):
+    """An unpacked export: activities.csv and the activity files (gzipped if so named)."""
+    (folder / "activities").mkdir(parents=True, exist_ok=True)
+    (folder / "activities.csv").write_bytes("\n".join([header, *rows, ""]).encode(encoding))
+    for name in files:
+        data = gzip.compress(GPX) if name.endswith(".gz") else GPX
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def zip_folder(folder, zip_path):
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder).as_posix())
+    return zip_path
+
+
+def both(tmp_path, header, rows, files, encoding="utf-8"):
+    """The export as an unpacked folder and as a zip."""
+    folder = write_export(tmp_path / "export", header, rows, files, encoding)
+    return [folder, zip_folder(folder, tmp_path / "export.zip")]
+
+
+def names(sources):
+    return [(s.member or s.path.as_posix()).rsplit("activities/", 1)[-1] for s in sources]
+
+
+def test_old_lowercase_export_is_read_through_its_index(tmp_path):
+    rows = [old_row(1, "2018-06-08 18:28:52", "Ride", "activities/1.gpx"),
+            old_row(2, "2017-01-02 07:00:00", "Run", "activities/2.gpx.gz"),
+            old_row(3, "2017-01-03 07:00:00", "Workout", "")]  # a manual entry, no file
+    for export in both(tmp_path, OLD_HEADER, rows, ["activities/1.gpx", "activities/2.gpx.gz",
+                                                   "activities/99.gpx"]):
+        sources = find_sources([export])
+        assert names(sources) == ["1.gpx", "2.gpx.gz"], export  # 99 is not listed
+        assert [s.activity_type for s in sources] == ["Ride", "Run"]
+        assert sources[0].date == datetime(2018, 6, 8, 18, 28, 52, tzinfo=timezone.utc)
+
+
+def test_current_export_with_repeated_columns_and_other_case(tmp_path):
+    rows = [new_row(11, "Feb 17, 2019, 6:26:44 AM", "Ride", "activities/11.GPX.gz"),
+            new_row(12, "17 Feb 2019, 18:26:44", "Run", "activities/12.gpx")]
+    # The files as a user has them: lower case, and 12 gzipped though listed plain.
+    for export in both(tmp_path, NEW_HEADER, rows, ["activities/11.gpx.gz",
+                                                   "activities/12.gpx.gz"]):
+        sources = find_sources([export])
+        assert names(sources) == ["11.gpx.gz", "12.gpx.gz"], export
+        assert [s.date.hour for s in sources] == [6, 18]
+        assert [s.activity_type for s in sources] == ["Ride", "Run"]
+
+
+def test_localised_header_and_dates_are_read_by_their_values(tmp_path):
+    header = ("Aktivitäts-ID,Datum der Aktivität,Name der Aktivität,Aktivitätsart,"
+              "Beschreibung,Dateiname")
+    rows = ['21,"17.02.2019, 06:26:44",Lauf,Run,,activities/21.gpx',
+            '22,"3 mai 2024 à 07:00:00",Tour,Ride,,activities/22.gpx']
+    warnings = []
+    sources = find_sources([write_export(tmp_path, header, rows,
+                                         ["activities/21.gpx", "activities/22.gpx"])],
+                           on_warning=warnings.append)
+    assert names(sources) == ["21.gpx", "22.gpx"] and not warnings
+    assert [s.activity_type for s in sources] == ["Run", "Ride"]
+    assert [s.date.date().isoformat() for s in sources] == ["2019-02-17", "2024-05-03"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Feb 17, 2019, 6:26:44 AM", (2019, 2, 17, 6, 26, 44)),
+    ("Feb 17, 2019, 12:05:00 AM", (2019, 2, 17, 0, 5, 0)),
+    ("Feb 17, 2019, 6:26:44 PM", (2019, 2, 17, 18, 26, 44)),
+    ("2018-06-08 18:28:52", (2018, 6, 8, 18, 28, 52)),
+    ("17 Feb 2019, 06:26:44", (2019, 2, 17, 6, 26, 44)),
+    ("17 févr. 2019, 06:26:44", (2019, 2, 17, 6, 26, 44)),
+    ("17.02.2019, 06:26:44", (2019, 2, 17, 6, 26, 44)),
+    ("2/17/2019 6:26", (2019, 2, 17, 6, 26, 0)),
+    ("17 févr. 2019 à 6:26:44 p. m.", (2019, 2, 17, 18, 26, 44)),
+    ("17 de feb. de 2019, 6:26:44", (2019, 2, 17, 6, 26, 44)),
+    ("2019/02/17 오후 6:26:44", (2019, 2, 17, 18, 26, 44)),
+    ("2019年2月17日 下午6:26:44", (2019, 2, 17, 18, 26, 44)),
+    ("17 Dez. 2019, 06:26:44", (2019, 12, 17, 6, 26, 44)),
+    ("03/04/2019 06:26", None),  # March or April: the file's own time decides
+    ("", None), ("yesterday", None)])
+def test_strava_dates(text, expected):
+    parsed = parse_strava_date(text)
+    if expected is None:
+        assert parsed is None
+    else:
+        assert parsed == datetime(*expected, tzinfo=timezone.utc)
+
+
+def test_latin1_index_and_a_huge_description_are_read(tmp_path):
+    long_text = "x" * 200_000  # over csv's 128 KB field limit
+    rows = [new_row(31, "Feb 17, 2019, 6:26:44 AM", "Ride", "activities/31.gpx", "Café"),
+            new_row(32, "Feb 18, 2019, 6:26:44 AM", "Run", "activities/32.gpx", long_text)]
+    for export in both(tmp_path, NEW_HEADER, rows, ["activities/31.gpx", "activities/32.gpx"],
+                       encoding="latin-1"):
+        warnings = []
+        sources = find_sources([export], on_warning=warnings.append)
+        assert names(sources) == ["31.gpx", "32.gpx"] and not warnings, export
+        assert [s.activity_type for s in sources] == ["Ride", "Run"]
+
+
+@pytest.mark.parametrize("index", [
+    "who,what\n1,2\n",  # a header geoheat does not know, no file names in it
+    "\x00\x01garbage",
+    'id,filename\n1,"never closed\n',
+])
+def test_an_index_not_understood_falls_back_to_every_file_with_one_warning(tmp_path, index):
+    files = ["activities/1.gpx", "activities/2.gpx.gz", "activities/3.tcx.gz"]
+    folder = write_export(tmp_path / "export", OLD_HEADER, [], files)
+    (folder / "activities.csv").write_text(index)
+    for export in (folder, zip_folder(folder, tmp_path / "export.zip")):
+        warnings = []
+        sources = find_sources([export], on_warning=warnings.append)
+        assert names(sources) == ["1.gpx", "2.gpx.gz", "3.tcx.gz"], export
+        assert len(warnings) == 1 and "activities.csv" in warnings[0]
+        assert "reading every activity file" in warnings[0]
+
+
+def test_an_index_listing_none_of_the_files_falls_back(tmp_path):
+    rows = [old_row(1, "2018-06-08 18:28:52", "Ride", "activities/1.gpx")]
+    warnings = []
+    sources = find_sources([write_export(tmp_path, OLD_HEADER, rows, ["activities/7.gpx"])],
+                           on_warning=warnings.append)
+    assert names(sources) == ["7.gpx"] and len(warnings) == 1
+
+
+def test_read_export_index_refuses_what_it_cannot_understand():
+    with pytest.raises(ValueError):
+        read_export_index("a,b\n1,2\n")
+
+
+def test_folders_are_searched_recursively_and_an_export_below_is_read_by_its_index(tmp_path):
+    (tmp_path / "GPX_OUT").mkdir()
+    (tmp_path / "GPX_OUT" / "a.gpx").write_bytes(GPX)
+    (tmp_path / "GPX_OUT" / "deep" / "deeper").mkdir(parents=True)
+    (tmp_path / "GPX_OUT" / "deep" / "deeper" / "b.GPX").write_bytes(GPX)
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "c.gpx").write_bytes(GPX)
+    (tmp_path / "GPX_OUT" / ".d.gpx").write_bytes(GPX)
+    rows = [old_row(1, "2018-06-08 18:28:52", "Ride", "activities/1.gpx")]
+    write_export(tmp_path / "strava", OLD_HEADER, rows, ["activities/1.gpx",
+                                                        "activities/2.gpx"])
+    sources = find_sources([tmp_path])
+    relative = [s.path.relative_to(tmp_path).as_posix() for s in sources]
+    assert relative == ["GPX_OUT/a.gpx", "GPX_OUT/deep/deeper/b.GPX", "strava/activities/1.gpx"]
+    assert sources[-1].activity_type == "Ride"  # through its activities.csv
+    assert [s.path.name for s in find_sources([tmp_path], "b.*")] == ["b.GPX"]
+    assert [s.path.name for s in find_sources([tmp_path], "GPX_OUT/*")] == ["a.gpx", "b.GPX"]
+
+
+def test_garmin_tree_parent_finds_both_sub_folders():
+    sources = find_sources([shared_folder("garmin-tree")])
+    assert len(sources) == 73
+    assert {s.path.parent.name for s in sources} == {"GPX_OUT", "FIT_OUT"}
+
+
+def test_fifos_and_broken_links_are_listed_and_fail_with_a_reason(tmp_path):
+    (tmp_path / "good.gpx").write_bytes(GPX)
+    os.mkfifo(tmp_path / "pipe.gpx")
+    os.symlink(tmp_path / "gone.gpx", tmp_path / "link.gpx")
+    sources = find_sources([tmp_path])
+    assert [s.path.name for s in sources] == ["good.gpx", "link.gpx", "pipe.gpx"]
+    errors = {s.path.name: parse_file(s).error for s in sources}  # a FIFO opened would block
+    assert errors["good.gpx"] is None
+    assert "a broken link" in errors["link.gpx"]
+    assert "not a regular file (a FIFO)" in errors["pipe.gpx"]
+    assert "a FIFO" in parse_file(find_sources([tmp_path / "pipe.gpx"])[0]).error
+
+
+def set_zip_flags(path, member, flag_bits=0x1, method=None):
+    """Mark one member encrypted (and give it another method), as a real encrypted zip
+    says it: in its local header and its central directory entry."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    local = info.header_offset
+    central = 0
+    while True:
+        central = data.index(b"PK\x01\x02", central)
+        name_length = struct.unpack_from("<H", data, central + 28)[0]
+        if data[central + 46:central + 46 + name_length].decode() == member:
+            break
+        central += 4
+    for at, flag_at, method_at in ((local, 6, 8), (central, 8, 10)):
+        flags = struct.unpack_from("<H", data, at + flag_at)[0]
+        struct.pack_into("<H", data, at + flag_at, flags | flag_bits)
+        if method is not None:
+            struct.pack_into("<H", data, at + method_at, method)
+    path.write_bytes(bytes(data))
+
+
+def test_encrypted_and_aes_members_are_skipped_with_a_reason(tmp_path):
+    path = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("a.gpx", "secret.gpx", "aes.gpx", "deflate64.gpx"):
+            archive.writestr(name, GPX)
+    set_zip_flags(path, "secret.gpx")
+    set_zip_flags(path, "aes.gpx", method=99)
+    set_zip_flags(path, "deflate64.gpx", flag_bits=0, method=9)
+    parsed = {s.member: parse_file(s) for s in find_sources([path])}
+    assert parsed["a.gpx"].error is None and parsed["a.gpx"].points == len(TRACK)
+    assert "encrypted" in parsed["secret.gpx"].error
+    assert "encrypted" in parsed["aes.gpx"].error
+    assert "Deflate64" in parsed["deflate64.gpx"].error
+    assert all(p.error is None or p.error.startswith(f"{path}:") for p in parsed.values())
+
+
+def test_a_zip_of_thousands_of_members_is_opened_once(tmp_path):
+    path = tmp_path / "many.zip"
+    tiny = gpx_document([TRACK[:2]]).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(5000):
+            archive.writestr(f"activities/{i:05d}.gpx", tiny)
+    sources = find_sources([path])
+    assert len(sources) == 5000
+    # Reopened per member this is 5,000 x 5,000 directory entries: minutes, not seconds.
+    assert all(read_source(s) == tiny for s in sources)
+    assert open_zip(path) is open_zip(path)
+    assert parse_file(sources[-1]).points == 2
+
+
+def gzip_bomb(size):
+    """A GPX head followed by `size` bytes of blanks, gzipped (a few KB per MB)."""
+    chunks = [GPX[:200]] + [b" " * (1 << 20)] * (size >> 20)  # a real head: it looks right
+    return gzip.compress(b"".join(chunks), compresslevel=9)
+
+
+def test_compressed_bombs_are_refused_at_the_limit_with_bounded_memory(tmp_path):
+    limit = 4 * 1024**2
+    bomb = gzip_bomb(64 * 1024**2)
+    assert len(bomb) < limit // 8
+    (tmp_path / "bomb.gpx.gz").write_bytes(bomb)
+    (tmp_path / "bomb-named.gpx").write_bytes(bomb)  # gzip by its bytes, not its name
+    with zipfile.ZipFile(tmp_path / "bombs.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("big.gpx", gzip.decompress(bomb))
+        archive.writestr("inner.gpx.gz", bomb)
+    sources = [Source(tmp_path / "bomb.gpx.gz"), Source(tmp_path / "bomb-named.gpx"),
+               Source(tmp_path / "bombs.zip", "big.gpx"),
+               Source(tmp_path / "bombs.zip", "inner.gpx.gz")]
+    for source in sources:
+        tracemalloc.start()
+        parsed = parse_file(source, max_bytes=limit)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert parsed.error == (f"{source.name}: larger than 4 MiB uncompressed "
+                                "(--max-file-size raises the limit)")
+        assert peak < 4 * limit, (source.name, peak)
+
+
+def test_plain_files_over_the_limit_are_refused_by_their_size(tmp_path):
+    sparse = tmp_path / "huge.gpx"
+    with open(sparse, "wb") as f:
+        f.truncate(30 * 1024**3)  # 30 GB, sparse: reading it would take minutes
+    started = time.monotonic()
+    parsed = parse_file(sparse)
+    assert time.monotonic() - started < 5
+    assert parsed.error == f"{sparse}: larger than 512 MiB (--max-file-size raises the limit)"
+    assert MAX_ACTIVITY_BYTES == 512 * 1024**2
+    small = tmp_path / "small.gpx"
+    small.write_bytes(GPX)
+    assert "larger than" in parse_file(small, max_bytes=len(GPX) - 1).error
+    assert parse_file(small, max_bytes=len(GPX)).error is None
+
+
+def test_a_truncated_gzip_keeps_what_it_held(tmp_path):
+    data = gzip.compress(gpx_document([TRACK] * 40).encode())
+    (tmp_path / "cut.gpx.gz").write_bytes(data[: len(data) // 2])
+    parsed = parse_file(tmp_path / "cut.gpx.gz")
+    assert parsed.error is None and 0 < parsed.points < 40 * len(TRACK)
+    assert "broken off" in parsed.note
+
+
+def test_missing_input_and_nothing_matching_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file or folder"):
+        find_sources([tmp_path / "missing"])
+    (tmp_path / "a.gpx").write_bytes(GPX)
+    with pytest.raises(InputError, match="no file matches"):
+        find_sources([tmp_path], "*.fit")
