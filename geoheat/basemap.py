@@ -549,7 +549,7 @@ def fetch_basemap(
     the cache folder does only makes tiles missing or uncached.
     """
     deadline_at = time.monotonic() + (DEFAULT_DEADLINE if deadline is None else deadline)
-    cache_dir = cache_dir or default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()  # a str will do too
     wanted = tiles.grid_tiles(grid)
     rgb = np.zeros((3, grid.height, grid.width), dtype=np.uint8)
     have = np.zeros((grid.height, grid.width), dtype=bool)

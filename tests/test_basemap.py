@@ -65,7 +65,7 @@ class TileServer:
     a handler still running from an earlier test cannot disturb a later one.
     """
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.lock = threading.Lock()
         self.reset()
         server = self
@@ -78,6 +78,9 @@ class TileServer:
                 server.handle(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:  # an ssl.SSLContext: serve https
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.scheme = "http" if tls is None else "https"
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -97,7 +100,7 @@ class TileServer:
         return self.concurrency["peak"]
 
     def url(self, mode):
-        return f"http://127.0.0.1:{self.port}/{mode}/{{z}}/{{x}}/{{y}}.png"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{mode}/{{z}}/{{x}}/{{y}}.png"
 
     def handle(self, request):
         with self.lock:
@@ -653,3 +656,39 @@ def test_an_unforeseen_error_while_fetching_costs_tiles_not_the_build(
     result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
     one_warning(warnings, "failed (RuntimeError)")
     assert len(tile_server.requests) <= basemap.MAX_CONNECTIONS  # and the run stopped asking
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """The tile server over https, with a self-signed certificate for 127.0.0.1."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    srv = TileServer(tls=context)
+    srv.cert = cert
+    yield srv
+    srv.httpd.shutdown()
+
+
+def test_https_tiles_and_the_deadline_over_tls(tmp_path, tls_server, monkeypatch):
+    # OpenStreetMap is https: the deadline-keeping connections must work over TLS too.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_server.cert))  # trust the test certificate
+    tls_server.reset()
+    _, have, report = fetch(tls_server.url("ok"), tmp_path)
+    assert report.downloaded == 2 and report.missing == Counter() and have.all()
+    started = time.perf_counter()
+    _, have, report = fetch(tls_server.url("trickle"), tmp_path, deadline=1.0)
+    assert time.perf_counter() - started < 3 and report.missing == Counter(deadline=2)
+    monkeypatch.delenv("SSL_CERT_FILE")  # an untrusted certificate: missing tiles, no traceback
+    _, have, report = fetch(tls_server.url("ok"), tmp_path / "other")
+    assert not have.any() and "CERTIFICATE_VERIFY_FAILED" in str(report.missing)
