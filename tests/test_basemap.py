@@ -692,3 +692,18 @@ def test_https_tiles_and_the_deadline_over_tls(tmp_path, tls_server, monkeypatch
     monkeypatch.delenv("SSL_CERT_FILE")  # an untrusted certificate: missing tiles, no traceback
     _, have, report = fetch(tls_server.url("ok"), tmp_path / "other")
     assert not have.any() and "CERTIFICATE_VERIFY_FAILED" in str(report.missing)
+
+
+def test_every_named_provider_resolves_to_a_url_that_can_be_asked():
+    import xyzservices.providers as xyz
+
+    for name, provider in xyz.flatten().items():
+        key = "KEY-123" if provider.requires_token() else None
+        resolved = basemap.resolve_provider(name, key)  # raises ParameterError if not
+        basemap.check_url_template(resolved.url)
+        assert key is None or key in resolved.url, name  # whatever its token is called
+    # Spaces and accents in a provider's own URL are percent-encoded (http.client refused
+    # them with InvalidURL, which escaped the build).
+    parcels = basemap.resolve_provider("GeoportailFrance.parcels").url
+    assert "STYLE=PCI%20vecteur" in parcels and " " not in parcels
+    assert "access_token=KEY" in basemap.resolve_provider("MapBox", "KEY").url
