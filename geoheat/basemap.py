@@ -93,11 +93,20 @@ def resolve_provider(spec: str | None, api_key: str | None = None) -> Provider |
         raise ParameterError(
             f"unknown basemap {spec!r}: use osm, none, an xyzservices name such as "
             "OpenStreetMap.HOT, or a URL template with {z}/{x}/{y}") from None
-    if api_key:
-        provider = provider(apikey=api_key)
+    if api_key:  # into whichever attribute holds the token (apikey, accessToken, key...)
+        keys = [key for key, value in provider.items()
+                if isinstance(value, str) and "<insert your" in value] or ["apikey"]
+        provider = provider(**dict.fromkeys(keys, api_key))
     elif provider.requires_token():
         raise ParameterError(f"basemap {provider.name} needs an API key: give it with --api-key")
-    url = provider.build_url(scale_factor="")
+    try:
+        url = provider.build_url(scale_factor="")
+    except ValueError as err:
+        raise ParameterError(f"basemap {provider.name}: {err}") from None
+    # Some providers' URLs hold spaces and accents (GeoportailFrance's styles), which
+    # http.client refuses: percent-encode them, as a browser does.
+    url = urllib.parse.quote(url, safe="".join(map(chr, range(0x21, 0x7f))))
+    check_url_template(url)
     return Provider(provider.name, url, provider.get("attribution", ""),
                     int(provider.get("max_zoom", tiles.MAX_ZOOM)))
 
@@ -549,7 +558,7 @@ def fetch_basemap(
     the cache folder does only makes tiles missing or uncached.
     """
     deadline_at = time.monotonic() + (DEFAULT_DEADLINE if deadline is None else deadline)
-    cache_dir = cache_dir or default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()  # a str will do too
     wanted = tiles.grid_tiles(grid)
     rgb = np.zeros((3, grid.height, grid.width), dtype=np.uint8)
     have = np.zeros((grid.height, grid.width), dtype=bool)

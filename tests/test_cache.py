@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -165,12 +166,12 @@ def unwritable(kind: str, store: Path, monkeypatch):
             os.close(fd)
             return os.open("/dev/full", os.O_WRONLY), name
 
-        monkeypatch.setattr(cache.tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(cache, "tempfile", SimpleNamespace(mkstemp=mkstemp))
     else:  # read-only: root ignores chmod, so the file system says EROFS
         def mkstemp(*args, **kwargs):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-        monkeypatch.setattr(cache.tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(cache, "tempfile", SimpleNamespace(mkstemp=mkstemp))
 
 
 @pytest.mark.parametrize("kind", ["a file in the way", "a file under it", "disk full",
