@@ -41,7 +41,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from . import __version__, tiles
-from .options import DEFAULT_MAX_TILES, DEFAULT_TIMEOUT
+from .options import DEFAULT_DEADLINE, DEFAULT_MAX_TILES, DEFAULT_TIMEOUT
 from .cache import default_cache_dir, write_atomic
 from .errors import ParameterError
 from .tiles import Grid, Tile
@@ -50,7 +50,6 @@ USER_AGENT = f"geoheat/{__version__} (local GPS track heatmap; python-urllib)"
 MAX_CONNECTIONS = 2
 DEFAULT_FRESHNESS = 7 * 24 * 3600  # the OSM policy's minimum when a server sends no expiry
 OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
-DEFAULT_DEADLINE = 60.0  # seconds for all of a basemap's downloads: no server holds a build
 MAX_TILE_BYTES = 4 * 2**20  # a map tile is ~20 KB: a larger answer is not one, nor read whole
 MAX_TILE_SIDE = 1024  # px: tiles are 256 or 512 square; a larger image is a decompression bomb
 

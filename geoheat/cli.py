@@ -13,7 +13,8 @@ import click
 from . import __version__
 from .colormaps import COLORMAP_NAMES, STYLE_NAMES
 from .errors import GeoheatError
-from .options import DEFAULT_MAX_TILES, EXTENTS, MODES, SCALINGS, check_zoom
+from .options import (DEFAULT_DEADLINE, DEFAULT_MAX_TILES, DEFAULT_TIMEOUT, EXTENTS, MODES,
+                      SCALINGS, check_zoom)
 
 
 class UserError(click.ClickException):
@@ -119,6 +120,10 @@ def cli():
               help="Folder of cached map tiles  [default: the user cache folder]")
 @click.option("--max-tiles", type=int, default=DEFAULT_MAX_TILES, show_default=True,
               help="Refuse to download more map tiles than this.")
+@click.option("--tile-timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+              metavar="SECONDS", help="Give up on one map tile after this long.")
+@click.option("--basemap-deadline", type=float, default=DEFAULT_DEADLINE, show_default=True,
+              metavar="SECONDS", help="Draw the map with the tiles had after this long.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
               show_default=True, help="The PNG; the .tif and .csv share its stem.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="FILE",

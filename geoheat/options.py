@@ -29,6 +29,7 @@ DEFAULT_MAX_FILE_SIZE = 512 * 2**20
 # Basemap download limits (geoheat.basemap's), here so the CLI need not import it.
 DEFAULT_MAX_TILES = 300  # a 4096 px image is 256 tiles: any --zoom auto image fits
 DEFAULT_TIMEOUT = 10.0  # seconds per tile request
+DEFAULT_DEADLINE = 60.0  # seconds for the whole basemap: a trickling server cannot hold a build
 
 
 def available_cores() -> int:
@@ -172,6 +173,7 @@ class BuildOptions:
     tile_cache: Path | None = None
     max_tiles: int = DEFAULT_MAX_TILES
     tile_timeout: float = DEFAULT_TIMEOUT
+    basemap_deadline: float = DEFAULT_DEADLINE
     # Reading
     parse_cache: Path | None = None  # None: parse every file, keep nothing
     jobs: int = 1
@@ -212,8 +214,12 @@ class BuildOptions:
         if self.basemap is not None and self.basemap.strip().lower() == "none":
             put("basemap", None)
         _whole("max tiles", self.max_tiles, 1)
-        if not (isinstance(self.tile_timeout, (int, float)) and self.tile_timeout > 0):
-            raise ParameterError(f"tile timeout must be > 0 seconds, got {self.tile_timeout!r}")
+        for name in ("tile_timeout", "basemap_deadline"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < math.inf:
+                raise ParameterError(
+                    f"{name.replace('_', ' ')} must be > 0 seconds, got {value!r}")
         _whole("jobs", self.jobs, 1)
         _whole("max file size", self.max_file_size, 1)
         cores = available_cores()

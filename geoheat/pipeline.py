@@ -155,7 +155,7 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
 
     rgb, have, result.basemap = fetch_basemap(
         provider, grid, options.tile_cache, max_tiles=options.max_tiles,
-        timeout=options.tile_timeout, progress=progress)
+        timeout=options.tile_timeout, deadline=options.basemap_deadline, progress=progress)
     missing = describe_missing(result.basemap)
     if missing:
         warn(missing)

@@ -213,3 +213,23 @@ def test_report_counts_what_the_summary_counts(tmp_path, tracks):
     assert str(tmp_path / "h.png") in report["outputs"]
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("geoheat: 3 files read, 1 skipped;")
+
+
+def test_basemap_deadline_and_tile_timeout_reach_the_build(tmp_path, tracks, monkeypatch):
+    from geoheat import basemap
+
+    seen = {}
+    real = basemap.fetch_basemap
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(basemap, "fetch_basemap", spy)
+    result = run(tracks, "-o", tmp_path / "h.png", "--zoom", "14", "--basemap",
+                 "http://127.0.0.1:9/{z}/{x}/{y}.png", "--tile-timeout", "2",
+                 "--basemap-deadline", "5")
+    assert result.exit_code == 0, result.stderr
+    assert (seen["timeout"], seen["deadline"]) == (2.0, 5.0)
+    bad = run(tracks, "-o", tmp_path / "h.png", "--basemap-deadline", "0")
+    assert "basemap deadline must be > 0 seconds" in error_line(bad)
