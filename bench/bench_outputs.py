@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from geoheat import colour, find_sources, heat, report, tiles, writers
-from geoheat.activities import join_tracks, select_activities
+from geoheat.activities import select_activities
 from geoheat.colormaps import lut, with_alpha
-from geoheat.extent import select_extent
-from geoheat.rasterize import count_tracks, select_points
+from geoheat.extent import choose_area
+from geoheat.options import BuildOptions
+from geoheat.pipeline import count_activities
 from geoheat.reading import read_files
 
 HOT = lut("hot")
@@ -37,16 +38,16 @@ def main() -> None:
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found (the benchmark reads ../shared/data/chengdu-runs)")
 
-    kept, result = select_activities(read_files(find_sources([args.data])))
-    tracks = join_tracks(kept)
-    keep, area = select_extent(tracks.xy, tracks.activity_offsets, None, "auto")
-    xy, offsets = select_points(tracks.xy, tracks.offsets, keep)
+    sources = find_sources([args.data])
+    kept, result = select_activities(read_files(sources))
+    box, area = choose_area([a.summary for a in kept], None, "auto")
     grid = tiles.grid_covering(area, args.zoom)
-    counts = count_tracks(xy, offsets, grid, "lines")
+    counts = count_activities(kept, {s.name: s for s in sources}, box, grid,
+                              BuildOptions(inputs=[args.data]), result)
     heat_tiles = heat.blur_tiles(heat.cdf_scale_tiles(counts), 1.0, grid)
     heatmap = tiles.to_dense(heat_tiles, grid)
     rgba = {key: colour.shade_rgba(block, HOT_RGBA) for key, block in heat_tiles.items()}
-    print(f"{result.files_read} files, {len(xy):,} points, zoom {args.zoom}, "
+    print(f"{result.files_read} files, {result.points_used:,} points, zoom {args.zoom}, "
           f"{grid.width}x{grid.height} px, {len(heat_tiles)} tiles with heat, lines mode")
 
     folder = Path(tempfile.mkdtemp(prefix="geoheat-bench-outputs-"))

@@ -2,8 +2,8 @@
 
 The pipeline, one module a stage (each step a plain function usable on its own):
     sources (find_sources) -> reading (read_files: gpx, formats; projection.project)
-    -> activities (select_activities) -> extent (select_extent, choose_zoom)
-    -> rasterize (line_pixels | point_pixels, tile_counts) -> heat (cdf_scale_tiles |
+    -> activities (select_activities, on summaries) -> extent (choose_area, choose_zoom)
+    -> rasterize (count_tracks per activity, add_counts) -> heat (cdf_scale_tiles |
     linear_scale_tiles, blur_tiles) -> colour (shade, picture) -> writers
 `build` (pipeline.run over options.BuildOptions) runs them all.
 

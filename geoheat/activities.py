@@ -1,18 +1,17 @@
 """Parsed files to the activities a build draws: filtered by year and type, each once.
 
-The selected activities' points are concatenated into one `Tracks` (EPSG:3857
-points cut into segments, with where each activity starts), and what happened to
-every file is recorded in a BuildResult.
+Works on the files' summaries (their points may still be in the parse cache); what
+happened to every file is recorded in a BuildResult.
 """
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
 import numpy as np
 
 from .cache import ParsedFile
 from .formats import activity_type
 from .report import BuildResult, FileEntry
+from .summary import Summary
 from .tiles import EARTH_RADIUS
 
 # Two activities are one activity twice (a .gpx and a .fit of one ride, or two exports
@@ -22,17 +21,6 @@ from .tiles import EARTH_RADIUS
 DUPLICATE_SECONDS = 60
 DUPLICATE_METRES = 200
 DUPLICATE_LENGTH_RATIO = 0.10
-
-
-class Tracks(NamedTuple):
-    """The points a build draws: (n, 2) EPSG:3857, cut into segments at `offsets`;
-    activity i's points are xy[activity_offsets[i]:activity_offsets[i + 1]]; each
-    point's time in POSIX seconds (NaN where unknown)."""
-
-    xy: np.ndarray
-    offsets: np.ndarray
-    activity_offsets: np.ndarray
-    times: np.ndarray
 
 
 def select_activities(
@@ -108,41 +96,19 @@ def _left_out(activity: ParsedFile, years, types) -> str | None:
     return None
 
 
-def join_tracks(activities: Sequence[ParsedFile]) -> Tracks:
-    """The activities' points as one Tracks."""
-    if not activities:
-        none = np.zeros(1, dtype=np.int64)
-        return Tracks(np.empty((0, 2)), none, none, np.empty(0))
-    xy = np.concatenate([a.xy for a in activities])
-    starts = np.cumsum([0] + [a.points for a in activities])
-    offsets = np.concatenate([a.offsets[:-1] + s for a, s in zip(activities, starts)]
-                             + [[len(xy)]])
-    times = np.concatenate([a.times if a.times is not None else np.full(a.points, np.nan)
-                            for a in activities])
-    return Tracks(xy, offsets.astype(np.int64), starts.astype(np.int64), times)
-
-
-def ground_length(xy: np.ndarray, offsets: np.ndarray) -> float:
-    """Metres on the ground along the segments (Web Mercator metres shrink by cosh(y/R))."""
-    if len(xy) < 2:
-        return 0.0
-    step = np.hypot(*np.diff(xy, axis=0).T) / np.cosh((xy[1:, 1] + xy[:-1, 1]) / 2 / EARTH_RADIUS)
-    step[offsets[1:-1] - 1] = 0  # no step from one segment's end to the next one's start
-    return float(step.sum())
-
-
-def _ground_distance(a: np.ndarray, b: np.ndarray) -> float:
+def _ground_distance(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
     return float(np.hypot(*(a - b)) / np.cosh((a[1] + b[1]) / 2 / EARTH_RADIUS))
 
 
-def same_track(first: ParsedFile, second: ParsedFile) -> bool:
+def same_track(first: Summary, second: Summary) -> bool:
     """Whether two activities' tracks agree: ends within DUPLICATE_METRES, lengths
     within DUPLICATE_LENGTH_RATIO (or DUPLICATE_METRES)."""
-    if _ground_distance(first.xy[0], second.xy[0]) > DUPLICATE_METRES:
+    if _ground_distance(first.first, second.first) > DUPLICATE_METRES:
         return False
-    if _ground_distance(first.xy[-1], second.xy[-1]) > DUPLICATE_METRES:
+    if _ground_distance(first.last, second.last) > DUPLICATE_METRES:
         return False
-    a, b = ground_length(first.xy, first.offsets), ground_length(second.xy, second.offsets)
+    a, b = first.length, second.length
     return abs(a - b) <= max(DUPLICATE_LENGTH_RATIO * max(a, b), DUPLICATE_METRES)
 
 
@@ -158,7 +124,7 @@ def drop_duplicates(activities: Sequence[ParsedFile]):
         for second in timed[i + 1:]:
             if second.start.timestamp() - first.start.timestamp() > DUPLICATE_SECONDS:
                 break
-            if id(second) in winner_of or not same_track(first, second):
+            if id(second) in winner_of or not same_track(first.summary, second.summary):
                 continue
             if second.points <= first.points:
                 winner_of[id(second)] = first

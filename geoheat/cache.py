@@ -26,7 +26,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-CACHE_FORMAT = 5
+from .summary import Summary
+
+CACHE_FORMAT = 6
 _MAGIC = b"geoheat-parsed\n"  # then the checksum line, one JSON line, the offsets and points
 _CHECKSUM_SIZE = 4  # bytes of CRC-32 over the JSON line and the raw bytes; hex on its line
 
@@ -89,11 +91,22 @@ class ParsedFile(NamedTuple):
     # Each point's time, POSIX seconds (NaN where a point has none); None: no times at all.
     times: np.ndarray | None = None
     time_note: str | None = None  # why the file's own time is not the start (implausible)
+    summary: Summary | None = None  # the track in brief; None without points
 
     @property
     def points(self) -> int:
-        """Number of track points kept."""
-        return len(self.xy)
+        """Number of track points kept (also when they are not loaded)."""
+        return self.summary.points if self.summary is not None else len(self.xy)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the points are here (see without_points)."""
+        return len(self.xy) == self.points
+
+    def without_points(self) -> "ParsedFile":
+        """The same, with the points left in the cache: the summary stands for them."""
+        return self._replace(xy=np.empty((0, 2)), offsets=np.zeros(1, dtype=np.int64),
+                             times=None)
 
 
 def _identity(source) -> dict:
@@ -145,9 +158,12 @@ def load(cache_dir: Path, source) -> ParsedFile | None:
         start = datetime.fromisoformat(meta["start"]) if meta["start"] else None
         if not _plausible(offsets, xy):
             return None
+        summary = Summary.from_json(meta["summary"]) if meta["summary"] else None
+        if (summary.points if summary else 0) != n_points:
+            return None
         return ParsedFile(_name(source), xy, offsets, start, meta["routes"], meta["waypoints"],
                           meta["invalid"], meta["error"], meta["file_format"], meta["type"],
-                          meta["note"], times, meta["time_note"])
+                          meta["note"], times, meta["time_note"], summary)
     except Exception:  # absent, cut short, foreign, garbled: all mean "not cached"
         return None
 
@@ -168,7 +184,7 @@ def _name(source) -> str:
     return source.name if hasattr(source, "member") else str(source)
 
 
-def store(cache_dir: Path, source, parsed: ParsedFile) -> None:
+def store(cache_dir: Path, source, parsed: ParsedFile) -> bool:
     """Cache a source's parse; a cache that cannot be written (read-only, full, a file
     in the way) is skipped, and the run goes on."""
     try:
@@ -176,17 +192,19 @@ def store(cache_dir: Path, source, parsed: ParsedFile) -> None:
         xy = np.ascontiguousarray(parsed.xy, dtype="<f8")
         times = None if parsed.times is None else np.ascontiguousarray(parsed.times, dtype="<f8")
         if not _plausible(offsets, xy) or (times is not None and len(times) != len(xy)):
-            return  # load would refuse it
+            return False  # load would refuse it
         meta = {"identity": _identity(source),
                 "start": parsed.start.isoformat() if parsed.start else None,
                 "routes": parsed.routes, "waypoints": parsed.waypoints,
                 "invalid": parsed.invalid, "error": parsed.error,
                 "file_format": parsed.format, "type": parsed.activity_type, "note": parsed.note,
                 "time_note": parsed.time_note, "offsets": len(offsets), "points": len(xy),
-                "times": times is not None}
+                "times": times is not None,
+                "summary": parsed.summary.to_json() if parsed.summary else None}
         rest = (json.dumps(meta).encode() + b"\n" + offsets.tobytes() + xy.tobytes()
                 + (times.tobytes() if times is not None else b""))
         write_atomic(entry_path(cache_dir, meta["identity"]),
                      _MAGIC + _checksum(rest) + b"\n" + rest)
     except (OSError, ValueError):  # ValueError: json cannot write what it was given
-        pass
+        return False
+    return True

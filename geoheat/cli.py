@@ -187,6 +187,7 @@ def progress_bar(items, label, length=None):
 
 
 def _item_name(item):
+    item = item[0] if isinstance(item, tuple) else item  # (parsed file, whether cached)
     name = getattr(item, "name", None)  # a parsed file's name; map tiles have none
     return name.rsplit("/", 1)[-1] if isinstance(name, str) else None
 

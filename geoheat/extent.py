@@ -6,18 +6,15 @@
 
 import math
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
 from . import tiles
-from .errors import InputError
 from .projection import lonlat_box_to_xy
+from .summary import CELLS_ACROSS, Summary
 from .tiles import Bbox
 
-# Cells of the zoom-12 tile grid (about 10 km at the equator) group tracks into
-# areas for the default extent: tracks are continuous, so one area's tracks share
-# neighbouring cells, while a GPS glitch or a trip elsewhere does not.
-CLUSTER_ZOOM = 12
 # A cell fewer activities visit than this share of the busiest cell's is a rare
 # stretch (the far end of a 200 km ride, a transfer): it does not make the extent.
 RARE_SHARE = 0.05
@@ -36,61 +33,58 @@ def points_bounds(xy: np.ndarray) -> Bbox:
     return Bbox(x.min(), y.min(), x.max(), y.max())
 
 
-def select_extent(xy: np.ndarray, activity_offsets: np.ndarray, bounds: tuple | None,
-                  extent: str) -> tuple[np.ndarray, Bbox]:
-    """Which points to draw (a mask) and the area to cover (EPSG:3857).
+def choose_area(summaries: Sequence[Summary], bounds: tuple | None,
+                extent: str) -> tuple[Bbox | None, Bbox]:
+    """The box the points to draw must lie in (None: every point) and the area to cover
+    (EPSG:3857), from the activities' summaries alone.
 
     bounds: LAT_MIN LAT_MAX LON_MIN LON_MAX, or None for the `extent` rule ('auto':
-    main_area; 'all': every point). activity_offsets: where each activity's points start.
+    main_area; 'all': every point).
     """
     if bounds is not None:
         box = lonlat_box_to_xy(*bounds)
-    elif extent == "auto":
-        box = main_area(xy, activity_offsets)
-    else:
-        return np.ones(len(xy), dtype=bool), points_bounds(xy)
-    keep = inside(xy, box)
-    if not keep.any():
-        raise InputError("no trackpoint lies inside --bounds")
-    return keep, box if bounds is not None else points_bounds(xy[keep])
+        return box, box
+    if extent == "auto":
+        box = main_area(summaries)
+        return box, box
+    every = np.vstack([s.cell_bounds for s in summaries])
+    return None, Bbox(every[:, 0].min(), every[:, 1].min(), every[:, 2].max(), every[:, 3].max())
 
 
-def main_area(xy: np.ndarray, activity_offsets: np.ndarray, zoom: int = CLUSTER_ZOOM) -> Bbox:
+def main_area(summaries: Sequence[Summary]) -> Bbox:
     """The bounds of the area most activities visit: the robust default extent.
 
-    Points are binned into tile-sized cells at `zoom`. A cell's weight is the number of
-    activities that visit it (each activity counts once, however many points it has
+    Tracks are binned into ~10 km cells (summary.CELL_ZOOM). A cell's weight is the number
+    of activities that visit it (each activity counts once, however many points it has
     there), and cells visited by fewer than RARE_SHARE of the busiest cell's activities
     are dropped; the remaining cells form 8-connected areas, and the area that the most
-    activities visit wins. So a home city with hundreds of short runs beats a long lake
-    loop with many points, and the far ends of a few long rides or trips abroad do not
-    stretch the image. Returns the bounds of the winning area's points.
+    activities visit wins (ties: more points). So a home city with hundreds of short
+    runs beats a long lake loop with many points, and the far ends of a few long rides
+    or trips abroad do not stretch the image. Returns the bounds of the winning area's
+    points.
     """
-    col, row = tiles.world_pixels(xy, zoom)
-    col = (col // tiles.TILE_SIZE).astype(np.int64)
-    row = (row // tiles.TILE_SIZE).astype(np.int64)
-    width = 2**zoom
-    cells, cell_of_point = np.unique(row * width + col, return_inverse=True)
-    cell_of_point = cell_of_point.ravel()
-    activity_of_point = np.repeat(np.arange(len(activity_offsets) - 1),
-                                  np.diff(activity_offsets))
-    # (activity, cell) visits, each once.
-    visits = np.unique(activity_of_point * len(cells) + cell_of_point)
-    visit_activity, visit_cell = visits // len(cells), visits % len(cells)
+    visit_activity = np.repeat(np.arange(len(summaries)), [len(s.cells) for s in summaries])
+    visit_key = np.concatenate([s.cells for s in summaries])
+    visit_points = np.concatenate([s.cell_points for s in summaries])
+    visit_bounds = np.vstack([s.cell_bounds for s in summaries])
+    cells, visit_cell = np.unique(visit_key, return_inverse=True)
+    visit_cell = visit_cell.ravel()
     activities_in_cell = np.bincount(visit_cell, minlength=len(cells))
     busy = activities_in_cell >= max(1, math.ceil(RARE_SHARE * activities_in_cell.max()))
     label = np.full(len(cells), -1, dtype=np.int64)
     busy_cells = np.flatnonzero(busy)
-    label[busy_cells] = _label_cells(list(zip((cells[busy_cells] // width).tolist(),
-                                              (cells[busy_cells] % width).tolist())))
+    label[busy_cells] = _label_cells(list(zip((cells[busy_cells] // CELLS_ACROSS).tolist(),
+                                              (cells[busy_cells] % CELLS_ACROSS).tolist())))
+    visit_area = label[visit_cell]
+    counted = visit_area >= 0
     # Activities per area: each activity once per area it visits.
-    counted = label[visit_cell] >= 0
-    area_visits = np.unique(visit_activity[counted] * len(cells) + label[visit_cell][counted])
+    area_visits = np.unique(visit_activity[counted] * len(cells) + visit_area[counted])
     activities_in_area = np.bincount(area_visits % len(cells), minlength=len(cells))
-    area_of_point = label[cell_of_point]
-    points_in_area = np.bincount(area_of_point[area_of_point >= 0], minlength=len(cells))
-    best = np.lexsort((points_in_area, activities_in_area))[-1]  # ties: more points
-    return points_bounds(xy[area_of_point == best])
+    points_in_area = np.bincount(visit_area[counted], weights=visit_points[counted],
+                                 minlength=len(cells))
+    best = np.lexsort((points_in_area, activities_in_area))[-1]
+    chosen = visit_bounds[visit_area == best]
+    return Bbox(chosen[:, 0].min(), chosen[:, 1].min(), chosen[:, 2].max(), chosen[:, 3].max())
 
 
 def _label_cells(cells: list[tuple[int, int]]) -> np.ndarray:

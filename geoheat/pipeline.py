@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from . import tiles
-from .activities import join_tracks, record_drawn, select_activities
+from .activities import record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade, shade_rgba
 from .errors import InputError, ParameterError
-from .extent import choose_zoom, select_extent
+from .extent import choose_area, choose_zoom, inside
 from .heat import SCALERS, blur_tiles
 from .options import BuildOptions, available_memory
 from .projection import unproject
-from .rasterize import count_tracks, select_points
-from .reading import Progress, read_files
+from .rasterize import add_counts, count_tracks, select_points
+from .reading import Progress, load_points, read_files
 from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadata, to_json,
                      warnings)
 from .sources import find_sources
@@ -82,30 +82,29 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
     """The stages, in order: read, select, rasterise, scale and blur, colour, write."""
     # Read
     sources = find_sources(options.inputs, options.pattern, on_warning=warn)
+    # With a parse cache the points stay there until counted, one activity at a time.
     parsed = read_files(sources, options.parse_cache, options.jobs, progress,
-                        options.max_file_size)
+                        options.max_file_size, keep_points=False)
 
-    # Select
+    # Select: from the activities' summaries, not their points
     kept, result = select_activities(parsed, options.years, options.types,
                                      options.keep_duplicates)
     for line in warnings(result, options.verbose):
         warn(line)
     if not kept:
         raise InputError(f"nothing to draw: {describe_inputs(result)}")
-    tracks = join_tracks(kept)
-    keep, area = select_extent(tracks.xy, tracks.activity_offsets, options.bounds, options.extent)
-    record_drawn(result, kept, np.logical_or.reduceat(keep, tracks.activity_offsets[:-1]))
-    xy, offsets = select_points(tracks.xy, tracks.offsets, keep)
-    times = tracks.times[keep]
-    result.points_used, result.points_outside = len(xy), int((~keep).sum())
+    box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = max(result.zoom - 4, 0) if options.min_zoom is None else options.min_zoom
     if min_zoom > result.zoom:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
 
-    # Rasterise, scale, blur
-    counts = count_tracks(xy, offsets, grid, options.mode, available_memory(), times)
+    # Rasterise: each activity's points counted on the grid and summed (map-reduce)
+    source_of = {source.name: source for source in sources}
+    counts = count_activities(kept, source_of, box, grid, options, result)
+
+    # Scale, blur
     heat = blur_tiles(SCALERS[options.scaling](counts), options.sigma, grid)
     result.data_tiles = len(heat)
 
@@ -121,6 +120,29 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
     # Write
     result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom)
     return result
+
+
+def count_activities(kept, source_of, box, grid, options, result) -> dict:
+    """The sparse counts of the kept activities' points inside box (None: all), summed
+    one activity at a time (their points loaded from the parse cache one by one), so
+    memory holds one activity's points and the tiles; records in result what was drawn
+    and what fell outside."""
+    counts, drawn, memory = {}, [], available_memory()
+    for activity in kept:
+        full = load_points(activity, source_of[activity.name], options.parse_cache,
+                           options.max_file_size)
+        keep = inside(full.xy, box) if box is not None else np.ones(full.points, dtype=bool)
+        xy, offsets = select_points(full.xy, full.offsets, keep)
+        times = full.times[keep] if full.times is not None else None
+        add_counts(counts, count_tracks(xy, offsets, grid, options.mode, memory, times), grid,
+                   memory)
+        drawn.append(bool(len(xy)))
+        result.points_used += len(xy)
+        result.points_outside += full.points - len(xy)
+    if not result.points_used:
+        raise InputError("no trackpoint lies inside --bounds")
+    record_drawn(result, kept, np.array(drawn))
+    return counts
 
 
 def _write_report(path: Path, result: BuildResult) -> None:

@@ -146,6 +146,22 @@ def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid,
     return result
 
 
+def add_counts(total: dict[TileKey, np.ndarray], counts: dict[TileKey, np.ndarray],
+               grid: Grid, memory: int | None = None) -> None:
+    """Sum sparse counts into `total` (in place): the reduce of a build that counts one
+    activity at a time. memory: bytes the build's tiles may take (TooBig beyond it)."""
+    for key, block in counts.items():
+        existing = total.get(key)
+        if existing is None:
+            total[key] = block
+        else:
+            existing += block
+    if memory is not None and len(total) * BYTES_PER_DATA_TILE > memory:
+        raise TooBig(f"the heat lies in over {len(total):,} tiles at zoom {grid.zoom}, about "
+                     f"{len(total) * BYTES_PER_DATA_TILE / 2**30:.1f} GB of memory, more than "
+                     f"the {memory / 2**30:.1f} GB free: lower --zoom or narrow --bounds")
+
+
 def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid, mode: str = "lines",
                  memory: int | None = None,
                  times: np.ndarray | None = None) -> dict[TileKey, np.ndarray]:

@@ -18,6 +18,7 @@ from .gpx import plausible_start, read_gpx_data
 from .projection import project, valid_lonlat
 from .rasterize import select_points
 from .report import plural
+from .summary import summarize
 from .sources import (MAX_ACTIVITY_BYTES, READER_FAILURE, SNIFF_BYTES, Source, describe_content,
                       read_source, sniff_format)
 
@@ -87,19 +88,19 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES) -> ca
     if activity.times is not None and sum(map(len, activity.times)) == len(lonlat):
         times = np.concatenate(activity.times)[valid]
     lonlat, offsets = select_points(lonlat, offsets, valid)
-    return cache.ParsedFile(name, project(lonlat), offsets, start,
+    xy = project(lonlat)
+    return cache.ParsedFile(name, xy, offsets, start,
                             activity.routes, activity.waypoints, int((~valid).sum()),
                             format=fmt, activity_type=kind, note=note, times=times,
-                            time_note=time_note)
+                            time_note=time_note, summary=summarize(xy, offsets))
 
 
 def parse_and_cache(source: Source, cache_dir: Path | None,
-                    max_bytes: int = MAX_ACTIVITY_BYTES) -> cache.ParsedFile:
-    """parse_file, then store the result in the parse cache (if there is one)."""
+                    max_bytes: int = MAX_ACTIVITY_BYTES) -> tuple[cache.ParsedFile, bool]:
+    """parse_file, then store the result in the parse cache (if there is one); and
+    whether it is there now."""
     parsed = parse_file(source, max_bytes)
-    if cache_dir is not None:
-        cache.store(cache_dir, source, parsed)
-    return parsed
+    return parsed, cache_dir is not None and cache.store(cache_dir, source, parsed)
 
 
 def read_files(
@@ -108,13 +109,21 @@ def read_files(
     jobs: int = 1,
     progress: Progress | None = None,
     max_bytes: int = MAX_ACTIVITY_BYTES,
+    keep_points: bool = True,
 ) -> list[cache.ParsedFile]:
     """Every source parsed, in order: from the cache where it holds the file, else read
     (in `jobs` processes when there are several files to read). max_bytes: what one file
-    may take uncompressed."""
+    may take uncompressed. keep_points=False (with a cache): the points are left in the
+    cache, each file's summary stands for them (load_points brings them back), so
+    memory does not grow with the points of all files."""
     paths = [p if isinstance(p, Source) else Source(Path(p)) for p in paths]
+    light = not keep_points and cache_dir is not None
+
+    def kept(parsed: cache.ParsedFile | None, cached: bool = True) -> cache.ParsedFile | None:
+        return parsed.without_points() if light and cached and parsed is not None else parsed
+
     results: list[cache.ParsedFile | None] = [
-        cache.load(cache_dir, path) if cache_dir is not None else None for path in paths]
+        kept(cache.load(cache_dir, path)) if cache_dir is not None else None for path in paths]
     misses = [i for i, parsed in enumerate(results) if parsed is None]
     to_read = [paths[i] for i in misses]
     workers = min(jobs, len(to_read))
@@ -133,8 +142,8 @@ def read_files(
             parsed_iter = map(parse_and_cache, to_read, repeat(cache_dir), repeat(max_bytes))
         if progress is not None and to_read:
             parsed_iter = progress(parsed_iter, "Reading activities", len(to_read))
-        for i, parsed in zip(misses, parsed_iter):
-            results[i] = parsed
+        for i, (parsed, cached) in zip(misses, parsed_iter):
+            results[i] = kept(parsed, cached)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -144,3 +153,13 @@ def read_files(
                             activity_type=source.activity_type or parsed.activity_type)
             for source, parsed in zip(paths, results)]
 
+
+
+def load_points(parsed: cache.ParsedFile, source: Source, cache_dir: Path | None,
+                max_bytes: int = MAX_ACTIVITY_BYTES) -> cache.ParsedFile:
+    """A file's points, where read_files left them in the cache (else read again)."""
+    if parsed.loaded:
+        return parsed
+    full = (cache.load(cache_dir, source) if cache_dir is not None else None) or parse_file(
+        source, max_bytes)
+    return parsed._replace(xy=full.xy, offsets=full.offsets, times=full.times)

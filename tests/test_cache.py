@@ -56,7 +56,7 @@ def test_an_entry_round_trips(tmp_path, ride):
     parsed = reading.parse_file(ride)
     cache.store(store, ride, parsed)
     assert_same(cache.load(store, ride), parsed)
-    assert cache.CACHE_FORMAT == 5  # a new layout: entries of older geoheats are not used
+    assert cache.CACHE_FORMAT == 6  # a new layout: entries of older geoheats are not used
 
 
 def test_a_flipped_bit_anywhere_in_an_entry_means_reading_the_file_again(
@@ -214,8 +214,11 @@ def test_point_times_and_the_time_note_round_trip(tmp_path):
     source.write_text("<gpx/>")
     xy = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
     times = np.array([1.7e9, np.nan, 1.7e9 + 2])
+    from geoheat.summary import summarize
+
     parsed = cache.ParsedFile("a.gpx", xy, np.array([0, 3]), None, times=times,
-                              time_note="time 7494-01-01 is implausible")
+                              time_note="time 7494-01-01 is implausible",
+                              summary=summarize(xy, np.array([0, 3])))
     cache.store(tmp_path / "c", source, parsed)
     back = cache.load(tmp_path / "c", source)
     np.testing.assert_array_equal(back.times, times)

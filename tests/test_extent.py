@@ -4,27 +4,28 @@ import numpy as np
 import pytest
 
 from geoheat import extent, tiles
-from geoheat.errors import InputError
 from geoheat.projection import project
+from geoheat.summary import summarize
 
 
-def offsets_of(*activities):
-    return np.cumsum([0] + [len(a) for a in activities])
+def summaries_of(*activities):
+    """Summaries of activities given as (n, 2) lon, lat arrays."""
+    return [summarize(project(np.asarray(a, float)), np.array([0, len(a)])) for a in activities]
 
 
 def test_one_activity_keeps_its_main_area_and_leaves_glitches_out():
     rng = np.random.default_rng(0)
     home = np.column_stack([rng.uniform(104.0, 104.1, 5000), rng.uniform(30.5, 30.6, 5000)])
     glitch = np.array([[110.0, 35.0]])
-    xy = project(np.vstack([home, glitch]))
-    keep = extent.inside(xy, extent.main_area(xy, offsets_of(xy)))
+    track = np.vstack([home, glitch])
+    keep = extent.inside(project(track), extent.main_area(summaries_of(track)))
     assert keep[:5000].all() and not keep[5000:].any()
 
 
 def test_one_long_continuous_track_is_one_area():
     lon = np.linspace(5.0, 6.5, 20000)  # a 110 km ride: every cell touches the next
-    xy = project(np.column_stack([lon, np.full_like(lon, 45.0)]))
-    assert extent.inside(xy, extent.main_area(xy, offsets_of(xy))).all()
+    track = np.column_stack([lon, np.full_like(lon, 45.0)])
+    assert extent.inside(project(track), extent.main_area(summaries_of(track))).all()
 
 
 def city_rides_and_trips(rng):
@@ -46,7 +47,7 @@ def test_the_area_most_activities_visit_wins_and_rare_stretches_are_trimmed():
     city, rides, abroad, lake = city_rides_and_trips(np.random.default_rng(2))
     activities = city + rides + abroad + lake
     lonlat = np.vstack(activities)
-    area = extent.main_area(project(lonlat), offsets_of(*activities))
+    area = extent.main_area(summaries_of(*activities))
     west, south = project(np.array([[104.0, 30.6]]))[0]
     east, north = project(np.array([[104.08, 30.66]]))[0]
     # The city fills the extent: the rides' far ends, the trips abroad and the lake
@@ -54,7 +55,9 @@ def test_the_area_most_activities_visit_wins_and_rare_stretches_are_trimmed():
     assert area.left >= west - 12_000 and area.right <= east + 12_000
     assert area.bottom >= south - 12_000 and area.top <= north + 12_000
     assert area.left <= west + 1 and area.right >= east - 1
-    keep, _ = extent.select_extent(project(lonlat), offsets_of(*activities), None, "auto")
+    box, area_again = extent.choose_area(summaries_of(*activities), None, "auto")
+    assert box == area_again == area
+    keep = extent.inside(project(lonlat), box)
     # All but the city's rarest fringe (a cell's sliver few runs reach) is drawn.
     assert keep[:300 * 40].mean() > 0.995
 
@@ -66,17 +69,24 @@ def test_choose_zoom_is_largest_that_fits():
     assert extent.choose_zoom(box, 1023) == 11
 
 
-def test_bounds_keep_the_points_inside_and_are_the_area():
-    xy = project(np.array([[14.5, 46.05], [14.6, 46.05], [15.5, 46.05]]))
-    keep, area = extent.select_extent(xy, [0, 3], (46.0, 46.1, 14.45, 14.65), "auto")
-    assert keep.tolist() == [True, True, False]
-    assert area == pytest.approx(extent.points_bounds(project(np.array(
+def test_bounds_are_the_box_and_the_area():
+    summaries = summaries_of([(14.5, 46.05), (14.6, 46.05), (15.5, 46.05)])
+    box, area = extent.choose_area(summaries, (46.0, 46.1, 14.45, 14.65), "auto")
+    assert box == area == pytest.approx(extent.points_bounds(project(np.array(
         [[14.45, 46.0], [14.65, 46.1]]))))
-    with pytest.raises(InputError, match="no trackpoint lies inside --bounds"):
-        extent.select_extent(xy, [0, 3], (10.0, 11.0, 10.0, 11.0), "auto")
 
 
-def test_extent_all_keeps_every_point():
-    xy = project(np.array([[14.5, 46.05], [120.0, -30.0]]))
-    keep, area = extent.select_extent(xy, [0, 2], None, "all")
-    assert keep.all() and area == extent.points_bounds(xy)
+def test_extent_all_covers_every_point():
+    track = [(14.5, 46.05), (120.0, -30.0)]
+    box, area = extent.choose_area(summaries_of(track), None, "all")
+    assert box is None and area == extent.points_bounds(project(np.array(track)))
+
+
+def test_the_area_from_summaries_equals_the_area_from_the_points():
+    # The summary keeps, per cell, the bounds of the activity's points there: the
+    # area chosen from summaries is bit for bit the bounds of the chosen points.
+    city, rides, abroad, lake = city_rides_and_trips(np.random.default_rng(9))
+    activities = city[:50] + rides + abroad[:5]
+    area = extent.main_area(summaries_of(*activities))
+    xy = project(np.vstack(activities))
+    assert extent.points_bounds(xy[extent.inside(xy, area)]) == area

@@ -154,3 +154,24 @@ def test_what_cannot_fit_in_memory_is_refused_before_the_tiles_are_made():
     with pytest.raises(rasterize.TooBig, match=r"the heat lies in [\d,]+ tiles at zoom 18"):
         rasterize.count_tracks(xy, offsets, grid, "lines", memory=2**27)
     assert len(rasterize.count_tracks(xy, offsets, grid, "lines", memory=2**31)) > 500
+
+
+@pytest.mark.parametrize("mode", ["lines", "points"])
+def test_counting_one_activity_at_a_time_equals_counting_all_at_once(mode):
+    # The streaming build sums each activity's counts; the sum must be bit for bit
+    # what counting every activity's points together gives.
+    rng = np.random.default_rng(11)
+    activities = [project(np.column_stack([
+        14.50 + np.cumsum(rng.normal(0, 0.0004, n)), 46.05 + np.cumsum(rng.normal(0, 0.0003, n))]))
+        for n in rng.integers(50, 400, 12)]
+    everything = np.vstack(activities)
+    offsets = np.cumsum([0] + [len(a) for a in activities])
+    grid = tiles.grid_covering(points_bounds(everything), 17)
+    together = rasterize.count_tracks(everything, offsets, grid, mode)
+    summed = {}
+    for xy in activities:
+        rasterize.add_counts(summed, rasterize.count_tracks(xy, np.array([0, len(xy)]), grid,
+                                                            mode), grid)
+    assert summed.keys() == together.keys() and len(summed) > 4
+    for key in together:
+        np.testing.assert_array_equal(summed[key], together[key])
