@@ -53,12 +53,14 @@ def select_activities(
         why = _left_out(activity, years, types)
         if why:
             result.left_out[why] += 1
+            result.points_left_out += activity.points
             result.entries.append(FileEntry.of(activity, "left_out", why))
             continue
         kept.append(activity)
     if not keep_duplicates:
         kept, repeats = drop_duplicates(kept)
         result.duplicates = len(repeats)
+        result.points_left_out += sum(a.points for a, _ in repeats)
         result.entries += [FileEntry.of(a, "duplicate", f"the same activity as {first.name}")
                            for a, first in repeats]
     return kept, result

@@ -18,6 +18,9 @@ from .tiles import Bbox
 # A cell fewer activities visit than this share of the busiest cell's is a rare
 # stretch (the far end of a 200 km ride, a transfer): it does not make the extent.
 RARE_SHARE = 0.05
+# Fewer activities than this in the best area is no home area (a handful of files
+# from anywhere): then the area with the most points wins instead.
+MIN_HOME_ACTIVITIES = 3
 
 
 def inside(xy: np.ndarray, bounds: Bbox) -> np.ndarray:
@@ -58,7 +61,8 @@ def main_area(summaries: Sequence[Summary]) -> Bbox:
     of activities that visit it (each activity counts once, however many points it has
     there), and cells visited by fewer than RARE_SHARE of the busiest cell's activities
     are dropped; the remaining cells form 8-connected areas, and the area that the most
-    activities visit wins (ties: more points). So a home city with hundreds of short
+    activities visit wins (ties: more points; with fewer than MIN_HOME_ACTIVITIES
+    there, the area with the most points). So a home city with hundreds of short
     runs beats a long lake loop with many points, and the far ends of a few long rides
     or trips abroad do not stretch the image. Returns the bounds of the winning area's
     points.
@@ -83,6 +87,8 @@ def main_area(summaries: Sequence[Summary]) -> Bbox:
     points_in_area = np.bincount(visit_area[counted], weights=visit_points[counted],
                                  minlength=len(cells))
     best = np.lexsort((points_in_area, activities_in_area))[-1]
+    if activities_in_area[best] < MIN_HOME_ACTIVITIES:
+        best = np.lexsort((activities_in_area, points_in_area))[-1]
     chosen = visit_bounds[visit_area == best]
     return Bbox(chosen[:, 0].min(), chosen[:, 1].min(), chosen[:, 2].max(), chosen[:, 3].max())
 

@@ -90,7 +90,10 @@ class OutputSet:
                                   f"({describe_os_error(err)})") from None
             try:
                 if fcntl is not None:
-                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    # A POSIX record lock, not flock: it belongs to this process alone, so
+                    # worker processes forked while it is held (the parse pool) do not hold
+                    # it too, and a build killed with -9 frees its set at once.
+                    fcntl.lockf(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 lock_file.close()
                 raise OutputError(

@@ -103,6 +103,18 @@ def parse_and_cache(source: Source, cache_dir: Path | None,
     return parsed, cache_dir is not None and cache.store(cache_dir, source, parsed)
 
 
+def _die_with_parent() -> None:
+    """In a worker process: end when the build that started it ends, even by kill -9
+    (else it would go on parsing for a dead parent). Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def read_files(
     paths: Sequence[Source | Path],
     cache_dir: Path | None = None,
@@ -131,7 +143,7 @@ def read_files(
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only when used
 
-        pool = ProcessPoolExecutor(workers)
+        pool = ProcessPoolExecutor(workers, initializer=_die_with_parent)
     try:
         if pool is not None:
             # Small chunks keep both processes busy to the end; order is kept by map.

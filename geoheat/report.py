@@ -60,7 +60,8 @@ class BuildResult:
     waypoints: int = 0
     points_read: int = 0
     points_invalid: int = 0  # not a position on Earth (NaN, |lat| > 90, 0,0, ...)
-    points_outside: int = 0  # outside the extent (auto cluster or --bounds)
+    points_outside: int = 0  # outside the extent (auto area or --bounds)
+    points_left_out: int = 0  # of activities left out (years, types) or duplicates
     points_used: int = 0
     zoom: int | None = None
     grid: "Grid | None" = None
@@ -133,7 +134,7 @@ def summary(result: BuildResult, extent: str = "auto") -> str:
     for why, n in sorted(result.left_out.items()):
         read += f", {n} left out ({why})"
     if result.duplicates:
-        read += f", {result.duplicates} duplicates dropped"
+        read += f", {plural(result.duplicates, 'duplicate')} dropped"
     if len(result.types) > 1 or "unknown" not in result.types:
         read += " (" + ", ".join(f"{n} {kind}" for kind, n in result.types.most_common())
         read += "; " + ", ".join(f"{n} {fmt.upper()}" for fmt, n in sorted(result.formats.items()))
@@ -197,7 +198,8 @@ def to_json(result: BuildResult, bounds_lonlat: tuple[float, float, float, float
             "by_format": dict(sorted(result.formats.items())),
         },
         "points": {"read": result.points_read, "used": result.points_used,
-                   "outside": result.points_outside, "invalid": result.points_invalid},
+                   "outside": result.points_outside, "invalid": result.points_invalid,
+                   "left_out": result.points_left_out},
         "zoom": result.zoom,
         "size": [grid.width, grid.height] if grid else None,
         "bounds": [round(v, 7) for v in bounds_lonlat] if bounds_lonlat else None,

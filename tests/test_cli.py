@@ -200,7 +200,8 @@ def test_report_counts_what_the_summary_counts(tmp_path, tracks):
     assert report["activities"] == {"found": 4, "drawn": 3, "duplicates": 0, "skipped": 1,
                                     "left_out": {}, "by_type": {"unknown": 3},
                                     "by_format": {"gpx": 3}}
-    assert report["points"] == {"read": 10, "used": 10, "outside": 0, "invalid": 0}
+    assert report["points"] == {"read": 10, "used": 10, "outside": 0, "invalid": 0,
+                                "left_out": 0}
     files = {Path(f["path"]).name: f for f in report["files"]}
     assert files["broken.gpx"]["status"] == "skipped"
     assert files["broken.gpx"]["reason"].startswith("broken or truncated XML")

@@ -90,3 +90,13 @@ def test_the_area_from_summaries_equals_the_area_from_the_points():
     area = extent.main_area(summaries_of(*activities))
     xy = project(np.vstack(activities))
     assert extent.points_bounds(xy[extent.inside(xy, area)]) == area
+
+
+def test_without_a_home_area_the_most_points_win():
+    # A handful of files from anywhere (a device test set): two short walks in one
+    # place must not beat a long ride elsewhere.
+    walks = [[(10.0 + i * 1e-4, 50.0) for i in range(20)], [(10.0, 50.0 + i * 1e-4) for i in range(17)]]
+    ride = [(-3.0 + i * 1e-3, 40.0 + i * 5e-4) for i in range(13000)]
+    area = extent.main_area(summaries_of(*walks, ride))
+    x, _ = project(np.array([[-3.0, 40.0]]))[0]
+    assert area.left == pytest.approx(x)

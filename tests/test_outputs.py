@@ -34,11 +34,21 @@ def listing(folder):
 def test_a_second_build_of_the_same_set_stops_at_once(tmp_path, rides):
     out = tmp_path / "out"
     out.mkdir()
-    with OutputSet([out / "h.png"], out / "h.png"):  # a build in progress
+    holder = subprocess.Popen(  # another process in the middle of a build of h.png
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from geoheat.outputs import OutputSet\n"
+         f"p = Path({str(out / 'h.png')!r})\n"
+         "with OutputSet([p], p):\n    print('holding', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(OutputError, match="another geoheat build is writing these outputs"):
             build(rides, out)
         geoheat.build([rides], out / "other.png", zoom=15)  # another set in the folder: fine
-    build(rides, out)  # and once the first is done
+    finally:
+        holder.kill()
+        holder.wait()
+    build(rides, out)  # and once the first is gone
 
 
 def test_a_folder_in_the_way_changes_nothing(tmp_path, rides):
@@ -144,3 +154,35 @@ def test_output_names_that_are_not_utf8_are_refused(tmp_path):
     name = os.fsdecode(b"\xff\xfe.png")
     with pytest.raises(OutputError, match="must be valid UTF-8"):
         geoheat.build([tmp_path], tmp_path / name)
+
+
+def test_a_build_killed_with_sigkill_frees_its_outputs_and_its_workers(tmp_path, write_gpx):
+    import signal
+    import time
+
+    folder = tmp_path / "in"
+    for i in range(40):
+        write_gpx(f"r{i}.gpx", [(14.5 + j * 1e-4, 46.05 + i * 1e-3) for j in range(3000)],
+                  folder=folder)
+    out = tmp_path / "out"
+    out.mkdir()
+    build = subprocess.Popen([sys.executable, "-m", "geoheat", "build", str(folder), "--jobs",
+                              "2", "--no-cache", "--basemap", "none", "-q", "-o",
+                              str(out / "h.png")])
+    lock = out / ".h.geoheat-lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and time.monotonic() < deadline:  # it holds the set now
+        time.sleep(0.02)
+    time.sleep(0.5)  # its parse workers are running
+    workers = subprocess.run(["pgrep", "-P", str(build.pid)], capture_output=True,
+                             text=True).stdout.split()
+    build.send_signal(signal.SIGKILL)
+    build.wait(timeout=30)
+    # The next build of the set runs at once (the lock was the dead process's alone)...
+    geoheat.build([folder], out / "h.png", zoom=12)
+    assert (out / "h.png").exists()
+    # ...and the dead build's workers ended with it.
+    time.sleep(1)
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
+             and "zombie" not in open(f"/proc/{pid}/status").read().lower()]
+    assert alive == []

@@ -251,3 +251,20 @@ def test_tracks_beyond_web_mercators_edge_are_drawn_at_the_edge(tmp_path, write_
         assert src.read(1)[-1].max() > 0  # the last row of the world holds them
     with pytest.raises(ParameterError, match="beyond Web Mercator"):
         geoheat.build([tmp_path], tmp_path / "h.png", bounds=(-90, -86, 0, 20))
+
+
+def test_points_read_are_used_outside_invalid_or_left_out(tmp_path, write_gpx):
+    converted = datetime(2019, 5, 1, 12, 0, tzinfo=timezone.utc)
+    for i in range(4):
+        write_gpx(f"ride{i}.gpx", ride(14.50 + 0.01 * i, 46.05) + [(14.5, 95.0)], start=converted)
+    write_gpx("again.gpx", ride(14.50, 46.05)[::2], start=converted)  # a duplicate: 100 points
+    write_gpx("trip.gpx", ride(2.35, 48.85))  # no time, far away
+    result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=14)
+    assert result.duplicates == 1 and result.points_invalid == 4
+    assert result.points_left_out == 100 and result.points_outside == 200
+    assert result.points_read == (result.points_used + result.points_outside
+                                  + result.points_invalid + result.points_left_out)
+    by_year = geoheat.build([tmp_path], tmp_path / "h.png", zoom=14, years=[2019])
+    assert by_year.points_left_out == 200 + 100  # the trip has no time, the duplicate
+    assert by_year.points_read == (by_year.points_used + by_year.points_outside
+                                   + by_year.points_invalid + by_year.points_left_out)
