@@ -12,7 +12,6 @@ import rasterio
 import geoheat
 from geoheat import outputs, pipeline
 from geoheat.errors import OutputError
-from geoheat.outputs import OutputSet
 
 RIDE = [(14.50 + i * 0.0005, 46.05 + i * 0.0002) for i in range(100)]
 
