@@ -19,7 +19,7 @@ from .extent import choose_area, choose_zoom, inside
 from .heat import SCALERS, blur_tiles
 from .options import BuildOptions, available_memory
 from .projection import unproject
-from .rasterize import add_counts, count_tracks, select_points
+from .rasterize import count_tracks, select_points
 from .reading import Progress, load_points, read_files
 from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadata, to_json,
                      warnings)
@@ -134,8 +134,7 @@ def count_activities(kept, source_of, box, grid, options, result) -> dict:
         keep = inside(full.xy, box) if box is not None else np.ones(full.points, dtype=bool)
         xy, offsets = select_points(full.xy, full.offsets, keep)
         times = full.times[keep] if full.times is not None else None
-        add_counts(counts, count_tracks(xy, offsets, grid, options.mode, memory, times), grid,
-                   memory)
+        count_tracks(xy, offsets, grid, options.mode, memory, times, into=counts)
         drawn.append(bool(len(xy)))
         result.points_used += len(xy)
         result.points_outside += full.points - len(xy)

@@ -113,14 +113,17 @@ def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int,
     return rows[entered], cols[entered]
 
 
-def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid,
-                memory: int | None = None) -> dict[TileKey, np.ndarray]:
+def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid, memory: int | None = None,
+                into: dict[TileKey, np.ndarray] | None = None) -> dict[TileKey, np.ndarray]:
     """Sparse counts: for each tile of the grid with data, its (256, 256) uint32 counts.
 
     rows and cols are world pixel indices, one entry per count; entries outside the
-    grid are dropped. memory: bytes the build's tiles may take (see BYTES_PER_DATA_TILE;
-    TooBig beyond it, before any tile is made); None: no limit.
+    grid are dropped. into: sparse counts to add these to (in place, and returned): a
+    build counting one activity at a time makes no blocks of its own per activity.
+    memory: bytes the build's tiles may take (see BYTES_PER_DATA_TILE; TooBig beyond
+    it, before any tile is made); None: no limit.
     """
+    result = {} if into is None else into
     size = tiles.TILE_SIZE
     inside = ((rows >= grid.row_off) & (rows < grid.row_off + grid.height)
               & (cols >= grid.col_off) & (cols < grid.col_off + grid.width))
@@ -130,19 +133,22 @@ def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid,
     flat = key * (size * size) + (rows % size) * size + cols % size
     pixels, counts = np.unique(flat, return_counts=True)
     if not len(pixels):
-        return {}
+        return result
     keys = pixels // (size * size)
     bounds = np.flatnonzero(np.diff(keys)) + 1
-    if memory is not None and (len(bounds) + 1) * BYTES_PER_DATA_TILE > memory:
-        raise TooBig(f"the heat lies in {len(bounds) + 1:,} tiles at zoom {grid.zoom}, about "
-                     f"{(len(bounds) + 1) * BYTES_PER_DATA_TILE / 2**30:.1f} GB of memory, more "
+    parts = list(zip(np.split(pixels, bounds), np.split(counts, bounds)))
+    keys = [(int(p[0] // (size * size)) % tiles_across, int(p[0] // (size * size)) // tiles_across)
+            for p, _ in parts]
+    tiles_after = len(result) + sum(key not in result for key in keys)
+    if memory is not None and tiles_after * BYTES_PER_DATA_TILE > memory:
+        raise TooBig(f"the heat lies in {tiles_after:,} tiles at zoom {grid.zoom}, about "
+                     f"{tiles_after * BYTES_PER_DATA_TILE / 2**30:.1f} GB of memory, more "
                      f"than the {memory / 2**30:.1f} GB free: lower --zoom or narrow --bounds")
-    result = {}
-    for part_pixels, part_counts in zip(np.split(pixels, bounds), np.split(counts, bounds)):
-        tile_key = int(part_pixels[0] // (size * size))
-        block = np.zeros(size * size, dtype=np.uint32)
-        block[part_pixels % (size * size)] = part_counts
-        result[(tile_key % tiles_across, tile_key // tiles_across)] = block.reshape(size, size)
+    for key, (part_pixels, part_counts) in zip(keys, parts):
+        block = result.get(key)
+        if block is None:
+            block = result[key] = np.zeros((size, size), dtype=np.uint32)
+        block.reshape(-1)[part_pixels % (size * size)] += part_counts.astype(np.uint32)
     return result
 
 
@@ -163,14 +169,15 @@ def add_counts(total: dict[TileKey, np.ndarray], counts: dict[TileKey, np.ndarra
 
 
 def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid, mode: str = "lines",
-                 memory: int | None = None,
-                 times: np.ndarray | None = None) -> dict[TileKey, np.ndarray]:
+                 memory: int | None = None, times: np.ndarray | None = None,
+                 into: dict[TileKey, np.ndarray] | None = None) -> dict[TileKey, np.ndarray]:
     """Sparse counts of tracks over a grid: passes per pixel ('lines': each track drawn
     between its points, broken at real gaps, see split_gaps) or track points per pixel
     ('points'). memory: the bytes the build may use (TooBig before more is taken); None:
-    no limit. times: each point's POSIX seconds (NaN unknown), for the gaps."""
+    no limit. times: each point's POSIX seconds (NaN unknown), for the gaps. into:
+    sparse counts to add to (see tile_counts)."""
     if mode == "lines":
         rows, cols = line_pixels(xy, split_gaps(xy, offsets, times), grid.zoom, memory)
     else:
         rows, cols = point_pixels(xy, grid.zoom)
-    return tile_counts(rows, cols, grid, memory)
+    return tile_counts(rows, cols, grid, memory, into)
