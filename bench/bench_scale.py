@@ -1,0 +1,108 @@
+"""Memory and time of builds as a collection grows: 2M points and more, from real tracks.
+
+    python bench/bench_scale.py [--copies 4 16] [--zooms 12 14 16] [--baseline DIR]
+
+The collection is made from the real runs in ../shared/data/chengdu-runs: each copy
+shifts every track by a few kilometres and a year (a club pooling its members'
+exports), written as plain GPX 1.1 with times into a temporary folder. For each
+size, in one run: a cold build (empty parse cache), then warm rebuilds at each zoom,
+each a fresh `geoheat build` process timed from outside with its peak RSS (wait4).
+--baseline DIR runs the same builds with another checkout's geoheat (e.g. a worktree
+of an older commit) for ratios in the same run.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+import geoheat
+from geoheat.samples import gpx_document
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
+
+
+def make_collection(folder: Path, copies: int) -> int:
+    """Write `copies` shifted copies of the chengdu runs into folder; the points written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    points = 0
+    sources = sorted(DATA.glob("*.gpx"))
+    for copy in range(copies):
+        dx, dy = 0.03 * (copy % 4), 0.02 * (copy // 4)  # a few km each: one city's club
+        for path in sources:
+            activity = geoheat.read_gpx(path)
+            if not activity.segments or activity.times is None:
+                continue
+            shifted = [s + [dx, dy] for s in activity.segments]
+            when = [[activity.start.fromtimestamp(t, activity.start.tzinfo)
+                     + timedelta(days=365 * copy) for t in times] for times in activity.times]
+            out = folder / f"{copy:03d}-{path.name}"
+            out.write_text(gpx_document(shifted, times=when))
+            points += sum(len(s) for s in shifted)
+    return points
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status:
+        sys.exit(f"failed: {' '.join(command)}: {process.stderr.read().decode()[-500:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[tuple]:
+    cache = work / f"cache-{tree.name}"
+    shutil.rmtree(cache, ignore_errors=True)
+    base = [sys.executable, "-m", "geoheat", "build", str(collection), "--basemap", "none",
+            "-q", "--cache", str(cache), "-o", str(work / "h.png")]
+    rows = [("cold", *timed(base + ["--zoom", str(zooms[0])], tree))]
+    for zoom in zooms:
+        rows.append((f"warm z{zoom}", *timed(base + ["--zoom", str(zoom)], tree)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--copies", type=int, nargs="+", default=[4])
+    parser.add_argument("--zooms", type=int, nargs="+", default=[12, 14, 16])
+    parser.add_argument("--baseline", type=Path, default=None)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} not found (the benchmark reads ../shared/data/chengdu-runs)")
+    work = Path(tempfile.mkdtemp(prefix="geoheat-bench-scale-"))
+    try:
+        for copies in args.copies:
+            collection = work / f"collection-{copies}"
+            points = make_collection(collection, copies)
+            print(f"\n{copies} copies: {points:,} points in {len(list(collection.iterdir()))} "
+                  "files")
+            trees = [ROOT] + ([args.baseline] if args.baseline else [])
+            results = {tree: builds(tree, collection, args.zooms, work) for tree in trees}
+            print(f"{'build':<10} {'seconds':>8} {'peak MB':>8} {'x cold':>7}"
+                  + ("  baseline s / MB" if args.baseline else ""))
+            mine = results[ROOT]
+            for i, (name, seconds, peak) in enumerate(mine):
+                line = f"{name:<10} {seconds:8.2f} {peak:8.0f} {seconds / mine[0][1]:7.2f}"
+                if args.baseline:
+                    _, b_seconds, b_peak = results[args.baseline][i]
+                    line += f"  {b_seconds:6.2f} / {b_peak:5.0f}"
+                print(line)
+            shutil.rmtree(collection)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
