@@ -84,7 +84,7 @@ class _Definition:
     """A definition message: the global message number, the size of its data messages
     (header byte included: the stride of a run of them) and the fields geoheat reads."""
 
-    __slots__ = ("number", "stride", "fields", "timestamp", "dtype")
+    __slots__ = ("number", "stride", "fields", "timestamp", "dtype", "position")
 
     def __init__(self, number: int, stride: int, fields: dict, endian: str):
         self.number, self.stride, self.fields = number, stride, fields
@@ -92,7 +92,7 @@ class _Definition:
         if self.timestamp is not None and (self.timestamp.format is None
                                            or self.timestamp.format.size != self.timestamp.size):
             self.timestamp = None  # not one integer: not a time reference
-        self.dtype = None
+        self.dtype = self.position = None
         if number == RECORD:
             columns = {}
             for key, num, base in (("lat", 0, 5), ("lon", 1, 5), ("time", TIMESTAMP, 6)):
@@ -102,7 +102,9 @@ class _Definition:
                 if field.size != 4 or field.base != base:
                     raise _Unsupported(f"a record field {num} of base type {field.base}")
                 columns[key] = (np.dtype(endian + ("i4" if base == 5 else "u4")), field.offset)
-            if "lat" not in columns or "lon" not in columns:  # no position in these records
+            if "lat" in columns and "lon" in columns:
+                self.position = fields[0], fields[1]
+            else:  # no position in these records
                 columns.pop("lat", None), columns.pop("lon", None)
             self.dtype = np.dtype({"names": list(columns),
                                    "formats": [c[0] for c in columns.values()],
@@ -159,11 +161,20 @@ class _Scan:
     def __init__(self):
         self.lat: list[np.ndarray] = []  # position columns, one per run of records
         self.lon: list[np.ndarray] = []
+        self.one_lat: list[int] = []  # positions of single records, not yet in self.lat
+        self.one_lon: list[int] = []
         self.records = 0
         self.first_time = None  # the first record's timestamp
         self.file_type = self.session = self.sport = None
         self.file_ids = 0
         self.problem = None
+
+    def flush(self):
+        """The single records' positions read so far, as a column (kept in file order)."""
+        if self.one_lat:
+            self.lat.append(np.array(self.one_lat, np.int64))
+            self.lon.append(np.array(self.one_lon, np.int64))
+            self.one_lat, self.one_lon = [], []
 
 
 def _run_length(codes: np.ndarray, p: int, stride: int, header: int, most: int) -> int:
@@ -191,7 +202,7 @@ def _scan(data: bytes) -> _Scan:
             if found is None:
                 raise _Broken(start, "no FIT file header")
             header_size, records_size = found
-            p, end = start + header_size, start + header_size + records_size
+            p, end = start + header_size, min(start + header_size + records_size, size)
             while p < end:
                 header = data[p]
                 if header & 0x80:  # compressed timestamp header: one message
@@ -206,10 +217,10 @@ def _scan(data: bytes) -> _Scan:
                             0x20 if offset < (last_time & 0x1F) else 0)
                     if d.number == RECORD:
                         scan.records += 1
-                        view = np.frombuffer(data, d.dtype, 1, p)
-                        if "lat" in d.dtype.names:
-                            scan.lat.append(view["lat"])
-                            scan.lon.append(view["lon"])
+                        if d.position is not None:
+                            lat, lon = d.position
+                            scan.one_lat.append(lat.format.unpack_from(data, p + lat.offset)[0])
+                            scan.one_lon.append(lon.format.unpack_from(data, p + lon.offset)[0])
                         if scan.first_time is None and last_time is not None:
                             scan.first_time = last_time
                     else:
@@ -227,11 +238,24 @@ def _scan(data: bytes) -> _Scan:
                     raise _Broken(p, "ends inside a message")
                 k = 1
                 nxt = p + stride
-                if nxt < end and nxt + stride <= size and data[nxt] == header:
+                if nxt + stride <= size and nxt < end and data[nxt] == header:
                     most = min((end - p + stride - 1) // stride, (size - p) // stride)
                     k = _run_length(codes, p, stride, header, most)
-                if d.number == RECORD:
+                if d.number == RECORD and k == 1:  # struct beats numpy for one
+                    scan.records += 1
+                    if d.position is not None:
+                        lat, lon = d.position
+                        scan.one_lat.append(lat.format.unpack_from(data, p + lat.offset)[0])
+                        scan.one_lon.append(lon.format.unpack_from(data, p + lon.offset)[0])
+                    if d.timestamp is not None:
+                        stamp = d.timestamp.value(data, p)
+                        if stamp is not None:
+                            last_time = stamp
+                            if scan.first_time is None:
+                                scan.first_time = stamp
+                elif d.number == RECORD:
                     scan.records += k
+                    scan.flush()
                     view = np.frombuffer(data, d.dtype, k, p)
                     names = d.dtype.names
                     if "lat" in names:
@@ -251,11 +275,14 @@ def _scan(data: bytes) -> _Scan:
                         if last is not None:
                             last_time = last
                 p += k * stride
+            if p < start + header_size + records_size:
+                raise _Broken(p, "ends before its last message")
             if p + 2 > size:
                 raise _Broken(p, "the CRC is missing")
             start = p + 2
     except _Broken as err:
         scan.problem = str(err)
+    scan.flush()
     return scan
 
 
