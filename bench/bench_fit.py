@@ -149,14 +149,19 @@ print(sum(p.points for p in parsed), time.perf_counter() - started)
 """
 
 
-def run(argv: list[str]) -> tuple[float, str]:
-    """Run a command; its wall seconds and its stdout."""
-    started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if proc.returncode:
-        sys.exit(f"{' '.join(argv[:6])} ... failed: {proc.stderr.strip()}")
-    return seconds, proc.stdout
+def run(argv: list[str]) -> tuple[float, float, str]:
+    """Run a command; its wall seconds, its CPU seconds (its own and its waited-for
+    children's, user + system, from wait4) and its stdout."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status):
+            sys.exit(f"{' '.join(argv[:6])} ... failed: {err.read().strip()}")
+        return seconds, usage.ru_utime + usage.ru_stime, out.read()
 
 
 def main() -> None:
@@ -188,7 +193,7 @@ def main() -> None:
     for _ in range(args.decoder_reps):
         for label, function in list(decoders.items()):
             files = gpx_files if function == "geoheat_gpx" else fit_files
-            _, out = run([py, "-c", DECODE, function, *files])
+            _, _, out = run([py, "-c", DECODE, function, *files])
             if out.startswith("missing"):
                 print(f"  {label}: {out.strip()} (pip install it to measure it)")
                 del decoders[label]
@@ -227,23 +232,27 @@ def main() -> None:
         "read_files FIT_OUT jobs 2": [py, "-c", READ, "2", *fit_files],
     }
     walls: dict[str, list[float]] = {name: [] for name in cases}
+    cpus: dict[str, list[float]] = {name: [] for name in cases}
     inner: dict[str, list[float]] = {}
     for _ in range(args.reps):
         for name, argv in cases.items():
-            seconds, out = run(argv)
+            seconds, cpu, out = run(argv)
             walls[name].append(seconds)
+            cpus[name].append(cpu)
             if name.startswith("read_files"):
                 inner.setdefault(name, []).append(float(out.split()[1]))
     gpx_points = points[gpx_label]
     median = {name: statistics.median(times) for name, times in walls.items()}
-    print(f"\n| case (median of {args.reps}, alternated) | wall s | positions | us/position |")
-    print("| --- | ---: | ---: | ---: |")
+    cpu = {name: statistics.median(times) for name, times in cpus.items()}
+    print(f"\n| case (median of {args.reps}, alternated) | wall s | CPU s | positions |"
+          " wall us/position |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name, seconds in median.items():
         n = {"build FIT_OUT": fit_points, "build chengdu": gpx_points}.get(name[:13])
         cells = f"{n:,} | {seconds / n * 1e6:.2f}" if n else " | "
-        print(f"| {name} | {seconds:.2f} | {cells} |")
+        print(f"| {name} | {seconds:.2f} | {cpu[name]:.2f} | {cells} |")
     for name, times in inner.items():
-        print(f"| {name}: the call alone | {statistics.median(times):.2f} | | |")
+        print(f"| {name}: the call alone | {statistics.median(times):.2f} | | | |")
 
     fit_pp = median["build FIT_OUT --jobs 1"] / fit_points
     gpx_pp = median["build chengdu --jobs 1"] / gpx_points
@@ -254,6 +263,9 @@ def main() -> None:
     print("| --- | --- | ---: |")
     print(f"| cold FIT build per position / cold GPX build per position | <= 1.5 | "
           f"{fit_pp / gpx_pp:.2f} |")
+    cpu_ratio = (cpu["build FIT_OUT --jobs 1"] / fit_points) / (
+        cpu["build chengdu --jobs 1"] / gpx_points)
+    print(f"| the same in CPU seconds | | {cpu_ratio:.2f} |")
     print(f"| FIT_OUT build --jobs 2 / --jobs 1 | <= 0.6 | {jobs_fit:.2f} |")
     print(f"| chengdu build --jobs 2 / --jobs 1 (for comparison) | | {jobs_gpx:.2f} |")
     print(f"| FIT_OUT read_files jobs 2 / jobs 1 (the call alone) | | "
