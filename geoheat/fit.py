@@ -124,17 +124,24 @@ def _header(data: bytes, at: int) -> tuple[int, int] | None:
     return data[at], int.from_bytes(data[at + 4:at + 8], "little")
 
 
-def _definition(data: bytes, p: int, header: int) -> tuple[int, _Definition]:
-    """The definition message at p: (where the next message starts, the definition)."""
+def _definition_end(data: bytes, p: int, header: int) -> int:
+    """Where the definition message at p ends."""
     size = len(data)
-    if p + 6 > size:
-        raise _Broken(p, "ends inside a definition")
-    endian = "<" if data[p + 2] == 0 else ">"
-    number = int.from_bytes(data[p + 3:p + 5], "little" if endian == "<" else "big")
-    count = data[p + 5]
-    q = p + 6 + 3 * count
+    q = p + 6 + 3 * data[p + 5] if p + 6 <= size else size + 1
+    if header & 0x20 and q < size:  # developer field definitions follow
+        q += 1 + 3 * data[q]
+    elif header & 0x20:
+        q = size + 1
     if q > size:
         raise _Broken(p, "ends inside a definition")
+    return q
+
+
+def _definition(data: bytes, p: int, header: int) -> _Definition:
+    """The definition message at p."""
+    endian = "<" if data[p + 2] == 0 else ">"
+    number = int.from_bytes(data[p + 3:p + 5], "little" if endian == "<" else "big")
+    q = p + 6 + 3 * data[p + 5]
     wanted = _WANTED.get(number, ())
     fields, offset = {}, 1  # offsets count from the data message's header byte
     for i in range(p + 6, q, 3):
@@ -147,14 +154,8 @@ def _definition(data: bytes, p: int, header: int) -> tuple[int, _Definition]:
             fields[num] = _Field(offset, field_size, base, endian)
         offset += field_size
     if header & 0x20:  # developer fields: only their sizes matter here
-        if q >= size:
-            raise _Broken(p, "ends inside a definition")
-        developer = data[q]
-        if q + 1 + 3 * developer > size:
-            raise _Broken(p, "ends inside a definition")
-        offset += sum(data[q + 2:q + 1 + 3 * developer:3])
-        q += 1 + 3 * developer
-    return q, _Definition(number, offset, fields, endian)
+        offset += sum(data[q + 2:q + 1 + 3 * data[q]:3])
+    return _Definition(number, offset, fields, endian)
 
 
 class _Scan:
@@ -195,7 +196,8 @@ def _scan(data: bytes) -> _Scan:
     """Walk every message of every chained FIT file in data."""
     scan, size = _Scan(), len(data)
     codes = np.frombuffer(data, np.uint8)
-    definitions: list[_Definition | None] = [None] * 16
+    definitions: list[_Definition | None] = [None] * 16  # by local message type
+    known: dict[bytes, _Definition] = {}  # by the definition message's bytes
     last_time = None  # the time reference of compressed timestamps
     start = 0
     try:
@@ -230,7 +232,14 @@ def _scan(data: bytes) -> _Scan:
                     p += d.stride
                     continue
                 if header & 0x40:
-                    p, definitions[header & 0x0F] = _definition(data, p, header)
+                    # Devices repeat the same definitions: each distinct one is parsed once.
+                    q = _definition_end(data, p, header)
+                    key = data[p + 1:q] if not header & 0x20 else b"D" + data[p + 1:q]
+                    d = known.get(key)
+                    if d is None:
+                        d = known[key] = _definition(data, p, header)
+                    definitions[header & 0x0F] = d
+                    p = q
                     continue
                 d = definitions[header & 0x0F]
                 if d is None:

@@ -233,6 +233,26 @@ def test_a_truncated_file_keeps_the_positions_before_the_break(cut):
     np.testing.assert_allclose(act.segments[0], POINTS[:kept], atol=1e-7)
 
 
+def test_a_file_cut_inside_a_definition_keeps_the_positions_before_it():
+    e = activity(POINTS[:30], session=False)
+    before = len(e.body)
+    e.define(4, 20, [TIMESTAMP, LAT, LON], developer=[(0, 2, 0), (1, 1, 0)])
+    data = e.bytes()
+    definition = 14 + before
+    for cut in range(definition + 1, definition + 6 + 9 + 1 + 6):
+        act, note = assert_same_as_sdk(data[:cut])
+        assert act.points == 30 and "broken off" in note, cut
+
+
+def test_a_repeated_definition_is_read_as_the_first():
+    e = Encoder().define(0, 0, [FILE_TYPE]).write(0, 4)
+    for i, (lon, lat) in enumerate(POINTS[:20]):  # some devices define before each record
+        e.define(i % 3 + 1, 20, [TIMESTAMP, LAT, LON], big=i % 2 == 1)
+        e.write(i % 3 + 1, T0 + i, semicircles(lat), semicircles(lon))
+    act, _ = assert_same_as_sdk(e.bytes())
+    np.testing.assert_allclose(act.segments[0], POINTS[:20], atol=1e-7)
+
+
 def test_a_message_of_an_undefined_local_type_ends_the_reading():
     e = activity(POINTS[:10], session=False)
     e.body.append(9)  # local type 9 was never defined
