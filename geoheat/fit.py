@@ -328,7 +328,7 @@ def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
         raise GPXError(f"{name}: not a FIT file")
     try:
         scan = _scan(data)
-    except _Unsupported:
+    except Exception:  # a layout not modelled here (_Unsupported), or not foreseen
         return read_fit_sdk(data, name)
     if scan.file_type not in (None, 4) and not scan.records:  # 4: activity
         kind = _names("file").get(scan.file_type, scan.file_type)

@@ -23,6 +23,15 @@ FILE_TYPE, SPORT_FIELD = (0, "B", 0x00), (0, "B", 0x00)
 START_TIME, SESSION_SPORT = (2, "I", 0x86), (5, "B", 0x00)
 EVENT = (0, "B", 0x00)
 INVALID = 0x7FFFFFFF
+SDK = fit.read_fit_sdk  # the reference
+
+
+@pytest.fixture(autouse=True)
+def no_fallback(monkeypatch):
+    """fit.read_fit must read every file here itself, never hand it to the SDK."""
+    def fallback(data, name):
+        raise AssertionError(f"{name}: fit.read_fit fell back to the SDK")
+    monkeypatch.setattr(fit, "read_fit_sdk", fallback)
 
 
 def semicircles(degrees: float) -> int:
@@ -93,7 +102,7 @@ def lonlat(result):
 def assert_same_as_sdk(data, name="x.fit", sdk=None):
     """fit.read_fit gives the SDK path's positions (to 1e-7 degrees, as many), start and
     sport, and a note where it gives one; `sdk`: its result, if already known."""
-    fast, sdk = fit.read_fit(data, name), sdk or fit.read_fit_sdk(data, name)
+    fast, sdk = fit.read_fit(data, name), sdk or SDK(data, name)
     assert lonlat(fast).shape == lonlat(sdk).shape, name
     np.testing.assert_allclose(lonlat(fast), lonlat(sdk), rtol=0, atol=1e-7, err_msg=name)
     assert fast[0].start == sdk[0].start, name
@@ -184,7 +193,7 @@ def test_compressed_timestamp_headers():
                                atol=1e-7)
     assert note is None
     assert act.start == fit_time(times[0])  # no session: the first record's time
-    sdk, sdk_note = fit.read_fit_sdk(e.bytes(), "x.fit")
+    sdk, sdk_note = SDK(e.bytes(), "x.fit")
     assert sdk.points == 0 and "Compressed timestamp" in sdk_note
 
 
@@ -292,9 +301,8 @@ def test_a_layout_it_does_not_model_goes_to_the_sdk(monkeypatch):
     e.define(1, 20, [TIMESTAMP, (0, "I", 0x86), LON])  # an unsigned latitude
     e.write(1, T0, semicircles(30.5), semicircles(104.5))
     calls = []
-    sdk = fit.read_fit_sdk
     monkeypatch.setattr(fit, "read_fit_sdk",
-                        lambda data, name: calls.append(name) or sdk(data, name))
+                        lambda data, name: calls.append(name) or SDK(data, name))
     act, _ = fit.read_fit(e.bytes(), "x.fit")
     assert calls == ["x.fit"] and act.points == 1
 
@@ -309,7 +317,7 @@ def shared_fit_files():
 def read_with_sdk(path):
     """The SDK path's result for one file, or its GPXError's message."""
     try:
-        return fit.read_fit_sdk(path.read_bytes(), path.name)
+        return SDK(path.read_bytes(), path.name)
     except GPXError as err:
         return str(err)
 
@@ -386,3 +394,12 @@ def test_the_fit_reader_is_what_reading_uses():
 
     assert reading.READERS["fit"] is formats.read_fit
     assert Path(fit.__file__).name == "fit.py"
+
+
+def test_an_unforeseen_error_in_the_fast_reader_falls_back_to_the_sdk(monkeypatch):
+    def broken(data):
+        raise IndexError("a bug")
+    monkeypatch.setattr(fit, "_scan", broken)
+    monkeypatch.setattr(fit, "read_fit_sdk", SDK)
+    act, note = fit.read_fit(activity(POINTS[:7]).bytes(), "x.fit")
+    assert act.points == 7 and note is None
