@@ -21,7 +21,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 
 import geoheat
 from geoheat.samples import gpx_document

@@ -1,7 +1,7 @@
 """FIT and TCX activities, and the one vocabulary of sport types geoheat filters on.
 
-FIT through Garmin's official FIT SDK (garmin-fit-sdk); TCX through a streaming
-XML parse. Both keep what was read before a break in a truncated file and say so.
+FIT through geoheat.fit (a fast reader; Garmin's FIT SDK is its fallback); TCX through
+a streaming XML parse. Both keep what was read before a break in a truncated file and say so.
 """
 
 import io
@@ -45,34 +45,9 @@ def activity_type(name: str | None) -> str | None:
 
 def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
     """A FIT file's positions as one segment; and a note if it broke off early."""
-    from garmin_fit_sdk import Decoder, Stream  # imported on use: most inputs are GPX
+    from . import fit  # the fast reader, with Garmin's SDK as its fallback
 
-    decoder = Decoder(Stream.from_byte_array(bytearray(data)))
-    if not decoder.is_fit():
-        raise GPXError(f"{name}: not a FIT file")
-    messages, errors = decoder.read(
-        apply_scale_and_offset=True, convert_datetimes_to_dates=True,
-        convert_types_to_strings=True, expand_sub_fields=False, expand_components=False,
-        enable_crc_check=False, merge_heart_rates=False)
-    file_type = (messages.get("file_id_mesgs") or [{}])[0].get("type")
-    records = messages.get("record_mesgs", [])
-    if file_type not in (None, "activity") and not records:
-        raise GPXError(f"{name}: not an activity (a FIT {file_type} file)")
-    lat = np.array([r.get("position_lat") for r in records
-                    if r.get("position_lat") is not None and r.get("position_long") is not None],
-                   dtype=float)
-    lon = np.array([r.get("position_long") for r in records
-                    if r.get("position_lat") is not None and r.get("position_long") is not None],
-                   dtype=float)
-    sessions = messages.get("session_mesgs") or messages.get("sport_mesgs") or [{}]
-    start = sessions[0].get("start_time") or next(
-        (r["timestamp"] for r in records if r.get("timestamp")), None)
-    segments = [np.column_stack([lon, lat]) * SEMICIRCLE] if len(lat) else []
-    note = None
-    if errors:
-        note = f"{name}: broken off ({errors[0]}); kept the {len(lat):,} positions before it"
-    return Activity(name, segments, start if isinstance(start, datetime) else None, 0, 0,
-                    str(sessions[0].get("sport") or "") or None), note
+    return fit.read_fit(data, name)
 
 
 def _local(tag: str) -> str:

@@ -1,0 +1,397 @@
+"""FIT activities: positions, start time and sport, read fast; Garmin's SDK as the fallback.
+
+geoheat needs four things from a FIT file: the record messages' positions, the
+start time, the sport and, for a damaged file, where it broke off. Garmin's
+official decoder (garmin-fit-sdk) decodes every field of every message in Python,
+about 60 us a position (issue 15). This reader walks the message headers in
+Python, skips every message it does not need by its size, and takes the
+positions out of a run of consecutive records of one definition (all of one
+size) at once, as columns of a numpy structured view over the bytes: about
+0.15 us a position, faster than every other decoder measured, fitfast's Rust
+included (bench/bench_fit.py and bench/README.md give the numbers).
+
+It reads what the SDK reads, and gives the same answer (tests/test_fit.py checks
+every FIT file in ../shared against the SDK): the SDK stops at the first damaged
+message and keeps what came before, and so does this reader. Beyond the SDK it
+reads compressed-timestamp headers (the SDK stops at them). A layout it does not
+model (a position field that is not a 4-byte sint32, say) makes it hand the whole
+file to the SDK (read_fit_sdk), which is also the reference the tests compare with.
+
+Format notes (FIT protocol): a 12- or 14-byte file header (".FIT" at bytes 8-11, the
+size of the records at bytes 4-7), the records, a 2-byte CRC (not checked here, nor
+by geoheat's SDK call); several such files may be chained. Each record starts with
+a byte: bit 7 set = a data message with a compressed timestamp (local type in bits
+5-6, time offset in bits 0-4); else bit 6 set = a definition (bit 5: it also defines
+developer fields), clear = a data message; the local type is in bits 0-3.
+"""
+
+import struct
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .errors import GPXError
+from .gpx import Activity
+
+SEMICIRCLE = 180.0 / 2**31  # degrees per FIT semicircle
+FIT_EPOCH = 631065600  # 1989-12-31T00:00:00Z as Unix seconds
+
+FILE_ID, SPORT, SESSION, RECORD = 0, 12, 18, 20  # global message numbers
+TIMESTAMP = 253  # the timestamp field of any message
+INVALID_SINT32 = 0x7FFFFFFF
+INVALID_UINT32 = 0xFFFFFFFF
+
+# The integer base types (low 5 bits of a field definition's base type byte):
+# struct code and the value that means "no value". 0-16 are the valid base types.
+_INTEGER_TYPES = {
+    0: ("B", 0xFF), 1: ("b", 0x7F), 2: ("B", 0xFF), 3: ("h", 0x7FFF), 4: ("H", 0xFFFF),
+    5: ("i", 0x7FFFFFFF), 6: ("I", 0xFFFFFFFF), 10: ("B", 0), 11: ("H", 0), 12: ("I", 0),
+    13: ("B", 0xFF), 14: ("q", 2**63 - 1), 15: ("Q", 2**64 - 1), 16: ("Q", 0),
+}
+_BASE_TYPES = range(17)
+# The fields read from each message type besides the timestamp (253).
+_WANTED = {FILE_ID: (0,), SPORT: (0,), SESSION: (2, 5), RECORD: (0, 1)}
+
+
+class _Unsupported(Exception):
+    """A layout this reader does not model: the SDK reads the file instead."""
+
+
+class _Broken(Exception):
+    """The file breaks off or is damaged at byte `at`; what was read before it stands."""
+
+    def __init__(self, at: int, reason: str):
+        super().__init__(f"{reason} at byte {at}")
+
+
+class _Field:
+    """One field of a definition that geoheat reads: where it is and how to unpack it."""
+
+    __slots__ = ("offset", "format", "invalid", "size", "base")
+
+    def __init__(self, offset: int, size: int, base: int, endian: str):
+        self.offset, self.size, self.base = offset, size, base
+        code, self.invalid = _INTEGER_TYPES.get(base, (None, None))
+        self.format = struct.Struct(endian + code) if code else None
+
+    def value(self, data: bytes, start: int):
+        """The field's value in the message at `start` (its header byte), None if invalid."""
+        if self.format is None or self.format.size != self.size:
+            raise _Unsupported("a field that is not one integer")
+        value = self.format.unpack_from(data, start + self.offset)[0]
+        return None if value == self.invalid else value
+
+
+class _Definition:
+    """A definition message: the global message number, the size of its data messages
+    (header byte included: the stride of a run of them) and the fields geoheat reads."""
+
+    __slots__ = ("number", "stride", "fields", "timestamp", "dtype", "position")
+
+    def __init__(self, number: int, stride: int, fields: dict, endian: str):
+        self.number, self.stride, self.fields = number, stride, fields
+        self.timestamp = fields.get(TIMESTAMP)
+        if self.timestamp is not None and (self.timestamp.format is None
+                                           or self.timestamp.format.size != self.timestamp.size):
+            self.timestamp = None  # not one integer: not a time reference
+        self.dtype = self.position = None
+        if number == RECORD:
+            columns = {}
+            for key, num, base in (("lat", 0, 5), ("lon", 1, 5), ("time", TIMESTAMP, 6)):
+                field = fields.get(num)
+                if field is None:
+                    continue
+                if field.size != 4 or field.base != base:
+                    raise _Unsupported(f"a record field {num} of base type {field.base}")
+                columns[key] = (np.dtype(endian + ("i4" if base == 5 else "u4")), field.offset)
+            if "lat" in columns and "lon" in columns:
+                self.position = fields[0], fields[1]
+            else:  # no position in these records
+                columns.pop("lat", None), columns.pop("lon", None)
+            self.dtype = np.dtype({"names": list(columns),
+                                   "formats": [c[0] for c in columns.values()],
+                                   "offsets": [c[1] for c in columns.values()],
+                                   "itemsize": stride})
+
+
+def _header(data: bytes, at: int) -> tuple[int, int] | None:
+    """(header size, records size) of a FIT file header at `at`; None if there is none.
+    The same test as the SDK's Decoder.is_fit."""
+    if at >= len(data) or data[at] not in (12, 14) or len(data) < data[at] + 2:
+        return None
+    if len(data) < at + data[at] or data[at + 8:at + 12] != b".FIT":
+        return None
+    return data[at], int.from_bytes(data[at + 4:at + 8], "little")
+
+
+def _definition_end(data: bytes, p: int, header: int) -> int:
+    """Where the definition message at p ends."""
+    size = len(data)
+    q = p + 6 + 3 * data[p + 5] if p + 6 <= size else size + 1
+    if header & 0x20 and q < size:  # developer field definitions follow
+        q += 1 + 3 * data[q]
+    elif header & 0x20:
+        q = size + 1
+    if q > size:
+        raise _Broken(p, "ends inside a definition")
+    return q
+
+
+def _definition(data: bytes, p: int, header: int) -> _Definition:
+    """The definition message at p."""
+    endian = "<" if data[p + 2] == 0 else ">"
+    number = int.from_bytes(data[p + 3:p + 5], "little" if endian == "<" else "big")
+    q = p + 6 + 3 * data[p + 5]
+    wanted = _WANTED.get(number, ())
+    fields, offset = {}, 1  # offsets count from the data message's header byte
+    for i in range(p + 6, q, 3):
+        num, field_size, base = data[i], data[i + 1], data[i + 2] & 0x1F
+        if base not in _BASE_TYPES:
+            raise _Broken(i, "invalid field base type")
+        if num in wanted or num == TIMESTAMP:
+            if num in fields:  # the SDK keeps the last valid one: not modelled here
+                raise _Unsupported(f"field {num} twice in one definition")
+            fields[num] = _Field(offset, field_size, base, endian)
+        offset += field_size
+    if header & 0x20:  # developer fields: only their sizes matter here
+        offset += sum(data[q + 2:q + 1 + 3 * data[q]:3])
+    return _Definition(number, offset, fields, endian)
+
+
+class _Scan:
+    """What a walk over the messages found."""
+
+    def __init__(self):
+        self.lat: list[np.ndarray] = []  # position columns, one per run of records
+        self.lon: list[np.ndarray] = []
+        self.time: list[np.ndarray] = []  # their timestamps (INVALID_UINT32: none)
+        self.one_lat: list[int] = []  # positions of single records, not yet in self.lat
+        self.one_lon: list[int] = []
+        self.one_time: list[int] = []
+        self.records = 0
+        self.first_time = None  # the first record's timestamp
+        self.file_type = self.session = self.sport = None
+        self.file_ids = 0
+        self.problem = None
+
+    def flush(self):
+        """The single records' positions read so far, as a column (kept in file order)."""
+        if self.one_lat:
+            self.lat.append(np.array(self.one_lat, np.int64))
+            self.lon.append(np.array(self.one_lon, np.int64))
+            self.time.append(np.array(self.one_time, np.int64))
+            self.one_lat, self.one_lon, self.one_time = [], [], []
+
+
+def _run_length(codes: np.ndarray, p: int, stride: int, header: int, most: int) -> int:
+    """How many messages from p on (at most `most`, two known) begin with `header`."""
+    k, chunk = 2, 32
+    while k < most:
+        stop = min(most, k + chunk)
+        differ = np.flatnonzero(codes[p + k * stride:p + stop * stride:stride] != header)
+        if differ.size:
+            return k + int(differ[0])
+        k, chunk = stop, chunk * 4
+    return most
+
+
+def _scan(data: bytes) -> _Scan:
+    """Walk every message of every chained FIT file in data."""
+    scan, size = _Scan(), len(data)
+    codes = np.frombuffer(data, np.uint8)
+    definitions: list[_Definition | None] = [None] * 16  # by local message type
+    known: dict[bytes, _Definition] = {}  # by the definition message's bytes
+    last_time = None  # the time reference of compressed timestamps
+    start = 0
+    try:
+        while start < size:
+            found = _header(data, start)
+            if found is None:
+                raise _Broken(start, "no FIT file header")
+            header_size, records_size = found
+            p, end = start + header_size, min(start + header_size + records_size, size)
+            while p < end:
+                header = data[p]
+                if header & 0x80:  # compressed timestamp header: one message
+                    local, offset = (header >> 5) & 3, header & 0x1F
+                    d = definitions[local]
+                    if d is None:
+                        raise _Broken(p, f"a message of undefined local type {local}")
+                    if p + d.stride > size:
+                        raise _Broken(p, "ends inside a message")
+                    if last_time is not None:
+                        last_time = (last_time & ~0x1F) + offset + (
+                            0x20 if offset < (last_time & 0x1F) else 0)
+                    if d.number == RECORD:
+                        scan.records += 1
+                        if d.position is not None:
+                            lat, lon = d.position
+                            scan.one_lat.append(lat.format.unpack_from(data, p + lat.offset)[0])
+                            scan.one_lon.append(lon.format.unpack_from(data, p + lon.offset)[0])
+                            scan.one_time.append(INVALID_UINT32 if last_time is None
+                                                 else last_time)
+                        if scan.first_time is None and last_time is not None:
+                            scan.first_time = last_time
+                    else:
+                        _other(scan, d, data, p)
+                    p += d.stride
+                    continue
+                if header & 0x40:
+                    # Devices repeat the same definitions: each distinct one is parsed once.
+                    q = _definition_end(data, p, header)
+                    key = data[p + 1:q] if not header & 0x20 else b"D" + data[p + 1:q]
+                    d = known.get(key)
+                    if d is None:
+                        d = known[key] = _definition(data, p, header)
+                    definitions[header & 0x0F] = d
+                    p = q
+                    continue
+                d = definitions[header & 0x0F]
+                if d is None:
+                    raise _Broken(p, f"a message of undefined local type {header & 0x0F}")
+                stride = d.stride
+                if p + stride > size:
+                    raise _Broken(p, "ends inside a message")
+                k = 1
+                nxt = p + stride
+                if nxt + stride <= size and nxt < end and data[nxt] == header:
+                    most = min((end - p + stride - 1) // stride, (size - p) // stride)
+                    k = _run_length(codes, p, stride, header, most)
+                if d.number == RECORD and k == 1:  # struct beats numpy for one
+                    scan.records += 1
+                    stamp = d.timestamp.value(data, p) if d.timestamp is not None else None
+                    if d.position is not None:
+                        lat, lon = d.position
+                        scan.one_lat.append(lat.format.unpack_from(data, p + lat.offset)[0])
+                        scan.one_lon.append(lon.format.unpack_from(data, p + lon.offset)[0])
+                        scan.one_time.append(INVALID_UINT32 if stamp is None else stamp)
+                    if stamp is not None:
+                        last_time = stamp
+                        if scan.first_time is None:
+                            scan.first_time = stamp
+                elif d.number == RECORD:
+                    scan.records += k
+                    scan.flush()
+                    view = np.frombuffer(data, d.dtype, k, p)
+                    names = d.dtype.names
+                    if "lat" in names:
+                        scan.lat.append(view["lat"])
+                        scan.lon.append(view["lon"])
+                        scan.time.append(view["time"] if "time" in names
+                                         else np.full(k, INVALID_UINT32, np.uint32))
+                    if "time" in names:
+                        times = view["time"]
+                        good = times != INVALID_UINT32
+                        if scan.first_time is None and good.any():
+                            scan.first_time = int(times[int(np.argmax(good))])
+                        if good[-1]:
+                            last_time = int(times[-1])
+                else:
+                    _other(scan, d, data, p)
+                    if d.timestamp is not None:
+                        last = d.timestamp.value(data, p + (k - 1) * stride)
+                        if last is not None:
+                            last_time = last
+                p += k * stride
+            if p < start + header_size + records_size:
+                raise _Broken(p, "ends before its last message")
+            if p + 2 > size:
+                raise _Broken(p, "the CRC is missing")
+            start = p + 2
+    except _Broken as err:
+        scan.problem = str(err)
+    scan.flush()
+    return scan
+
+
+def _other(scan: _Scan, d: _Definition, data: bytes, p: int) -> None:
+    """The first file_id, session and sport message: the file type, start and sport."""
+    if d.number == FILE_ID:
+        if not scan.file_ids:
+            field = d.fields.get(0)
+            scan.file_type = field.value(data, p) if field else None
+        scan.file_ids += 1
+    elif d.number == SESSION and scan.session is None:
+        scan.session = tuple(d.fields[n].value(data, p) if n in d.fields else None
+                             for n in (2, 5))
+    elif d.number == SPORT and scan.sport is None:
+        scan.sport = d.fields[0].value(data, p) if 0 in d.fields else None
+
+
+def _names(kind: str) -> dict:
+    """The FIT profile's names of an enum type ('sport', 'file'), from the SDK's profile."""
+    from garmin_fit_sdk.profile import Profile
+
+    return Profile["types"].get(kind) or {}
+
+
+def _time(value: int) -> datetime:
+    return datetime.fromtimestamp(value + FIT_EPOCH, timezone.utc)
+
+
+def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
+    """A FIT file's positions as one segment; and a note if it broke off early."""
+    if _header(data, 0) is None:
+        raise GPXError(f"{name}: not a FIT file")
+    try:
+        scan = _scan(data)
+    except Exception:  # a layout not modelled here (_Unsupported), or not foreseen
+        return read_fit_sdk(data, name)
+    if scan.file_type not in (None, 4) and not scan.records:  # 4: activity
+        kind = _names("file").get(scan.file_type, scan.file_type)
+        raise GPXError(f"{name}: not an activity (a FIT {kind} file)")
+    lat = np.concatenate(scan.lat) if scan.lat else np.empty(0, np.int32)
+    lon = np.concatenate(scan.lon) if scan.lon else np.empty(0, np.int32)
+    stamps = np.concatenate(scan.time).astype(np.int64) if scan.time else np.empty(0, np.int64)
+    valid = (lat != INVALID_SINT32) & (lon != INVALID_SINT32)
+    points = int(valid.sum())
+    segments = [np.column_stack([lon[valid], lat[valid]]) * SEMICIRCLE] if points else []
+    # Each position's time, POSIX seconds (NaN where its record had none): the gap rule.
+    stamps = stamps[valid]
+    seconds = np.where(stamps == INVALID_UINT32, np.nan, (stamps + FIT_EPOCH).astype(float))
+    times = [seconds] if points and np.isfinite(seconds).any() else None
+    # As the SDK path: the first session's start time and sport, else the first sport
+    # message's sport; the start falls back to the first record's timestamp.
+    start_time, sport = scan.session if scan.session is not None else (None, scan.sport)
+    if start_time is None:
+        start_time = scan.first_time
+    if sport is not None:
+        sport = str(_names("sport").get(sport, sport))
+    note = None
+    if scan.problem:
+        note = f"{name}: broken off ({scan.problem}); kept the {points:,} positions before it"
+    return Activity(name, segments, _time(start_time) if start_time is not None else None,
+                    0, 0, sport or None, times), note
+
+
+def read_fit_sdk(data: bytes, name: str) -> tuple[Activity, str | None]:
+    """read_fit through Garmin's FIT SDK: the fallback, and the reference in the tests."""
+    from garmin_fit_sdk import Decoder, Stream  # imported on use: most inputs are GPX
+
+    decoder = Decoder(Stream.from_byte_array(bytearray(data)))
+    if not decoder.is_fit():
+        raise GPXError(f"{name}: not a FIT file")
+    messages, errors = decoder.read(
+        apply_scale_and_offset=True, convert_datetimes_to_dates=True,
+        convert_types_to_strings=True, expand_sub_fields=False, expand_components=False,
+        enable_crc_check=False, merge_heart_rates=False)
+    file_type = (messages.get("file_id_mesgs") or [{}])[0].get("type")
+    records = messages.get("record_mesgs", [])
+    if file_type not in (None, "activity") and not records:
+        raise GPXError(f"{name}: not an activity (a FIT {file_type} file)")
+    placed = [r for r in records
+              if r.get("position_lat") is not None and r.get("position_long") is not None]
+    lat = np.array([r["position_lat"] for r in placed], dtype=float)
+    lon = np.array([r["position_long"] for r in placed], dtype=float)
+    seconds = np.array([r["timestamp"].timestamp() if isinstance(r.get("timestamp"), datetime)
+                        else np.nan for r in placed], dtype=float)
+    times = [seconds] if len(seconds) and np.isfinite(seconds).any() else None
+    sessions = messages.get("session_mesgs") or messages.get("sport_mesgs") or [{}]
+    start = sessions[0].get("start_time") or next(
+        (r["timestamp"] for r in records if r.get("timestamp")), None)
+    segments = [np.column_stack([lon, lat]) * SEMICIRCLE] if len(lat) else []
+    note = None
+    if errors:
+        note = f"{name}: broken off ({errors[0]}); kept the {len(lat):,} positions before it"
+    return Activity(name, segments, start if isinstance(start, datetime) else None, 0, 0,
+                    str(sessions[0].get("sport") or "") or None, times), note
