@@ -543,23 +543,32 @@ def find_sources(inputs: Iterable[str | Path], pattern: str | None = None, *,
     cannot be understood yields every activity file under it, and on_warning
     (if given) is called with one line saying so. Entries that are not regular
     files (FIFOs, devices, broken links) are listed: reading them fails with the
-    reason, so they are counted as skipped. Each file appears once.
-    InputError for a missing input or when nothing matches.
+    reason, so they are counted as skipped. A zip that cannot be opened is skipped
+    with a warning. Each file appears once. InputError for a missing input, or when
+    nothing matches (saying why if a zip could not be opened).
     """
     warn = on_warning or (lambda message: None)
     found: dict[tuple[Path, str | None], Source] = {}
     inputs = [Path(item) for item in inputs]
+    unreadable: list[str] = []
     for item in inputs:
         if item.is_dir():
             sources = _from_folder(item, pattern, warn)
         elif item.is_file() and item.suffix.lower() == ".zip":
-            sources = _from_zip(item, pattern, warn)
+            try:
+                sources = _from_zip(item, pattern, warn)
+            except InputError as err:  # one damaged zip among several inputs: skip it
+                unreadable.append(str(err))
+                warn(f"skipped {err}")
+                continue
         elif item.is_file() or os.path.lexists(item):
             sources = [Source(item)]  # a FIFO or broken link fails on reading, saying so
         else:
             raise InputError(f"{item}: no such file or folder")
         for source in sources:
             found.setdefault((source.path, source.member), source)
+    if not found and unreadable:
+        raise InputError("; ".join(unreadable))
     if not found:
         names = ", ".join(map(str, inputs))
         wanted = repr(pattern) if pattern else "any .gpx, .fit or .tcx file"

@@ -323,3 +323,16 @@ def test_missing_input_and_nothing_matching_are_input_errors(tmp_path):
     (tmp_path / "a.gpx").write_bytes(GPX)
     with pytest.raises(InputError, match="no file matches"):
         find_sources([tmp_path], "*.fit")
+
+
+def test_a_damaged_zip_among_inputs_is_skipped_with_a_warning(tmp_path):
+    (tmp_path / "a.gpx").write_bytes(GPX)
+    broken = tmp_path / "export.zip"
+    zip_folder(write_export(tmp_path / "x", OLD_HEADER, [], ["activities/1.gpx"]), broken)
+    broken.write_bytes(broken.read_bytes()[:-30])  # a download cut short: no directory
+    warnings = []
+    sources = find_sources([tmp_path / "a.gpx", broken], on_warning=warnings.append)
+    assert [s.path.name for s in sources] == ["a.gpx"]
+    assert len(warnings) == 1 and "not a readable zip file" in warnings[0]
+    with pytest.raises(InputError, match="export.zip: not a readable zip file"):
+        find_sources([broken])
