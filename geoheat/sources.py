@@ -135,11 +135,18 @@ def _too_large(name: str, limit: int, compressed: bool) -> GPXError:
     return GPXError(f"{name}: larger than {size}{how} (--max-file-size raises the limit)")
 
 
-def _read_limited(stream, name: str, limit: int) -> bytes:
+def _read_limited(stream, name: str, limit: int, size: int | None = None) -> bytes:
     """All of a stream, gunzipped if it is gzip (by its magic, not its name), and at
-    most `limit` bytes; GPXError beyond. A gzip stream cut short keeps what it held."""
+    most `limit` bytes; GPXError beyond. A gzip stream cut short keeps what it held.
+
+    size: what the stream should hold (a file's size): read(n) allocates n bytes first,
+    so asking for the limit costs 512 MiB of allocation and a copy per file.
+    """
     if not stream.peek(2)[:2] == GZIP_MAGIC:  # peek: one read, one buffer, no concatenation
-        data = stream.read(limit + 1)
+        expected = min(limit, size if size is not None else limit)
+        data = stream.read(expected + 1)
+        if len(data) > expected and expected < limit:  # it grew since its size was taken
+            data += stream.read(limit + 1 - len(data))
         if len(data) > limit:
             raise _too_large(name, limit, False)
         return data
@@ -300,7 +307,7 @@ def _read_salvaged(path: Path, member: str, name: str, limit: int) -> bytes:
         if len(data) > limit:
             raise _too_large(name, limit, True)
     del packed
-    return _read_limited(io.BufferedReader(io.BytesIO(data)), name, limit)
+    return _read_limited(io.BufferedReader(io.BytesIO(data)), name, limit, len(data))
 
 
 _READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
@@ -335,7 +342,7 @@ def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
             if st.st_size > max_bytes and not source.path.name.lower().endswith(".gz"):
                 raise _too_large(name, max_bytes, False)  # from its size: a sparse 30 GB file
             with open(source.path, "rb") as f:
-                return _read_limited(f, name, max_bytes)
+                return _read_limited(f, name, max_bytes, st.st_size)
         try:
             archive = open_zip(source.path)
         except zipfile.BadZipFile:  # no central directory: read it from its local header
@@ -351,7 +358,7 @@ def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
         if info.file_size > max_bytes:
             raise _too_large(name, max_bytes, True)
         with archive.open(info) as f:
-            return _read_limited(f, name, max_bytes)
+            return _read_limited(f, name, max_bytes, info.file_size)
     except OSError as err:
         reason = err.strerror or str(err)
         raise GPXError(f"{name}: cannot read ({reason})") from None
