@@ -153,7 +153,8 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[str, bytes, int 
         pattern = rb"<(?:\w+:)?time>([^<]*)<" if kind == "gpx" else rb"<(?:Time|Id)>([^<]*)<"
         return how, _swap_values(rng, data, pattern, ODD_TIMES), None
     if how == "bom-blanks":
-        return how, rng.choice([b"\xef\xbb\xbf", b"", b"\xef\xbb\xbf\n"]) + b"\n \r\n\t" + data, None
+        head = rng.choice([b"\xef\xbb\xbf", b"", b"\xef\xbb\xbf\n"])
+        return how, head + b"\n \r\n\t" + data, None
     if how == "utf16":
         try:
             text = data.decode("utf-8-sig")
@@ -167,7 +168,8 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[str, bytes, int 
         m = rng.choice(closes)
         return how, data[:m.start()] + data[m.end():], None
     if how == "html":
-        return how, b"<!DOCTYPE html><html><body><pre>" + data[:2000] + b"</pre></body></html>", None
+        page = b"<!DOCTYPE html><html><body><pre>" + data[:2000] + b"</pre></body></html>"
+        return how, page, None
     if how == "self-close":  # <trkpt ...>...</trkpt> -> <trkpt .../>
         return how, re.sub(rb"<(trkpt|Trackpoint)(\b[^>]*?)>.*?</\1>", rb"<\1\2/>", data,
                            count=rng.randint(1, 1000), flags=re.S), None

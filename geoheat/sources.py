@@ -379,7 +379,8 @@ for _number, _names in enumerate((
         "mar mär märz mars marzo março mrt", "apr avr avril abr aprile",
         "may mai mei mayo maggio maio", "jun juin junio giugno junho",
         "jul juil juli julio luglio julho", "aug août aout ago agosto",
-        "sep sept set septiembre settembre setembro", "oct okt ott oktober octubre ottobre outubro out",
+        "sep sept set septiembre settembre setembro",
+        "oct okt ott oktober octubre ottobre outubro out",
         "nov novembre noviembre novembro", "dec déc dez dic dezember diciembre dicembre dezembro"),
         start=1):
     for _word in _names.split():
@@ -388,8 +389,8 @@ _WORD = re.compile(r"[^\W\d_]+")
 _NUMBERS = re.compile(r"\d+")
 # AM/PM as a word of its own ('AM', 'p. m.'), or the CJK words for them.
 _PM_WORDS = ("午後", "下午", "오후")
-_HALF_DAY = re.compile(r"(?<![^\W\d_])([ap])\.?\s?m\.?(?![^\W\d_])|(午前|午後|上午|下午|오전|오후)",
-                       re.I)
+_HALF_DAY = re.compile(
+    r"(?<![^\W\d_])([ap])\.?\s?m\.?(?![^\W\d_])|(午前|午後|上午|下午|오전|오후)", re.I)
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
@@ -407,13 +408,13 @@ def parse_strava_date(text: str) -> datetime | None:
         hour, minute, second = int(clock[1]), int(clock[2]), int(clock[3] or 0)
         rest = text[:clock.start()] + " " + text[clock.end():]
         half = _HALF_DAY.search(rest)
-        after_noon = half is not None and (half[1] or half[2]) is not None and (
-            (half[1] or "").lower() == "p" or half[2] in _PM_WORDS)
-        if half and after_noon and hour < 12:
-            hour += 12
-        elif half and not after_noon and hour == 12:
-            hour = 0
-    numbers = [n for n in _NUMBERS.findall(rest)]
+        if half:
+            after_noon = (half[1] or "").lower() == "p" or half[2] in _PM_WORDS
+            if after_noon and hour < 12:
+                hour += 12
+            elif not after_noon and hour == 12:
+                hour = 0
+    numbers = _NUMBERS.findall(rest)
     month = None
     for word in _WORD.findall(rest.lower()):
         month = _MONTHS.get(word) or _MONTHS.get(word[:4]) or _MONTHS.get(word[:3])

@@ -84,7 +84,8 @@ def test_a_fit_file_named_gpx_is_read_as_fit(tmp_path):
     run = parse_file(tmp_path / "run.gpx")
     assert run.error is None and run.format == "fit" and run.points == 21
     error = parse_file(tmp_path / "settings.gpx").error
-    assert error == f"{tmp_path / 'settings.gpx'}: a FIT file: not an activity (a FIT settings file)"
+    assert error == (f"{tmp_path / 'settings.gpx'}: a FIT file: "
+                     "not an activity (a FIT settings file)")
 
 
 @pytest.mark.parametrize("data, what", [
