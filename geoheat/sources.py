@@ -70,7 +70,7 @@ class Source(NamedTuple):
 
 # --- what a file is ---------------------------------------------------------------
 
-_ROOT = re.compile(rb"(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>|\s)*<([\w.:-]+)", re.S)
+_ROOT = re.compile(rb"(?:<\?.*?\?>|<!--.*?-->|(?i:<!DOCTYPE)[^>]*>|\s)*<([\w.:-]+)", re.S)
 
 
 def xml_root(head: bytes) -> str | None:
@@ -103,8 +103,8 @@ _MAGIC = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
 
 
 def describe_content(head: bytes) -> str | None:
-    """What bytes that are no activity file are, for a message ('a PNG image'); None if
-    they look like something a reader should try (e.g. XML of an unknown kind)."""
+    """What bytes that sniff_format does not know are, for a message ('a PNG image',
+    'an HTML page', 'an XML file whose root is <kml>')."""
     if not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         return "an empty file"
     for magic, what in _MAGIC:
@@ -112,12 +112,10 @@ def describe_content(head: bytes) -> str | None:
             return what
     root = xml_root(head)
     if root is not None:
-        if root.lower() == "html" or re.match(rb"\s*<!doctype html", head, re.I):
+        if root.lower() == "html":
             return "an HTML page"
         if root.lower() == "kml":
             return "a KML file (geoheat reads GPX, FIT and TCX)"
-        if root.lower() in ("xml", "?xml"):
-            return None
         return f"an XML file whose root is <{root}>"
     text = head.lstrip()
     if text[:1] in (b"{", b"["):
