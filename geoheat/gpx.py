@@ -21,8 +21,8 @@ from .errors import GPXError
 
 # Enough of a file's head to hold <metadata> and the first trackpoint.
 HEAD_BYTES = 64 * 1024
-# An activity before this is a clock that was never set (1970, the GPS epoch 1980-01-06
-# minus a bit) or a converter's placeholder; after now + a day, a wrong clock.
+# Before 1980 (GPS time begins 1980-01-06) is a clock never set (1970) or a converter's
+# placeholder; more than a day ahead of now, a wrong clock.
 EARLIEST_START = datetime(1980, 1, 1, tzinfo=timezone.utc)
 FUTURE_SLACK = timedelta(days=1)
 
@@ -246,20 +246,6 @@ def _point_times(data: bytes, track_at: int, lengths: list[int]) -> list[np.ndar
     return np.split(flat, np.cumsum(lengths)[:-1])
 
 
-def _why_unreadable(data: bytes) -> str:
-    """A one-line reason why GDAL could not open a file."""
-    if not data.strip():
-        return "empty file"
-    if not _GPX_ROOT.search(data[:HEAD_BYTES]):
-        return "not a GPX file (no <gpx> element)"
-    parser = xml.parsers.expat.ParserCreate()
-    try:
-        parser.Parse(data, True)
-    except xml.parsers.expat.ExpatError as err:
-        return f"broken or truncated XML ({err})"
-    return "GDAL's GPX driver cannot read it"
-
-
 def _number(text: str | None) -> float:
     try:
         return float(text)
@@ -427,13 +413,14 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: bool = True
 def _read_broken(data: bytes, name: str | Path) -> tuple[Activity, str | None]:
     """What GDAL refused: the points before the break, by a streaming parse; GPXError
     if there are none."""
-    reason = _why_unreadable(data)
-    if reason == "empty file" or reason.startswith("not a GPX file"):
-        raise GPXError(f"{name}: {reason}")
+    if not data.strip():
+        raise GPXError(f"{name}: empty file")
+    if not _GPX_ROOT.search(data[:HEAD_BYTES]):
+        raise GPXError(f"{name}: not a GPX file (no <gpx> element)")
     segments, texts, routes, waypoints, sport, error = stream_tracks(data)
     points = sum(len(s) for s in segments)
     if error is None and not points and not routes and not waypoints:
-        raise GPXError(f"{name}: {reason}")
+        raise GPXError(f"{name}: GDAL's GPX driver cannot read it")
     if error is not None and not points:
         raise GPXError(f"{name}: {error}")
     point_times = None
