@@ -106,14 +106,15 @@ def plausible_start(start: datetime | None, now: datetime | None = None
                     ) -> tuple[datetime | None, str | None]:
     """(start, None) if start can be an activity's start, else (None, why not).
 
-    Before 1980 or more than a day ahead is an unset clock, not a time.
+    Before 1980 or more than a day ahead is an unset clock, not a time. A time with
+    no zone is UTC (as GPX says), so it compares with others whatever the local zone.
     """
     if start is None:
         return None, None
     aware = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     if EARLIEST_START <= aware <= now + FUTURE_SLACK:
-        return start, None
+        return aware, None
     return None, f"time {start.date().isoformat()} is implausible (an unset clock?)"
 
 

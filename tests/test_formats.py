@@ -310,3 +310,9 @@ def test_one_malformed_time_among_thousands_is_nan_not_a_crash():
     assert got[0] == datetime(2024, 5, 29, 12, 46, 28, tzinfo=timezone.utc).timestamp()
     mixed = posix_times([b"2024-02-29T00:00:00.5Z", b"1969-12-31T23:59:59.9Z"])
     np.testing.assert_allclose(mixed, [1709164800.5, -0.1])
+
+
+def test_a_start_without_zone_is_utc(tmp_path):
+    data = gpx_document([TRACK]).encode().replace(
+        b"<trk>", b"<metadata><time>2019-05-03T07:00:00</time></metadata><trk>")
+    assert parse_file(write(tmp_path / "naive.gpx", data)).start == T0
