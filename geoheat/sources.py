@@ -656,6 +656,15 @@ def _from_folder(folder: Path, pattern: str | None, warn: Warn) -> list[Source]:
                          str(folder), pattern, warn)
 
 
+def _starts_like_zip(path: Path) -> bool:
+    """A zip by its first bytes: a browser may save an export without '.zip'."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 def find_sources(inputs: Iterable[str | Path], pattern: str | None = None, *,
                  on_warning: Warn | None = None) -> list[Source]:
     """The activity files named by inputs: files, folders and Strava export zips.
@@ -678,7 +687,7 @@ def find_sources(inputs: Iterable[str | Path], pattern: str | None = None, *,
     for item in inputs:
         if item.is_dir():
             sources = _from_folder(item, pattern, warn)
-        elif item.is_file() and item.suffix.lower() == ".zip":
+        elif item.is_file() and (item.suffix.lower() == ".zip" or _starts_like_zip(item)):
             try:
                 sources = _from_zip(item, pattern, warn)
             except InputError as err:  # one damaged zip among several inputs: skip it

@@ -387,3 +387,11 @@ def test_a_damaged_zip_among_inputs_is_skipped_with_a_warning(tmp_path):
     assert len(warnings) == 1 and "not a readable zip file" in warnings[0]
     with pytest.raises(InputError, match="export.zip: not a readable zip file"):
         find_sources([broken])
+
+
+def test_an_export_saved_without_zip_in_its_name_is_read_as_one(tmp_path):
+    rows = [old_row(1, "2018-06-08 18:28:52", "Ride", "activities/1.gpx")]
+    folder = write_export(tmp_path / "x", OLD_HEADER, rows, ["activities/1.gpx"])
+    export = zip_folder(folder, tmp_path / "export_12345")
+    assert [(s.member, s.activity_type) for s in find_sources([export])] == [
+        ("activities/1.gpx", "Ride")]
