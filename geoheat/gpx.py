@@ -25,6 +25,9 @@ HEAD_BYTES = 64 * 1024
 # placeholder; more than a day ahead of now, a wrong clock.
 EARLIEST_START = datetime(1980, 1, 1, tzinfo=timezone.utc)
 FUTURE_SLACK = timedelta(days=1)
+# FIT times below 0x10000000 s after the FIT epoch (1989-12-31) count from the device's
+# power-on, not the calendar (the FIT protocol's rule): no date before 1998-07-05.
+FIT_EARLIEST = datetime(1989, 12, 31, tzinfo=timezone.utc) + timedelta(seconds=0x10000000)
 
 _TAG = rb"(?:[\w.-]{1,64}:)?"  # an optional namespace prefix (bounded: scans stay linear)
 _FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
@@ -102,8 +105,8 @@ def parse_time(text: bytes | str) -> datetime | None:
         return None
 
 
-def plausible_start(start: datetime | None, now: datetime | None = None
-                    ) -> tuple[datetime | None, str | None]:
+def plausible_start(start: datetime | None, now: datetime | None = None,
+                    earliest: datetime = EARLIEST_START) -> tuple[datetime | None, str | None]:
     """(start, None) if start can be an activity's start, else (None, why not).
 
     Before 1980 or more than a day ahead is an unset clock, not a time. A time with
@@ -113,7 +116,7 @@ def plausible_start(start: datetime | None, now: datetime | None = None
         return None, None
     aware = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
-    if EARLIEST_START <= aware <= now + FUTURE_SLACK:
+    if earliest <= aware <= now + FUTURE_SLACK:
         return aware, None
     return None, f"time {start.date().isoformat()} is implausible (an unset clock?)"
 

@@ -42,7 +42,7 @@ def parse_file(source: Source | Path, *, max_bytes: int | None = None,
     0,0 glitch; the middle flips it).
     """
     # Imported here so this edit stays inside parse_file (other branches edit the module).
-    from .gpx import plausible_start, read_gpx_data
+    from .gpx import EARLIEST_START, FIT_EARLIEST, plausible_start, read_gpx_data
     from .sources import (MAX_ACTIVITY_BYTES, READER_FAILURE, SNIFF_BYTES, describe_content,
                           sniff_format)
 
@@ -92,8 +92,9 @@ def parse_file(source: Source | Path, *, max_bytes: int | None = None,
     del data
     kind = activity_type(activity.sport)
     start, time_note = activity.start, getattr(activity, "time_note", None)
-    if time_note is None:
-        start, time_note = plausible_start(start)  # FIT's reader does not check
+    if time_note is None:  # FIT's reader does not check
+        start, time_note = plausible_start(
+            start, earliest=FIT_EARLIEST if fmt == "fit" else EARLIEST_START)
     more = {"time_note": time_note} if "time_note" in extra_fields else {}
     if not activity.segments:
         extra = [plural(n, what) for n, what in

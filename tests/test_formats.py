@@ -316,3 +316,21 @@ def test_a_start_without_zone_is_utc(tmp_path):
     data = gpx_document([TRACK]).encode().replace(
         b"<trk>", b"<metadata><time>2019-05-03T07:00:00</time></metadata><trk>")
     assert parse_file(write(tmp_path / "naive.gpx", data)).start == T0
+
+
+def test_fit_times_counted_from_power_on_are_no_start(tmp_path, monkeypatch):
+    # A FIT clock never set gives seconds since power-on: 1990-01-01 and so on.
+    from geoheat import formats, reading
+
+    folder = shared_folder("fit-tcx")
+    shutil.copy(folder / "garmin-fenix-5-run.fit", tmp_path / "run.fit")
+    real = formats.read_fit
+
+    def power_on_clock(data, name):
+        activity, note = real(data, name)
+        return activity._replace(start=datetime(1990, 1, 1, 0, 7, tzinfo=timezone.utc)), note
+
+    monkeypatch.setitem(reading.READERS, "fit", power_on_clock)
+    parsed = parse_file(tmp_path / "run.fit")
+    assert parsed.error is None and parsed.points == 21 and parsed.start is None
+    assert parse_file(folder / "garmin-fenix-5-run.fit").start.year == 2017  # untouched
