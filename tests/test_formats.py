@@ -324,6 +324,7 @@ def test_fit_times_counted_from_power_on_are_no_start(tmp_path, monkeypatch):
 
     folder = shared_folder("fit-tcx")
     shutil.copy(folder / "garmin-fenix-5-run.fit", tmp_path / "run.fit")
+    assert parse_file(tmp_path / "run.fit").start.year == 2017  # a set clock: kept
     real = formats.read_fit
 
     def power_on_clock(data, name):
@@ -333,4 +334,3 @@ def test_fit_times_counted_from_power_on_are_no_start(tmp_path, monkeypatch):
     monkeypatch.setitem(reading.READERS, "fit", power_on_clock)
     parsed = parse_file(tmp_path / "run.fit")
     assert parsed.error is None and parsed.points == 21 and parsed.start is None
-    assert parse_file(folder / "garmin-fenix-5-run.fit").start.year == 2017  # untouched
