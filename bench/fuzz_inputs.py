@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/fuzz_inputs.py --files 1500 --seed 1
 
-Each mutation of a real file (byte flips, truncation, duplicated or deleted chunks,
-and XML-valid ones: deleted or duplicated trackpoints, odd lat/lon/time values, a
-BOM, blank lines, UTF-16, gzip) is written to a temporary folder and read with
+Formats are drawn equally often (then a file of that format). Each mutation of a
+real file (byte flips, truncation, duplicated or deleted chunks, and XML-valid
+ones: deleted or duplicated trackpoints, odd lat/lon/time values, a BOM, blank
+lines, UTF-16, gzip) is written to a temporary folder and read with
 reading.parse_file under a per-file time limit: by default in a forked child per
 file (a reader that segfaults or hangs is counted, not fatal to the harness); with
 --in-process in this process under signal.setitimer (faster; what tests/test_fuzz.py
@@ -153,7 +154,8 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[str, bytes, int 
         pattern = rb"<(?:\w+:)?time>([^<]*)<" if kind == "gpx" else rb"<(?:Time|Id)>([^<]*)<"
         return how, _swap_values(rng, data, pattern, ODD_TIMES), None
     if how == "bom-blanks":
-        return how, rng.choice([b"\xef\xbb\xbf", b"", b"\xef\xbb\xbf\n"]) + b"\n \r\n\t" + data, None
+        head = rng.choice([b"\xef\xbb\xbf", b"", b"\xef\xbb\xbf\n"])
+        return how, head + b"\n \r\n\t" + data, None
     if how == "utf16":
         try:
             text = data.decode("utf-8-sig")
@@ -167,7 +169,8 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[str, bytes, int 
         m = rng.choice(closes)
         return how, data[:m.start()] + data[m.end():], None
     if how == "html":
-        return how, b"<!DOCTYPE html><html><body><pre>" + data[:2000] + b"</pre></body></html>", None
+        page = b"<!DOCTYPE html><html><body><pre>" + data[:2000] + b"</pre></body></html>"
+        return how, page, None
     if how == "self-close":  # <trkpt ...>...</trkpt> -> <trkpt .../>
         return how, re.sub(rb"<(trkpt|Trackpoint)(\b[^>]*?)>.*?</\1>", rb"<\1\2/>", data,
                            count=rng.randint(1, 1000), flags=re.S), None
@@ -285,12 +288,17 @@ def run(files: int = 1500, seed: int = 1, time_limit: float = 10.0,
     if not sources:
         raise SystemExit(f"no seed files under {SHARED}")
     originals = {p: p.read_bytes() for p in sources}
+    # Each format as often as the others: real folders hold far more GPX than TCX.
+    by_kind: dict[str, list[Path]] = {}
+    for p in sources:
+        by_kind.setdefault(_kind(p), []).append(p)
+    kinds = sorted(by_kind)
     figures = Figures()
     previous = signal.signal(signal.SIGALRM, _alarm)
     with tempfile.TemporaryDirectory(prefix="geoheat-fuzz-") as temp:
         try:
             for i in range(files):
-                original = rng.choice(sources)
+                original = rng.choice(by_kind[rng.choice(kinds)])
                 kind = _kind(original)
                 how, data, keep = mutate(rng, originals[original], kind)
                 path = Path(temp) / f"{i:05d}-{how}-{original.name}"

@@ -21,10 +21,13 @@ from .errors import GPXError
 
 # Enough of a file's head to hold <metadata> and the first trackpoint.
 HEAD_BYTES = 64 * 1024
-# An activity before this is a clock that was never set (1970, the GPS epoch 1980-01-06
-# minus a bit) or a converter's placeholder; after now + a day, a wrong clock.
+# Before 1980 (GPS time begins 1980-01-06) is a clock never set (1970) or a converter's
+# placeholder; more than a day ahead of now, a wrong clock.
 EARLIEST_START = datetime(1980, 1, 1, tzinfo=timezone.utc)
 FUTURE_SLACK = timedelta(days=1)
+# FIT times below 0x10000000 s after the FIT epoch (1989-12-31) count from the device's
+# power-on, not the calendar (the FIT protocol's rule): no date before 1998-07-05.
+FIT_EARLIEST = datetime(1989, 12, 31, tzinfo=timezone.utc) + timedelta(seconds=0x10000000)
 
 _TAG = rb"(?:[\w.-]{1,64}:)?"  # an optional namespace prefix (bounded: scans stay linear)
 _FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
@@ -102,18 +105,19 @@ def parse_time(text: bytes | str) -> datetime | None:
         return None
 
 
-def plausible_start(start: datetime | None, now: datetime | None = None
-                    ) -> tuple[datetime | None, str | None]:
+def plausible_start(start: datetime | None, now: datetime | None = None,
+                    earliest: datetime = EARLIEST_START) -> tuple[datetime | None, str | None]:
     """(start, None) if start can be an activity's start, else (None, why not).
 
-    Before 1980 or more than a day ahead is an unset clock, not a time.
+    Before 1980 or more than a day ahead is an unset clock, not a time. A time with
+    no zone is UTC (as GPX says), so it compares with others whatever the local zone.
     """
     if start is None:
         return None, None
     aware = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
-    if EARLIEST_START <= aware <= now + FUTURE_SLACK:
-        return start, None
+    if earliest <= aware <= now + FUTURE_SLACK:
+        return aware, None
     return None, f"time {start.date().isoformat()} is implausible (an unset clock?)"
 
 
@@ -244,20 +248,6 @@ def _point_times(data: bytes, track_at: int, lengths: list[int]) -> list[np.ndar
     if np.isnan(flat).all():
         return None
     return np.split(flat, np.cumsum(lengths)[:-1])
-
-
-def _why_unreadable(data: bytes) -> str:
-    """A one-line reason why GDAL could not open a file."""
-    if not data.strip():
-        return "empty file"
-    if not _GPX_ROOT.search(data[:HEAD_BYTES]):
-        return "not a GPX file (no <gpx> element)"
-    parser = xml.parsers.expat.ParserCreate()
-    try:
-        parser.Parse(data, True)
-    except xml.parsers.expat.ExpatError as err:
-        return f"broken or truncated XML ({err})"
-    return "GDAL's GPX driver cannot read it"
 
 
 def _number(text: str | None) -> float:
@@ -427,13 +417,14 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: bool = True
 def _read_broken(data: bytes, name: str | Path) -> tuple[Activity, str | None]:
     """What GDAL refused: the points before the break, by a streaming parse; GPXError
     if there are none."""
-    reason = _why_unreadable(data)
-    if reason == "empty file" or reason.startswith("not a GPX file"):
-        raise GPXError(f"{name}: {reason}")
+    if not data.strip():
+        raise GPXError(f"{name}: empty file")
+    if not _GPX_ROOT.search(data[:HEAD_BYTES]):
+        raise GPXError(f"{name}: not a GPX file (no <gpx> element)")
     segments, texts, routes, waypoints, sport, error = stream_tracks(data)
     points = sum(len(s) for s in segments)
     if error is None and not points and not routes and not waypoints:
-        raise GPXError(f"{name}: {reason}")
+        raise GPXError(f"{name}: GDAL's GPX driver cannot read it")
     if error is not None and not points:
         raise GPXError(f"{name}: {error}")
     point_times = None

@@ -14,13 +14,13 @@ import numpy as np
 from . import cache
 from .errors import ReadError
 from .formats import activity_type, read_fit, read_tcx
-from .gpx import plausible_start, read_gpx_data
+from .gpx import EARLIEST_START, FIT_EARLIEST, plausible_start, read_gpx_data
 from .projection import project, valid_lonlat
 from .rasterize import select_points
 from .report import plural
 from .summary import summarize
-from .sources import (MAX_ACTIVITY_BYTES, READER_FAILURE, SNIFF_BYTES, Source, describe_content,
-                      read_source, sniff_format)
+from .sources import (MAX_ACTIVITY_BYTES, READER_FAILURE, SNIFF_BYTES, TOO_LARGE, Source,
+                      describe_content, read_source, sniff_format)
 
 READERS = {"gpx": read_gpx_data, "fit": read_fit, "tcx": read_tcx}
 
@@ -72,8 +72,9 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES) -> ca
     del data
     kind = activity_type(activity.sport)
     start, time_note = activity.start, activity.time_note
-    if time_note is None:
-        start, time_note = plausible_start(start)  # FIT's reader does not check
+    if time_note is None:  # FIT's reader does not check
+        start, time_note = plausible_start(
+            start, earliest=FIT_EARLIEST if fmt == "fit" else EARLIEST_START)
     if not activity.segments:
         extra = [plural(n, what) for n, what in
                  ((activity.routes, "route"), (activity.waypoints, "waypoint")) if n]
@@ -100,7 +101,9 @@ def parse_and_cache(source: Source, cache_dir: Path | None,
     """parse_file, then store the result in the parse cache (if there is one); and
     whether it is there now."""
     parsed = parse_file(source, max_bytes)
-    return parsed, cache_dir is not None and cache.store(cache_dir, source, parsed)
+    if cache_dir is None or (parsed.error or "").endswith(TOO_LARGE):  # the limit may change
+        return parsed, False
+    return parsed, cache.store(cache_dir, source, parsed)
 
 
 def _die_with_parent() -> None:

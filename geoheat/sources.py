@@ -16,6 +16,7 @@ import io
 import os
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -70,7 +71,7 @@ class Source(NamedTuple):
 
 # --- what a file is ---------------------------------------------------------------
 
-_ROOT = re.compile(rb"(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>|\s)*<([\w.:-]+)", re.S)
+_ROOT = re.compile(rb"(?:<\?.*?\?>|<!--.*?-->|(?i:<!DOCTYPE)[^>]*>|\s)*<([\w.:-]+)", re.S)
 
 
 def xml_root(head: bytes) -> str | None:
@@ -103,8 +104,8 @@ _MAGIC = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
 
 
 def describe_content(head: bytes) -> str | None:
-    """What bytes that are no activity file are, for a message ('a PNG image'); None if
-    they look like something a reader should try (e.g. XML of an unknown kind)."""
+    """What bytes that sniff_format does not know are, for a message ('a PNG image',
+    'an HTML page', 'an XML file whose root is <kml>')."""
     if not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         return "an empty file"
     for magic, what in _MAGIC:
@@ -112,12 +113,10 @@ def describe_content(head: bytes) -> str | None:
             return what
     root = xml_root(head)
     if root is not None:
-        if root.lower() == "html" or re.match(rb"\s*<!doctype html", head, re.I):
+        if root.lower() == "html":
             return "an HTML page"
         if root.lower() == "kml":
             return "a KML file (geoheat reads GPX, FIT and TCX)"
-        if root.lower() in ("xml", "?xml"):
-            return None
         return f"an XML file whose root is <{root}>"
     text = head.lstrip()
     if text[:1] in (b"{", b"["):
@@ -129,17 +128,29 @@ def describe_content(head: bytes) -> str | None:
 
 # --- reading bytes, bounded -------------------------------------------------------
 
+# The end of the message for a file over the size limit: a result that depends on the
+# limit, so reading.parse_and_cache does not cache it.
+TOO_LARGE = "(--max-file-size raises the limit)"
+
+
 def _too_large(name: str, limit: int, compressed: bool) -> GPXError:
     size = f"{limit / 1024**2:g} MiB" if limit >= 1024**2 else f"{limit:,} bytes"
     how = " uncompressed" if compressed else ""
-    return GPXError(f"{name}: larger than {size}{how} (--max-file-size raises the limit)")
+    return GPXError(f"{name}: larger than {size}{how} {TOO_LARGE}")
 
 
-def _read_limited(stream, name: str, limit: int) -> bytes:
+def _read_limited(stream, name: str, limit: int, size: int | None = None) -> bytes:
     """All of a stream, gunzipped if it is gzip (by its magic, not its name), and at
-    most `limit` bytes; GPXError beyond. A gzip stream cut short keeps what it held."""
+    most `limit` bytes; GPXError beyond. A gzip stream cut short keeps what it held.
+
+    size: what the stream should hold (a file's size): read(n) allocates n bytes first,
+    so asking for the limit costs 512 MiB of allocation and a copy per file.
+    """
     if not stream.peek(2)[:2] == GZIP_MAGIC:  # peek: one read, one buffer, no concatenation
-        data = stream.read(limit + 1)
+        expected = min(limit, size if size is not None else limit)
+        data = stream.read(expected + 1)
+        if len(data) > expected and expected < limit:  # it grew since its size was taken
+            data += stream.read(limit + 1 - len(data))
         if len(data) > limit:
             raise _too_large(name, limit, False)
         return data
@@ -198,6 +209,111 @@ def open_zip(path: Path) -> zipfile.ZipFile:
     return archive
 
 
+class _Salvaged(NamedTuple):
+    """A member found by its local header in a zip with no central directory."""
+
+    data_at: int  # where its compressed bytes start
+    size: int  # compressed size (to the end of the file for the one cut short)
+    method: int
+    flags: int
+    file_size: int  # uncompressed size its header gives (0 if in a data descriptor)
+
+
+_SALVAGED: dict[Path, tuple[tuple, dict[str, _Salvaged]]] = {}
+
+
+def salvage_zip(path: Path) -> dict[str, _Salvaged]:
+    """The members of a zip whose central directory is missing (a download cut short),
+    from the local headers that precede each member; the last may be cut short.
+
+    A member whose sizes follow its data (a 'data descriptor') is found by inflating
+    it to its end. Cached per zip and process, like open_zip.
+    """
+    st = path.stat()
+    key = (os.getpid(), st.st_size, st.st_mtime_ns, st.st_ino)
+    hit = _SALVAGED.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    members: dict[str, _Salvaged] = {}
+    with open(path, "rb") as f:
+        at = 0
+        while True:
+            f.seek(at)
+            header = f.read(30)
+            if len(header) < 30 or not header.startswith(b"PK\x03\x04"):
+                break
+            (flags, method, _, _, _, size, file_size, name_length,
+             extra_length) = struct.unpack("<6x4H3I2H", header)
+            name = f.read(name_length).decode("utf-8" if flags & 0x800 else "cp437", "replace")
+            extra = f.read(extra_length)
+            data_at = at + 30 + name_length + extra_length
+            if size == 0xFFFFFFFF or file_size == 0xFFFFFFFF:  # zip64: sizes in the extra
+                i = 0
+                while i + 4 <= len(extra):
+                    tag, length = struct.unpack_from("<2H", extra, i)
+                    if tag == 1 and length >= 16:
+                        file_size, size = struct.unpack_from("<2Q", extra, i + 4)
+                    i += 4 + length
+            if flags & 0x8:  # sizes after the data: inflate to find its end
+                if method != zipfile.ZIP_DEFLATED:
+                    break
+                size = _deflated_length(f, data_at)
+                f.seek(data_at + size)
+                descriptor = f.read(24)
+                skip = 4 if descriptor.startswith(b"PK\x07\x08") else 0
+                file_size = 0
+                next_at = data_at + size + skip + 12
+                if descriptor[skip + 12: skip + 16] not in (b"PK\x03\x04", b"PK\x01\x02"):
+                    next_at += 8  # a zip64 descriptor: 8-byte sizes
+            else:
+                next_at = data_at + size
+            size = max(0, min(size, st.st_size - data_at))
+            if not name.endswith("/"):
+                members[name] = _Salvaged(data_at, size, method, flags, file_size)
+            if next_at <= at or next_at >= st.st_size:
+                break
+            at = next_at
+    _SALVAGED[path] = (key, members)
+    return members
+
+
+def _deflated_length(f, data_at: int) -> int:
+    """How many bytes of raw deflate start at data_at (to the end of the file if cut)."""
+    f.seek(data_at)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    fed, pending = 0, b""
+    while not inflater.eof:
+        if not pending:
+            pending = f.read(1 << 20)
+            if not pending:
+                return fed
+            fed += len(pending)
+        inflater.decompress(pending, 1 << 20)  # output dropped: only its end is wanted
+        pending = inflater.unconsumed_tail
+    return fed - len(inflater.unused_data)  # at the end, the rest is unused_data
+
+
+def _read_salvaged(path: Path, member: str, name: str, limit: int) -> bytes:
+    entry = salvage_zip(path)[member]
+    if entry.flags & 0x1:
+        raise GPXError(f"{name}: encrypted in the zip (geoheat reads no passwords); skipped")
+    if entry.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        method = _METHOD_NAMES.get(entry.method, f"method {entry.method}")
+        raise GPXError(f"{name}: compressed with {method} in a damaged zip")
+    with open(path, "rb") as f:
+        f.seek(entry.data_at)
+        packed = f.read(entry.size)
+    if entry.method == zipfile.ZIP_STORED:
+        data = packed
+    else:  # raw deflate, capped; a member cut short keeps what it held
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        data = inflater.decompress(packed, limit + 1)
+        if len(data) > limit:
+            raise _too_large(name, limit, True)
+    del packed
+    return _read_limited(io.BufferedReader(io.BytesIO(data)), name, limit, len(data))
+
+
 _READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
                      zipfile.ZIP_LZMA}
 _METHOD_NAMES = {9: "Deflate64", 99: "AES encryption", 93: "Zstandard", 98: "PPMd"}
@@ -230,8 +346,11 @@ def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
             if st.st_size > max_bytes and not source.path.name.lower().endswith(".gz"):
                 raise _too_large(name, max_bytes, False)  # from its size: a sparse 30 GB file
             with open(source.path, "rb") as f:
-                return _read_limited(f, name, max_bytes)
-        archive = open_zip(source.path)
+                return _read_limited(f, name, max_bytes, st.st_size)
+        try:
+            archive = open_zip(source.path)
+        except zipfile.BadZipFile:  # no central directory: read it from its local header
+            return _read_salvaged(source.path, source.member, name, max_bytes)
         info = archive.getinfo(source.member)
         if info.flag_bits & 0x1:
             raise GPXError(f"{name}: encrypted in the zip (geoheat reads no passwords); "
@@ -243,7 +362,7 @@ def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
         if info.file_size > max_bytes:
             raise _too_large(name, max_bytes, True)
         with archive.open(info) as f:
-            return _read_limited(f, name, max_bytes)
+            return _read_limited(f, name, max_bytes, info.file_size)
     except OSError as err:
         reason = err.strerror or str(err)
         raise GPXError(f"{name}: cannot read ({reason})") from None
@@ -264,7 +383,8 @@ for _number, _names in enumerate((
         "mar mär märz mars marzo março mrt", "apr avr avril abr aprile",
         "may mai mei mayo maggio maio", "jun juin junio giugno junho",
         "jul juil juli julio luglio julho", "aug août aout ago agosto",
-        "sep sept set septiembre settembre setembro", "oct okt ott oktober octubre ottobre outubro out",
+        "sep sept set septiembre settembre setembro",
+        "oct okt ott oktober octubre ottobre outubro out",
         "nov novembre noviembre novembro", "dec déc dez dic dezember diciembre dicembre dezembro"),
         start=1):
     for _word in _names.split():
@@ -273,8 +393,8 @@ _WORD = re.compile(r"[^\W\d_]+")
 _NUMBERS = re.compile(r"\d+")
 # AM/PM as a word of its own ('AM', 'p. m.'), or the CJK words for them.
 _PM_WORDS = ("午後", "下午", "오후")
-_HALF_DAY = re.compile(r"(?<![^\W\d_])([ap])\.?\s?m\.?(?![^\W\d_])|(午前|午後|上午|下午|오전|오후)",
-                       re.I)
+_HALF_DAY = re.compile(
+    r"(?<![^\W\d_])([ap])\.?\s?m\.?(?![^\W\d_])|(午前|午後|上午|下午|오전|오후)", re.I)
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
@@ -292,13 +412,13 @@ def parse_strava_date(text: str) -> datetime | None:
         hour, minute, second = int(clock[1]), int(clock[2]), int(clock[3] or 0)
         rest = text[:clock.start()] + " " + text[clock.end():]
         half = _HALF_DAY.search(rest)
-        after_noon = half is not None and (half[1] or half[2]) is not None and (
-            (half[1] or "").lower() == "p" or half[2] in _PM_WORDS)
-        if half and after_noon and hour < 12:
-            hour += 12
-        elif half and not after_noon and hour == 12:
-            hour = 0
-    numbers = [n for n in _NUMBERS.findall(rest)]
+        if half:
+            after_noon = (half[1] or "").lower() == "p" or half[2] in _PM_WORDS
+            if after_noon and hour < 12:
+                hour += 12
+            elif not after_noon and hour == 12:
+                hour = 0
+    numbers = _NUMBERS.findall(rest)
     month = None
     for word in _WORD.findall(rest.lower()):
         month = _MONTHS.get(word) or _MONTHS.get(word[:4]) or _MONTHS.get(word[:3])
@@ -514,7 +634,16 @@ def _from_zip(path: Path, pattern: str | None, warn: Warn) -> list[Source]:
     try:
         archive = open_zip(path)
         names = [n for n in archive.namelist() if not n.endswith("/")]
-    except (zipfile.BadZipFile, OSError) as err:
+    except zipfile.BadZipFile as err:
+        try:
+            names = list(salvage_zip(path))
+        except (OSError, struct.error, zlib.error):
+            names = []
+        if not names:
+            raise InputError(f"{path}: not a readable zip file ({err})") from None
+        warn(f"{path}: a damaged zip or one cut short (no central directory); reading the "
+             f"{len(names):,} files found in it from their own headers")
+    except OSError as err:
         raise InputError(f"{path}: not a readable zip file ({err})") from None
 
     def read_index(member: str) -> bytes:
@@ -533,6 +662,15 @@ def _from_folder(folder: Path, pattern: str | None, warn: Warn) -> list[Source]:
                          str(folder), pattern, warn)
 
 
+def _starts_like_zip(path: Path) -> bool:
+    """A zip by its first bytes: a browser may save an export without '.zip'."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 def find_sources(inputs: Iterable[str | Path], pattern: str | None = None, *,
                  on_warning: Warn | None = None) -> list[Source]:
     """The activity files named by inputs: files, folders and Strava export zips.
@@ -544,23 +682,32 @@ def find_sources(inputs: Iterable[str | Path], pattern: str | None = None, *,
     cannot be understood yields every activity file under it, and on_warning
     (if given) is called with one line saying so. Entries that are not regular
     files (FIFOs, devices, broken links) are listed: reading them fails with the
-    reason, so they are counted as skipped. Each file appears once.
-    InputError for a missing input or when nothing matches.
+    reason, so they are counted as skipped. A zip that cannot be opened is skipped
+    with a warning. Each file appears once. InputError for a missing input, or when
+    nothing matches (saying why if a zip could not be opened).
     """
     warn = on_warning or (lambda message: None)
     found: dict[tuple[Path, str | None], Source] = {}
     inputs = [Path(item) for item in inputs]
+    unreadable: list[str] = []
     for item in inputs:
         if item.is_dir():
             sources = _from_folder(item, pattern, warn)
-        elif item.is_file() and item.suffix.lower() == ".zip":
-            sources = _from_zip(item, pattern, warn)
+        elif item.is_file() and (item.suffix.lower() == ".zip" or _starts_like_zip(item)):
+            try:
+                sources = _from_zip(item, pattern, warn)
+            except InputError as err:  # one damaged zip among several inputs: skip it
+                unreadable.append(str(err))
+                warn(f"skipped {err}")
+                continue
         elif item.is_file() or os.path.lexists(item):
             sources = [Source(item)]  # a FIFO or broken link fails on reading, saying so
         else:
             raise InputError(f"{item}: no such file or folder")
         for source in sources:
             found.setdefault((source.path, source.member), source)
+    if not found and unreadable:
+        raise InputError("; ".join(unreadable))
     if not found:
         names = ", ".join(map(str, inputs))
         wanted = repr(pattern) if pattern else "any .gpx, .fit or .tcx file"

@@ -85,13 +85,18 @@ def test_a_fit_file_named_gpx_is_read_as_fit(tmp_path):
     run = parse_file(tmp_path / "run.gpx")
     assert run.error is None and run.format == "fit" and run.points == 21
     error = parse_file(tmp_path / "settings.gpx").error
-    assert error == f"{tmp_path / 'settings.gpx'}: a FIT file: not an activity (a FIT settings file)"
+    assert error == (f"{tmp_path / 'settings.gpx'}: a FIT file: "
+                     "not an activity (a FIT settings file)")
 
 
 @pytest.mark.parametrize("data, what", [
     (b"\x89PNG\r\n\x1a\n" + bytes(100), "not an activity file (a PNG image)"),
     (b"<!DOCTYPE html>\n<html><head><title>Strava</title></head></html>",
      "not an activity file (an HTML page)"),
+    (b"\n<!doctype html>\n<!-- a login page --><html lang=en>",
+     "not an activity file (an HTML page)"),
+    (b'<?xml version="1.0"?><osm version="0.6"/>',
+     "not an activity file (an XML file whose root is <osm>)"),
     (b'<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"></kml>',
      "not an activity file (a KML file"),
     (b"%PDF-1.4\n", "not an activity file (a PDF document)"),
@@ -295,3 +300,27 @@ def test_one_malformed_time_among_thousands_is_nan_not_a_crash():
     assert got[0] == datetime(2024, 5, 29, 12, 46, 28, tzinfo=timezone.utc).timestamp()
     mixed = posix_times([b"2024-02-29T00:00:00.5Z", b"1969-12-31T23:59:59.9Z"])
     np.testing.assert_allclose(mixed, [1709164800.5, -0.1])
+
+
+def test_a_start_without_zone_is_utc(tmp_path):
+    data = gpx_document([TRACK]).encode().replace(
+        b"<trk>", b"<metadata><time>2019-05-03T07:00:00</time></metadata><trk>")
+    assert parse_file(write(tmp_path / "naive.gpx", data)).start == T0
+
+
+def test_fit_times_counted_from_power_on_are_no_start(tmp_path, monkeypatch):
+    # A FIT clock never set gives seconds since power-on: 1990-01-01 and so on.
+    from geoheat import formats, reading
+
+    folder = shared_folder("fit-tcx")
+    shutil.copy(folder / "garmin-fenix-5-run.fit", tmp_path / "run.fit")
+    assert parse_file(tmp_path / "run.fit").start.year == 2017  # a set clock: kept
+    real = formats.read_fit
+
+    def power_on_clock(data, name):
+        activity, note = real(data, name)
+        return activity._replace(start=datetime(1990, 1, 1, 0, 7, tzinfo=timezone.utc)), note
+
+    monkeypatch.setitem(reading.READERS, "fit", power_on_clock)
+    parsed = parse_file(tmp_path / "run.fit")
+    assert parsed.error is None and parsed.points == 21 and parsed.start is None

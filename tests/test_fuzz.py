@@ -3,7 +3,6 @@ parse_file, never hang it, never lose the points before a break, and every failu
 is one line naming the file."""
 
 import importlib.util
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,6 @@ def test_mutated_real_files_are_read_or_skipped_with_a_reason(fuzz, seed):
     sources += sorted((SHARED_DATA / "gpx-variety").glob("*.gpx"))
     sources += sorted((SHARED_DATA / "garmin-tree" / "GPX_OUT").glob("*.gpx"),
                       key=lambda p: p.stat().st_size)[:3]
-    started = time.monotonic()
     figures = fuzz.run(files=100, seed=seed, time_limit=20, sources=sources, in_process=True)
     report = "\n".join(figures.lines())
     assert figures.tried == 100
@@ -39,4 +37,3 @@ def test_mutated_real_files_are_read_or_skipped_with_a_reason(fuzz, seed):
     assert not figures.data_lost, report
     assert not figures.contained, report  # no reader raised anything but GPXError
     assert figures.read and figures.skipped and figures.partial, report
-    assert time.monotonic() - started < 60, report

@@ -89,3 +89,11 @@ def test_jobs_2_equals_jobs_1_bit_for_bit(tmp_path, rides):
     assert one.points_used == two.points_used
     assert tif_bytes(tmp_path / "one.png") == tif_bytes(tmp_path / "two.png")
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+
+
+def test_a_file_over_the_size_limit_is_not_cached_as_skipped(tmp_path, rides):
+    store = tmp_path / "cache"
+    with pytest.raises(geoheat.InputError, match="6 skipped"):
+        geoheat.build([rides], tmp_path / "a.png", parse_cache=store, max_file_size=1000)
+    again = geoheat.build([rides], tmp_path / "a.png", parse_cache=store)  # the default limit
+    assert again.skipped == [] and again.files_read == 6
