@@ -76,3 +76,17 @@ def from_dense(dense: np.ndarray, grid: Grid) -> dict:
         if block.any():
             sparse[(t.x, t.y)] = block.copy()
     return sparse
+
+
+def scattered_counts(seed: int = 5, n: int = 3000, zoom: int = 16):
+    """Points scattered over a 1.5 km square spanning several tiles at zoom 16, their
+    grid and their sparse counts (points mode): an input crossing tile borders."""
+    from geoheat import rasterize
+    from geoheat.extent import points_bounds
+    from geoheat.projection import project
+
+    rng = np.random.default_rng(seed)
+    xy = project(np.column_stack([rng.normal(14.505, 0.004, n), rng.normal(46.052, 0.003, n)]))
+    grid = tiles.grid_covering(points_bounds(xy), zoom)
+    assert grid.width > 256 and grid.height > 256  # tile borders inside
+    return xy, grid, rasterize.tile_counts(*rasterize.point_pixels(xy, zoom), grid)

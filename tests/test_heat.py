@@ -4,10 +4,8 @@ dense references in tests/reference.py."""
 import numpy as np
 import pytest
 
-from geoheat import heat, rasterize, tiles
+from geoheat import heat, tiles
 from geoheat.errors import ParameterError
-from geoheat.extent import points_bounds
-from geoheat.projection import project
 from geoheat.tiles import Grid
 
 from . import reference
@@ -85,12 +83,7 @@ def test_scipy_blur_matches_the_written_out_gaussian(sigma):
 
 @pytest.mark.parametrize("sigma", [0, 1, 3.5])
 def test_sparse_equals_dense(sigma):
-    rng = np.random.default_rng(5)
-    xy = project(np.column_stack([rng.normal(14.505, 0.004, 3000),
-                                  rng.normal(46.052, 0.003, 3000)]))
-    grid = tiles.grid_covering(points_bounds(xy), 16)
-    assert grid.width > 256 and grid.height > 256  # tile borders inside
-    counts = rasterize.tile_counts(*rasterize.point_pixels(xy, 16), grid)
+    xy, grid, counts = reference.scattered_counts()
     dense = reference.count_points(xy, grid)
     sparse = heat.blur_tiles(heat.cdf_scale_tiles(counts), sigma, grid)
     np.testing.assert_array_equal(tiles.to_dense(sparse, grid),

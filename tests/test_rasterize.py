@@ -50,12 +50,7 @@ def test_points_outside_the_grid_are_dropped():
 
 
 def test_tile_counts_equal_the_dense_reference():
-    rng = np.random.default_rng(5)
-    xy = project(np.column_stack([rng.normal(14.505, 0.004, 3000),
-                                  rng.normal(46.052, 0.003, 3000)]))
-    grid = tiles.grid_covering(points_bounds(xy), 16)
-    assert grid.width > 256 and grid.height > 256  # tile borders inside
-    counts = rasterize.tile_counts(*rasterize.point_pixels(xy, 16), grid)
+    xy, grid, counts = reference.scattered_counts()
     assert all(block.dtype == np.uint32 and block.shape == (256, 256) for block in counts.values())
     np.testing.assert_array_equal(tiles.to_dense(counts, grid, np.uint32),
                                   reference.count_points(xy, grid))
