@@ -88,6 +88,18 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid):
             out = out[radius:radius + size, radius:radius + size]
             if out.any():
                 blurred[(x, y)] = np.ascontiguousarray(out)
-    top = max((float(block.max()) for block in blurred.values()), default=0.0)
-    return {key: (block / top).astype(np.float32) if top > 0 else block
+    top = min(max((float(block.max()) for block in blurred.values()), default=0.0),
+              line_peak(sigma))
+    return {key: np.minimum(block / top, 1).astype(np.float32) if top > 0 else block
             for key, block in blurred.items()}
+
+
+def line_peak(sigma: float) -> float:
+    """What the blur leaves of a straight 1-pixel line of heat 1 at its centre: the 1D
+    kernel's centre weight (1 without blur)."""
+    if sigma == 0:
+        return 1.0
+    radius = kernel_radius(sigma)
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return float(kernel[radius] / kernel.sum())

@@ -4,6 +4,8 @@ read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
 -> scale and blur (heat) -> colour (colour, basemap) -> write (writers).
 """
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,8 +28,10 @@ from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadat
 from .sources import find_sources
 from .tiles import Grid
 from .outputs import OutputSet
-from .writers import (check_writable_folder, write_csv, write_geotiff, write_mbtiles, write_png,
-                      write_qml, write_tiled_cog)
+from .pyramid import default_min_zoom, levels, overview_count, zooms_below
+from .writers import (check_writable_folder, visible_tiles, write_csv, write_csvt, write_geotiff,
+                      write_mbtiles, write_overview, write_pmtiles, write_png, write_qml,
+                      write_tiled_cog)
 
 # Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
 # MBTiles, written tile by tile, have no such limit.
@@ -98,27 +102,45 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
     result.points_used, result.points_outside = len(xy), int((~keep).sum())
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
-    min_zoom = max(result.zoom - 4, 0) if options.min_zoom is None else options.min_zoom
+    min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
     if min_zoom > result.zoom:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
 
-    # Rasterise, scale, blur
-    counts = count_tracks(xy, offsets, grid, options.mode, available_memory())
-    heat = blur_tiles(SCALERS[options.scaling](counts), options.sigma, grid)
+    # Rasterise, scale, blur (the output's zoom; the levels below are made while writing)
+    memory = available_memory()
+    scale = _scaler(options)
+    counts = count_tracks(xy, offsets, grid, options.mode, memory)
+    heat = blur_tiles(scale(counts), options.sigma, grid)
     result.data_tiles = len(heat)
+
+    def pyramid(zooms):
+        return levels(xy, offsets, grid, zooms, options.mode, scale, options.sigma, memory)
 
     # Colour
     picture = None
-    if grid.width * grid.height <= MAX_PNG_PIXELS:
+    if "png" not in options.outputs:
+        pass
+    elif grid.width * grid.height <= MAX_PNG_PIXELS:
         picture = _picture(heat, grid, options, provider, result, warn, progress)
     else:
-        warn(f"{options.output}: no PNG for a {grid.width}x{grid.height} pixel image (more "
-             f"than {MAX_PNG_PIXELS // 2**20} Mpx); the GeoTIFF holds the heat; lower --zoom "
-             "for a PNG")
+        warn(f"{options.outputs['png']}: no PNG for a {grid.width}x{grid.height} pixel image "
+             f"(more than {MAX_PNG_PIXELS // 2**20} Mpx); the GeoTIFF holds the heat; lower "
+             "--zoom for a PNG")
 
     # Write
-    result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom)
+    result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
+                            pyramid)
     return result
+
+
+def _scaler(options: BuildOptions):
+    """Counts to heat in [0, 1], the same at every level: the global scaling, or local
+    contrast (each pixel ranked within its neighbourhood)."""
+    if options.normalize == "local":
+        from .contrast import local_scale_tiles
+
+        return local_scale_tiles
+    return SCALERS[options.scaling]
 
 
 def _write_report(path: Path, result: BuildResult) -> None:
@@ -128,7 +150,7 @@ def _write_report(path: Path, result: BuildResult) -> None:
 
 
 def _basemap_provider(options: BuildOptions):
-    if options.basemap is None:
+    if options.basemap is None or "png" not in options.outputs:  # only the PNG has a map
         return None
     from .basemap import resolve_provider  # urllib and friends, only with a basemap
 
@@ -162,40 +184,82 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
-def _write(options, outputs, grid, counts, heat, picture, result, min_zoom) -> list[Path]:
+def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
+           pyramid) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
-    paths written."""
+    paths written.
+
+    The GeoTIFFs' overviews and the tile archives' lower levels are the pyramid's levels,
+    made one at a time (each from its own zoom's counts); the overviews wait in a folder
+    inside the staging folder, removed before the commit.
+    """
     paths = dict(options.outputs)
     if picture is None:
-        del paths["png"]
+        paths.pop("png", None)
     rgba_lut = with_alpha(lut(options.colormap))
     tags = geotiff_tags(options, result)
     if picture is not None:
         with outputs.writing(paths["png"]) as temp:
             write_png(temp, picture, grid)
-    with outputs.writing(paths["tif"]) as temp:
-        write_geotiff(temp, heat, grid, tags)
     with outputs.writing(paths["qml"]) as temp:
         write_qml(temp, rgba_lut)
     if "csv" in paths:
         with outputs.writing(paths["csv"]) as temp:
-            write_csv(temp, heat, grid)
-    if "rgba" in paths or "mbtiles" in paths:
-        rgba_tiles = {key: shade_rgba(block, rgba_lut) for key, block in heat.items()}
+            write_csv(temp, heat, grid, options.csv_min)
+        with outputs.writing(paths["csvt"]) as temp:
+            write_csvt(temp)
+
+    def coloured(sparse):
+        return {key: shade_rgba(block, rgba_lut) for key, block in sparse.items()}
+
+    archives = [kind for kind in ("mbtiles", "pmtiles") if kind in paths]
+    what = "passes" if options.mode == "lines" else "trackpoints"
+    # kind -> (dtype, bands, nodata, descriptions, the level's blocks)
+    cogs = {"tif": ("float32", 1, 0, ["heat"], lambda level_heat, level_counts: level_heat)}
     if "rgba" in paths:
-        with outputs.writing(paths["rgba"]) as temp:
-            write_tiled_cog(temp, rgba_tiles, grid, count=4, dtype="uint8", nodata=None,
-                            tags=tags)
+        cogs["rgba"] = ("uint8", 4, None, [], lambda level_heat, _: coloured(level_heat))
     if "counts" in paths:
-        what = "passes" if options.mode == "lines" else "trackpoints"
-        with outputs.writing(paths["counts"]) as temp:
-            write_tiled_cog(temp, counts, grid, count=1, dtype="uint32", nodata=0, tags=tags,
-                            descriptions=[what])
-    if "mbtiles" in paths:
+        cogs["counts"] = ("uint32", 1, 0, [what], lambda _, level_counts: level_counts)
+    overviews = overview_count(grid)
+    lowest = grid.zoom - overviews if not archives else min(grid.zoom - overviews, min_zoom)
+    pngs = visible_tiles(coloured(heat), grid.zoom) if archives else {}
+    folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=outputs.temp(paths["tif"]).parent))
+    try:
+        files = {kind: [] for kind in cogs}
+        with outputs.writing(paths["tif"]) as temp:
+            for level in pyramid(zooms_below(grid, lowest)):
+                factor = grid.zoom - level.grid.zoom
+                for kind, (dtype, bands, nodata, _, blocks) in cogs.items():
+                    if factor <= overviews:
+                        files[kind].append(folder / f"{kind}-{factor}.tif")
+                        write_overview(files[kind][-1], blocks(level.heat, level.counts), grid,
+                                       level.grid, count=bands, dtype=dtype, nodata=nodata)
+                if archives and level.grid.zoom >= min_zoom:
+                    pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
+            write_geotiff(temp, heat, grid, tags, overviews=files["tif"])
+        if "rgba" in paths:
+            with outputs.writing(paths["rgba"]) as temp:
+                write_tiled_cog(temp, coloured(heat), grid, count=4, dtype="uint8",
+                                nodata=None, tags=tags, overviews=files["rgba"])
+        if "counts" in paths:
+            with outputs.writing(paths["counts"]) as temp:
+                write_tiled_cog(temp, counts, grid, count=1, dtype="uint32", nodata=0,
+                                tags=tags, descriptions=[what], overviews=files["counts"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if archives:
         bounds = tiles.grid_bounds(grid)
+        corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))
+        lonlat = tuple(float(v) for v in corners.ravel())
         centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
                                       (bounds.bottom + bounds.top) / 2]]))[0]
-        metadata = mbtiles_metadata(paths["mbtiles"], tuple(centre), min_zoom, result)
-        with outputs.writing(paths["mbtiles"]) as temp:
-            write_mbtiles(temp, rgba_tiles, grid, min_zoom, metadata)
+        for kind in archives:
+            metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
+                                        lonlat)
+            with outputs.writing(paths[kind]) as temp:
+                if kind == "mbtiles":
+                    write_mbtiles(temp, pngs, metadata)
+                else:
+                    write_pmtiles(temp, pngs, metadata, lonlat,
+                                  (float(centre[0]), float(centre[1]), result.zoom))
     return list(paths.values())

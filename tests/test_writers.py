@@ -38,6 +38,7 @@ def built(tmp_path_factory):
     out.mkdir()
     result = geoheat.build([folder], out / "heat.png", zoom=ZOOM, sigma=1, csv=True,
                            rgba_tif=True, counts=True, mbtiles=out / "heat.mbtiles", min_zoom=11,
+                           pmtiles=out / "heat.pmtiles",
                            mode="points")
     return out, result
 
@@ -49,7 +50,7 @@ def spot_pixel(src):
 def test_outputs_listed_and_written(built):
     out, result = built
     names = {"heat.png", "heat.pgw", "heat.png.aux.xml", "heat.tif", "heat.qml", "heat.csv",
-             "heat-rgba.tif", "heat-counts.tif", "heat.mbtiles"}
+             "heat.csvt", "heat-rgba.tif", "heat-counts.tif", "heat.mbtiles", "heat.pmtiles"}
     assert {p.name for p in out.iterdir()} == names | {".heat.geoheat-lock"}
     assert {p.name for p in result.outputs} == names - {"heat.pgw", "heat.png.aux.xml"}
 
