@@ -107,3 +107,53 @@ def over_map(heat: np.ndarray, rgb: np.ndarray, have: np.ndarray, look: Style,
     if attribution and have.any():
         font.stamp(picture, attribution, scale=1 if heat.shape[1] < 1200 else 2)
     return picture
+
+
+def legend(picture: np.ndarray, lut: np.ndarray, ticks, title: str, scale: int = 1,
+           background=(0, 0, 0)) -> np.ndarray:
+    """Draw a key bottom-left on a (3, h, w) picture, in place: a colour bar of the lookup
+    table (heat 0 to 1, left to right) over the title, with the labels of `ticks`
+    ((heat, text) pairs) under their place on the bar, on a dimmed box.
+
+    Labels that would overlap the one before are left out (the last one is kept).
+    """
+    pad, gap = 4 * scale, 2 * scale
+    bar_w, bar_h = 128 * scale, 8 * scale
+    glyph_h = font.GLYPH_HEIGHT * scale
+    labels = []
+    for heat, text in ticks:
+        width = font.text_size(text, scale)[0]
+        left = int(round(min(max(heat * bar_w - width / 2, 0), bar_w - width)))
+        labels.append((left, width, text))
+    kept = []
+    for i, (left, width, text) in enumerate(labels):
+        last = i == len(labels) - 1
+        while kept and kept[-1][0] + kept[-1][1] + 2 * scale > left and last:
+            kept.pop()  # the last label (the most passes) wins a clash
+        if not kept or kept[-1][0] + kept[-1][1] + 2 * scale <= left:
+            kept.append((left, width, text))
+    title_w = font.text_size(title, scale)[0]
+    box_w = max(bar_w, title_w) + 2 * pad
+    box_h = pad + glyph_h + gap + bar_h + gap + glyph_h + pad
+    _, height, width = picture.shape
+    if box_w > width or box_h > height:
+        return picture  # too small a picture for a key
+    top = height - box_h
+    area = picture[:, top:, :box_w].astype(np.float32)
+    area[:] = area * 0.35 + np.asarray(background, np.float32)[:, None, None] * 0.65
+    y = pad
+    _text(area, font.text_mask(title, scale), y, pad)
+    y += glyph_h + gap
+    index = np.rint(np.linspace(0, 255, bar_w)).astype(int)
+    area[:, y:y + bar_h, pad:pad + bar_w] = lut[index].T[:, None, :]
+    y += bar_h + gap
+    for left, _, text in kept:
+        _text(area, font.text_mask(text, scale), y, pad + left)
+    picture[:, top:, :box_w] = np.rint(area).astype(np.uint8)
+    return picture
+
+
+def _text(area: np.ndarray, mask: np.ndarray, top: int, left: int, colour=(240, 240, 240)):
+    h, w = mask.shape
+    for band in range(3):
+        area[band, top:top + h, left:left + w][mask] = colour[band]

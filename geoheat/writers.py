@@ -238,8 +238,10 @@ def write_csvt(path: Path) -> None:
     path.write_text(CSVT, encoding="ascii")
 
 
-def qml_style(rgba_lut: np.ndarray, stops: int = 16) -> str:
-    """A QGIS style (.qml) drawing band 1's heat in [0, 1] through a (256, 4) lookup table."""
+def qml_style(rgba_lut: np.ndarray, stops: int = 16,
+              labels: Sequence[str] | None = None) -> str:
+    """A QGIS style (.qml) drawing band 1's heat in [0, 1] through a (256, 4) lookup table;
+    labels: the legend's text for each of the stops + 1 ramp items (default: the heat)."""
     qgis = ET.Element("qgis", version="3.28.0", styleCategories="Symbology")
     pipe = ET.SubElement(qgis, "pipe")
     renderer = ET.SubElement(pipe, "rasterrenderer", type="singlebandpseudocolor", band="1",
@@ -262,9 +264,10 @@ def qml_style(rgba_lut: np.ndarray, stops: int = 16) -> str:
     for key, value in (("color1", rgba(indices[0])), ("color2", rgba(indices[-1])),
                        ("discrete", "0"), ("rampType", "gradient"), ("stops", inner)):
         ET.SubElement(options, "Option", name=key, type="QString", value=value)
-    for position, i in zip(positions, indices):
+    labels = labels or [f"{p:g}" for p in positions]
+    for position, i, label in zip(positions, indices, labels):
         r, g, b, a = (int(v) for v in rgba_lut[i])
-        ET.SubElement(shader, "item", value=f"{position:g}", label=f"{position:g}",
+        ET.SubElement(shader, "item", value=f"{position:g}", label=label,
                       color=f"#{r:02x}{g:02x}{b:02x}", alpha=str(a))
     ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
     ET.SubElement(pipe, "resampler", zoomedInResampler="bilinear", maxOversampling="2")
@@ -273,9 +276,9 @@ def qml_style(rgba_lut: np.ndarray, stops: int = 16) -> str:
         qgis, encoding="unicode") + "\n"
 
 
-def write_qml(path: Path, rgba_lut: np.ndarray) -> None:
+def write_qml(path: Path, rgba_lut: np.ndarray, labels: Sequence[str] | None = None) -> None:
     """The QGIS style file that QGIS loads with the GeoTIFF of the same name."""
-    path.write_text(qml_style(rgba_lut), encoding="utf-8")
+    path.write_text(qml_style(rgba_lut, labels=labels), encoding="utf-8")
 
 
 def png_tile(rgba: np.ndarray) -> bytes:

@@ -3,6 +3,7 @@
 import json
 from datetime import datetime
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -325,3 +326,19 @@ def test_csvt_makes_gdal_read_numbers_and_points(built):
         lon, lat = feature.geometry.coordinates
         assert (lat, lon) == (feature.properties["latitude"], feature.properties["longitude"])
         assert len(layer) == len((out / "heat.csv").read_text().splitlines()) - 1
+
+
+def test_png_legend_and_qgis_ramp_speak_in_passes(mixed, tmp_path):
+    with_key = geoheat.build([mixed], tmp_path / "k.png", zoom=15, sigma=1)
+    geoheat.build([mixed], tmp_path / "n.png", zoom=15, sigma=1, legend=False)
+    with rasterio.open(tmp_path / "k.png") as k, rasterio.open(tmp_path / "n.png") as n:
+        keyed, plain = k.read(), n.read()
+    differ = (keyed != plain).any(axis=0)
+    rows, cols = np.nonzero(differ)
+    assert differ.any() and rows.min() >= keyed.shape[1] - 60 and cols.max() < 160
+    items = ET.parse(tmp_path / "k.qml").getroot().findall(".//colorrampshader/item")
+    labels = [item.get("label") for item in items]
+    assert labels[0] == "none" and all(re.fullmatch(r"\d+ pass(es)?", x) for x in labels[1:])
+    counts = [int(x.split()[0]) for x in labels[1:]]
+    assert counts == sorted(counts) and counts[0] == 1 and labels[1] == "1 pass"
+    assert with_key.activities == 5
