@@ -15,8 +15,8 @@ import numpy as np
 from . import tiles
 from .tiles import TileKey
 
-# The neighbourhood: the tiles within this many tiles of a tile (5 x 5 tiles, 1280 px).
-RADIUS = 2
+# The neighbourhood: the tiles within this many tiles of a tile (3 x 3 tiles, 768 px).
+RADIUS = 1
 
 Sparse = dict[TileKey, np.ndarray]
 

@@ -65,8 +65,8 @@ def test_a_quiet_regions_lines_are_brighter_than_under_global():
     # Inside one neighbourhood the order of counts is kept: more passes, more heat.
     tile = (slice(256, 512), slice(256 * 9, 256 * 10))
     c, h = dense[tile].ravel(), local[tile].ravel()
-    order = np.argsort(c[c > 0], kind="stable")
-    assert (np.diff(h[c > 0][order]) >= -1 / 256).all()
+    means = [h[c == v].mean() for v in np.unique(c[c > 0])]
+    assert len(means) >= 2 and means == sorted(means)
 
 
 def test_local_heat_is_in_range_zero_stays_zero_and_one_track_is_full():
