@@ -119,7 +119,7 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
     # Colour
     picture = None
     if "png" not in options.outputs:
-        pass
+        pass  # a GeoTIFF or tiles build: no picture, no map
     elif grid.width * grid.height <= MAX_PNG_PIXELS:
         picture = _picture(heat, grid, options, provider, result, warn, progress)
         if options.legend:

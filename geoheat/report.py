@@ -182,7 +182,7 @@ def geotiff_tags(options: "BuildOptions", result: BuildResult) -> dict[str, obje
         "ZOOM": result.zoom,
         "SIGMA": options.sigma,
         "SCALING": options.scaling,
-        "NORMALIZE": getattr(options, "normalize", "global"),
+        "NORMALIZE": options.normalize,
         "MODE": options.mode,
         "ACTIVITIES": result.activities,
         "ACTIVITY_TYPES": ",".join(f"{k}:{n}" for k, n in result.types.most_common()),
