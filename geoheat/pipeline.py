@@ -211,7 +211,10 @@ def _ramp_labels(counts, options, stops: int = 16) -> list[str]:
     if options.normalize == "local":
         return ["none"] + [f"{p:.0%} of nearby passes" for p in positions[1:]]
     counts_at = passes_at(counts, options.scaling, positions)
-    return ["none"] + [_unit(options, n) for n in counts_at[1:]]
+    # Most of the ramp may stand for one count (a CDF climbs in steps): name each count
+    # once, at the first item that reaches it, so QGIS's legend reads as a scale.
+    return ["none"] + [_unit(options, n) if n != before else ""
+                       for before, n in zip([0, *counts_at[1:-1]], counts_at[1:])]
 
 
 def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,

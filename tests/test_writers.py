@@ -328,7 +328,7 @@ def test_csvt_makes_gdal_read_numbers_and_points(built):
         assert len(layer) == len((out / "heat.csv").read_text().splitlines()) - 1
 
 
-def test_png_legend_and_qgis_ramp_speak_in_passes(mixed, tmp_path):
+def test_png_legend_and_qgis_ramp_speak_in_passes(mixed, built, tmp_path):
     with_key = geoheat.build([mixed], tmp_path / "k.png", zoom=15, sigma=1)
     geoheat.build([mixed], tmp_path / "n.png", zoom=15, sigma=1, legend=False)
     with rasterio.open(tmp_path / "k.png") as k, rasterio.open(tmp_path / "n.png") as n:
@@ -338,7 +338,13 @@ def test_png_legend_and_qgis_ramp_speak_in_passes(mixed, tmp_path):
     assert differ.any() and rows.min() >= keyed.shape[1] - 60 and cols.max() < 160
     items = ET.parse(tmp_path / "k.qml").getroot().findall(".//colorrampshader/item")
     labels = [item.get("label") for item in items]
-    assert labels[0] == "none" and all(re.fullmatch(r"\d+ pass(es)?", x) for x in labels[1:])
-    counts = [int(x.split()[0]) for x in labels[1:]]
-    assert counts == sorted(counts) and counts[0] == 1 and labels[1] == "1 pass"
+    named = [x for x in labels[1:] if x]  # each count named once, where the ramp reaches it
+    assert labels[0] == "none" and all(re.fullmatch(r"\d+ pass(es)?", x) for x in named)
+    counts = [int(x.split()[0]) for x in named]
+    assert counts == sorted(set(counts)) and labels[1] == "1 pass"
+    # Points mode counts track points; the spot visited 30 times is the top of the ramp.
+    items = ET.parse(built[0] / "heat.qml").getroot().findall(".//colorrampshader/item")
+    named = [item.get("label") for item in items[1:] if item.get("label")]
+    assert len(named) >= 2 and all(x.endswith(("track point", "track points")) for x in named)
+    assert int(named[-1].split()[0]) >= 30
     assert with_key.activities == 5
