@@ -15,10 +15,11 @@ import numpy as np
 from . import tiles
 from .activities import join_tracks, record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
-from .colour import legend, over_map, shade, shade_rgba
+from .colour import over_map, shade, shade_rgba
 from .errors import InputError, ParameterError
 from .extent import choose_zoom, select_extent
-from .heat import SCALERS, blur_tiles, legend_ticks, passes_at
+from .legend import add_legend, ramp_labels
+from .heat import SCALERS, blur_tiles
 from .options import BuildOptions, available_memory
 from .projection import unproject
 from .rasterize import count_tracks, select_points
@@ -123,7 +124,7 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
     elif grid.width * grid.height <= MAX_PNG_PIXELS:
         picture = _picture(heat, grid, options, provider, result, warn, progress)
         if options.legend:
-            _legend(picture, counts, options)
+            add_legend(picture, counts, options)
     else:
         warn(f"{options.outputs['png']}: no PNG for a {grid.width}x{grid.height} pixel image "
              f"(more than {MAX_PNG_PIXELS // 2**20} Mpx); the GeoTIFF holds the heat; lower "
@@ -186,37 +187,6 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
-# QGIS ramp items and PNG legends say what the colours stand for in these words.
-def _unit(options, n: int) -> str:
-    noun = "pass" if options.mode == "lines" else "track point"
-    return f"{n} {noun}" + ("" if n == 1 else ("es" if noun == "pass" else "s"))
-
-
-def _legend(picture, counts, options) -> None:
-    """The PNG's key, bottom-left: the colour bar and the passes its colours stand for."""
-    scale = 1 if picture.shape[2] < 1200 else 2
-    what = "passes" if options.mode == "lines" else "track points"
-    if options.normalize == "local":
-        ticks, title = [(0.0, "fewer"), (1.0, "more")], f"{what}, ranked nearby"
-    else:
-        ticks = [(h, f"{n:,}") for h, n in legend_ticks(counts, options.scaling)]
-        title = what
-    legend(picture, lut(options.colormap), ticks, title, scale,
-           STYLES[options.style].background)
-
-
-def _ramp_labels(counts, options, stops: int = 16) -> list[str]:
-    """The QGIS style's ramp items labelled in passes (local contrast: by local rank)."""
-    positions = np.linspace(0, 1, stops + 1)
-    if options.normalize == "local":
-        return ["none"] + [f"{p:.0%} of nearby passes" for p in positions[1:]]
-    counts_at = passes_at(counts, options.scaling, positions)
-    # Most of the ramp may stand for one count (a CDF climbs in steps): name each count
-    # once, at the first item that reaches it, so QGIS's legend reads as a scale.
-    return ["none"] + [_unit(options, n) if n != before else ""
-                       for before, n in zip([0, *counts_at[1:-1]], counts_at[1:])]
-
-
 def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
            pyramid) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
@@ -235,7 +205,7 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         with outputs.writing(paths["png"]) as temp:
             write_png(temp, picture, grid)
     with outputs.writing(paths["qml"]) as temp:
-        write_qml(temp, rgba_lut, _ramp_labels(counts, options))
+        write_qml(temp, rgba_lut, ramp_labels(counts, options))
     if "csv" in paths:
         with outputs.writing(paths["csv"]) as temp:
             write_csv(temp, heat, grid, options.csv_min)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from geoheat import colour
+from geoheat import colour, legend
 from geoheat.colormaps import STYLES, lut, with_alpha
 
 HOT = lut("hot")
@@ -69,7 +69,7 @@ def test_heat_where_the_map_is_missing_looks_as_on_a_plain_background():
 def test_legend_draws_a_colour_bar_and_labels_bottom_left():
     table = lut("hot")
     picture = np.full((3, 200, 300), 50, dtype=np.uint8)
-    colour.legend(picture, table, [(0.5, "1"), (0.8, "2"), (1.0, "16")], "passes")
+    legend.draw(picture, table, [(0.5, "1"), (0.8, "2"), (1.0, "16")], "passes")
     changed = (picture != 50).any(axis=0)
     rows, cols = np.nonzero(changed)
     assert rows.min() > 100 and cols.max() < 150  # bottom-left only
@@ -86,12 +86,12 @@ def test_legend_draws_a_colour_bar_and_labels_bottom_left():
 
 def test_legend_leaves_out_labels_that_would_overlap_but_keeps_the_last():
     picture = np.zeros((3, 100, 200), dtype=np.uint8)
-    crowded = colour.legend(picture.copy(), lut("hot"),
+    crowded = legend.draw(picture.copy(), lut("hot"),
                             [(0.9, "1"), (0.95, "2"), (1.0, "1,234")], "passes")
-    alone = colour.legend(picture.copy(), lut("hot"), [(1.0, "1,234")], "passes")
+    alone = legend.draw(picture.copy(), lut("hot"), [(1.0, "1,234")], "passes")
     np.testing.assert_array_equal(crowded, alone)
 
 
 def test_legend_skips_a_picture_too_small_for_it():
     picture = np.zeros((3, 20, 60), dtype=np.uint8)
-    assert (colour.legend(picture, lut("hot"), [(1.0, "9")], "passes") == 0).all()
+    assert (legend.draw(picture, lut("hot"), [(1.0, "9")], "passes") == 0).all()

@@ -2,7 +2,6 @@
 
 import contextlib
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest
