@@ -134,6 +134,10 @@ def test_cog_overviews_are_each_levels_own_heat_counts_and_colours(built):
                              window.col:window.col + window.width]
             with rasterio.open(out / name, overview_level=i) as ov:
                 np.testing.assert_array_equal(ov.read(1), expected, err_msg=f"{name} level {i}")
+                # Its pixels are the lower zoom's XYZ pixels: it lines up with web map tiles.
+                origin = tiles.grid_transform(level.grid) @ (window.col, window.row)
+                assert ov.transform.a == pytest.approx(tiles.resolution(level.grid.zoom))
+                assert (ov.transform.c, ov.transform.f) == pytest.approx(origin, abs=1e-6)
     with rasterio.open(out / "h-rgba.tif", overview_level=0) as ov:
         level = levels[0]
         window = pyramid.overview_window(grid, level.grid)
