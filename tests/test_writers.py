@@ -196,7 +196,8 @@ for path in sys.argv[1:]:
     e = layer.extent()
     report[path] = {"valid": layer.isValid(), "crs": layer.crs().authid(),
                     "extent": [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()],
-                    "renderer": layer.renderer().type() if layer.renderer() else None}
+                    "renderer": layer.renderer().type() if layer.renderer() else None,
+                    "legend": [label for label, _ in layer.renderer().legendSymbologyItems()]}
 print(json.dumps(report), flush=True)
 os._exit(0)  # QGIS 3.22 can crash in exitQgis(); the report is already out
 """
@@ -232,8 +233,11 @@ def test_qgis_loads_the_layers(built):
         layer = report[path]
         assert layer["valid"] and layer["crs"] == "EPSG:3857", (path, layer)
         assert tuple(layer["extent"]) == pytest.approx(bounds, abs=1e-3), path
-    # heat.qml sits beside heat.tif, so QGIS drew it in pseudocolour, not grey.
+    # heat.qml sits beside heat.tif, so QGIS drew it in pseudocolour, not grey, and its
+    # legend names the track points (points mode) the colours stand for.
     assert report[paths[0]]["renderer"] == "singlebandpseudocolor"
+    legend = [label for label in report[paths[0]]["legend"] if label]
+    assert legend[0] == "none" and legend[-1].endswith("track points")
 
 
 # Fixes from a real GIS check
