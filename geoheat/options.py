@@ -254,8 +254,9 @@ class BuildOptions:
 def _output_paths(options: BuildOptions) -> dict[str, Path]:
     """The files a build writes, by kind, named after --output: NAME.png, .tif, .mbtiles or
     .pmtiles names that output and the stem the others share. The GeoTIFF and its QGIS
-    style are always written; the PNG when --output names one or png=True (not with
-    png=False)."""
+    style come with a PNG or GeoTIFF name (a tiles build makes just the tiles, and QGIS
+    would draw NAME.mbtiles through a NAME.qml); the PNG when --output names one or
+    png=True (not with png=False)."""
     named = options.output
     kind = OUTPUT_KINDS.get(named.suffix.lower())
     if kind is None:
@@ -265,8 +266,9 @@ def _output_paths(options: BuildOptions) -> dict[str, Path]:
     paths = {}
     if options.png or (options.png is None and kind == "png"):
         paths["png"] = named if kind == "png" else stem.with_suffix(".png")
-    paths["tif"] = named if kind == "tif" else stem.with_suffix(".tif")
-    paths["qml"] = stem.with_suffix(".qml")
+    if kind in ("png", "tif"):  # a build named by its tiles makes just the tiles
+        paths["tif"] = named if kind == "tif" else stem.with_suffix(".tif")
+        paths["qml"] = stem.with_suffix(".qml")
     if options.csv:
         paths["csvt"] = stem.with_suffix(".csvt")  # the CSV's column types
         paths["csv"] = stem.with_suffix(".csv")

@@ -29,7 +29,7 @@ from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadat
 from .sources import find_sources
 from .tiles import Grid
 from .outputs import OutputSet
-from .pyramid import default_min_zoom, levels, overview_count, zooms_below
+from .pyramid import Level, default_min_zoom, levels, overview_count, zooms_below
 from .writers import (check_writable_folder, visible_tiles, write_csv, write_csvt, write_geotiff,
                       write_mbtiles, write_overview, write_pmtiles, write_png, write_qml,
                       write_tiled_cog)
@@ -204,8 +204,9 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
     if picture is not None:
         with outputs.writing(paths["png"]) as temp:
             write_png(temp, picture, grid)
-    with outputs.writing(paths["qml"]) as temp:
-        write_qml(temp, rgba_lut, ramp_labels(counts, options))
+    if "qml" in paths:
+        with outputs.writing(paths["qml"]) as temp:
+            write_qml(temp, rgba_lut, ramp_labels(counts, options))
     if "csv" in paths:
         with outputs.writing(paths["csv"]) as temp:
             write_csv(temp, heat, grid, options.csv_min)
@@ -217,37 +218,37 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
 
     archives = [kind for kind in ("mbtiles", "pmtiles") if kind in paths]
     what = "passes" if options.mode == "lines" else "trackpoints"
-    # kind -> (dtype, bands, nodata, descriptions, the level's blocks)
-    cogs = {"tif": ("float32", 1, 0, ["heat"], lambda level_heat, level_counts: level_heat)}
-    if "rgba" in paths:
-        cogs["rgba"] = ("uint8", 4, None, [], lambda level_heat, _: coloured(level_heat))
-    if "counts" in paths:
-        cogs["counts"] = ("uint32", 1, 0, [what], lambda _, level_counts: level_counts)
-    overviews = overview_count(grid)
-    lowest = grid.zoom - overviews if not archives else min(grid.zoom - overviews, min_zoom)
+    # The GeoTIFFs: kind -> (dtype, bands, nodata, band names, a level's blocks of them)
+    cogs = {kind: spec for kind, spec in (
+        ("tif", ("float32", 1, 0, ["heat"], lambda level: level.heat)),
+        ("rgba", ("uint8", 4, None, [], lambda level: coloured(level.heat))),
+        ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
+    overviews = overview_count(grid) if cogs else 0
+    lowest = min([grid.zoom - overviews] + ([min_zoom] if archives else []))
     pngs = visible_tiles(coloured(heat), grid.zoom) if archives else {}
-    folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=outputs.temp(paths["tif"]).parent))
+    first = paths[next(iter(cogs), None) or archives[0]]  # named if making a level fails
+    folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=outputs.temp(first).parent))
     try:
         files = {kind: [] for kind in cogs}
-        with outputs.writing(paths["tif"]) as temp:
+        with outputs.writing(first):
             for level in pyramid(zooms_below(grid, lowest)):
                 factor = grid.zoom - level.grid.zoom
                 for kind, (dtype, bands, nodata, _, blocks) in cogs.items():
                     if factor <= overviews:
                         files[kind].append(folder / f"{kind}-{factor}.tif")
-                        write_overview(files[kind][-1], blocks(level.heat, level.counts), grid,
-                                       level.grid, count=bands, dtype=dtype, nodata=nodata)
+                        write_overview(files[kind][-1], blocks(level), grid, level.grid,
+                                       count=bands, dtype=dtype, nodata=nodata)
                 if archives and level.grid.zoom >= min_zoom:
                     pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
-            write_geotiff(temp, heat, grid, tags, overviews=files["tif"])
-        if "rgba" in paths:
-            with outputs.writing(paths["rgba"]) as temp:
-                write_tiled_cog(temp, coloured(heat), grid, count=4, dtype="uint8",
-                                nodata=None, tags=tags, overviews=files["rgba"])
-        if "counts" in paths:
-            with outputs.writing(paths["counts"]) as temp:
-                write_tiled_cog(temp, counts, grid, count=1, dtype="uint32", nodata=0,
-                                tags=tags, descriptions=[what], overviews=files["counts"])
+        top = Level(grid, counts, heat)  # the output's own zoom
+        for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
+            with outputs.writing(paths[kind]) as temp:
+                if kind == "tif":
+                    write_geotiff(temp, heat, grid, tags, overviews=files[kind])
+                else:
+                    write_tiled_cog(temp, blocks(top), grid, count=bands, dtype=dtype,
+                                    nodata=nodata, tags=tags, descriptions=names,
+                                    overviews=files[kind])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if archives:

@@ -181,10 +181,15 @@ def test_output_may_name_the_mbtiles_and_explicit_min_zoom_holds(tmp_path, write
     write_gpx("a.gpx", RIDE)
     result = geoheat.build([tmp_path], tmp_path / "t.mbtiles", zoom=14, min_zoom=12,
                            basemap="osm")  # no PNG, so no map is fetched (tests are offline)
-    assert {p.name for p in result.outputs} == {"t.tif", "t.qml", "t.mbtiles"}
+    assert {p.name for p in result.outputs} == {"t.mbtiles"}  # just the tiles
     assert result.basemap is None
     _, found = mbtiles(tmp_path / "t.mbtiles")
     assert sorted({t.z for t in found}) == [12, 13, 14]
+    # Other outputs asked for still come, named by the stem; the counts with their pyramid.
+    result = geoheat.build([tmp_path], tmp_path / "u.pmtiles", zoom=14, counts=True, csv=True)
+    assert {p.name for p in result.outputs} == {"u.pmtiles", "u-counts.tif", "u.csv", "u.csvt"}
+    with rasterio.open(tmp_path / "u-counts.tif") as src:
+        assert src.tags(ns="TILING_SCHEME")["ZOOM_LEVEL"] == "14"
 
 
 def test_chengdu_levels_read_as_well_as_the_top(tmp_path):
