@@ -63,7 +63,8 @@ def main() -> None:
         "counts GeoTIFF (COG)": ("h-counts.tif", lambda p: writers.write_tiled_cog(
             p, counts, grid, count=1, dtype="uint32")),
         f"MBTiles z{args.zoom - 4}-{args.zoom}": (
-            "h.mbtiles", lambda p: writers.write_mbtiles(p, rgba, grid, args.zoom - 4, metadata)),
+            "h.mbtiles", lambda p: writers.write_mbtiles(
+                p, writers.visible_tiles(rgba, args.zoom), metadata)),
     }
     print(f"{'output':<26} {'seconds':>8} {'x PNG':>6} {'MB':>7}")
     reference = None

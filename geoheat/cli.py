@@ -14,7 +14,7 @@ from . import __version__
 from .colormaps import COLORMAP_NAMES, STYLE_NAMES
 from .errors import GeoheatError
 from .options import (DEFAULT_DEADLINE, DEFAULT_MAX_TILES, DEFAULT_TIMEOUT, EXTENTS, MODES,
-                      SCALINGS, check_zoom)
+                      NORMALIZES, SCALINGS, check_zoom)
 
 
 class UserError(click.ClickException):
@@ -87,6 +87,9 @@ def cli():
               help="cdf: heat is the share of pixels with fewer passes (Strava's method); "
                    "linear: passes / the most passes  [default: cdf]")
 @click.option("--no-cdist", is_flag=True, help="The same as --scaling linear.")
+@click.option("--normalize", type=click.Choice(NORMALIZES), default="global", show_default=True,
+              help="global: one scale for the whole map; local: each pixel ranked among its "
+                   "neighbourhood's counts, so quiet streets read beside busy ones.")
 @click.option("--mode", type=click.Choice(MODES), default="lines", show_default=True,
               help="lines: draw each track between its points; points: count track points.")
 @click.option("--max-file-size", type=str, default="512M", show_default=True, metavar="SIZE",
@@ -96,15 +99,24 @@ def cli():
 @click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
               help="Folder of parsed tracks reused across runs  [default: the user cache folder]")
 @click.option("--no-cache", is_flag=True, help="Read every file again; keep nothing.")
+@click.option("--png/--no-png", "png", default=None,
+              help="Make the PNG (over the basemap)  [default: when --output names a .png]")
+@click.option("--legend/--no-legend", default=True, show_default=True,
+              help="A colour bar on the PNG with the passes its colours stand for.")
 @click.option("--csv", is_flag=True, help="Also write latitude,longitude,intensity CSV.")
+@click.option("--csv-min", type=float, default=0.1, show_default=True,
+              help="The CSV lists pixels with heat above this (0-1).")
 @click.option("--rgba-tif", is_flag=True,
               help="Also write NAME-rgba.tif: the coloured heat, transparent elsewhere.")
 @click.option("--counts", is_flag=True,
               help="Also write NAME-counts.tif: passes or track points per pixel, unscaled.")
 @click.option("--mbtiles", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="Also write MBTiles of the coloured heat (PNG tiles).")
+@click.option("--pmtiles", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Also write PMTiles (one file of map tiles, the same tiles as --mbtiles).")
 @click.option("--min-zoom", type=ZoomType(), default=None,
-              help="Lowest MBTiles zoom level  [default: output zoom - 4]")
+              help="Lowest MBTiles/PMTiles zoom level  [default: where all the heat fits "
+                   "one tile]")
 @click.option("--basemap", default="osm", show_default=True,
               help="Map under the PNG's heat: osm, none, an xyzservices name "
                    "(e.g. OpenStreetMap.HOT) or a URL template with {z}/{x}/{y}.")
@@ -125,7 +137,9 @@ def cli():
 @click.option("--basemap-deadline", type=float, default=DEFAULT_DEADLINE, show_default=True,
               metavar="SECONDS", help="Draw the map with the tiles had after this long.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("heatmap.png"),
-              show_default=True, help="The PNG; the .tif and .csv share its stem.")
+              show_default=True,
+              help="An output by its extension (.png, .tif, .mbtiles, .pmtiles); the others "
+                   "share its stem. Without a .png, no PNG (and no basemap) unless --png.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="Also write a JSON report: what became of every file, the counts, the outputs.")
 @click.option("--verbose", "-v", is_flag=True,

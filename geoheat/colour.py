@@ -107,3 +107,4 @@ def over_map(heat: np.ndarray, rgb: np.ndarray, have: np.ndarray, look: Style,
     if attribution and have.any():
         font.stamp(picture, attribution, scale=1 if heat.shape[1] < 1200 else 2)
     return picture
+

@@ -88,6 +88,55 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid):
             out = out[radius:radius + size, radius:radius + size]
             if out.any():
                 blurred[(x, y)] = np.ascontiguousarray(out)
-    top = max((float(block.max()) for block in blurred.values()), default=0.0)
-    return {key: (block / top).astype(np.float32) if top > 0 else block
+    top = min(max((float(block.max()) for block in blurred.values()), default=0.0),
+              line_peak(sigma))
+    return {key: np.minimum(block / top, 1).astype(np.float32) if top > 0 else block
             for key, block in blurred.items()}
+
+
+def line_peak(sigma: float) -> float:
+    """What the blur leaves of a straight 1-pixel line of heat 1 at its centre: the 1D
+    kernel's centre weight (1 without blur)."""
+    if sigma == 0:
+        return 1.0
+    radius = kernel_radius(sigma)
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return float(kernel[radius] / kernel.sum())
+
+
+def passes_at(counts: dict[TileKey, np.ndarray], scaling: str,
+              heats: "np.ndarray | list[float]") -> list[int]:
+    """The counts the colours at `heats` stand for: for 'cdf' the smallest count whose
+    share of lit pixels reaches the heat (a line of that many passes is that hot), for
+    'linear' heat x the largest count; at least 1."""
+    heats = np.asarray(heats, dtype=float)
+    nonzero = [block[block > 0] for block in counts.values()]
+    values, freq = np.unique(np.concatenate(nonzero) if nonzero else np.zeros(0, np.uint32),
+                             return_counts=True)
+    if not len(values):
+        return [1] * len(heats)
+    if scaling == "linear":
+        return [max(int(round(h * int(values[-1]))), 1) for h in heats]
+    cdf = np.cumsum(freq) / freq.sum()
+    at = np.minimum(np.searchsorted(cdf, heats - 1e-9), len(values) - 1)
+    return [int(values[i]) for i in at]
+
+
+def legend_ticks(counts: dict[TileKey, np.ndarray], scaling: str) -> list[tuple[float, int]]:
+    """A few (heat, count) pairs for a legend: the fewest passes, the median, the busy
+    end and the most, each at the heat its colour has (no two the same count)."""
+    nonzero = [block[block > 0] for block in counts.values()]
+    if not nonzero:
+        return []
+    values, freq = np.unique(np.concatenate(nonzero), return_counts=True)
+    if scaling == "linear":
+        top = int(values[-1])
+        picks = sorted({1, *(max(int(round(top * q)), 1) for q in (0.25, 0.5, 1.0))})
+        return [(c / top, c) for c in picks]
+    cdf = np.cumsum(freq) / freq.sum()
+    ticks = {}
+    for share in (0.0, 0.5, 0.9, 1.0):
+        i = min(int(np.searchsorted(cdf, share - 1e-9)), len(values) - 1)
+        ticks.setdefault(int(values[i]), float(cdf[i]))
+    return [(heat, count) for count, heat in sorted(ticks.items())]

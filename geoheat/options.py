@@ -20,6 +20,10 @@ MIN_IMAGE_SIZE = 256  # one tile
 EXTENTS = ("auto", "all")
 MODES = ("lines", "points")
 SCALINGS = ("cdf", "linear")
+NORMALIZES = ("global", "local")
+# What --output may name: the kind of file it is, and so the stem every output shares.
+OUTPUT_KINDS = {".png": "png", ".tif": "tif", ".tiff": "tif", ".mbtiles": "mbtiles",
+                ".pmtiles": "pmtiles"}
 # Past ~50 px the blur's halo spans many tiles and the work grows as sigma squared
 # (200 px took over 5 minutes); no heatmap needs more.
 MAX_SIGMA = 50.0
@@ -144,7 +148,8 @@ class BuildOptions:
     """
 
     inputs: tuple[Path, ...] = (Path("gpx"),)  # files, folders, Strava export zips
-    output: Path = Path("heatmap.png")  # the PNG; the other outputs share its stem
+    output: Path = Path("heatmap.png")  # names one output (.png, .tif, .mbtiles, .pmtiles);
+    # the others share its stem
     # What to draw
     pattern: str | None = None  # glob on file names in folders and zips; None: every activity
     years: tuple[int, ...] | None = None  # keep activities that started in these years
@@ -157,15 +162,20 @@ class BuildOptions:
     max_size: int = 4096
     mode: str = "lines"  # 'lines': passes per pixel; 'points': track points per pixel
     scaling: str = "cdf"  # 'cdf' (Strava's method) or 'linear'
+    normalize: str = "global"  # 'global': one scale for all; 'local': by neighbourhood
     sigma: float = 1.0  # Gaussian blur in pixels
     style: str = "hot"
     cmap: str | None = None  # None: the style's
     # Extra outputs
+    png: bool | None = None  # None: a PNG when --output names one
+    legend: bool = True  # a colour bar with its pass counts on the PNG
     csv: bool = False
+    csv_min: float = 0.1  # the CSV's pixels: heat above this
     rgba_tif: bool = False
     counts: bool = False
     mbtiles: Path | None = None
-    min_zoom: int | None = None  # lowest MBTiles level; None: zoom - 4
+    pmtiles: Path | None = None
+    min_zoom: int | None = None  # lowest tile level; None: where the heat fits one tile
     # The basemap under the PNG
     basemap: str | None = None  # None or 'none', 'osm', an xyzservices name, a URL template
     attribution: str | None = None
@@ -207,6 +217,12 @@ class BuildOptions:
                 f"max size must be at least {MIN_IMAGE_SIZE} pixels, got {self.max_size!r}")
         _one_of("mode", self.mode, MODES)
         _one_of("scaling", self.scaling, SCALINGS)
+        _one_of("normalize", self.normalize, NORMALIZES)
+        if self.png is not None and not isinstance(self.png, bool):
+            raise ParameterError(f"png must be True, False or None, got {self.png!r}")
+        if not isinstance(self.csv_min, (int, float)) or isinstance(self.csv_min, bool) \
+                or not 0 <= self.csv_min < 1:
+            raise ParameterError(f"csv min must be a heat 0-1 (below 1), got {self.csv_min!r}")
         put("sigma", check_sigma(self.sigma))
         _one_of("style", self.style, STYLE_NAMES)
         if self.cmap is not None:
@@ -228,7 +244,7 @@ class BuildOptions:
             # (64 on 2 cores started 68 processes and 5 GB).
             raise ParameterError(
                 f"jobs must be 1-{cores * 2} here ({cores} cores), got {self.jobs}")
-        for name in ("mbtiles", "tile_cache", "parse_cache", "report"):
+        for name in ("mbtiles", "pmtiles", "tile_cache", "parse_cache", "report"):
             value = getattr(self, name)
             put(name, None if value is None else Path(value))
         put("outputs", _output_paths(self))
@@ -247,21 +263,39 @@ class BuildOptions:
 
 
 def _output_paths(options: BuildOptions) -> dict[str, Path]:
-    """The files a build writes, by kind, named after the --output PNG."""
-    png = options.output
-    if png.suffix.lower() != ".png":
-        raise OutputError(f"{png}: output name must end in .png (the other outputs share its stem)")
-    paths = {"png": png, "tif": png.with_suffix(".tif"), "qml": png.with_suffix(".qml")}
+    """The files a build writes, by kind, named after --output: NAME.png, .tif, .mbtiles or
+    .pmtiles names that output and the stem the others share. The GeoTIFF and its QGIS
+    style come with a PNG or GeoTIFF name (a tiles build makes just the tiles, and QGIS
+    would draw NAME.mbtiles through a NAME.qml); the PNG when --output names one or
+    png=True (not with png=False)."""
+    named = options.output
+    kind = OUTPUT_KINDS.get(named.suffix.lower())
+    if kind is None:
+        raise OutputError(f"{named}: output name must end in .png, .tif, .mbtiles or .pmtiles "
+                          "(the other outputs share its stem)")
+    stem = named.with_suffix("")
+    paths = {}
+    if options.png or (options.png is None and kind == "png"):
+        paths["png"] = named if kind == "png" else stem.with_suffix(".png")
+    if kind in ("png", "tif"):  # a build named by its tiles makes just the tiles
+        paths["tif"] = named if kind == "tif" else stem.with_suffix(".tif")
+        paths["qml"] = stem.with_suffix(".qml")
     if options.csv:
-        paths["csv"] = png.with_suffix(".csv")
+        paths["csvt"] = stem.with_suffix(".csvt")  # the CSV's column types
+        paths["csv"] = stem.with_suffix(".csv")
     if options.rgba_tif:
-        paths["rgba"] = png.with_name(f"{png.stem}-rgba.tif")
+        paths["rgba"] = stem.with_name(f"{stem.name}-rgba.tif")
     if options.counts:
-        paths["counts"] = png.with_name(f"{png.stem}-counts.tif")
-    if options.mbtiles is not None:
-        if options.mbtiles.suffix.lower() != ".mbtiles":
-            raise OutputError(f"{options.mbtiles}: the MBTiles file name must end in .mbtiles")
-        paths["mbtiles"] = options.mbtiles
+        paths["counts"] = stem.with_name(f"{stem.name}-counts.tif")
+    for archive in ("mbtiles", "pmtiles"):
+        path = getattr(options, archive)
+        if path is None and kind == archive:
+            path = named
+        if path is not None:
+            if path.suffix.lower() != f".{archive}":
+                what = "MBTiles" if archive == "mbtiles" else "PMTiles"
+                raise OutputError(f"{path}: the {what} file name must end in .{archive}")
+            paths[archive] = path
     if options.report is not None:
         paths["report"] = options.report
     for path in paths.values():

@@ -4,6 +4,8 @@ read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
 -> scale and blur (heat) -> colour (colour, basemap) -> write (writers).
 """
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,6 +18,7 @@ from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade, shade_rgba
 from .errors import InputError, ParameterError
 from .extent import choose_area, choose_zoom, inside
+from .legend import add_legend, ramp_labels
 from .heat import SCALERS, blur_tiles
 from .options import BuildOptions, available_memory
 from .projection import unproject
@@ -26,8 +29,10 @@ from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadat
 from .sources import find_sources
 from .tiles import Grid
 from .outputs import OutputSet
-from .writers import (check_writable_folder, write_csv, write_geotiff, write_mbtiles, write_png,
-                      write_qml, write_tiled_cog)
+from .pyramid import Level, default_min_zoom, level_grid, levels, overview_count, zooms_below
+from .writers import (check_writable_folder, visible_tiles, write_csv, write_csvt, write_geotiff,
+                      write_mbtiles, write_overview, write_pmtiles, write_png, write_qml,
+                      write_tiled_cog)
 
 # Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
 # MBTiles, written tile by tile, have no such limit.
@@ -96,45 +101,59 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
     box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
-    min_zoom = max(result.zoom - 4, 0) if options.min_zoom is None else options.min_zoom
+    min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
     if min_zoom > result.zoom:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
 
-    # Rasterise: each activity's points counted on the grid and summed (map-reduce)
+    # Rasterise: each activity's points counted on the output's grid and on the grid of
+    # every pyramid level below it, and summed (map-reduce: one activity's points at a time)
+    grids = [grid] + [level_grid(grid, zoom) for zoom in _pyramid_zooms(options, grid, min_zoom)]
     source_of = {source.name: source for source in sources}
-    counts = count_activities(kept, source_of, box, grid, options, result)
+    counts, *below = count_activities(kept, source_of, box, grids, options, result)
 
-    # Scale, blur
-    heat = blur_tiles(SCALERS[options.scaling](counts), options.sigma, grid)
+    # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
+    scale = _scaler(options)
+    heat = blur_tiles(scale(counts), options.sigma, grid)
     result.data_tiles = len(heat)
+
+    def pyramid(zooms):
+        """The levels at zooms, each from its own counts, one at a time."""
+        by_zoom = {low.zoom: (low, level_counts) for low, level_counts in zip(grids[1:], below)}
+        return levels((by_zoom[zoom] for zoom in zooms), scale, options.sigma)
 
     # Colour
     picture = None
-    if grid.width * grid.height <= MAX_PNG_PIXELS:
+    if "png" not in options.outputs:
+        pass  # a GeoTIFF or tiles build: no picture, no map
+    elif grid.width * grid.height <= MAX_PNG_PIXELS:
         picture = _picture(heat, grid, options, provider, result, warn, progress)
+        if options.legend:
+            add_legend(picture, counts, options)
     else:
-        warn(f"{options.output}: no PNG for a {grid.width}x{grid.height} pixel image (more "
-             f"than {MAX_PNG_PIXELS // 2**20} Mpx); the GeoTIFF holds the heat; lower --zoom "
-             "for a PNG")
+        warn(f"{options.outputs['png']}: no PNG for a {grid.width}x{grid.height} pixel image "
+             f"(more than {MAX_PNG_PIXELS // 2**20} Mpx); the GeoTIFF holds the heat; lower "
+             "--zoom for a PNG")
 
     # Write
-    result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom)
+    result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
+                            pyramid)
     return result
 
 
-def count_activities(kept, source_of, box, grid, options, result) -> dict:
-    """The sparse counts of the kept activities' points inside box (None: all), summed
-    one activity at a time (their points loaded from the parse cache one by one), so
-    memory holds one activity's points and the tiles; records in result what was drawn
-    and what fell outside."""
-    counts, drawn, memory = {}, [], available_memory()
+def count_activities(kept, source_of, box, grids, options, result) -> list[dict]:
+    """The sparse counts, on each of `grids`, of the kept activities' points inside box
+    (None: all), summed one activity at a time (their points loaded from the parse cache
+    one by one), so memory holds one activity's points and the tiles; records in result
+    what was drawn and what fell outside."""
+    counts, drawn, memory = [{} for _ in grids], [], available_memory()
     for activity in kept:
         full = load_points(activity, source_of[activity.name], options.parse_cache,
                            options.max_file_size)
         keep = inside(full.xy, box) if box is not None else np.ones(full.points, dtype=bool)
         xy, offsets = select_points(full.xy, full.offsets, keep)
         times = full.times[keep] if full.times is not None else None
-        count_tracks(xy, offsets, grid, options.mode, memory, times, into=counts)
+        for grid, into in zip(grids, counts):
+            count_tracks(xy, offsets, grid, options.mode, memory, times, into=into)
         drawn.append(bool(len(xy)))
         result.points_used += len(xy)
         result.points_outside += full.points - len(xy)
@@ -144,6 +163,26 @@ def count_activities(kept, source_of, box, grid, options, result) -> dict:
     return counts
 
 
+def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:
+    """The zooms below the output's that its outputs need: the GeoTIFFs' overviews (down
+    to one 256-pixel block) and the tile archives' levels (down to min_zoom)."""
+    cogs = any(kind in options.outputs for kind in ("tif", "rgba", "counts"))
+    archives = any(kind in options.outputs for kind in ("mbtiles", "pmtiles"))
+    lowest = min([grid.zoom - (overview_count(grid) if cogs else 0)]
+                 + ([min_zoom] if archives else []))
+    return zooms_below(grid, lowest)
+
+
+def _scaler(options: BuildOptions):
+    """Counts to heat in [0, 1], the same at every level: the global scaling, or local
+    contrast (each pixel ranked within its neighbourhood)."""
+    if options.normalize == "local":
+        from .contrast import local_scale_tiles
+
+        return local_scale_tiles
+    return SCALERS[options.scaling]
+
+
 def _write_report(path: Path, result: BuildResult) -> None:
     bounds = tiles.grid_bounds(result.grid)
     corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))
@@ -151,7 +190,7 @@ def _write_report(path: Path, result: BuildResult) -> None:
 
 
 def _basemap_provider(options: BuildOptions):
-    if options.basemap is None:
+    if options.basemap is None or "png" not in options.outputs:  # only the PNG has a map
         return None
     from .basemap import resolve_provider  # urllib and friends, only with a basemap
 
@@ -185,40 +224,82 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
-def _write(options, outputs, grid, counts, heat, picture, result, min_zoom) -> list[Path]:
+def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
+           pyramid) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
-    paths written."""
+    paths written.
+
+    The GeoTIFFs' overviews and the tile archives' lower levels are the pyramid's levels,
+    made one at a time (each from its own zoom's counts); the overviews wait in a folder
+    inside the staging folder, removed before the commit.
+    """
     paths = dict(options.outputs)
     if picture is None:
-        del paths["png"]
+        paths.pop("png", None)
     rgba_lut = with_alpha(lut(options.colormap))
     tags = geotiff_tags(options, result)
     if picture is not None:
         with outputs.writing(paths["png"]) as temp:
             write_png(temp, picture, grid)
-    with outputs.writing(paths["tif"]) as temp:
-        write_geotiff(temp, heat, grid, tags)
-    with outputs.writing(paths["qml"]) as temp:
-        write_qml(temp, rgba_lut)
+    if "qml" in paths:
+        with outputs.writing(paths["qml"]) as temp:
+            write_qml(temp, rgba_lut, ramp_labels(counts, options))
     if "csv" in paths:
         with outputs.writing(paths["csv"]) as temp:
-            write_csv(temp, heat, grid)
-    if "rgba" in paths or "mbtiles" in paths:
-        rgba_tiles = {key: shade_rgba(block, rgba_lut) for key, block in heat.items()}
-    if "rgba" in paths:
-        with outputs.writing(paths["rgba"]) as temp:
-            write_tiled_cog(temp, rgba_tiles, grid, count=4, dtype="uint8", nodata=None,
-                            tags=tags)
-    if "counts" in paths:
-        what = "passes" if options.mode == "lines" else "trackpoints"
-        with outputs.writing(paths["counts"]) as temp:
-            write_tiled_cog(temp, counts, grid, count=1, dtype="uint32", nodata=0, tags=tags,
-                            descriptions=[what])
-    if "mbtiles" in paths:
+            write_csv(temp, heat, grid, options.csv_min)
+        with outputs.writing(paths["csvt"]) as temp:
+            write_csvt(temp)
+
+    def coloured(sparse):
+        return {key: shade_rgba(block, rgba_lut) for key, block in sparse.items()}
+
+    archives = [kind for kind in ("mbtiles", "pmtiles") if kind in paths]
+    what = "passes" if options.mode == "lines" else "trackpoints"
+    # The GeoTIFFs: kind -> (dtype, bands, nodata, band names, a level's blocks of them)
+    cogs = {kind: spec for kind, spec in (
+        ("tif", ("float32", 1, 0, ["heat"], lambda level: level.heat)),
+        ("rgba", ("uint8", 4, None, [], lambda level: coloured(level.heat))),
+        ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
+    overviews = overview_count(grid) if cogs else 0
+    pngs = visible_tiles(coloured(heat), grid.zoom) if archives else {}
+    first = paths[next(iter(cogs), None) or archives[0]]  # named if making a level fails
+    folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=outputs.temp(first).parent))
+    try:
+        files = {kind: [] for kind in cogs}
+        with outputs.writing(first):
+            for level in pyramid(_pyramid_zooms(options, grid, min_zoom)):
+                factor = grid.zoom - level.grid.zoom
+                for kind, (dtype, bands, nodata, _, blocks) in cogs.items():
+                    if factor <= overviews:
+                        files[kind].append(folder / f"{kind}-{factor}.tif")
+                        write_overview(files[kind][-1], blocks(level), grid, level.grid,
+                                       count=bands, dtype=dtype, nodata=nodata)
+                if archives and level.grid.zoom >= min_zoom:
+                    pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
+        top = Level(grid, counts, heat)  # the output's own zoom
+        for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
+            with outputs.writing(paths[kind]) as temp:
+                if kind == "tif":
+                    write_geotiff(temp, heat, grid, tags, overviews=files[kind])
+                else:
+                    write_tiled_cog(temp, blocks(top), grid, count=bands, dtype=dtype,
+                                    nodata=nodata, tags=tags, descriptions=names,
+                                    overviews=files[kind])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if archives:
         bounds = tiles.grid_bounds(grid)
+        corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))
+        lonlat = tuple(float(v) for v in corners.ravel())
         centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
                                       (bounds.bottom + bounds.top) / 2]]))[0]
-        metadata = mbtiles_metadata(paths["mbtiles"], tuple(centre), min_zoom, result)
-        with outputs.writing(paths["mbtiles"]) as temp:
-            write_mbtiles(temp, rgba_tiles, grid, min_zoom, metadata)
+        for kind in archives:
+            metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
+                                        lonlat)
+            with outputs.writing(paths[kind]) as temp:
+                if kind == "mbtiles":
+                    write_mbtiles(temp, pngs, metadata)
+                else:
+                    write_pmtiles(temp, pngs, metadata, lonlat,
+                                  (float(centre[0]), float(centre[1]), result.zoom))
     return list(paths.values())

@@ -154,14 +154,47 @@ def summary(result: BuildResult, extent: str = "auto") -> str:
             f"{grid.width}x{grid.height} px; {result.seconds:.1f} s -> {names}")
 
 
+def activity_dates(result: BuildResult) -> tuple[str | None, str | None]:
+    """The first and last start dates (YYYY-MM-DD) of the activities drawn."""
+    starts = sorted(e.start[:10] for e in result.entries if e.status == "drawn" and e.start)
+    return (starts[0], starts[-1]) if starts else (None, None)
+
+
+def _filters(options: "BuildOptions") -> dict[str, str]:
+    """The selection a build made, as text: years, types, bounds ('all' where none)."""
+    return {
+        "FILTER_YEARS": ",".join(map(str, options.years)) if options.years else "all",
+        "FILTER_TYPES": ",".join(options.types) if options.types else "all",
+        "FILTER_BOUNDS": " ".join(f"{v:g}" for v in options.bounds) if options.bounds else "none",
+    }
+
+
+def _drawn(result: BuildResult) -> str:
+    """'7 activities (5 Run, 2 Ride; 6 GPX, 1 FIT)'."""
+    kinds = ", ".join(f"{n} {kind}" for kind, n in result.types.most_common())
+    formats = ", ".join(f"{n} {fmt.upper()}" for fmt, n in sorted(result.formats.items()))
+    detail = "; ".join(part for part in (kinds, formats) if part)
+    n = result.activities
+    return f"{n} {'activity' if n == 1 else 'activities'}" + (f" ({detail})" if detail else "")
+
+
 def geotiff_tags(options: "BuildOptions", result: BuildResult) -> dict[str, object]:
-    """The tags recording the run in every GeoTIFF."""
+    """The tags recording the run in every GeoTIFF: settings, and what was drawn (the
+    activities, not the files read: filters leave files out)."""
+    first, last = activity_dates(result)
     return {
         "GEOHEAT_VERSION": __version__,
         "ZOOM": result.zoom,
         "SIGMA": options.sigma,
         "SCALING": options.scaling,
+        "NORMALIZE": options.normalize,
         "MODE": options.mode,
+        "ACTIVITIES": result.activities,
+        "ACTIVITY_TYPES": ",".join(f"{k}:{n}" for k, n in result.types.most_common()),
+        "FORMATS": ",".join(f"{k}:{n}" for k, n in sorted(result.formats.items())),
+        "FIRST_ACTIVITY": first or "",
+        "LAST_ACTIVITY": last or "",
+        **_filters(options),
         "FILES": result.files_read,
         "POINTS": result.points_used,
         "EXTENT": "bounds" if options.bounds else options.extent,
@@ -170,19 +203,34 @@ def geotiff_tags(options: "BuildOptions", result: BuildResult) -> dict[str, obje
 
 
 def mbtiles_metadata(path: Path, centre_lonlat: tuple[float, float], min_zoom: int,
-                     result: BuildResult) -> dict[str, str]:
-    """The MBTiles metadata rows geoheat sets beyond GDAL's own."""
+                     result: BuildResult, options: "BuildOptions | None" = None,
+                     bounds_lonlat: tuple[float, float, float, float] | None = None,
+                     ) -> dict[str, str]:
+    """The metadata of the MBTiles (and PMTiles): what MBTiles 1.3 asks for, and what was
+    drawn: the activities (by type and format), their dates and the filters."""
     lon, lat = centre_lonlat
-    return {
+    first, last = activity_dates(result)
+    dates = f", {first} to {last}" if first else ""
+    metadata = {
         "name": path.stem,
-        "description": f"geoheat heatmap of {plural(result.files_read, 'GPX file')}, "
+        "format": "png",
+        "description": f"geoheat heatmap of {_drawn(result)}{dates}, "
                        f"{result.points_used:,} points",
         "attribution": f"Heatmap made with geoheat {__version__}",
         "type": "overlay",
+        "version": "1.3",
         "center": f"{lon:.6f},{lat:.6f},{result.zoom}",
         "minzoom": str(min_zoom),
         "maxzoom": str(result.zoom),
+        "activities": str(result.activities),
+        "first_activity": first or "",
+        "last_activity": last or "",
     }
+    if bounds_lonlat is not None:
+        metadata["bounds"] = ",".join(f"{v:.6f}" for v in bounds_lonlat)
+    if options is not None:
+        metadata.update({k.lower(): v for k, v in _filters(options).items()})
+    return metadata
 
 
 def to_json(result: BuildResult, bounds_lonlat: tuple[float, float, float, float] | None) -> str:

@@ -7,16 +7,18 @@ set); side files (.pgw, .aux.xml) are written beside it.
 import contextlib
 import os
 import sqlite3
+import struct
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.enums import Resampling
+from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
@@ -43,6 +45,87 @@ def check_writable_folder(path: Path) -> None:
         raise OutputError(f"{path}: cannot write in {folder} ({err.strerror})") from None
 
 
+# GDAL's names of the dtypes geoheat writes, for VRT files.
+_VRT_TYPES = {"uint8": "Byte", "uint32": "UInt32", "float32": "Float32"}
+_RGBA = ("Red", "Green", "Blue", "Alpha")
+# The COG declares the XYZ tile matrix set its grid lies on (GDAL writes the TIFF tags of
+# the TILING_SCHEME metadata domain: NAME=GoogleMapsCompatible, ZOOM_LEVEL): viewers then
+# know its blocks and overviews are web map tiles. The grid is already aligned, so GDAL
+# copies the pixels as they are (tested).
+TILING_SCHEME = "GoogleMapsCompatible"
+
+
+def write_sparse_tiff(
+    path: Path,
+    blocks: Iterable[tuple[int, int, np.ndarray]],
+    shape: tuple[int, int],
+    transform,
+    *,
+    count: int,
+    dtype: str,
+    nodata: float | None = 0,
+) -> None:
+    """A tiled GeoTIFF of `shape` (height, width) in EPSG:3857 holding (row, col, block)
+    pieces ((h, w) or (count, h, w)); blocks never written are not stored (sparse)."""
+    size = tiles.TILE_SIZE
+    height, width = shape
+    profile = {
+        "driver": "GTiff", "width": width, "height": height, "count": count,
+        "dtype": dtype, "crs": "EPSG:3857", "transform": transform,
+        "nodata": nodata, "tiled": True, "blockxsize": size, "blockysize": size,
+        "sparse_ok": True, "bigtiff": "if_safer",
+    }
+    if count == 4:
+        profile.update(photometric="rgb", alpha="yes")
+    with rasterio.Env(**_GDAL_LIMITS), rasterio.open(path, "w", **profile) as dst:
+        for row, col, block in blocks:
+            h, w = block.shape[-2:]
+            dst.write(block.reshape(count, h, w), window=Window(col, row, w, h))
+
+
+def write_overview(path: Path, level_blocks: Mapping[TileKey, np.ndarray], grid: Grid,
+                   low: Grid, *, count: int, dtype: str, nodata: float | None = 0) -> None:
+    """One overview of a COG on `grid`: a lower level's sparse tiles (on its grid `low`)
+    cropped to the grid's extent, as a sparse GeoTIFF for write_tiled_cog(overviews=...)."""
+    from .pyramid import crop, overview_window
+
+    window = overview_window(grid, low)
+    transform = tiles.grid_transform(low) @ Affine.translation(window.col, window.row)
+    write_sparse_tiff(path, crop(level_blocks, low, window), (window.height, window.width),
+                      transform, count=count, dtype=dtype, nodata=nodata)
+
+
+def _vrt(base: Path, overviews: Sequence[Path], grid: Grid, *, count: int, dtype: str,
+         nodata: float | None, tags: Mapping[str, object] | None,
+         descriptions: Sequence[str]) -> str:
+    """A VRT of the base GeoTIFF whose bands' overviews are the given files."""
+    vrt = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
+    ET.SubElement(vrt, "SRS").text = "EPSG:3857"
+    ET.SubElement(vrt, "GeoTransform").text = ", ".join(
+        repr(v) for v in tiles.grid_transform(grid).to_gdal())
+    if tags:
+        metadata = ET.SubElement(vrt, "Metadata")
+        for key, value in tags.items():
+            ET.SubElement(metadata, "MDI", key=key).text = str(value)
+    for band in range(1, count + 1):
+        element = ET.SubElement(vrt, "VRTRasterBand", dataType=_VRT_TYPES[dtype],
+                                band=str(band))
+        if band <= len(descriptions):
+            ET.SubElement(element, "Description").text = descriptions[band - 1]
+        if nodata is not None:
+            ET.SubElement(element, "NoDataValue").text = repr(nodata)
+        if count == 4:
+            ET.SubElement(element, "ColorInterp").text = _RGBA[band - 1]
+        source = ET.SubElement(element, "SimpleSource")
+        ET.SubElement(source, "SourceFilename", relativeToVRT="0").text = str(base)
+        ET.SubElement(source, "SourceBand").text = str(band)
+        for overview in overviews:
+            over = ET.SubElement(element, "Overview")
+            ET.SubElement(over, "SourceFilename", relativeToVRT="0").text = str(overview)
+            ET.SubElement(over, "SourceBand").text = str(band)
+    return ET.tostring(vrt, encoding="unicode")
+
+
 def write_tiled_cog(
     path: Path,
     blocks: Mapping[TileKey, np.ndarray],
@@ -53,50 +136,49 @@ def write_tiled_cog(
     nodata: float | None = 0,
     tags: Mapping[str, object] | None = None,
     descriptions: Sequence[str] = (),
+    overviews: Sequence[Path] | None = None,
 ) -> None:
     """A Cloud Optimized GeoTIFF of sparse tiles ((256, 256) or (count, 256, 256) blocks).
 
     The tiles are written one by one into a sparse GeoTIFF (tiles without data are
     not stored), which GDAL then copies as a COG: EPSG:3857 on the grid, 256-pixel
-    blocks (the XYZ tiles), DEFLATE with a predictor, averaged overviews. Memory
-    follows the data, not the grid. Four uint8 bands are RGBA.
+    blocks (the XYZ tiles), DEFLATE with a predictor, the GoogleMapsCompatible tiling
+    scheme declared. overviews: GeoTIFFs of factors 2, 4, ... (write_overview: each
+    computed from its own zoom's data), taken as they are; None: GDAL averages the
+    grid's pixels. Memory follows the data, not the grid. Four uint8 bands are RGBA.
     """
     size = tiles.TILE_SIZE
     sparse = path.with_name(f".{path.stem}.sparse.tif")
-    profile = {
-        "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
-        "dtype": dtype, "crs": "EPSG:3857", "transform": tiles.grid_transform(grid),
-        "nodata": nodata, "tiled": True, "blockxsize": size, "blockysize": size,
-        "sparse_ok": True, "bigtiff": "if_safer",
-    }
-    if count == 4:
-        profile.update(photometric="rgb", alpha="yes")
+    vrt = path.with_name(f".{path.stem}.levels.vrt")
+    copy = {"driver": "COG", "blocksize": size, "compress": "deflate", "predictor": "yes",
+            "sparse_ok": "true", "bigtiff": "if_safer", "tiling_scheme": TILING_SCHEME}
     try:
+        write_sparse_tiff(
+            sparse, ((*tiles.tile_window(key, grid), block) for key, block in sorted(blocks.items())),
+            (grid.height, grid.width), tiles.grid_transform(grid), count=count, dtype=dtype,
+            nodata=nodata)
+        vrt.write_text(_vrt(sparse, overviews or (), grid, count=count, dtype=dtype,
+                            nodata=nodata, tags=tags, descriptions=descriptions),
+                       encoding="utf-8")
+        if overviews is None:
+            copy.update(resampling="average", overview_resampling="average")
+        else:
+            copy.update(overviews="force_use_existing")
         with rasterio.Env(**_GDAL_LIMITS):
-            with rasterio.open(sparse, "w", **profile) as dst:
-                for key, block in sorted(blocks.items()):
-                    row, col = tiles.tile_window(key, grid)
-                    dst.write(block.reshape(count, size, size),
-                              window=Window(col, row, size, size))
-                for index, text in enumerate(descriptions, start=1):
-                    dst.set_band_description(index, text)
-                if tags:
-                    dst.update_tags(**{k: str(v) for k, v in tags.items()})
-            rasterio.shutil.copy(
-                sparse, path, driver="COG", blocksize=size, compress="deflate",
-                predictor="yes", resampling="average", overview_resampling="average",
-                sparse_ok="true", bigtiff="if_safer")
+            rasterio.shutil.copy(vrt, path, **copy)
     finally:
         sparse.unlink(missing_ok=True)
+        vrt.unlink(missing_ok=True)
 
 
 def write_geotiff(
     path: Path, heat: Mapping[TileKey, np.ndarray], grid: Grid,
-    tags: Mapping[str, object] | None = None,
+    tags: Mapping[str, object] | None = None, overviews: Sequence[Path] | None = None,
 ) -> None:
-    """Sparse heat tiles as a float32 COG on the grid: EPSG:3857, nodata 0, band 'heat'."""
+    """Sparse heat tiles as a float32 COG on the grid: EPSG:3857, nodata 0, band 'heat';
+    overviews as write_tiled_cog takes them."""
     write_tiled_cog(path, heat, grid, count=1, dtype="float32", nodata=0, tags=tags,
-                    descriptions=["heat"])
+                    descriptions=["heat"], overviews=overviews)
 
 
 def write_png(path: Path, rgb: np.ndarray, grid: Grid | None = None) -> None:
@@ -146,8 +228,20 @@ def write_csv(
     return len(table)
 
 
-def qml_style(rgba_lut: np.ndarray, stops: int = 16) -> str:
-    """A QGIS style (.qml) drawing band 1's heat in [0, 1] through a (256, 4) lookup table."""
+# The CSV's column types, for GDAL (and QGIS through it): numbers, and the point they make.
+CSVT = '"CoordY","CoordX","Real"\n'
+
+
+def write_csvt(path: Path) -> None:
+    """The .csvt beside the CSV: latitude and longitude are the point's Y and X, intensity
+    a real number (without it GDAL reads three strings and no geometry)."""
+    path.write_text(CSVT, encoding="ascii")
+
+
+def qml_style(rgba_lut: np.ndarray, stops: int = 16,
+              labels: Sequence[str] | None = None) -> str:
+    """A QGIS style (.qml) drawing band 1's heat in [0, 1] through a (256, 4) lookup table;
+    labels: the legend's text for each of the stops + 1 ramp items (default: the heat)."""
     qgis = ET.Element("qgis", version="3.28.0", styleCategories="Symbology")
     pipe = ET.SubElement(qgis, "pipe")
     renderer = ET.SubElement(pipe, "rasterrenderer", type="singlebandpseudocolor", band="1",
@@ -170,9 +264,10 @@ def qml_style(rgba_lut: np.ndarray, stops: int = 16) -> str:
     for key, value in (("color1", rgba(indices[0])), ("color2", rgba(indices[-1])),
                        ("discrete", "0"), ("rampType", "gradient"), ("stops", inner)):
         ET.SubElement(options, "Option", name=key, type="QString", value=value)
-    for position, i in zip(positions, indices):
+    labels = labels or [f"{p:g}" for p in positions]
+    for position, i, label in zip(positions, indices, labels):
         r, g, b, a = (int(v) for v in rgba_lut[i])
-        ET.SubElement(shader, "item", value=f"{position:g}", label=f"{position:g}",
+        ET.SubElement(shader, "item", value=f"{position:g}", label=label,
                       color=f"#{r:02x}{g:02x}{b:02x}", alpha=str(a))
     ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
     ET.SubElement(pipe, "resampler", zoomedInResampler="bilinear", maxOversampling="2")
@@ -181,47 +276,73 @@ def qml_style(rgba_lut: np.ndarray, stops: int = 16) -> str:
         qgis, encoding="unicode") + "\n"
 
 
-def write_qml(path: Path, rgba_lut: np.ndarray) -> None:
+def write_qml(path: Path, rgba_lut: np.ndarray, labels: Sequence[str] | None = None) -> None:
     """The QGIS style file that QGIS loads with the GeoTIFF of the same name."""
-    path.write_text(qml_style(rgba_lut), encoding="utf-8")
+    path.write_text(qml_style(rgba_lut, labels=labels), encoding="utf-8")
 
 
-def write_mbtiles(
-    path: Path,
-    rgba: Mapping[TileKey, np.ndarray],
-    grid: Grid,
-    min_zoom: int,
-    metadata: Mapping[str, str],
-) -> None:
-    """Sparse (4, 256, 256) RGBA tiles as MBTiles of PNG tiles, grid.zoom down to min_zoom.
+def png_tile(rgba: np.ndarray) -> bytes:
+    """A (4, h, w) uint8 RGBA block as PNG bytes (8-bit RGBA, zlib), as map tiles are."""
+    _, height, width = rgba.shape
+    rows = np.ascontiguousarray(rgba.transpose(1, 2, 0)).reshape(height, width * 4)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1)  # filter 0 per row
 
-    The grid's own pixels are the top level's tiles (no resampling); lower levels
-    average them. Tiles with no heat are not stored. metadata adds to (or overrides)
-    GDAL's name, format, bounds, minzoom and maxzoom rows.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 9)) + chunk(b"IEND", b""))
+
+
+def visible_tiles(rgba: Mapping[TileKey, np.ndarray], zoom: int) -> dict[tiles.Tile, bytes]:
+    """The PNG tiles of a level's (4, 256, 256) RGBA blocks that show any heat."""
+    return {tiles.Tile(x, y, zoom): png_tile(block)
+            for (x, y), block in sorted(rgba.items()) if block[3].any()}
+
+
+def write_mbtiles(path: Path, pngs: Mapping[tiles.Tile, bytes],
+                  metadata: Mapping[str, str]) -> None:
+    """MBTiles (1.3) of PNG tiles: the tiles given, at their zooms, and the metadata rows.
+
+    Rows count from the bottom (TMS): tile_row = 2**z - 1 - y.
     """
-    profile = {
-        "driver": "MBTiles",
-        "width": grid.width,
-        "height": grid.height,
-        "count": 4,
-        "dtype": "uint8",
-        "crs": "EPSG:3857",
-        "transform": tiles.grid_transform(grid),
-        "tile_format": "PNG",
-        "blocksize": tiles.TILE_SIZE,
-        "name": metadata.get("name", "geoheat"),
-        "type": metadata.get("type", "overlay"),
-        "description": metadata.get("description", ""),
-        "zoom_level_strategy": "auto",
-    }
-    factors = [2**k for k in range(1, grid.zoom - min_zoom + 1)]
-    size = tiles.TILE_SIZE
-    with rasterio.Env(**_GDAL_LIMITS), rasterio.open(path, "w", **profile) as dst:
-        for key, block in sorted(rgba.items()):
-            row, col = tiles.tile_window(key, grid)
-            dst.write(block, window=Window(col, row, size, size))
-        if factors:
-            dst.build_overviews(factors, Resampling.average)
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        db.executemany("DELETE FROM metadata WHERE name = ?", [(k,) for k in metadata])
+        db.executescript(
+            "CREATE TABLE metadata (name TEXT, value TEXT);"
+            "CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER,"
+            " tile_data BLOB);"
+            "CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);"
+            "CREATE UNIQUE INDEX name ON metadata (name);")
         db.executemany("INSERT INTO metadata (name, value) VALUES (?, ?)", metadata.items())
+        db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)",
+                       ((t.z, t.x, 2**t.z - 1 - t.y, data) for t, data in sorted(
+                           pngs.items(), key=lambda item: (item[0].z, item[0].y, item[0].x))))
+
+
+def write_pmtiles(path: Path, pngs: Mapping[tiles.Tile, bytes], metadata: Mapping[str, str],
+                  bounds_lonlat: tuple[float, float, float, float],
+                  centre: tuple[float, float, int]) -> None:
+    """PMTiles (version 3) of the same PNG tiles, through the `pmtiles` package: tiles in
+    tile-id order (a clustered archive), the header's bounds, zooms and centre, and the
+    metadata as its JSON."""
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid
+    from pmtiles.writer import Writer
+
+    if not pngs:
+        raise OutputError(f"{path}: no tile shows any heat")
+    west, south, east, north = bounds_lonlat
+    lon, lat, zoom = centre
+    header = {
+        "tile_type": TileType.PNG, "tile_compression": Compression.NONE,
+        "min_lon_e7": round(west * 1e7), "min_lat_e7": round(south * 1e7),
+        "max_lon_e7": round(east * 1e7), "max_lat_e7": round(north * 1e7),
+        "center_zoom": zoom, "center_lon_e7": round(lon * 1e7), "center_lat_e7": round(lat * 1e7),
+    }
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        for tile_id, data in sorted((zxy_to_tileid(t.z, t.x, t.y), data)
+                                    for t, data in pngs.items()):
+            writer.write_tile(tile_id, data)
+        writer.finalize(header, dict(metadata))

@@ -58,13 +58,19 @@ def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def blur(heat: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur over the whole grid (scipy.ndimage), rescaled so the hottest pixel is 1."""
+    """Gaussian blur over the whole grid (scipy.ndimage), rescaled so that a straight line
+    of heat 1 (or the hottest pixel, if lower) is 1, and clipped there."""
+    line = 1.0
     if sigma > 0:
         from scipy.ndimage import gaussian_filter as scipy_gaussian
 
         heat = scipy_gaussian(heat.astype(np.float32), sigma, mode="constant", truncate=4.0)
-    top = heat.max() if heat.size else 0
-    return (heat / top).astype(np.float32) if top > 0 else heat.astype(np.float32)
+        n = 2 * int(4.0 * sigma + 0.5) + 1
+        straight = np.zeros((n, n))
+        straight[n // 2] = 1
+        line = scipy_gaussian(straight, sigma, mode="constant", truncate=4.0)[n // 2, n // 2]
+    top = min(heat.max(), line) if heat.size else 0
+    return np.minimum(heat / top, 1).astype(np.float32) if top > 0 else heat.astype(np.float32)
 
 
 def from_dense(dense: np.ndarray, grid: Grid) -> dict:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from geoheat import colour
+from geoheat import colour, legend
 from geoheat.colormaps import STYLES, lut, with_alpha
 
 HOT = lut("hot")
@@ -64,3 +64,34 @@ def test_heat_where_the_map_is_missing_looks_as_on_a_plain_background():
     backdrop = colour.tone_map(rgb, have, 0.6, (1, 1, 1), (0, 0, 0))
     whole = colour.blend_screen(backdrop, colour.shade_rgba(heat, with_alpha(HOT)))
     np.testing.assert_array_equal(picture[:, :100], whole[:, :100])
+
+
+def test_legend_draws_a_colour_bar_and_labels_bottom_left():
+    table = lut("hot")
+    picture = np.full((3, 200, 300), 50, dtype=np.uint8)
+    legend.draw(picture, table, [(0.5, "1"), (0.8, "2"), (1.0, "16")], "passes")
+    changed = (picture != 50).any(axis=0)
+    rows, cols = np.nonzero(changed)
+    assert rows.min() > 100 and cols.max() < 150  # bottom-left only
+    assert rows.max() == 199 and cols.min() == 0
+    # The bar runs through the table from its first to its last colour.
+    bar_rows = [r for r in range(150, 200) if (picture[:, r, 4:132].T == table[-1]).all(axis=1).any()]
+    assert bar_rows
+    row = bar_rows[0]
+    np.testing.assert_array_equal(picture[:, row, 4], table[0])
+    np.testing.assert_array_equal(picture[:, row, 4 + 127], table[-1])
+    # The labels are text: light pixels under the bar's right end, where "16" goes.
+    assert (picture[:, row + 6:, 110:132] == 240).all(axis=0).sum() > 10
+
+
+def test_legend_leaves_out_labels_that_would_overlap_but_keeps_the_last():
+    picture = np.zeros((3, 100, 200), dtype=np.uint8)
+    crowded = legend.draw(picture.copy(), lut("hot"),
+                            [(0.9, "1"), (0.95, "2"), (1.0, "1,234")], "passes")
+    alone = legend.draw(picture.copy(), lut("hot"), [(1.0, "1,234")], "passes")
+    np.testing.assert_array_equal(crowded, alone)
+
+
+def test_legend_skips_a_picture_too_small_for_it():
+    picture = np.zeros((3, 20, 60), dtype=np.uint8)
+    assert (legend.draw(picture, lut("hot"), [(1.0, "9")], "passes") == 0).all()

@@ -101,3 +101,20 @@ def test_blur_has_no_seam_at_tile_borders():
     profile = blurred[120:137, 250:262]  # across the border at column 256
     assert np.allclose(profile, profile[:, :1], atol=1e-6)  # the same all along the road
     assert blurred[124, 255] > 0 and blurred[124, 256] > 0
+
+
+def test_legend_ticks_give_each_count_the_heat_of_its_colour():
+    counts = {(0, 0): np.zeros((256, 256), dtype=np.uint32)}
+    counts[(0, 0)][0, :60] = 1  # 60 pixels ridden once, 30 twice, 9 five times, 1 forty times
+    counts[(0, 0)][1, :30] = 2
+    counts[(0, 0)][2, :9] = 5
+    counts[(0, 0)][3, 0] = 40
+    ticks = heat.legend_ticks(counts, "cdf")
+    assert ticks == [(0.6, 1), (0.9, 2), (1.0, 40)]
+    scaled = heat.cdf_scale_tiles(counts)[(0, 0)]
+    for h, n in ticks:  # the heat a tick sits at is the heat of that count
+        assert scaled[counts[(0, 0)] == n][0] == pytest.approx(h)
+    assert heat.passes_at(counts, "cdf", [0.1, 0.6, 0.61, 0.95, 1.0]) == [1, 1, 2, 5, 40]
+    assert heat.legend_ticks(counts, "linear") == [(1 / 40, 1), (0.25, 10), (0.5, 20), (1.0, 40)]
+    assert heat.passes_at(counts, "linear", [0.5, 1.0]) == [20, 40]
+    assert heat.legend_ticks({}, "cdf") == [] and heat.passes_at({}, "cdf", [0.5]) == [1]

@@ -75,7 +75,8 @@ def test_jobs_are_bounded_by_the_cores():
         BuildOptions(jobs=cores * 2 + 1)
 
 
-@pytest.mark.parametrize("settings", [{"output": "h.tif"}, {"mbtiles": "t.db"}])
+@pytest.mark.parametrize("settings", [{"output": "h.jpg"}, {"mbtiles": "t.db"},
+                                      {"pmtiles": "t.mbtiles"}])
 def test_bad_output_names_are_output_errors(settings):
     with pytest.raises(OutputError) as caught:
         BuildOptions(**settings)

@@ -195,7 +195,8 @@ def test_outputs_replace_old_ones_and_leave_no_temp_files(tmp_path, write_gpx):
     (out / "h.png").write_text("old")
     geoheat.build([tmp_path], out / "h.png", csv=True)
     assert sorted(p.name for p in out.iterdir()) == [
-        ".h.geoheat-lock", "h.csv", "h.pgw", "h.png", "h.png.aux.xml", "h.qml", "h.tif"]
+        ".h.geoheat-lock", "h.csv", "h.csvt", "h.pgw", "h.png", "h.png.aux.xml", "h.qml",
+        "h.tif"]
     assert (out / "h.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -1,7 +1,9 @@
 """GIS-grade outputs: COG, QGIS style, georeferenced PNG, RGBA GeoTIFF, counts, MBTiles."""
 
 import json
+from datetime import datetime
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +40,7 @@ def built(tmp_path_factory):
     out.mkdir()
     result = geoheat.build([folder], out / "heat.png", zoom=ZOOM, sigma=1, csv=True,
                            rgba_tif=True, counts=True, mbtiles=out / "heat.mbtiles", min_zoom=11,
+                           pmtiles=out / "heat.pmtiles",
                            mode="points")
     return out, result
 
@@ -49,7 +52,7 @@ def spot_pixel(src):
 def test_outputs_listed_and_written(built):
     out, result = built
     names = {"heat.png", "heat.pgw", "heat.png.aux.xml", "heat.tif", "heat.qml", "heat.csv",
-             "heat-rgba.tif", "heat-counts.tif", "heat.mbtiles"}
+             "heat.csvt", "heat-rgba.tif", "heat-counts.tif", "heat.mbtiles", "heat.pmtiles"}
     assert {p.name for p in out.iterdir()} == names | {".heat.geoheat-lock"}
     assert {p.name for p in result.outputs} == names - {"heat.pgw", "heat.png.aux.xml"}
 
@@ -193,7 +196,8 @@ for path in sys.argv[1:]:
     e = layer.extent()
     report[path] = {"valid": layer.isValid(), "crs": layer.crs().authid(),
                     "extent": [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()],
-                    "renderer": layer.renderer().type() if layer.renderer() else None}
+                    "renderer": layer.renderer().type() if layer.renderer() else None,
+                    "legend": [label for label, _ in layer.renderer().legendSymbologyItems()]}
 print(json.dumps(report), flush=True)
 os._exit(0)  # QGIS 3.22 can crash in exitQgis(); the report is already out
 """
@@ -229,5 +233,122 @@ def test_qgis_loads_the_layers(built):
         layer = report[path]
         assert layer["valid"] and layer["crs"] == "EPSG:3857", (path, layer)
         assert tuple(layer["extent"]) == pytest.approx(bounds, abs=1e-3), path
-    # heat.qml sits beside heat.tif, so QGIS drew it in pseudocolour, not grey.
+    # heat.qml sits beside heat.tif, so QGIS drew it in pseudocolour, not grey, and its
+    # legend names the track points (points mode) the colours stand for.
     assert report[paths[0]]["renderer"] == "singlebandpseudocolor"
+    legend = [label for label in report[paths[0]]["legend"] if label]
+    assert legend[0] == "none" and legend[-1].endswith("track points")
+
+
+# Fixes from a real GIS check
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Runs and rides over three years: 2 runs in 2024 (GPX), the rest left out by filters."""
+    folder = tmp_path_factory.mktemp("mixed")
+    line = np.array([(SPOT[0] + 0.001 * i, SPOT[1] + 0.0005 * i) for i in range(30)])
+    for name, kind, start in (("r1", "Run", "2024-03-02T07:00:00Z"),
+                              ("r2", "Run", "2024-10-20T18:30:00Z"),
+                              ("r3", "Run", "2023-05-01T07:00:00Z"),
+                              ("b1", "Ride", "2024-06-01T07:00:00Z"),
+                              ("b2", "Ride", "2022-06-01T07:00:00Z")):
+        when = datetime.fromisoformat(start)
+        shifted = line + [0, 0.0001 * len(name + kind) * (1 + int(name[1]))]
+        (folder / f"{name}.gpx").write_text(geoheat.samples.gpx_document(
+            [shifted], activity_type=kind, start=when))
+    return folder
+
+
+def test_metadata_records_the_activities_drawn_and_the_filters(mixed, tmp_path):
+    result = geoheat.build([mixed], tmp_path / "m.png", zoom=14, years=[2024], types=["Run"],
+                           mbtiles=tmp_path / "m.mbtiles", pmtiles=tmp_path / "m.pmtiles")
+    assert result.activities == 2 and result.files_read == 5
+    with rasterio.open(tmp_path / "m.tif") as src:
+        tags = src.tags()
+    assert tags["ACTIVITIES"] == "2" and tags["ACTIVITY_TYPES"] == "Run:2"
+    assert tags["FORMATS"] == "gpx:2"
+    assert (tags["FIRST_ACTIVITY"], tags["LAST_ACTIVITY"]) == ("2024-03-02", "2024-10-20")
+    assert (tags["FILTER_YEARS"], tags["FILTER_TYPES"], tags["FILTER_BOUNDS"]) == (
+        "2024", "Run", "none")
+    metadata, _ = read_tiles(tmp_path / "m.mbtiles")
+    assert metadata["description"].startswith(
+        "geoheat heatmap of 2 activities (2 Run; 2 GPX), 2024-03-02 to 2024-10-20,")
+    assert "file" not in metadata["description"]
+    assert (metadata["activities"], metadata["filter_years"], metadata["filter_types"]) == (
+        "2", "2024", "Run")
+    assert (metadata["first_activity"], metadata["last_activity"]) == ("2024-03-02", "2024-10-20")
+    from pmtiles.reader import MmapSource, Reader
+
+    with open(tmp_path / "m.pmtiles", "rb") as f:
+        assert Reader(MmapSource(f)).metadata()["description"] == metadata["description"]
+
+
+def test_a_geotiff_only_build_makes_no_png_and_fetches_no_map(mixed, tmp_path):
+    warnings = []
+    result = geoheat.build([mixed], tmp_path / "g.tif", zoom=14, basemap="osm",
+                           on_warning=warnings.append)
+    assert {p.name for p in result.outputs} == {"g.tif", "g.qml"}
+    assert result.basemap is None and not warnings  # offline tests: a fetch would warn
+    assert {p.name for p in tmp_path.iterdir()} == {"g.tif", "g.qml", ".g.geoheat-lock"}
+    # --no-png with a .png name: the same, and --png with a .tif name adds the PNG
+    result = geoheat.build([mixed], tmp_path / "n.png", zoom=14, basemap="osm", png=False)
+    assert {p.name for p in result.outputs} == {"n.tif", "n.qml"} and result.basemap is None
+    result = geoheat.build([mixed], tmp_path / "p.tiff", zoom=14, png=True)
+    assert {p.name for p in result.outputs} == {"p.png", "p.tiff", "p.qml"}
+
+
+def test_cli_names_outputs_by_extension_and_has_the_new_options(mixed, tmp_path):
+    from click.testing import CliRunner
+
+    from geoheat.cli import cli
+
+    out = tmp_path / "c.tif"
+    run = CliRunner().invoke(cli, [
+        "build", str(mixed), "-o", str(out), "--zoom", "14", "--no-cache", "--pmtiles",
+        str(tmp_path / "c.pmtiles"), "--normalize", "local", "--no-legend", "--csv",
+        "--csv-min", "0.5", "--min-zoom", "12"])
+    assert run.exit_code == 0, run.output
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"c.tif", "c.qml", "c.pmtiles", "c.csv", "c.csvt"} <= names and "c.png" not in names
+    with rasterio.open(out) as src:
+        assert src.tags()["NORMALIZE"] == "local"
+    rows = (tmp_path / "c.csv").read_text().splitlines()[1:]
+    assert rows and all(float(row.split(",")[2]) > 0.5 for row in rows)
+    bad = CliRunner().invoke(cli, ["build", str(mixed), "-o", str(tmp_path / "c.jpg")])
+    assert bad.exit_code == 2 and "must end in .png, .tif, .mbtiles or .pmtiles" in bad.output
+
+
+def test_csvt_makes_gdal_read_numbers_and_points(built):
+    out, result = built
+    import fiona
+
+    with fiona.open(out / "heat.csv") as layer:
+        assert layer.schema["geometry"] == "Point"
+        assert set(layer.schema["properties"].values()) == {"float"}
+        feature = next(iter(layer))
+        lon, lat = feature.geometry.coordinates
+        assert (lat, lon) == (feature.properties["latitude"], feature.properties["longitude"])
+        assert len(layer) == len((out / "heat.csv").read_text().splitlines()) - 1
+
+
+def test_png_legend_and_qgis_ramp_speak_in_passes(mixed, built, tmp_path):
+    with_key = geoheat.build([mixed], tmp_path / "k.png", zoom=15, sigma=1)
+    geoheat.build([mixed], tmp_path / "n.png", zoom=15, sigma=1, legend=False)
+    with rasterio.open(tmp_path / "k.png") as k, rasterio.open(tmp_path / "n.png") as n:
+        keyed, plain = k.read(), n.read()
+    differ = (keyed != plain).any(axis=0)
+    rows, cols = np.nonzero(differ)
+    assert differ.any() and rows.min() >= keyed.shape[1] - 60 and cols.max() < 160
+    items = ET.parse(tmp_path / "k.qml").getroot().findall(".//colorrampshader/item")
+    labels = [item.get("label") for item in items]
+    named = [x for x in labels[1:] if x]  # each count named once, where the ramp reaches it
+    assert labels[0] == "none" and all(re.fullmatch(r"\d+ pass(es)?", x) for x in named)
+    counts = [int(x.split()[0]) for x in named]
+    assert counts == sorted(set(counts)) and labels[1] == "1 pass"
+    # Points mode counts track points; the spot visited 30 times is the top of the ramp.
+    items = ET.parse(built[0] / "heat.qml").getroot().findall(".//colorrampshader/item")
+    named = [item.get("label") for item in items[1:] if item.get("label")]
+    assert len(named) >= 2 and all(x.endswith(("track point", "track points")) for x in named)
+    assert int(named[-1].split()[0]) >= 30
+    assert with_key.activities == 5
