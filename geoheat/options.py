@@ -276,10 +276,13 @@ def _output_paths(options: BuildOptions) -> dict[str, Path]:
     stem = named.with_suffix("")
     paths = {}
     if options.png or (options.png is None and kind == "png"):
-        paths["png"] = named if kind == "png" else stem.with_suffix(".png")
+        # QGIS styles any raster NAME.* with NAME.qml: the PNG and the heat GeoTIFF never
+        # share a name, so each shows its own colours (the GeoTIFF its ramp).
+        paths["png"] = named if kind == "png" else stem.with_name(f"{stem.name}-map.png")
     if kind in ("png", "tif"):  # a build named by its tiles makes just the tiles
-        paths["tif"] = named if kind == "tif" else stem.with_suffix(".tif")
-        paths["qml"] = stem.with_suffix(".qml")
+        heat = named.with_suffix("") if kind == "tif" else stem.with_name(f"{stem.name}-heat")
+        paths["tif"] = named if kind == "tif" else heat.with_suffix(".tif")
+        paths["qml"] = heat.with_suffix(".qml")
     if options.csv:
         paths["csvt"] = stem.with_suffix(".csvt")  # the CSV's column types
         paths["csv"] = stem.with_suffix(".csv")

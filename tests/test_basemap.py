@@ -238,7 +238,7 @@ def test_map_lies_under_the_heat_tile_by_tile(tmp_path, tracks, tile_server):
     grid = result.grid
     assert len(tile_server.requests) == len(tiles.grid_tiles(grid)) >= 4
     assert result.basemap.downloaded == len(tile_server.requests)
-    with rasterio.open(tmp_path / "h.png") as png, rasterio.open(tmp_path / "h.tif") as tif:
+    with rasterio.open(tmp_path / "h.png") as png, rasterio.open(tmp_path / "h-heat.tif") as tif:
         picture, values = png.read(), tif.read(1)
     for t in tiles.grid_tiles(grid):
         r0, c0 = t.y * 256 - grid.row_off, t.x * 256 - grid.col_off
@@ -364,14 +364,14 @@ def test_styles_and_colormaps_change_the_look(tmp_path, tracks, tile_server):
     pictures = {}
     for style, cmap in (("hot", None), ("strava", None), ("hot", "viridis")):
         build(tracks, tmp_path, url, style=style, cmap=cmap)
-        with rasterio.open(tmp_path / "h.png") as png, rasterio.open(tmp_path / "h.tif") as tif:
+        with rasterio.open(tmp_path / "h.png") as png, rasterio.open(tmp_path / "h-heat.tif") as tif:
             pictures[style, cmap] = png.read()
             values = tif.read(1)
     hot = np.unravel_index(values.argmax(), values.shape)
     colours = {key: tuple(p[:, hot[0], hot[1]]) for key, p in pictures.items()}
     assert len(set(colours.values())) == 3
     assert colours["strava", None][0] > colours["strava", None][2]  # orange: red over blue
-    qml = (tmp_path / "h.qml").read_text()
+    qml = (tmp_path / "h-heat.qml").read_text()
     assert "#fde725" in qml  # viridis' last colour: the style follows --cmap
 
 

@@ -188,7 +188,7 @@ def test_an_unwritable_parse_cache_means_building_without_one(
     assert parses == [ride, ride]  # nothing cached, so read each time
     assert warnings == []
     assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.tmp"))
-    assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+    assert (tmp_path / "a-heat.tif").read_bytes() == (tmp_path / "b-heat.tif").read_bytes()
 
 
 def test_an_unwritable_parse_cache_through_the_cli_in_two_processes(tmp_path, write_gpx):

@@ -41,7 +41,7 @@ def test_build_writes_outputs_and_one_line_summary(tmp_path, tracks):
     assert result.exit_code == 0, result.stderr
     summary = result.stderr.strip().splitlines()[-1]
     assert re.match(r"geoheat: 2 files read; 6 points used; zoom 14, \d+x\d+ px; [\d.]+ s -> ", summary)
-    assert {p.name for p in tmp_path.iterdir()} >= {"h.png", "h.tif", "h.csv"}
+    assert {p.name for p in tmp_path.iterdir()} >= {"h.png", "h-heat.tif", "h.csv"}
 
 
 def test_seed_option_names_still_work(tmp_path, tracks):
@@ -54,7 +54,7 @@ def test_seed_option_names_still_work(tmp_path, tracks):
     result = run("--gpx-dir", tracks, "--gpx-filter", "*Ride*", "--gpx-bound", "46", "46.1",
                  "14.4", "14.6", "--output", tmp_path / "h.png", "--zoom", "12", "--no-cdist")
     assert result.exit_code == 0, result.stderr
-    with rasterio.open(tmp_path / "h.tif") as src:
+    with rasterio.open(tmp_path / "h-heat.tif") as src:
         assert src.tags()["SCALING"] == "linear" and src.tags()["FILES"] == "1"
 
 
@@ -156,7 +156,7 @@ def test_scaling_option_and_its_old_alias(tmp_path, tracks):
                             ([], "cdf"), (["--scaling", "cdf"], "cdf")):
         result = run(tracks, "-o", tmp_path / "h.png", "--zoom", "14", *flags)
         assert result.exit_code == 0, result.stderr
-        with rasterio.open(tmp_path / "h.tif") as src:
+        with rasterio.open(tmp_path / "h-heat.tif") as src:
             assert src.tags()["SCALING"] == expected
 
 

@@ -20,4 +20,4 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert namespace["counts"] and set(namespace["counts"]) <= tile_keys
     assert namespace["heatmap"].shape == (grid.height, grid.width)
     assert 0 < namespace["heatmap"].max() <= 1
-    assert (tmp_path / "heatmap-2024.tif").exists()
+    assert (tmp_path / "heatmap-2024-heat.tif").exists()

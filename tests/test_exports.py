@@ -136,7 +136,7 @@ def make_export(plain, zip_path):
 
 def heat_of(inputs, out, **kwargs):
     result = geoheat.build(inputs, out, zoom=14, **kwargs)
-    with rasterio.open(out.with_suffix(".tif")) as src:
+    with rasterio.open(out.with_name(f"{out.stem}-heat.tif")) as src:
         return src.read(1), src.transform, result
 
 

@@ -13,8 +13,8 @@ def test_defaults_are_the_librarys():
     assert options.inputs == (Path("gpx"),) and options.output == Path("heatmap.png")
     assert (options.zoom, options.scaling, options.mode, options.sigma) == (None, "cdf", "lines", 1.0)
     assert (options.basemap, options.parse_cache, options.jobs) == (None, None, 1)
-    assert options.outputs == {"png": Path("heatmap.png"), "tif": Path("heatmap.tif"),
-                               "qml": Path("heatmap.qml")}
+    assert options.outputs == {"png": Path("heatmap.png"), "tif": Path("heatmap-heat.tif"),
+                               "qml": Path("heatmap-heat.qml")}
     assert options.colormap == "hot"
 
 

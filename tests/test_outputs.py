@@ -66,7 +66,7 @@ def test_a_crash_between_renames_is_finished_by_the_next_build(tmp_path, rides, 
     out = tmp_path / "out"
     out.mkdir()
     build(rides, out, sigma=0)
-    old_tif = (out / "h.tif").read_bytes()
+    old_tif = (out / "h-heat.tif").read_bytes()
     real_replace, moved = os.replace, []
 
     def killed_after_two(source, target):
@@ -85,8 +85,8 @@ def test_a_crash_between_renames_is_finished_by_the_next_build(tmp_path, rides, 
     with pytest.raises(geoheat.InputError):
         geoheat.build([tmp_path / "in"], out / "h.png", years=[1999])
     assert not [n for n in listing(out) if n.startswith(".geoheat-stage")]
-    assert (out / "h.tif").read_bytes() != old_tif
-    with rasterio.open(out / "h.tif") as tif, rasterio.open(out / "h.png") as png:
+    assert (out / "h-heat.tif").read_bytes() != old_tif
+    with rasterio.open(out / "h-heat.tif") as tif, rasterio.open(out / "h.png") as png:
         assert tif.tags()["SIGMA"] == "3.0"  # the whole set is the second build's
         assert png.width == tif.width
 
@@ -114,7 +114,7 @@ def test_outputs_this_build_does_not_make_are_removed_from_the_set(tmp_path, rid
     result = build(rides, out)
     names = set(listing(out))
     assert not names & {"h.png", "h.pgw", "h.png.aux.xml", "h.csv", "h-counts.tif"}
-    assert {"h.tif", "h.qml", "notes.txt"} <= names
+    assert {"h-heat.tif", "h-heat.qml", "notes.txt"} <= names
     record = json.loads((out / ".h.geoheat-lock").read_text())
     assert sorted(record["outputs"]) == sorted(str(p) for p in result.outputs)
 

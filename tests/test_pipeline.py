@@ -33,7 +33,7 @@ def test_known_point_lands_in_its_geotiff_pixel(tmp_path, write_gpx, zoom):
     write_gpx("spot.gpx", [SPOT] * 20, track_around(*SPOT))
     result = geoheat.build([tmp_path], tmp_path / "out.png", zoom=zoom, sigma=0, mode="points")
     assert result.zoom == zoom
-    with rasterio.open(tmp_path / "out.tif") as src:
+    with rasterio.open(tmp_path / "out-heat.tif") as src:
         assert src.crs.to_epsg() == 3857
         assert src.nodata == 0 and src.dtypes == ("float32",)
         x, y = project(np.array([SPOT]))[0]
@@ -54,7 +54,7 @@ def test_known_point_lands_in_its_geotiff_pixel(tmp_path, write_gpx, zoom):
 def test_geotiff_layout_tags_and_overviews(tmp_path, write_gpx):
     write_gpx("a.gpx", track_around(*SPOT, n=40, step=0.002))
     geoheat.build([tmp_path], tmp_path / "h.png", zoom=16, sigma=1.5, cdist=False)
-    with rasterio.open(tmp_path / "h.tif") as src:
+    with rasterio.open(tmp_path / "h-heat.tif") as src:
         assert src.profile["tiled"] and src.block_shapes[0] == (256, 256)
         assert src.compression.name.lower() == "deflate"
         assert src.overviews(1) and src.overviews(1)[0] == 2
@@ -72,7 +72,7 @@ def test_geotiff_layout_tags_and_overviews(tmp_path, write_gpx):
 def test_png_is_hot_where_heat_is(tmp_path, write_gpx):
     write_gpx("spot.gpx", [SPOT] * 10, track_around(*SPOT))
     geoheat.build([tmp_path], tmp_path / "h.png", zoom=12, sigma=0, mode="points")
-    with rasterio.open(tmp_path / "h.tif") as tif, rasterio.open(tmp_path / "h.png") as png:
+    with rasterio.open(tmp_path / "h-heat.tif") as tif, rasterio.open(tmp_path / "h.png") as png:
         row, col = tif.index(*project(np.array([SPOT]))[0])
         rgb = png.read()
     assert rgb[:, row, col].tolist() == [255, 255, 255]  # the hottest pixel: white in 'hot'
@@ -94,7 +94,7 @@ def test_csv_lists_hot_pixel_centres(tmp_path, write_gpx):
     assert abs(float(hottest["longitude"]) - SPOT[0]) <= half
     assert abs(float(hottest["latitude"]) - SPOT[1]) <= half
     assert all(float(r["intensity"]) > 0.1 for r in rows)
-    with rasterio.open(tmp_path / "h.tif") as src:
+    with rasterio.open(tmp_path / "h-heat.tif") as src:
         assert len(rows) == int((src.read(1) > 0.1).sum())
 
 
@@ -126,7 +126,7 @@ def test_bounds_keep_points_inside_and_fix_the_extent(tmp_path, write_gpx):
     box = (46.0, 46.1, 14.45, 14.55)  # LAT_MIN LAT_MAX LON_MIN LON_MAX
     result = geoheat.build([tmp_path], tmp_path / "h.png", bounds=box, zoom=12)
     assert (result.points_used, result.points_outside) == (3, 5)
-    with rasterio.open(tmp_path / "h.tif") as src:
+    with rasterio.open(tmp_path / "h-heat.tif") as src:
         left, bottom = project(np.array([[14.45, 46.0]]))[0]
         right, top = project(np.array([[14.55, 46.1]]))[0]
         b = src.bounds
@@ -180,7 +180,7 @@ def test_large_sparse_grid_writes_geotiff_but_no_png(tmp_path, write_gpx):
     assert result.data_tiles <= 8
     assert not (tmp_path / "h.png").exists()
     assert len(warnings) == 1 and "no PNG for a" in warnings[0] and "lower --zoom" in warnings[0]
-    with rasterio.open(tmp_path / "h.tif") as src:
+    with rasterio.open(tmp_path / "h-heat.tif") as src:
         assert (src.width, src.height) == (result.grid.width, result.grid.height)
         x, y = project(np.array([[14.5005, 46.05]]))[0]
         row, col = src.index(x, y)
@@ -195,8 +195,8 @@ def test_outputs_replace_old_ones_and_leave_no_temp_files(tmp_path, write_gpx):
     (out / "h.png").write_text("old")
     geoheat.build([tmp_path], out / "h.png", csv=True)
     assert sorted(p.name for p in out.iterdir()) == [
-        ".h.geoheat-lock", "h.csv", "h.csvt", "h.pgw", "h.png", "h.png.aux.xml", "h.qml",
-        "h.tif"]
+        ".h.geoheat-lock", "h-heat.qml", "h-heat.tif", "h.csv", "h.csvt", "h.pgw", "h.png",
+        "h.png.aux.xml"]
     assert (out / "h.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -209,7 +209,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, write_gpx, monkeypatch):
     monkeypatch.setattr(geoheat.pipeline, "write_geotiff", broken)
     with pytest.raises(geoheat.OutputError) as caught:
         geoheat.build([tmp_path], tmp_path / "out.png")
-    assert str(caught.value) == f"{tmp_path / 'out.tif'}: cannot write (no space left on the device)"
+    assert str(caught.value) == f"{tmp_path / 'out-heat.tif'}: cannot write (no space left on the device)"
     assert [p.name for p in tmp_path.iterdir()] == ["a.gpx"]
 
 
@@ -248,7 +248,7 @@ def test_tracks_beyond_web_mercators_edge_are_drawn_at_the_edge(tmp_path, write_
     write_gpx("south.gpx", [(10.0 + i * 0.001, -87.0) for i in range(50)])
     result = geoheat.build([tmp_path], tmp_path / "h.png", zoom=6)
     assert result.grid.height == 256 and result.points_used == 50
-    with rasterio.open(tmp_path / "h.tif") as src:
+    with rasterio.open(tmp_path / "h-heat.tif") as src:
         assert src.read(1)[-1].max() > 0  # the last row of the world holds them
     with pytest.raises(ParameterError, match="beyond Web Mercator"):
         geoheat.build([tmp_path], tmp_path / "h.png", bounds=(-90, -86, 0, 20))

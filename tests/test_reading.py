@@ -22,7 +22,7 @@ def rides(tmp_path, write_gpx):
 
 
 def tif_bytes(path):
-    return path.with_suffix(".tif").read_bytes()
+    return path.with_name(f"{path.stem}-heat.tif").read_bytes()
 
 
 def test_cached_and_uncached_builds_are_identical(tmp_path, rides, monkeypatch):

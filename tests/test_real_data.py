@@ -44,7 +44,7 @@ def test_chengdu_hot_pixels_lie_on_the_runs(tmp_path, chengdu_subset):
     assert result.points_outside == far
     assert result.points_used == result.points_read - far
     tracks = np.concatenate([s for f in chengdu_subset[:-1] for s in read_gpx(f).segments])
-    with rasterio.open(tmp_path / "h.tif") as src:
+    with rasterio.open(tmp_path / "h-heat.tif") as src:
         band = src.read(1)
         rows, cols = np.nonzero(band > 0.5)
         assert len(rows) > 1000

@@ -51,13 +51,13 @@ def spot_pixel(src):
 
 def test_outputs_listed_and_written(built):
     out, result = built
-    names = {"heat.png", "heat.pgw", "heat.png.aux.xml", "heat.tif", "heat.qml", "heat.csv",
+    names = {"heat.png", "heat.pgw", "heat.png.aux.xml", "heat-heat.tif", "heat-heat.qml", "heat.csv",
              "heat.csvt", "heat-rgba.tif", "heat-counts.tif", "heat.mbtiles", "heat.pmtiles"}
     assert {p.name for p in out.iterdir()} == names | {".heat.geoheat-lock"}
     assert {p.name for p in result.outputs} == names - {"heat.pgw", "heat.png.aux.xml"}
 
 
-@pytest.mark.parametrize("name", ["heat.tif", "heat-rgba.tif", "heat-counts.tif"])
+@pytest.mark.parametrize("name", ["heat-heat.tif", "heat-rgba.tif", "heat-counts.tif"])
 def test_geotiffs_are_valid_cogs(built, name):
     out, _ = built
     valid, errors, _ = cog_validate(str(out / name))
@@ -71,7 +71,7 @@ def test_geotiffs_are_valid_cogs(built, name):
 
 def test_heat_cog_is_hot_at_the_track(built):
     out, _ = built
-    with rasterio.open(out / "heat.tif") as src:
+    with rasterio.open(out / "heat-heat.tif") as src:
         assert (src.dtypes[0], src.nodata, src.descriptions[0]) == ("float32", 0, "heat")
         assert src.read(1)[spot_pixel(src)] == pytest.approx(1.0)
         assert src.read(1, out_shape=(256, 256)).max() > 0.5  # the overview is hot too
@@ -88,7 +88,7 @@ def test_counts_geotiff_holds_raw_counts(built):
 
 def test_rgba_geotiff_is_the_coloured_heat(built):
     out, _ = built
-    with rasterio.open(out / "heat.tif") as h, rasterio.open(out / "heat-rgba.tif") as src:
+    with rasterio.open(out / "heat-heat.tif") as h, rasterio.open(out / "heat-rgba.tif") as src:
         rgba, values = src.read(), h.read(1)
         assert src.count == 4 and src.colorinterp[3] == rasterio.enums.ColorInterp.alpha
         assert src.transform == h.transform
@@ -99,7 +99,7 @@ def test_rgba_geotiff_is_the_coloured_heat(built):
 
 def test_qml_is_a_qgis_pseudocolour_style(built):
     out, _ = built
-    root = ET.parse(out / "heat.qml").getroot()
+    root = ET.parse(out / "heat-heat.qml").getroot()
     assert root.tag == "qgis"
     renderer = root.find("pipe/rasterrenderer")
     assert renderer.get("type") == "singlebandpseudocolor" and renderer.get("band") == "1"
@@ -136,7 +136,7 @@ def read_tiles(path):
 def test_mbtiles_top_level_is_exactly_the_tiles_with_heat(built):
     out, result = built
     metadata, rows = read_tiles(out / "heat.mbtiles")
-    with rasterio.open(out / "heat.tif") as src:
+    with rasterio.open(out / "heat-heat.tif") as src:
         values = src.read(1)
     visible = colour.lut_index(values) > 0  # what the colormap does not draw transparent
     grid = result.grid
@@ -222,7 +222,7 @@ def test_qgis_loads_the_layers(built):
     if python is None:
         pytest.skip("python3-qgis is not installed (apt-get install python3-qgis)")
     out, result = built
-    paths = [str(out / "heat.tif"), str(out / "heat.png")]
+    paths = [str(out / "heat-heat.tif"), str(out / "heat.png")]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     run = subprocess.run([python, "-c", QGIS_SCRIPT, *paths], capture_output=True, text=True,
                          env=env, timeout=120)
@@ -238,6 +238,18 @@ def test_qgis_loads_the_layers(built):
     assert report[paths[0]]["renderer"] == "singlebandpseudocolor"
     legend = [label for label in report[paths[0]]["legend"] if label]
     assert legend[0] == "none" and legend[-1].endswith("track points")
+    # ...and the PNG in its own colours, not through the GeoTIFF's ramp.
+    assert report[paths[1]]["renderer"] == "multibandcolor"
+
+
+def test_no_raster_is_styled_with_another_ones_qml(built):
+    # QGIS loads NAME.qml for any raster NAME.* (its completeBaseName): only the heat
+    # GeoTIFF may have a style beside it, or QGIS draws the PNG (or the MBTiles) through
+    # the heat's ramp (seen in QGIS 3.22: flat white lines).
+    out, result = built
+    rasters = [p for p in result.outputs if p.suffix in (".png", ".tif", ".mbtiles")]
+    styled = {p.name for p in rasters if p.with_name(p.name.split(".")[0] + ".qml").exists()}
+    assert styled == {"heat-heat.tif"}
 
 
 # Fixes from a real GIS check
@@ -264,7 +276,7 @@ def test_metadata_records_the_activities_drawn_and_the_filters(mixed, tmp_path):
     result = geoheat.build([mixed], tmp_path / "m.png", zoom=14, years=[2024], types=["Run"],
                            mbtiles=tmp_path / "m.mbtiles", pmtiles=tmp_path / "m.pmtiles")
     assert result.activities == 2 and result.files_read == 5
-    with rasterio.open(tmp_path / "m.tif") as src:
+    with rasterio.open(tmp_path / "m-heat.tif") as src:
         tags = src.tags()
     assert tags["ACTIVITIES"] == "2" and tags["ACTIVITY_TYPES"] == "Run:2"
     assert tags["FORMATS"] == "gpx:2"
@@ -293,9 +305,9 @@ def test_a_geotiff_only_build_makes_no_png_and_fetches_no_map(mixed, tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"g.tif", "g.qml", ".g.geoheat-lock"}
     # --no-png with a .png name: the same, and --png with a .tif name adds the PNG
     result = geoheat.build([mixed], tmp_path / "n.png", zoom=14, basemap="osm", png=False)
-    assert {p.name for p in result.outputs} == {"n.tif", "n.qml"} and result.basemap is None
+    assert {p.name for p in result.outputs} == {"n-heat.tif", "n-heat.qml"} and result.basemap is None
     result = geoheat.build([mixed], tmp_path / "p.tiff", zoom=14, png=True)
-    assert {p.name for p in result.outputs} == {"p.png", "p.tiff", "p.qml"}
+    assert {p.name for p in result.outputs} == {"p-map.png", "p.tiff", "p.qml"}
 
 
 def test_cli_names_outputs_by_extension_and_has_the_new_options(mixed, tmp_path):
@@ -340,14 +352,14 @@ def test_png_legend_and_qgis_ramp_speak_in_passes(mixed, built, tmp_path):
     differ = (keyed != plain).any(axis=0)
     rows, cols = np.nonzero(differ)
     assert differ.any() and rows.min() >= keyed.shape[1] - 60 and cols.max() < 160
-    items = ET.parse(tmp_path / "k.qml").getroot().findall(".//colorrampshader/item")
+    items = ET.parse(tmp_path / "k-heat.qml").getroot().findall(".//colorrampshader/item")
     labels = [item.get("label") for item in items]
     named = [x for x in labels[1:] if x]  # each count named once, where the ramp reaches it
     assert labels[0] == "none" and all(re.fullmatch(r"\d+ pass(es)?", x) for x in named)
     counts = [int(x.split()[0]) for x in named]
     assert counts == sorted(set(counts)) and labels[1] == "1 pass"
     # Points mode counts track points; the spot visited 30 times is the top of the ramp.
-    items = ET.parse(built[0] / "heat.qml").getroot().findall(".//colorrampshader/item")
+    items = ET.parse(built[0] / "heat-heat.qml").getroot().findall(".//colorrampshader/item")
     named = [item.get("label") for item in items[1:] if item.get("label")]
     assert len(named) >= 2 and all(x.endswith(("track point", "track points")) for x in named)
     assert int(named[-1].split()[0]) >= 30
