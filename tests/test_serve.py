@@ -382,3 +382,92 @@ def test_listening_beyond_loopback_warns(tmp_path, monkeypatch):
                                       "-j", "1"])
     assert result.exit_code == 0, result.output
     assert "warning: listening on 0.0.0.0" in result.stderr and calls[0][1] == "0.0.0.0"
+
+
+# The page in a real browser.
+
+def chromium() -> str:
+    """Debian's chromium, or skip saying how to get it (.ci/run installs it)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    return found
+
+
+def screenshot(url: str, path: Path, size=(800, 600)) -> np.ndarray:
+    """The page at url as headless Chromium draws it: (3, h, w) RGB."""
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--hide-scrollbars", "--force-device-scale-factor=1",
+             f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
+             "--virtual-time-budget=10000", f"--screenshot={path}", url],
+            capture_output=True, text=True, timeout=120)
+    assert path.is_file(), result.stderr[-2000:]
+    return decode(path.read_bytes())[:3]
+
+
+def expected_screen(renderer, zoom, origin, size, background, view=None, cmap=None):
+    """What the heat over a plain background looks like from world pixel origin."""
+    from geoheat.tiles import TILE_SIZE
+
+    width, height = size
+    picture = np.zeros((4, height, width), dtype=np.uint8)
+    col0, row0 = origin
+    for ty in range(row0 // TILE_SIZE, (row0 + height - 1) // TILE_SIZE + 1):
+        for tx in range(col0 // TILE_SIZE, (col0 + width - 1) // TILE_SIZE + 1):
+            rgba = renderer.rgba_tile(zoom, tx, ty, view, cmap)
+            if rgba is None:
+                continue
+            top, left = ty * TILE_SIZE - row0, tx * TILE_SIZE - col0
+            r0, c0 = max(top, 0), max(left, 0)
+            r1, c1 = min(top + TILE_SIZE, height), min(left + TILE_SIZE, width)
+            picture[:, r0:r1, c0:c1] = rgba[:, r0 - top:r1 - top, c0 - left:c1 - left]
+    alpha = picture[3:].astype(float) / 255
+    rgb = picture[:3] * alpha + np.array(background).reshape(3, 1, 1) * (1 - alpha)
+    return np.rint(rgb).astype(np.uint8), picture[3]
+
+
+@pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear"])
+def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, tmp_path,
+                                                     filters):
+    """Chromium loads the page (no internet: the OSM basemap fails, the heat shows) and
+    the screenshot has the heat's own colours exactly where the tiles put them; the
+    filters and colormap in the URL's hash are the ones drawn."""
+    view, cmap = None, None
+    if filters:
+        view, cmap = samples_renderer.view(["Run"], [2024, 2025], "linear"), "viridis"
+    from geoheat.projection import unproject
+    from geoheat.tiles import ORIGIN_SHIFT, resolution
+
+    zoom, size = ZOOM, (800, 600)
+    keys = samples_renderer.lit_tiles(zoom)
+    # The view's centre: a quarter pixel past a pixel corner in the middle of the lit
+    # tiles, so Leaflet's rounding of the view's corner is not left to float error.
+    centre = (int(np.mean([x for x, _ in keys]) * 256 + 128),
+              int(np.mean([y for _, y in keys]) * 256 + 128))
+    res = resolution(zoom)
+    lon, lat = (float(v) for v in unproject(np.array([[
+        -ORIGIN_SHIFT + (centre[0] + 0.25) * res, ORIGIN_SHIFT - (centre[1] + 0.25) * res]]))[0])
+    shot = screenshot(f"{server.url}#map={zoom}/{lat!r}/{lon!r}{filters}", tmp_path / "page.png",
+                      size)
+    # Leave out the controls: zoom buttons (top left), filters (top right), attribution.
+    free = np.ones((size[1], size[0]), dtype=bool)
+    free[:90, :60] = free[:170, 600:] = free[-30:, 420:] = False
+    # Where Leaflet puts the view's corner, within a pixel or two (headless Chromium's
+    # viewport may be a pixel shorter than its window): the best of the small shifts.
+    best = (0.0, 0.0, 0, None)
+    for dx in range(-2, 3):
+        for dy in range(-2, 3):
+            want, alpha = expected_screen(
+                samples_renderer, zoom,
+                (centre[0] - size[0] // 2 + dx, centre[1] - size[1] // 2 + dy), size,
+                (17, 17, 17), view, cmap)  # the map's background (app.css): no basemap offline
+            hot, cold = free & (alpha == 255), free & (alpha == 0)
+            close = np.abs(shot.astype(int) - want.astype(int)).max(axis=0) <= 8
+            best = max(best, (close[hot].mean(), close[cold].mean(), int(hot.sum()), (dx, dy)))
+    heat_share, cold_share, hot_pixels, shift = best
+    assert hot_pixels > 500, "the view should hold heat"
+    assert heat_share > 0.97, f"heat pixels in the heat's colours: {heat_share:.3f} at {shift}"
+    assert cold_share > 0.99, f"no heat where there is none: {cold_share:.3f} at {shift}"
