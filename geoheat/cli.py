@@ -123,11 +123,14 @@ def cli():
               show_default=True, help="The PNG; the .tif and .csv share its stem.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="Also write a JSON report: what became of every file, the counts, the outputs.")
+@click.option("--site", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Also write a static web site of the heat over OpenStreetMap: index.html, "
+                   "the viewer and XYZ tiles, zoom down to --min-zoom.")
 @click.option("--verbose", "-v", is_flag=True,
               help="A warning line for every file, not one per reason.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
 def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jobs, quiet,
-          max_file_size, **settings):
+          max_file_size, site=None, **settings):
     """Build a heatmap from activity files, folders and Strava export zips (default: gpx/).
 
     GPX, FIT and TCX files are read, plain or gzipped; a Strava bulk export (the zip,
@@ -148,12 +151,22 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             jobs=jobs if jobs is not None else available_cores(),
             max_file_size=parse_size(max_file_size),
             **settings)
+        if site is not None:
+            from .serve import check_site_folder
+
+            check_site_folder(site)  # before any work
         result = run(options, on_warning=None if quiet else warn,
                      progress=progress_bar if not quiet and sys.stderr.isatty() else None)
+        if site is not None:
+            from .serve import build_site
+
+            written = build_site(site, options, result.zoom)
     except GeoheatError as err:
         raise UserError(str(err)) from None
     if not quiet:
         click.echo(summary(result, options.extent), err=True)
+        if site is not None:
+            click.echo(f"geoheat: site of {written:,} tiles -> {site}/index.html", err=True)
 
 
 @cli.command()

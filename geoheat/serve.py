@@ -441,6 +441,24 @@ def run_server(server: HeatServer, echo: Callable[[str], None], open_browser: bo
 
 # The static site
 
+def build_site(folder: Path, options: BuildOptions, zoom: int) -> int:
+    """The static site of a build (build --site): its tiles from zoom down to the MBTiles'
+    min_zoom (default zoom - 4), rendered as the build drew them (the parse cache makes the
+    second read cheap). Returns the number of tiles written."""
+    renderer = load_renderer(options.replace(zoom=zoom))  # the build has warned already
+    min_zoom = max(zoom - 4, 0) if options.min_zoom is None else options.min_zoom
+    return write_site(folder, renderer, min(min_zoom, zoom), zoom)
+
+
+def check_site_folder(folder: Path) -> None:
+    """Refuse, before any work, a site folder that would not be written."""
+    folder = Path(folder)
+    if folder.exists() and not _is_site(folder):
+        raise OutputError(f"{folder}: exists and is not a geoheat site; name a new folder")
+    if not folder.resolve().parent.is_dir():
+        raise OutputError(f"{folder}: its folder {folder.resolve().parent} does not exist")
+
+
 def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
                progress=None) -> int:
     """A static site in folder: index.html, the page's files, Leaflet's (copied from the
@@ -450,11 +468,8 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
     there; a folder that is not one is refused. Returns the number of tiles written.
     """
     folder = Path(folder)
-    if folder.exists() and not _is_site(folder):
-        raise OutputError(f"{folder}: exists and is not a geoheat site; name a new folder")
+    check_site_folder(folder)
     parent = folder.resolve().parent
-    if not parent.is_dir():
-        raise OutputError(f"{folder}: its folder {parent} does not exist")
     temp = parent / f".{folder.name}.geoheat-site-tmp"
     shutil.rmtree(temp, ignore_errors=True)
     try:

@@ -438,11 +438,18 @@ def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, 
     view, cmap = None, None
     if filters:
         view, cmap = samples_renderer.view(["Run"], [2024, 2025], "linear"), "viridis"
+    assert_heat_on_screen(server.url, samples_renderer, ZOOM, filters, view, cmap,
+                          tmp_path / "page.png")
+
+
+def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
+    """Chromium's screenshot of the page at url, centred on the heat at zoom, shows the
+    renderer's tiles for the view and colormap, pixel for pixel (within a pixel's shift)."""
     from geoheat.projection import unproject
     from geoheat.tiles import ORIGIN_SHIFT, resolution
 
-    zoom, size = ZOOM, (800, 600)
-    keys = samples_renderer.lit_tiles(zoom)
+    size = (800, 600)
+    keys = renderer.lit_tiles(zoom, view)
     # The view's centre: a quarter pixel past a pixel corner in the middle of the lit
     # tiles, so Leaflet's rounding of the view's corner is not left to float error.
     centre = (int(np.mean([x for x, _ in keys]) * 256 + 128),
@@ -450,7 +457,7 @@ def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, 
     res = resolution(zoom)
     lon, lat = (float(v) for v in unproject(np.array([[
         -ORIGIN_SHIFT + (centre[0] + 0.25) * res, ORIGIN_SHIFT - (centre[1] + 0.25) * res]]))[0])
-    shot = screenshot(f"{server.url}#map={zoom}/{lat!r}/{lon!r}{filters}", tmp_path / "page.png",
+    shot = screenshot(f"{url}#map={zoom}/{lat!r}/{lon!r}{filters}", shot_path,
                       size)
     # Leave out the controls: zoom buttons (top left), filters (top right), attribution.
     free = np.ones((size[1], size[0]), dtype=bool)
@@ -461,7 +468,7 @@ def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, 
     for dx in range(-2, 3):
         for dy in range(-2, 3):
             want, alpha = expected_screen(
-                samples_renderer, zoom,
+                renderer, zoom,
                 (centre[0] - size[0] // 2 + dx, centre[1] - size[1] // 2 + dy), size,
                 (17, 17, 17), view, cmap)  # the map's background (app.css): no basemap offline
             hot, cold = free & (alpha == 255), free & (alpha == 0)
@@ -471,3 +478,85 @@ def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, 
     assert hot_pixels > 500, "the view should hold heat"
     assert heat_share > 0.97, f"heat pixels in the heat's colours: {heat_share:.3f} at {shift}"
     assert cold_share > 0.99, f"no heat where there is none: {cold_share:.3f} at {shift}"
+
+
+# The static site.
+
+@contextlib.contextmanager
+def static_host(folder: Path):
+    """Any static web server: the standard library's, serving folder on 127.0.0.1."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
+    site = tmp_path / "site"
+    result = CliRunner().invoke(cli, [
+        "build", str(SAMPLES), "--zoom", str(ZOOM), "-o", str(tmp_path / "h.png"),
+        "--basemap", "none", "--mbtiles", str(tmp_path / "h.mbtiles"), "--min-zoom",
+        str(ZOOM), "--site", str(site), "--no-cache", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"-> {site}/index.html" in result.stderr
+    built = mbtiles_tiles(tmp_path / "h.mbtiles")
+    written = {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
+               for p in (site / "tiles").glob("*/*/*.png")}
+    assert {key for key in written if key[0] == ZOOM} == set(built)
+    assert {z for z, _, _ in written} == {ZOOM}  # --min-zoom
+    for (z, x, y), pixels in built.items():
+        np.testing.assert_array_equal(decode((site / f"tiles/{z}/{x}/{y}.png").read_bytes()),
+                                      pixels)
+    for name in ("leaflet.js", "leaflet.css", "images/layers.png"):
+        assert (site / "leaflet" / name).read_bytes() == (leaflet_dir() / name).read_bytes()
+    meta = json.loads((site / "meta.json").read_text())
+    assert not meta["dynamic"] and meta["tiles"] == "tiles/{z}/{x}/{y}.png"
+    assert (meta["minzoom"], meta["maxzoom"]) == (ZOOM, ZOOM)
+    # In a browser, from a plain static server: the heat where the build put it.
+    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
+    with static_host(site) as url:
+        assert_heat_on_screen(url, renderer, ZOOM, "", None, None, tmp_path / "site.png")
+    # Written again over itself; a folder that is no site is refused before any work.
+    again = CliRunner().invoke(cli, [
+        "build", str(SAMPLES), "--zoom", "12", "-o", str(tmp_path / "h.png"), "--basemap",
+        "none", "--site", str(site), "--no-cache", "-j", "1"])
+    assert again.exit_code == 0, again.output
+    assert {int(p.name) for p in (site / "tiles").iterdir()} == {8, 9, 10, 11, 12}
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    refused = CliRunner().invoke(cli, ["build", str(SAMPLES), "-o", str(tmp_path / "x.png"),
+                                       "--basemap", "none", "--site", str(tmp_path / "mine")])
+    assert refused.exit_code == 2 and "is not a geoheat site" in refused.stderr
+    assert not (tmp_path / "x.png").exists()
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_serve_command_serves_an_mbtiles_file(built_mbtiles):
+    process, url, _ = start_command(built_mbtiles, "--port", "0")
+    try:
+        host, port = url.removeprefix("http://").strip("/").split(":")
+        with contextlib.closing(sqlite3.connect(built_mbtiles)) as db:
+            z, x, row, data = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data "
+                                         "FROM tiles LIMIT 1").fetchone()
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", f"/heat/{z}/{x}/{2**z - 1 - row}.png")
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == data
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
+    assert process.returncode == 0
