@@ -325,6 +325,31 @@ class Renderer:
                     default.years if years is None else (tuple(years) or None),
                     scaling or default.scaling)
 
+    def start_zoom(self, window: tuple[int, int] = (1280, 800)) -> int | None:
+        """The zoom at which the page first shows the default view's extent in a window of
+        this size (as Leaflet's fitBounds picks it), or None with nothing to draw."""
+        area = self.selection(self.default_view).area
+        if area is None:
+            return None
+        for zoom in range(tiles.MAX_ZOOM, -1, -1):
+            res = tiles.resolution(zoom)
+            if (area.right - area.left) / res <= window[0] and \
+                    (area.top - area.bottom) / res <= window[1]:
+                return zoom
+        return 0
+
+    def warm(self) -> None:
+        """Make ahead the levels a page opens at (its start zoom, then one in, one out), so
+        the first tiles need not wait for them; and import the blur's scipy meanwhile."""
+        import scipy.ndimage  # noqa: F401 - 0.25 s, else paid by the first tile
+
+        start = self.start_zoom()
+        if start is None:
+            return
+        for zoom in (start, start + 1, start - 1):
+            if 0 <= zoom <= tiles.MAX_ZOOM:
+                self.level(zoom, self.default_view)
+
     def lit_tiles(self, zoom: int, view: View | None = None) -> list[TileKey]:
         """The tiles of a level that hold heat."""
         return sorted(self.level(zoom, view or self.default_view).index)
