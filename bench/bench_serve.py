@@ -139,6 +139,36 @@ def pan_paths(grid, zoom: int) -> list[list[str]]:
     return steps
 
 
+def png_encoders(renderer, zoom: int = 16) -> None:
+    """Time per tile and size of geoheat's zlib PNG writer (levels 1, 6) and GDAL's PNG
+    driver (through rasterio's MemoryFile), on the heat tiles of a level."""
+    import warnings
+
+    from rasterio.io import MemoryFile
+
+    from geoheat.render import encode_png
+
+    def gdal(rgba):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a tile needs no georeferencing
+            with MemoryFile() as mem:
+                with mem.open(driver="PNG", width=256, height=256, count=4,
+                              dtype="uint8") as dst:
+                    dst.write(rgba)
+                return mem.read()
+
+    tiles = [renderer.rgba_tile(zoom, x, y) for x, y in renderer.lit_tiles(zoom)]
+    for name, encode in (("zlib level 1 (served)", lambda a: encode_png(a, 1)),
+                         ("zlib level 6", lambda a: encode_png(a, 6)),
+                         ("rasterio PNG driver", gdal)):
+        encode(tiles[0])
+        started = time.perf_counter()
+        sizes = [len(encode(rgba)) for rgba in tiles]
+        each = (time.perf_counter() - started) / len(tiles)
+        print(f"PNG {name}: {each * 1000:.2f} ms, {np.mean(sizes) / 1024:.1f} KiB a tile "
+              f"({len(tiles)} zoom-{zoom} tiles)")
+
+
 def percentile(values, q) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
@@ -173,6 +203,7 @@ def main() -> None:
     lit = {z: renderer.lit_tiles(z) for z in zooms}
     grids = {z: renderer.level(z, renderer.default_view).grid for z in zooms}
     years, types = renderer.years, renderer.types
+    png_encoders(renderer)
     del renderer
     per_tile_build = build_s / len(lit[ZOOM])
     print(f"full build, warm cache, zoom {ZOOM}: {build_s:.2f} s for {len(lit[ZOOM])} heat "

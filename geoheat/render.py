@@ -46,7 +46,8 @@ SIZE = tiles.TILE_SIZE
 # Default cache bounds: the levels' heat (64 KiB a tile with heat) and the encoded PNGs.
 LEVEL_CACHE_BYTES = 256 * 2**20
 TILE_CACHE_BYTES = 64 * 2**20
-# PNG deflate level: 1 is ~3x faster than 6 on heat tiles, for ~10% more bytes
+# PNG deflate level: on heat tiles 1 takes half the time of 6 (1.0 against 2.0 ms a tile)
+# for 40% more bytes (6.3 against 4.4 KiB), and GDAL's PNG driver 5 ms
 # (bench/bench_serve.py); the bytes go over loopback or to a static host.
 PNG_LEVEL = 1
 

@@ -20,6 +20,7 @@ import ipaddress
 import json
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import sys
@@ -444,13 +445,23 @@ def run_server(server: HeatServer, echo: Callable[[str], None], open_browser: bo
         webbrowser.open(server.url)
     if ready is not None:
         ready()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # `kill` (SIGTERM) stops it as cleanly as Ctrl-C does.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     echo("geoheat: stopped")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 # The static site

@@ -334,7 +334,8 @@ def start_command(*args, cwd=None):
     raise AssertionError("".join(lines))
 
 
-def test_ctrl_c_stops_the_server_cleanly(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_the_server_cleanly(tmp_path, stop):
     process, url, _ = start_command(SAMPLES, "--port", "0", "--cache", tmp_path / "cache")
     try:
         assert url.startswith("http://127.0.0.1:")
@@ -343,7 +344,7 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path):
         connection.request("GET", "/heat/14/8850/5859.png")
         assert connection.getresponse().status == 200
         connection.close()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         process.wait(20)
     finally:
         if process.poll() is None:
