@@ -176,7 +176,7 @@ class Renderer:
         self.warn = on_warning or (lambda message: None)
         self._warned: set = set()
         drawable = [p for p in self.parsed if p.error is None and p.points]
-        self.types = sorted({p.activity_type or "Other" for p in drawable})
+        self.types = sorted({p.activity_type for p in drawable if p.activity_type})
         self.years = sorted({p.start.year for p in drawable if p.start is not None})
         # What the tiles depend on besides the view: the files' content and the settings.
         identity = hashlib.sha256(repr((

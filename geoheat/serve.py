@@ -42,6 +42,7 @@ OSM_ATTRIBUTION = ('&copy; <a href="https://www.openstreetmap.org/copyright">'
                    "OpenStreetMap</a> contributors")
 TILE_PATH = re.compile(r"/heat/(0|[1-9][0-9]?)/(0|[1-9][0-9]{0,6})/(0|[1-9][0-9]{0,6})\.png")
 YEARS = re.compile(r"([0-9]{4})-([0-9]{4})")
+HOST = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::([0-9]+))?")  # name, port
 # Leaflet's files the page uses, by the name they are served under (no other name is).
 LEAFLET_FILES = ("leaflet.js", "leaflet.css", "images/layers.png", "images/layers-2x.png",
                  "images/marker-icon.png", "images/marker-icon-2x.png",
@@ -55,6 +56,11 @@ TILE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
 
 class NotFound(Exception):
     """A request for something the server does not have: 404."""
+
+
+class Forbidden(Exception):
+    """A request naming another host (DNS rebinding: a web page trying to read the local
+    server as if it were its own site): 403."""
 
 
 def leaflet_dir() -> Path:
@@ -307,7 +313,20 @@ class HeatServer(ThreadingHTTPServer):
         self.files.update({f"/{name}": WEB / name for name in OWN_FILES})
         if ":" in str(address[0]):
             self.address_family = socket.AF_INET6
+        # On loopback only the names of loopback are answered: a page elsewhere whose
+        # name was made to point at 127.0.0.1 must not read the tracks.
+        self.loopback_only = is_loopback(str(address[0]))
         super().__init__(address, Handler)
+
+    def host_allowed(self, host: str | None) -> bool:
+        """Whether a Host header names this server (always, when not on loopback)."""
+        if host is None or not self.loopback_only:
+            return True
+        port = str(self.server_address[1])
+        match = HOST.fullmatch(host.strip().lower())
+        if match is None:
+            return False
+        return (match[2] or port) == port and match[1] in ("127.0.0.1", "localhost", "[::1]")
 
     @property
     def url(self) -> str:
@@ -335,6 +354,8 @@ class Handler(BaseHTTPRequestHandler):
             status, headers, data = self._route()
         except NotFound:
             status, headers, data = 404, {"Content-Type": "text/plain"}, b"not found\n"
+        except Forbidden:
+            status, headers, data = 403, {"Content-Type": "text/plain"}, b"forbidden host\n"
         except (BrokenPipeError, ConnectionResetError):
             return
         except Exception as err:  # noqa: BLE001 - a bug: one line, never a traceback to the client
@@ -354,9 +375,11 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def _route(self):
+        server = self.server
+        if not server.host_allowed(self.headers.get("Host")):
+            raise Forbidden(self.headers.get("Host"))
         parts = urlsplit(self.path)
         path, query = parts.path, parts.query
-        server = self.server
         if path == "/" or path == "/index.html":
             if query:
                 raise NotFound(path)

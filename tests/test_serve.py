@@ -245,6 +245,18 @@ def test_anything_else_is_404_never_a_traceback(server, path):
     assert status == 404 and body == b"not found\n"
 
 
+def test_only_loopback_names_are_answered_on_loopback(server):
+    """DNS rebinding: a page whose name points at 127.0.0.1 cannot read the tracks."""
+    port = server.server_address[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", "127.0.0.1",
+                 f"[::1]:{port}", "[::1]", f"LOCALHOST:{port}"):
+        assert get(server, "/meta.json", {"Host": host})[0] == 200, host
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1:{port + 1}",
+                 f"localhost.evil.example:{port}", "", f"[::2]:{port}", "localhost:x"):
+        status, _, body = get(server, "/meta.json", {"Host": host})
+        assert (status, body) == (403, b"forbidden host\n"), host
+
+
 def test_other_methods_and_a_broken_request_get_no_traceback(server):
     status, _, body = get(server, "/", method="POST")
     assert status == 501 and b"Traceback" not in body

@@ -60,7 +60,7 @@
   }).addTo(map);
   var heatOptions = { maxZoom: 19, maxNativeZoom: meta.maxzoom, attribution: "heat: geoheat" };
   var b = meta.bounds;
-  if (b) {
+  if (b && !meta.dynamic) {  // a filter may move the heat beyond the first view's extent
     var pad = 0.02 * Math.max(b[2] - b[0], b[3] - b[1]);
     heatOptions.bounds = L.latLngBounds([b[1] - pad, b[0] - pad], [b[3] + pad, b[2] + pad]);
   }
