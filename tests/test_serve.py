@@ -52,7 +52,8 @@ def mbtiles_tiles(path: Path) -> dict:
 
 
 def renderer_for(options: BuildOptions, **kwargs) -> Renderer:
-    return Renderer(options, read_files(find_sources(options.inputs, options.pattern)), **kwargs)
+    sources = find_sources(options.inputs, options.pattern)
+    return Renderer(options, read_files(sources, options.parse_cache, options.jobs), **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,25 @@ def test_rendered_tiles_are_the_builds_mbtiles_tiles(tmp_path, settings):
         rendered = renderer.rgba_tile(z, x, y)
         np.testing.assert_array_equal(rendered, pixels, err_msg=f"tile {z}/{x}/{y}")
         np.testing.assert_array_equal(decode(renderer.png_tile(z, x, y)), pixels)
+
+
+def test_real_runs_tiles_are_the_builds(tmp_path):
+    """The 184 chengdu runs (times, pauses, GPS jumps): every served tile at zoom 15 and
+    at zoom 17 is the build's tile."""
+    from .conftest import shared_folder
+
+    folder = shared_folder("chengdu-runs")
+    cache = tmp_path / "cache"
+    for zoom in (15, 17):
+        options = BuildOptions(inputs=[folder], output=tmp_path / "h.png", zoom=zoom,
+                               mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom,
+                               parse_cache=cache, jobs=2, sigma=1.5)
+        geoheat.build(options)
+        built = mbtiles_tiles(tmp_path / "h.mbtiles")
+        renderer = renderer_for(options)  # from the parse cache the build filled
+        assert len(built) > 10 and len(renderer.lit_tiles(zoom)) == len(built)
+        for (z, x, y), pixels in built.items():
+            np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels)
 
 
 @pytest.mark.parametrize("zoom", [11, 12, 15])
