@@ -27,13 +27,11 @@ Quote ratios, not seconds: the machines are shared and noisy.
 import argparse
 import concurrent.futures
 import http.client
-import json
 import math
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 

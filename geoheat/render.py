@@ -7,16 +7,18 @@ level's hottest pixel (heat.blur_tiles). So a `Level` (one zoom, one filter, one
 scaling) is made once, from the build's own stage functions in the build's order
 (select_activities, join_tracks, select_extent, select_points, count_tracks,
 SCALERS, blur_tiles), and keeps each tile's heat as its colormap index (what
-colour.shade_rgba makes of it: colour.lut_index), deflated (a few KiB a tile). A tile is then
-that block looked up in the colormap and PNG-encoded: a few milliseconds.
+colour.shade_rgba makes of it: colour.lut_index), deflated (a few KiB a tile). A
+tile is then that block looked up in the colormap and PNG-encoded: a millisecond.
 
 The spatial index is each activity's bounding box (after the extent cut): a level
 counts only the activities that cross its grid, and a tile that no activity comes
 near (within the blur's reach) is answered empty without making its level.
 
-Levels and encoded tiles are kept in LRU caches bounded in bytes. Everything here
-is safe to call from several threads: a level is made once, by the first thread
-that asks for it, while the others wait for it.
+Selections (the points of a filter), levels and encoded tiles are kept in LRU caches
+bounded in bytes; the newest selection and level stay even when one alone is larger
+(made again for every tile, it would cost far more than its memory). Everything here
+is safe to call from several threads: a level is made once, by the first thread that
+asks for it, while the others wait for it.
 """
 
 import hashlib
@@ -43,9 +45,11 @@ from .rasterize import count_tracks, select_points
 from .tiles import Bbox, Grid, TileKey
 
 SIZE = tiles.TILE_SIZE
-# Default cache bounds: the levels' heat (64 KiB a tile with heat) and the encoded PNGs.
+# Default cache bounds: the levels' heat (deflated colormap indices, a few KiB a lit tile),
+# the encoded PNGs and the selections' points.
 LEVEL_CACHE_BYTES = 256 * 2**20
 TILE_CACHE_BYTES = 64 * 2**20
+SELECTION_CACHE_BYTES = 256 * 2**20  # the points of the filters asked for last
 # PNG deflate level: on heat tiles 1 takes half the time of 6 (1.0 against 2.0 ms a tile)
 # for 40% more bytes (6.3 against 4.4 KiB), and GDAL's PNG driver 5 ms
 # (bench/bench_serve.py); the bytes go over loopback or to a static host.
@@ -161,16 +165,16 @@ class Renderer:
 
     def __init__(self, options: BuildOptions, parsed: Sequence[ParsedFile],
                  level_cache_bytes: int = LEVEL_CACHE_BYTES,
-                 tile_cache_bytes: int = TILE_CACHE_BYTES, on_warning=None):
+                 tile_cache_bytes: int = TILE_CACHE_BYTES,
+                 selection_cache_bytes: int = SELECTION_CACHE_BYTES, on_warning=None):
         self.options = options
         self.parsed = list(parsed)
         self.default_view = View(options.types, options.years, options.scaling)
         self.default_cmap = options.colormap
-        # A level larger than its cache is still kept (alone): made again for every tile
-        # it would cost far more than its memory.
         self.levels = BytesLRU(level_cache_bytes, lambda level: level.nbytes, keep_oversize=True)
         self.pngs = BytesLRU(tile_cache_bytes)
-        self.selections = BytesLRU(8, lambda _: 1)  # the last 8 filters' selections
+        # The points of the last filters asked for (2 million points: ~80 MB each).
+        self.selections = BytesLRU(selection_cache_bytes, _selection_bytes, keep_oversize=True)
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
         self.warn = on_warning or (lambda message: None)
@@ -364,6 +368,10 @@ class Renderer:
             return None
         corners = unproject(np.array([[area.left, area.bottom], [area.right, area.top]]))
         return tuple(float(v) for v in corners.ravel())
+
+
+def _selection_bytes(chosen: Selection) -> int:
+    return sum(part.nbytes for part in chosen if isinstance(part, np.ndarray)) + 512
 
 
 def colour_index(index: np.ndarray, cmap: str) -> np.ndarray:

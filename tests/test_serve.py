@@ -25,8 +25,8 @@ import geoheat
 from geoheat.cli import cli
 from geoheat.options import BuildOptions
 from geoheat.reading import read_files
-from geoheat.render import EMPTY_PNG, BytesLRU, Renderer, View, encode_png
-from geoheat.serve import (MBTilesFile, PMTilesFile, RenderedTiles, leaflet_dir, make_server)
+from geoheat.render import EMPTY_PNG, BytesLRU, Renderer, encode_png
+from geoheat.serve import MBTilesFile, PMTilesFile, RenderedTiles, leaflet_dir, make_server
 from geoheat.sources import find_sources
 
 SAMPLES = Path(__file__).resolve().parents[1] / "gpx"
@@ -185,6 +185,10 @@ def test_caches_are_bounded_in_bytes():
             renderer.png_tile(zoom, x, y)
     assert 0 < renderer.pngs.bytes <= 20_000
     assert 0 < renderer.levels.bytes <= 30_000 or len(renderer.levels.items) == 1
+    small = renderer_for(BuildOptions(inputs=[SAMPLES]), selection_cache_bytes=1)
+    for year in (2023, 2024, 2025):
+        small.png_tile(ZOOM, *small.lit_tiles(ZOOM)[0], small.view(years=[year]))
+    assert len(small.selections.items) == 1  # only the newest, however large
 
 
 def test_levels_are_made_once_under_concurrent_requests(monkeypatch):
