@@ -597,3 +597,17 @@ def test_serve_command_serves_an_mbtiles_file(built_mbtiles):
         process.send_signal(signal.SIGINT)
         process.wait(20)
     assert process.returncode == 0
+
+
+def test_serve_errors_are_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.mbtiles").write_bytes(b"not a database at all" * 100)
+    for args, words in (([tmp_path / "empty"], "no file matches"),
+                        ([tmp_path / "broken.mbtiles"], "not an MBTiles file"),
+                        ([SAMPLES, "--year", "1999"], "nothing to draw"),
+                        ([SAMPLES, "--sigma", "99"], "sigma must be 0-50")):
+        result = CliRunner().invoke(cli, ["serve", *map(str, args), "--no-cache", "-j", "1"])
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("geoheat: error: ") and words in lines[-1], lines
+        assert "Traceback" not in result.output
