@@ -328,6 +328,16 @@ class HeatServer(ThreadingHTTPServer):
             return False
         return (match[2] or port) == port and match[1] in ("127.0.0.1", "localhost", "[::1]")
 
+    def handle_error(self, request, client_address) -> None:
+        """A request that failed outside the handler's own answer: a client that reset or
+        dropped its connection (browsers do, with keep-alive) is nothing to report;
+        anything else is one line, never a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        print(f"geoheat: error: a request from {client_address[0]}: "
+              f"{type(error).__name__}: {error}", file=sys.stderr)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]

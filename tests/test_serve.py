@@ -611,3 +611,23 @@ def test_serve_errors_are_one_line(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert lines[-1].startswith("geoheat: error: ") and words in lines[-1], lines
         assert "Traceback" not in result.output
+
+
+def test_a_client_resetting_its_connection_leaves_no_traceback(server, capfd):
+    """Browsers drop keep-alive connections (a reset, with a response unread): the
+    server takes it quietly."""
+    import socket
+    import struct
+    import time
+
+    host, port = server.server_address[:2]
+    for _ in range(3):
+        sock = socket.create_connection((host, port), 5)
+        sock.sendall(f"GET /app.js HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        time.sleep(0.2)  # the answer arrives, unread
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset
+    time.sleep(0.3)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception" not in err, err
+    assert get(server, "/meta.json")[0] == 200  # and goes on serving
