@@ -352,6 +352,8 @@ class Handler(BaseHTTPRequestHandler):
     # Headers and body go out as separate writes: without TCP_NODELAY, Nagle's algorithm
     # and the client's delayed ACK hold the body back ~40 ms (measured: p50 44 -> 2 ms).
     disable_nagle_algorithm = True
+    # An idle keep-alive connection gives its thread back after this many seconds.
+    timeout = 60
 
     def do_GET(self):  # noqa: N802 - the standard library's name
         self._answer(body=True)

@@ -631,3 +631,26 @@ def test_a_client_resetting_its_connection_leaves_no_traceback(server, capfd):
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception" not in err, err
     assert get(server, "/meta.json")[0] == 200  # and goes on serving
+
+
+def test_run_server_prints_the_url_opens_it_and_stops(samples_renderer, monkeypatch):
+    import webbrowser
+
+    opened, lines = [], []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    server = make_server(RenderedTiles(samples_renderer), "127.0.0.1", 0)
+
+    answers = []
+
+    def stop_soon():  # called before serving: ask, then stop, from another thread
+        def ask_and_stop():
+            answers.append(get(server, "/")[0])
+            server.shutdown()
+
+        threading.Thread(target=ask_and_stop).start()
+
+    from geoheat.serve import run_server
+
+    run_server(server, lines.append, open_browser=True, ready=stop_soon)
+    assert opened == [server.url] and answers == [200]
+    assert lines == [f"geoheat: serving at {server.url} (Ctrl-C stops)", "geoheat: stopped"]
