@@ -142,11 +142,14 @@ def cli():
                    "share its stem. Without a .png, no PNG (and no basemap) unless --png.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="Also write a JSON report: what became of every file, the counts, the outputs.")
+@click.option("--site", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Also write a static web site of the heat over OpenStreetMap: index.html, "
+                   "the viewer and XYZ tiles, zoom down to --min-zoom.")
 @click.option("--verbose", "-v", is_flag=True,
               help="A warning line for every file, not one per reason.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
 def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jobs, quiet,
-          max_file_size, **settings):
+          max_file_size, site=None, **settings):
     """Build a heatmap from activity files, folders and Strava export zips (default: gpx/).
 
     GPX, FIT and TCX files are read, plain or gzipped; a Strava bulk export (the zip,
@@ -167,12 +170,93 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             jobs=jobs if jobs is not None else available_cores(),
             max_file_size=parse_size(max_file_size),
             **settings)
+        if site is not None:
+            from .serve import check_site_folder
+
+            check_site_folder(site)  # before any work
         result = run(options, on_warning=None if quiet else warn,
                      progress=progress_bar if not quiet and sys.stderr.isatty() else None)
+        if site is not None:
+            from .serve import build_site
+
+            written = build_site(site, options, result.zoom)
     except GeoheatError as err:
         raise UserError(str(err)) from None
     if not quiet:
         click.echo(summary(result, options.extent), err=True)
+        if site is not None:
+            click.echo(f"geoheat: site of {written:,} tiles -> {site}/index.html", err=True)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback is reachable by others.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on  [default: 8000, or a free one if 8000 is taken]")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the browser.")
+@click.option("--filter", "--gpx-filter", "pattern", default=None,
+              help="Glob selecting files in input folders and zips.")
+@click.option("--year", "--gpx-year", "years", multiple=True, metavar="YEAR[,YEAR...]",
+              help="Start with activities of YEAR (the page can change it).")
+@click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE...]",
+              help="Start with these activity types (the page can change it).")
+@click.option("--bounds", "--gpx-bound", type=float, nargs=4, default=None,
+              metavar="LAT_MIN LAT_MAX LON_MIN LON_MAX", help="Keep points inside this box.")
+@click.option("--extent", type=click.Choice(EXTENTS), default="auto", show_default=True,
+              help="auto: the densest connected area of the tracks; all: every point.")
+@click.option("--keep-duplicates", is_flag=True, help="Draw an activity found twice twice.")
+@click.option("--sigma", type=float, default=1.0, show_default=True,
+              help="Gaussian blur in pixels, 0-50; 0 for none.")
+@click.option("--scaling", type=click.Choice(SCALINGS), default="cdf", show_default=True,
+              help="cdf (Strava's method) or linear (the page can change it).")
+@click.option("--mode", type=click.Choice(MODES), default="lines", show_default=True,
+              help="lines: draw each track between its points; points: count track points.")
+@click.option("--style", type=click.Choice(STYLE_NAMES), default="hot", show_default=True,
+              help="The heat's look (its colormap).")
+@click.option("--cmap", type=click.Choice(COLORMAP_NAMES), default=None,
+              help="Colormap of the heat (the page can change it)  [default: the style's]")
+@click.option("--max-file-size", type=str, default="512M", show_default=True, metavar="SIZE",
+              help="Skip an activity file larger than this uncompressed (K, M, G suffixes).")
+@click.option("--jobs", "-j", type=int, default=None,
+              help="Processes reading activity files  [default: all cores]")
+@click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
+              help="Folder of parsed tracks reused across runs  [default: the user cache folder]")
+@click.option("--no-cache", is_flag=True, help="Read every file again; keep nothing.")
+@click.option("--verbose", "-v", is_flag=True, help="Log every request, and every file's warning.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or warnings.")
+def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, max_file_size,
+          **settings):
+    """Show the heat over an OpenStreetMap map in the browser, on a local web server.
+
+    INPUTS are activity files, folders and Strava exports (default: gpx/), rendered at any
+    zoom as `geoheat build` would; or one MBTiles or PMTiles file, served as it is.
+    """
+    from .cache import default_cache_dir
+    from .options import BuildOptions, available_cores
+    from .serve import (RenderedTiles, is_loopback, is_tile_file, load_renderer, make_server,
+                        open_tile_file, run_server)
+
+    verbose = settings["verbose"]
+    try:
+        if len(inputs) == 1 and is_tile_file(inputs[0]):
+            source = open_tile_file(inputs[0])
+        else:
+            options = BuildOptions(
+                inputs=list(inputs) or [Path("gpx")],
+                parse_cache=None if no_cache else parse_cache or default_cache_dir(),
+                jobs=jobs if jobs is not None else available_cores(),
+                max_file_size=parse_size(max_file_size), **settings)
+            renderer = load_renderer(
+                options, on_warning=None if quiet else warn,
+                progress=progress_bar if not quiet and sys.stderr.isatty() else None)
+            source = RenderedTiles(renderer)
+        if not is_loopback(host):
+            warn(f"listening on {host}: anyone who can reach this machine sees your tracks")
+        server = make_server(source, host, port, quiet=not verbose)
+    except GeoheatError as err:
+        raise UserError(str(err)) from None
+    run_server(server, lambda line: click.echo(line, err=True), open_browser)
 
 
 def parse_size(text: str) -> int:

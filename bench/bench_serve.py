@@ -1,0 +1,269 @@
+"""Benchmark `geoheat serve`: time to the first tile and per-tile times while panning,
+against the full build's time per tile, on about 2 million points.
+
+    python bench/bench_serve.py [--data ../shared/data/chengdu-runs] [--copies 4]
+                                [--work /tmp/geoheat-bench-serve]
+
+The collection: the real runs of chengdu-runs (~500,000 points) and copies of them
+moved side by side (each copy one extent-width east or south of the others, its
+times a year later, so no copy is a duplicate of another and all make one area),
+written as GPX into --work (outside the repository; made once and reused). Then:
+
+1. a cold build fills the parse cache (not timed for the comparison);
+2. the full build, warm cache, zoom 14, no basemap (what `geoheat build` costs),
+   divided by the heat tiles it draws at zoom 14: the build's time per tile;
+3. `geoheat serve` in a fresh process (imports included, as a user starts it), warm
+   cache: the time from the process's start, and from its "serving at" line, to the
+   first zoom-14 tile over HTTP;
+4. the first tile at each zoom (a level made on request, or ahead: serve makes the
+   levels the page opens at while the browser starts) and after a filter change;
+5. panning at zoom 14 (and 16): a 1280x800 px window moved a tile at a time over the
+   whole extent, row by row, each step requesting the tiles it newly shows with 6
+   connections at once (as a browser does), each tile timed over HTTP.
+
+Quote ratios, not seconds: the machines are shared and noisy.
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import math
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
+ZOOM = 14
+WINDOW = (1280, 800)
+CONNECTIONS = 6
+
+
+def make_collection(data: Path, folder: Path, copies: int, cache: Path) -> int:
+    """The runs and `copies - 1` moved copies as GPX files in folder; the points written."""
+    from geoheat.activities import join_tracks, select_activities
+    from geoheat.extent import main_area
+    from geoheat.projection import unproject
+    from geoheat.reading import read_files
+    from geoheat.samples import gpx_document
+    from geoheat.sources import find_sources
+
+    done = folder / ".complete"
+    if done.is_file():
+        return int(done.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    parsed = read_files(find_sources([data], None), cache, os.cpu_count() or 1)
+    kept, _ = select_activities(parsed)
+    tracks = join_tracks(kept)
+    area = main_area(tracks.xy, tracks.activity_offsets)
+    width, height = area.right - area.left, area.top - area.bottom
+    side = math.ceil(math.sqrt(copies))
+    points = 0
+    for k in range(copies):
+        shift = np.array([(k % side) * width, -(k // side) * height])
+        for i, activity in enumerate(kept):
+            segments, times = [], []
+            for a, b in zip(activity.offsets[:-1], activity.offsets[1:]):
+                segments.append(unproject(activity.xy[a:b] + shift))
+                if activity.times is not None:
+                    times.append([_when(t, k) for t in activity.times[a:b]])
+            start = activity.start + timedelta(days=366 * k) if activity.start else None
+            text = gpx_document(segments, name=f"copy {k} of {activity.name}",
+                                activity_type=activity.activity_type, start=start,
+                                times=times if activity.times is not None else None)
+            (folder / f"copy{k}-{i:04d}.gpx").write_text(text, encoding="utf-8")
+            points += activity.points
+    done.write_text(str(points))
+    return points
+
+
+def _when(posix: float, k: int):
+    from datetime import datetime, timezone
+
+    if not math.isfinite(posix):
+        return datetime(2020, 1, 1, tzinfo=timezone.utc)
+    return datetime.fromtimestamp(posix, timezone.utc) + timedelta(days=366 * k)
+
+
+def geoheat(*args, cache: Path) -> float:
+    """Wall seconds of one `geoheat` command in a fresh process."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "geoheat", *map(str, args), "--cache", str(cache),
+                    "-q"], check=True)
+    return time.perf_counter() - started
+
+
+class Client:
+    """Keep-alive HTTP connections to the server, one per thread."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.local = __import__("threading").local()
+
+    def get(self, path: str) -> tuple[float, int, int]:
+        """(seconds, status, bytes) of one GET."""
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = self.local.connection = http.client.HTTPConnection(
+                self.host, self.port, timeout=120)
+        started = time.perf_counter()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        return time.perf_counter() - started, response.status, len(body)
+
+
+def pan_paths(grid, zoom: int) -> list[list[str]]:
+    """The tiles each step of a window panned a tile at a time over the grid newly shows."""
+    size = 256
+    tx0, ty0 = grid.col_off // size, grid.row_off // size
+    tx1, ty1 = tx0 + grid.width // size, ty0 + grid.height // size
+    across, down = WINDOW[0] // size + 1, WINDOW[1] // size + 1
+    seen, steps = set(), []
+    for ty in range(ty0 - 1, max(ty1 - down, ty0) + 1):
+        row = range(tx0 - 1, max(tx1 - across, tx0) + 1)
+        for tx in (row if (ty - ty0) % 2 == 0 else reversed(row)):  # boustrophedon
+            new = [(x, y) for y in range(ty, ty + down + 1) for x in range(tx, tx + across + 1)
+                   if (x, y) not in seen]
+            seen.update(new)
+            if new:
+                steps.append([f"/heat/{zoom}/{x}/{y}.png" for x, y in new])
+    return steps
+
+
+def png_encoders(renderer, zoom: int = 16) -> None:
+    """Time per tile and size of geoheat's zlib PNG writer (levels 1, 6) and GDAL's PNG
+    driver (through rasterio's MemoryFile), on the heat tiles of a level."""
+    import warnings
+
+    from rasterio.io import MemoryFile
+
+    from geoheat.render import encode_png
+
+    def gdal(rgba):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a tile needs no georeferencing
+            with MemoryFile() as mem:
+                with mem.open(driver="PNG", width=256, height=256, count=4,
+                              dtype="uint8") as dst:
+                    dst.write(rgba)
+                return mem.read()
+
+    tiles = [renderer.rgba_tile(zoom, x, y) for x, y in renderer.lit_tiles(zoom)]
+    for name, encode in (("zlib level 1 (served)", lambda a: encode_png(a, 1)),
+                         ("zlib level 6", lambda a: encode_png(a, 6)),
+                         ("rasterio PNG driver", gdal)):
+        encode(tiles[0])
+        started = time.perf_counter()
+        sizes = [len(encode(rgba)) for rgba in tiles]
+        each = (time.perf_counter() - started) / len(tiles)
+        print(f"PNG {name}: {each * 1000:.2f} ms, {np.mean(sizes) / 1024:.1f} KiB a tile "
+              f"({len(tiles)} zoom-{zoom} tiles)")
+
+
+def percentile(values, q) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/geoheat-bench-serve"))
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"{args.data}: not found (the real runs live in ../shared/data)")
+    folder, cache = args.work / f"runs-x{args.copies}", args.work / "cache"
+    points = make_collection(args.data, folder, args.copies, cache)
+    files = len(list(folder.glob("*.gpx")))
+    print(f"collection: {files} GPX files, {points:,} points ({args.copies} copies of "
+          f"{args.data.name})")
+
+    out = args.work / "out"
+    out.mkdir(exist_ok=True)
+    geoheat("build", folder, "--zoom", ZOOM, "--basemap", "none", "-o", out / "cold.png",
+            cache=cache)  # fills the parse cache
+    build_s = min(geoheat("build", folder, "--zoom", ZOOM, "--basemap", "none", "-o",
+                          out / f"warm{i}.png", cache=cache) for i in range(2))
+    # The tiles to ask for, found before the server starts (not to load the machine then).
+    from geoheat.options import BuildOptions
+    from geoheat.serve import load_renderer
+
+    renderer = load_renderer(BuildOptions(inputs=[folder], parse_cache=cache))
+    start_zoom = renderer.start_zoom()
+    zooms = sorted({start_zoom, ZOOM, 12, 13, 15, 16, 17})
+    lit = {z: renderer.lit_tiles(z) for z in zooms}
+    grids = {z: renderer.level(z, renderer.default_view).grid for z in zooms}
+    years, types = renderer.years, renderer.types
+    png_encoders(renderer)
+    del renderer
+    per_tile_build = build_s / len(lit[ZOOM])
+    print(f"full build, warm cache, zoom {ZOOM}: {build_s:.2f} s for {len(lit[ZOOM])} heat "
+          f"tiles = {per_tile_build * 1000:.1f} ms per tile")
+
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "geoheat", "serve", str(folder), "--port",
+                               "0", "--cache", str(cache), "-q"], stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        for line in server.stderr:
+            if "serving at" in line:
+                break
+        else:
+            sys.exit("serve did not start")
+        ready = time.perf_counter()
+        url = line.split("serving at ")[1].split()[0]
+        host, port = url.removeprefix("http://").strip("/").split(":")
+        client = Client(host, int(port))
+        x, y = lit[start_zoom][len(lit[start_zoom]) // 2]
+        seconds, status, _ = client.get(f"/heat/{start_zoom}/{x}/{y}.png")
+        first = time.perf_counter() - started
+        assert status == 200
+        print(f"serve: ready {ready - started:.2f} s after start; first tile (zoom {start_zoom}, "
+              f"where a 1280x800 page opens) {first:.2f} s after start, "
+              f"{(first - (ready - started)) * 1000:.0f} ms after ready")
+        for zoom in zooms:
+            keys = lit[zoom]
+            kx, ky = keys[len(keys) // 2]
+            seconds, status, _ = client.get(f"/heat/{zoom}/{kx}/{ky}.png")
+            again = [client.get(f"/heat/{zoom}/{a}/{b}.png")[0] for a, b in keys[:50]]
+            ahead = abs(zoom - start_zoom) <= 1
+            print(f"zoom {zoom}: first tile {seconds * 1000:.0f} ms ("
+                  f"{'made ahead' if ahead else 'makes'} the level of {len(keys)} heat tiles), "
+                  f"then p95 {percentile(again, 95):.1f} ms")
+        for zoom in (ZOOM, 16):
+            steps = pan_paths(grids[zoom], zoom)
+            times = []
+            with concurrent.futures.ThreadPoolExecutor(CONNECTIONS) as pool:
+                pan_started = time.perf_counter()
+                for paths in steps:
+                    for seconds, status, _ in pool.map(client.get, paths):
+                        assert status == 200, status
+                        times.append(seconds)
+                pan_s = time.perf_counter() - pan_started
+            print(f"panning at zoom {zoom}: {len(times)} tiles in {len(steps)} steps, "
+                  f"p50 {percentile(times, 50):.1f} ms, p95 {percentile(times, 95):.1f} ms, "
+                  f"max {percentile(times, 100):.1f} ms ({len(times) / pan_s:.0f} tiles/s with "
+                  f"{CONNECTIONS} connections)")
+            if zoom == ZOOM:
+                print(f"  p95 per tile / the full build's time per tile: "
+                      f"{percentile(times, 95) / 1000 / per_tile_build:.3f}")
+        x, y = lit[ZOOM][len(lit[ZOOM]) // 2]
+        query = f"t={types[0]}&y={years[len(years) // 2]}-{years[-1]}&c=viridis"
+        seconds, status, _ = client.get(f"/heat/{ZOOM}/{x}/{y}.png?{query}")
+        assert status == 200
+        print(f"a filter change ({query}): first tile {seconds * 1000:.0f} ms (a new "
+              f"selection and level)")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()

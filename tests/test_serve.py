@@ -1,0 +1,670 @@
+"""`geoheat serve` and `build --site`: tiles rendered on request equal the build's, the
+server's routes over real HTTP on 127.0.0.1, the page in a real (headless) browser."""
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import MemoryFile
+
+import geoheat
+from geoheat.cli import cli
+from geoheat.options import BuildOptions
+from geoheat.reading import read_files
+from geoheat.render import EMPTY_PNG, BytesLRU, Renderer, encode_png
+from geoheat.serve import MBTilesFile, PMTilesFile, RenderedTiles, leaflet_dir, make_server
+from geoheat.sources import find_sources
+
+SAMPLES = Path(__file__).resolve().parents[1] / "gpx"
+ZOOM = 14
+
+
+def decode(data: bytes) -> np.ndarray:
+    """PNG bytes as (4, h, w) RGBA, by GDAL (an opaque RGB tile gets alpha 255)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with MemoryFile(data) as mem, mem.open() as src:
+            pixels = src.read()
+    if pixels.shape[0] == 3:
+        pixels = np.concatenate([pixels, np.full((1, *pixels.shape[1:]), 255, np.uint8)])
+    return pixels
+
+
+def mbtiles_tiles(path: Path) -> dict:
+    """{(z, x, y): RGBA} of an MBTiles file, XYZ rows."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles")
+        return {(z, x, 2**z - 1 - row): decode(data) for z, x, row, data in rows}
+
+
+def renderer_for(options: BuildOptions, **kwargs) -> Renderer:
+    sources = find_sources(options.inputs, options.pattern)
+    return Renderer(options, read_files(sources, options.parse_cache, options.jobs), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def samples_renderer():
+    return renderer_for(BuildOptions(inputs=[SAMPLES]))
+
+
+@contextlib.contextmanager
+def running(source):
+    """A server for the source on a free loopback port, in a thread; stopped after."""
+    server = make_server(source, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def get(server, path: str, headers=None, method="GET"):
+    """(status, headers, body) of one request to the server."""
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def server(samples_renderer):
+    with running(RenderedTiles(samples_renderer)) as server:
+        yield server
+
+
+# Rendering: a served tile is the build's tile.
+
+@pytest.mark.parametrize("settings", [
+    {},
+    {"sigma": 2.5, "scaling": "linear", "cmap": "viridis"},
+    {"mode": "points", "sigma": 0, "types": ["Run"]},
+    {"years": [2024], "extent": "all", "style": "strava"},
+])
+def test_rendered_tiles_are_the_builds_mbtiles_tiles(tmp_path, settings):
+    options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=ZOOM,
+                           mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM, **settings)
+    geoheat.build(options)
+    built = mbtiles_tiles(tmp_path / "h.mbtiles")
+    renderer = renderer_for(options)
+    assert {(ZOOM, x, y) for x, y in renderer.lit_tiles(ZOOM)} == set(built)
+    for (z, x, y), pixels in built.items():
+        rendered = renderer.rgba_tile(z, x, y)
+        np.testing.assert_array_equal(rendered, pixels, err_msg=f"tile {z}/{x}/{y}")
+        np.testing.assert_array_equal(decode(renderer.png_tile(z, x, y)), pixels)
+
+
+def test_every_pyramid_level_of_the_mbtiles_is_served_the_same(tmp_path):
+    # The build's levels below its zoom come from their own counts (issue 12); the
+    # renderer makes any zoom the same way: every stored tile, every level, is served.
+    options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=ZOOM,
+                           mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM - 5)
+    geoheat.build(options)
+    built = mbtiles_tiles(tmp_path / "h.mbtiles")
+    assert {z for z, _, _ in built} == set(range(ZOOM - 5, ZOOM + 1))
+    renderer = renderer_for(options)
+    for (z, x, y), pixels in built.items():
+        np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels,
+                                      err_msg=f"tile {z}/{x}/{y}")
+
+
+def test_real_runs_tiles_are_the_builds(tmp_path):
+    """The 184 chengdu runs (times, pauses, GPS jumps): every served tile at zoom 15 and
+    at zoom 17 is the build's tile."""
+    from .conftest import shared_folder
+
+    folder = shared_folder("chengdu-runs")
+    cache = tmp_path / "cache"
+    for zoom in (15, 17):
+        options = BuildOptions(inputs=[folder], output=tmp_path / "h.png", zoom=zoom,
+                               mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom,
+                               parse_cache=cache, jobs=2, sigma=1.5)
+        geoheat.build(options)
+        built = mbtiles_tiles(tmp_path / "h.mbtiles")
+        renderer = renderer_for(options)  # from the parse cache the build filled
+        assert len(built) > 10 and len(renderer.lit_tiles(zoom)) == len(built)
+        for (z, x, y), pixels in built.items():
+            np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels)
+
+
+@pytest.mark.parametrize("zoom", [11, 12, 15])
+def test_every_zoom_is_that_zooms_build(tmp_path, samples_renderer, zoom):
+    """A level is a build at its zoom: the CDF and the blur's rescale over that level."""
+    options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=zoom,
+                           mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom)
+    geoheat.build(options)
+    built = mbtiles_tiles(tmp_path / "h.mbtiles")
+    assert len(built) == len(samples_renderer.lit_tiles(zoom))
+    for (z, x, y), pixels in built.items():
+        np.testing.assert_array_equal(samples_renderer.rgba_tile(z, x, y), pixels)
+
+
+def test_a_view_is_the_build_with_those_filters(samples_renderer):
+    view = samples_renderer.view(types=["Run"], years=[2024, 2025], scaling="linear")
+    filtered = renderer_for(BuildOptions(inputs=[SAMPLES], types=["Run"], years=[2024, 2025],
+                                         scaling="linear"))
+    keys = filtered.lit_tiles(ZOOM)
+    assert keys and keys != samples_renderer.lit_tiles(ZOOM)
+    for x, y in keys:
+        np.testing.assert_array_equal(samples_renderer.rgba_tile(ZOOM, x, y, view, "magma"),
+                                      filtered.rgba_tile(ZOOM, x, y, cmap="magma"))
+
+
+def test_tiles_far_from_the_tracks_are_empty_without_making_a_level():
+    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
+    assert renderer.rgba_tile(15, 0, 0) is None
+    assert renderer.png_tile(15, 0, 0) == EMPTY_PNG
+    assert renderer.levels.items == {}  # no level was made for it
+    assert renderer.rgba_tile(20, 0, 0) is None and renderer.rgba_tile(3, 8, 0) is None
+
+
+def test_png_encoder_round_trips():
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (4, 256, 256), dtype=np.uint8)
+    np.testing.assert_array_equal(decode(encode_png(rgba)), rgba)
+    assert decode(EMPTY_PNG).max() == 0
+
+
+def test_caches_are_bounded_in_bytes():
+    lru = BytesLRU(1000)
+    for i in range(50):
+        lru.put(i, b"x" * 300)
+    assert lru.bytes <= 1000 and len(lru.items) == 3 and lru.get(49) and lru.get(0) is None
+    lru.put("huge", b"x" * 5000)  # larger than the whole cache: not kept
+    assert lru.get("huge") is None and lru.bytes <= 1000
+    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]), tile_cache_bytes=20_000,
+                            level_cache_bytes=30_000)
+    for zoom in range(10, 17):
+        for x, y in renderer.lit_tiles(zoom):
+            renderer.png_tile(zoom, x, y)
+    assert 0 < renderer.pngs.bytes <= 20_000
+    assert 0 < renderer.levels.bytes <= 30_000 or len(renderer.levels.items) == 1
+    small = renderer_for(BuildOptions(inputs=[SAMPLES]), selection_cache_bytes=1)
+    for year in (2023, 2024, 2025):
+        small.png_tile(ZOOM, *small.lit_tiles(ZOOM)[0], small.view(years=[year]))
+    assert len(small.selections.items) == 1  # only the newest, however large
+
+
+def test_levels_are_made_once_under_concurrent_requests(monkeypatch):
+    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
+    made = []
+    real = renderer._level
+    monkeypatch.setattr(renderer, "_level", lambda z, v: made.append(z) or real(z, v))
+    keys = renderer_for(BuildOptions(inputs=[SAMPLES])).lit_tiles(ZOOM)
+    threads = [threading.Thread(target=renderer.png_tile, args=(ZOOM, *key)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == [ZOOM]
+
+
+# The server's routes, over HTTP.
+
+def test_page_meta_and_leaflet_are_served(server, samples_renderer):
+    status, headers, body = get(server, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    page = body.decode()
+    assert 'src="leaflet/leaflet.js"' in page and 'src="app.js"' in page
+    assert "https://" not in page.replace("https://tile.openstreetmap.org", "")  # no CDN
+    status, headers, body = get(server, "/meta.json")
+    meta = json.loads(body)
+    assert status == 200 and meta["dynamic"] and meta["types"] == ["Ride", "Run"]
+    assert meta["years"] == [2023, 2024, 2025] and meta["tiles"] == "heat/{z}/{x}/{y}.png"
+    west, south, east, north = meta["bounds"]
+    assert 14.4 < west < east < 14.6 and 46.0 < south < north < 46.1
+    for name in ("leaflet.js", "leaflet.css", "images/layers.png"):
+        status, headers, body = get(server, f"/leaflet/{name}")
+        assert status == 200 and body == (leaflet_dir() / name).read_bytes()
+    status, headers, body = get(server, "/app.js")
+    assert status == 200 and b"L.tileLayer" in body and "javascript" in headers["Content-Type"]
+    status, headers, body = get(server, "/app.js", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 1000
+
+
+def test_tiles_over_http_with_etags(server, samples_renderer):
+    view = samples_renderer.view(types=["Run"], years=[2023, 2024], scaling="linear")
+    x, y = samples_renderer.lit_tiles(ZOOM, view)[0]
+    status, headers, body = get(server, f"/heat/{ZOOM}/{x}/{y}.png")
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    np.testing.assert_array_equal(decode(body), samples_renderer.rgba_tile(ZOOM, x, y))
+    etag = headers["ETag"]
+    assert "max-age" in headers["Cache-Control"]
+    status, headers, again = get(server, f"/heat/{ZOOM}/{x}/{y}.png",
+                                 {"If-None-Match": etag})
+    assert status == 304 and again == b""
+    # Another view or colormap is another tile, with its own ETag.
+    status, headers, other = get(server, f"/heat/{ZOOM}/{x}/{y}.png?c=viridis&s=linear&t=Run"
+                                         "&y=2023-2024", {"If-None-Match": etag})
+    assert status == 200 and headers["ETag"] != etag and other != body
+    np.testing.assert_array_equal(decode(other),
+                                  samples_renderer.rgba_tile(ZOOM, x, y, view, "viridis"))
+    # All types and all years, spelt empty.
+    status, _, every = get(server, f"/heat/{ZOOM}/{x}/{y}.png?t=&y=")
+    assert status == 200 and every == body
+    # No heat there: a transparent tile.
+    status, _, empty = get(server, "/heat/3/0/0.png")
+    assert status == 200 and empty == EMPTY_PNG
+
+
+@pytest.mark.parametrize("path", [
+    "/heat/20/0/0.png", "/heat/14/16384/0.png", "/heat/14/0/16384.png", "/heat/1/2/0.png",
+    "/heat/-1/0/0.png", "/heat/014/1/1.png", "/heat/14/01/1.png", "/heat/14/1/1",
+    "/heat/14/1/1.png/", "/heat/14/1/1.jpg", "/heat/14/1/99999999999999999999.png",
+    "/heat/14/1/1.png?c=nope", "/heat/14/1/1.png?s=log", "/heat/14/1/1.png?t=Swim",
+    "/heat/14/1/1.png?y=2024", "/heat/14/1/1.png?y=2025-2024", "/heat/14/1/1.png?x=1",
+    "/heat/14/1/1.png?c=hot&c=hot", "/heat/14/1/1.png?t=Run,Run", "/heat/../../etc/passwd",
+    "/heat/14/..%2f..%2f/1.png", "/leaflet/../../setup.py", "/leaflet/leaflet-src.js",
+    "/leaflet/%2e%2e/__init__.py", "/web/index.html", "/geoheat/web/app.js", "/etc/passwd",
+    "/..", "//etc/passwd", "/index.html?x=1", "/app.js/", "/favicon.ico", "/heat/",
+])
+def test_anything_else_is_404_never_a_traceback(server, path):
+    status, headers, body = get(server, path)
+    assert status == 404 and body == b"not found\n"
+
+
+def test_only_loopback_names_are_answered_on_loopback(server):
+    """DNS rebinding: a page whose name points at 127.0.0.1 cannot read the tracks."""
+    port = server.server_address[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", "127.0.0.1",
+                 f"[::1]:{port}", "[::1]", f"LOCALHOST:{port}"):
+        assert get(server, "/meta.json", {"Host": host})[0] == 200, host
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1:{port + 1}",
+                 f"localhost.evil.example:{port}", "", f"[::2]:{port}", "localhost:x"):
+        status, _, body = get(server, "/meta.json", {"Host": host})
+        assert (status, body) == (403, b"forbidden host\n"), host
+
+
+def test_other_methods_and_a_broken_request_get_no_traceback(server):
+    status, _, body = get(server, "/", method="POST")
+    assert status == 501 and b"Traceback" not in body
+    host, port = server.server_address[:2]
+    with contextlib.closing(__import__("socket").create_connection((host, port), 5)) as sock:
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        answer = sock.recv(4096)
+    assert b"400" in answer and b"Traceback" not in answer
+
+
+# Tile files.
+
+@pytest.fixture(scope="module")
+def built_mbtiles(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("built")
+    geoheat.build([SAMPLES], folder / "h.png", zoom=ZOOM, mbtiles=folder / "h.mbtiles",
+                  min_zoom=ZOOM - 2)
+    return folder / "h.mbtiles"
+
+
+def test_an_mbtiles_file_is_served_as_it_is(built_mbtiles):
+    with contextlib.closing(sqlite3.connect(built_mbtiles)) as db:
+        z, x, row, data = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data "
+                                     "FROM tiles WHERE zoom_level = ?", (ZOOM,)).fetchone()
+    with running(MBTilesFile(built_mbtiles)) as server:
+        status, headers, body = get(server, f"/heat/{z}/{x}/{2**z - 1 - row}.png")
+        assert status == 200 and body == data and headers["Content-Type"] == "image/png"
+        assert get(server, f"/heat/{z}/{x}/{2**z - 1 - row}.png",
+                   {"If-None-Match": headers["ETag"]})[0] == 304
+        assert get(server, "/heat/0/0/0.png")[2] == EMPTY_PNG  # no such tile: transparent
+        assert get(server, f"/heat/{z}/{x}/{2**z - 1 - row}.png?c=hot")[0] == 404
+        meta = json.loads(get(server, "/meta.json")[2])
+        assert not meta["dynamic"] and (meta["minzoom"], meta["maxzoom"]) == (ZOOM - 2, ZOOM)
+        assert b'"dynamic": false' in get(server, "/")[2]
+
+
+def test_a_pmtiles_file_is_served_as_it_is(tmp_path, samples_renderer):
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid
+    from pmtiles.writer import Writer
+
+    keys = samples_renderer.lit_tiles(ZOOM)
+    path = tmp_path / "h.pmtiles"
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        for x, y in sorted(keys, key=lambda k: zxy_to_tileid(ZOOM, *k)):
+            writer.write_tile(zxy_to_tileid(ZOOM, x, y), samples_renderer.png_tile(ZOOM, x, y))
+        writer.finalize({"tile_type": TileType.PNG, "tile_compression": Compression.NONE,
+                         "min_zoom": ZOOM, "max_zoom": ZOOM, "min_lon_e7": 144_000_000,
+                         "min_lat_e7": 460_000_000, "max_lon_e7": 146_000_000,
+                         "max_lat_e7": 461_000_000, "center_zoom": ZOOM,
+                         "center_lon_e7": 145_000_000, "center_lat_e7": 460_500_000},
+                        {"name": "samples"})
+    with running(PMTilesFile(path)) as server:
+        x, y = keys[0]
+        status, headers, body = get(server, f"/heat/{ZOOM}/{x}/{y}.png")
+        assert status == 200 and body == samples_renderer.png_tile(ZOOM, x, y)
+        meta = json.loads(get(server, "/meta.json")[2])
+        assert meta["name"] == "samples" and meta["maxzoom"] == ZOOM and not meta["dynamic"]
+
+
+# The command.
+
+def test_serve_help_is_instant_and_lists_its_options():
+    help_text = CliRunner().invoke(cli, ["serve", "--help"]).output
+    for option in ("--host", "--port", "--open", "--type", "--year", "--sigma", "--cmap"):
+        assert option in help_text
+    code = ("import sys; from geoheat.cli import cli\n"
+            "try: cli(['serve', '--help'])\nexcept SystemExit: pass\n"
+            "heavy = {'numpy', 'rasterio', 'fiona', 'scipy', 'http.server'} & set(sys.modules)\n"
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def start_command(*args, cwd=None):
+    """`geoheat serve ARGS` in a process of its own; returns it and the URL it printed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "geoheat", "serve", *map(str, args)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=cwd)
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "serving at" in line:
+            return process, line.split("serving at ")[1].split()[0], lines
+    process.wait(10)
+    raise AssertionError("".join(lines))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_the_server_cleanly(tmp_path, stop):
+    process, url, _ = start_command(SAMPLES, "--port", "0", "--cache", tmp_path / "cache")
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        host, port = url.removeprefix("http://").strip("/").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/heat/14/8850/5859.png")
+        assert connection.getresponse().status == 200
+        connection.close()
+        process.send_signal(stop)
+        process.wait(20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    rest = process.stderr.read()
+    assert process.returncode == 0, rest
+    assert rest.strip() == "geoheat: stopped" and "Traceback" not in rest
+
+
+def test_serve_refuses_a_busy_port_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "geoheat", "serve", str(SAMPLES),
+                                 "--port", str(port), "--cache", str(tmp_path / "c")],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"geoheat: error: cannot listen on 127.0.0.1:{port}")
+
+
+def test_listening_beyond_loopback_warns(tmp_path, monkeypatch):
+    import geoheat.serve as serve_module
+
+    calls = []
+
+    class Fake:
+        url = "http://0.0.0.0:1/"
+
+    monkeypatch.setattr(serve_module, "make_server", lambda *a, **k: calls.append(a) or Fake())
+    monkeypatch.setattr(serve_module, "run_server", lambda *a, **k: None)
+    result = CliRunner().invoke(cli, ["serve", str(SAMPLES), "--host", "0.0.0.0", "--no-cache",
+                                      "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "warning: listening on 0.0.0.0" in result.stderr and calls[0][1] == "0.0.0.0"
+
+
+# The page in a real browser.
+
+def chromium() -> str:
+    """Debian's chromium, or skip saying how to get it (.ci/run installs it)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    return found
+
+
+def screenshot(url: str, path: Path, size=(800, 600)) -> np.ndarray:
+    """The page at url as headless Chromium draws it: (3, h, w) RGB."""
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--hide-scrollbars", "--force-device-scale-factor=1",
+             f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
+             "--virtual-time-budget=10000", f"--screenshot={path}", url],
+            capture_output=True, text=True, timeout=120)
+    assert path.is_file(), result.stderr[-2000:]
+    return decode(path.read_bytes())[:3]
+
+
+def expected_screen(renderer, zoom, origin, size, background, view=None, cmap=None):
+    """What the heat over a plain background looks like from world pixel origin."""
+    from geoheat.tiles import TILE_SIZE
+
+    width, height = size
+    picture = np.zeros((4, height, width), dtype=np.uint8)
+    col0, row0 = origin
+    for ty in range(row0 // TILE_SIZE, (row0 + height - 1) // TILE_SIZE + 1):
+        for tx in range(col0 // TILE_SIZE, (col0 + width - 1) // TILE_SIZE + 1):
+            rgba = renderer.rgba_tile(zoom, tx, ty, view, cmap)
+            if rgba is None:
+                continue
+            top, left = ty * TILE_SIZE - row0, tx * TILE_SIZE - col0
+            r0, c0 = max(top, 0), max(left, 0)
+            r1, c1 = min(top + TILE_SIZE, height), min(left + TILE_SIZE, width)
+            picture[:, r0:r1, c0:c1] = rgba[:, r0 - top:r1 - top, c0 - left:c1 - left]
+    alpha = picture[3:].astype(float) / 255
+    rgb = picture[:3] * alpha + np.array(background).reshape(3, 1, 1) * (1 - alpha)
+    return np.rint(rgb).astype(np.uint8), picture[3]
+
+
+@pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear"])
+def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, tmp_path,
+                                                     filters):
+    """Chromium loads the page (no internet: the OSM basemap fails, the heat shows) and
+    the screenshot has the heat's own colours exactly where the tiles put them; the
+    filters and colormap in the URL's hash are the ones drawn."""
+    view, cmap = None, None
+    if filters:
+        view, cmap = samples_renderer.view(["Run"], [2024, 2025], "linear"), "viridis"
+    assert_heat_on_screen(server.url, samples_renderer, ZOOM, filters, view, cmap,
+                          tmp_path / "page.png")
+
+
+def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
+    """Chromium's screenshot of the page at url, centred on the heat at zoom, shows the
+    renderer's tiles for the view and colormap, pixel for pixel (within a pixel's shift)."""
+    from geoheat.projection import unproject
+    from geoheat.tiles import ORIGIN_SHIFT, resolution
+
+    size = (800, 600)
+    keys = renderer.lit_tiles(zoom, view)
+    # The view's centre: a quarter pixel past a pixel corner in the middle of the lit
+    # tiles, so Leaflet's rounding of the view's corner is not left to float error.
+    centre = (int(np.mean([x for x, _ in keys]) * 256 + 128),
+              int(np.mean([y for _, y in keys]) * 256 + 128))
+    res = resolution(zoom)
+    lon, lat = (float(v) for v in unproject(np.array([[
+        -ORIGIN_SHIFT + (centre[0] + 0.25) * res, ORIGIN_SHIFT - (centre[1] + 0.25) * res]]))[0])
+    shot = screenshot(f"{url}#map={zoom}/{lat!r}/{lon!r}{filters}", shot_path,
+                      size)
+    # Leave out the controls: zoom buttons (top left), filters (top right), attribution.
+    free = np.ones((size[1], size[0]), dtype=bool)
+    free[:90, :60] = free[:170, 600:] = free[-30:, 420:] = False
+    # Where Leaflet puts the view's corner, within a pixel or two (headless Chromium's
+    # viewport may be a pixel shorter than its window): the best of the small shifts.
+    best = (0.0, 0.0, 0, None)
+    for dx in range(-2, 3):
+        for dy in range(-2, 3):
+            want, alpha = expected_screen(
+                renderer, zoom,
+                (centre[0] - size[0] // 2 + dx, centre[1] - size[1] // 2 + dy), size,
+                (17, 17, 17), view, cmap)  # the map's background (app.css): no basemap offline
+            hot, cold = free & (alpha == 255), free & (alpha == 0)
+            close = np.abs(shot.astype(int) - want.astype(int)).max(axis=0) <= 8
+            best = max(best, (close[hot].mean(), close[cold].mean(), int(hot.sum()), (dx, dy)))
+    heat_share, cold_share, hot_pixels, shift = best
+    assert hot_pixels > 500, "the view should hold heat"
+    assert heat_share > 0.97, f"heat pixels in the heat's colours: {heat_share:.3f} at {shift}"
+    assert cold_share > 0.99, f"no heat where there is none: {cold_share:.3f} at {shift}"
+
+
+# The static site.
+
+@contextlib.contextmanager
+def static_host(folder: Path):
+    """Any static web server: the standard library's, serving folder on 127.0.0.1."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
+    site = tmp_path / "site"
+    result = CliRunner().invoke(cli, [
+        "build", str(SAMPLES), "--zoom", str(ZOOM), "-o", str(tmp_path / "h.png"),
+        "--basemap", "none", "--mbtiles", str(tmp_path / "h.mbtiles"), "--min-zoom",
+        str(ZOOM), "--site", str(site), "--no-cache", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"-> {site}/index.html" in result.stderr
+    built = mbtiles_tiles(tmp_path / "h.mbtiles")
+    written = {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
+               for p in (site / "tiles").glob("*/*/*.png")}
+    assert {key for key in written if key[0] == ZOOM} == set(built)
+    assert {z for z, _, _ in written} == {ZOOM}  # --min-zoom
+    for (z, x, y), pixels in built.items():
+        np.testing.assert_array_equal(decode((site / f"tiles/{z}/{x}/{y}.png").read_bytes()),
+                                      pixels)
+    for name in ("leaflet.js", "leaflet.css", "images/layers.png"):
+        assert (site / "leaflet" / name).read_bytes() == (leaflet_dir() / name).read_bytes()
+    meta = json.loads((site / "meta.json").read_text())
+    assert not meta["dynamic"] and meta["tiles"] == "tiles/{z}/{x}/{y}.png"
+    assert (meta["minzoom"], meta["maxzoom"]) == (ZOOM, ZOOM)
+    # In a browser, from a plain static server: the heat where the build put it.
+    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
+    with static_host(site) as url:
+        assert_heat_on_screen(url, renderer, ZOOM, "", None, None, tmp_path / "site.png")
+    # Written again over itself; a folder that is no site is refused before any work.
+    again = CliRunner().invoke(cli, [
+        "build", str(SAMPLES), "--zoom", "12", "-o", str(tmp_path / "h.png"), "--basemap",
+        "none", "--site", str(site), "--no-cache", "-j", "1"])
+    assert again.exit_code == 0, again.output
+    assert {int(p.name) for p in (site / "tiles").iterdir()} == {8, 9, 10, 11, 12}
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    refused = CliRunner().invoke(cli, ["build", str(SAMPLES), "-o", str(tmp_path / "x.png"),
+                                       "--basemap", "none", "--site", str(tmp_path / "mine")])
+    assert refused.exit_code == 2 and "is not a geoheat site" in refused.stderr
+    assert not (tmp_path / "x.png").exists()
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_serve_command_serves_an_mbtiles_file(built_mbtiles):
+    process, url, _ = start_command(built_mbtiles, "--port", "0")
+    try:
+        host, port = url.removeprefix("http://").strip("/").split(":")
+        with contextlib.closing(sqlite3.connect(built_mbtiles)) as db:
+            z, x, row, data = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data "
+                                         "FROM tiles LIMIT 1").fetchone()
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", f"/heat/{z}/{x}/{2**z - 1 - row}.png")
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == data
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
+    assert process.returncode == 0
+
+
+def test_serve_errors_are_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.mbtiles").write_bytes(b"not a database at all" * 100)
+    for args, words in (([tmp_path / "empty"], "no file matches"),
+                        ([tmp_path / "broken.mbtiles"], "not an MBTiles file"),
+                        ([SAMPLES, "--year", "1999"], "nothing to draw"),
+                        ([SAMPLES, "--sigma", "99"], "sigma must be 0-50")):
+        result = CliRunner().invoke(cli, ["serve", *map(str, args), "--no-cache", "-j", "1"])
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("geoheat: error: ") and words in lines[-1], lines
+        assert "Traceback" not in result.output
+
+
+def test_a_client_resetting_its_connection_leaves_no_traceback(server, capfd):
+    """Browsers drop keep-alive connections (a reset, with a response unread): the
+    server takes it quietly."""
+    import socket
+    import struct
+    import time
+
+    host, port = server.server_address[:2]
+    for _ in range(3):
+        sock = socket.create_connection((host, port), 5)
+        sock.sendall(f"GET /app.js HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        time.sleep(0.2)  # the answer arrives, unread
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset
+    time.sleep(0.3)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception" not in err, err
+    assert get(server, "/meta.json")[0] == 200  # and goes on serving
+
+
+def test_run_server_prints_the_url_opens_it_and_stops(samples_renderer, monkeypatch):
+    import webbrowser
+
+    opened, lines = [], []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    server = make_server(RenderedTiles(samples_renderer), "127.0.0.1", 0)
+
+    answers = []
+
+    def stop_soon():  # called before serving: ask, then stop, from another thread
+        def ask_and_stop():
+            answers.append(get(server, "/")[0])
+            server.shutdown()
+
+        threading.Thread(target=ask_and_stop).start()
+
+    from geoheat.serve import run_server
+
+    run_server(server, lines.append, open_browser=True, ready=stop_soon)
+    assert opened == [server.url] and answers == [200]
+    assert lines == [f"geoheat: serving at {server.url} (Ctrl-C stops)", "geoheat: stopped"]
