@@ -1,0 +1,177 @@
+"""Builds on a Dask cluster (--scheduler): the same result as on one machine, bit for bit.
+
+Every cluster here is a LocalCluster on 127.0.0.1 (the autouse no_internet fixture
+refuses anything else). Most tests share one of 2 worker processes.
+"""
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")  # the dask extra, part of the test extra
+
+import geoheat  # noqa: E402
+from geoheat import InputError, ParameterError, cluster  # noqa: E402
+from geoheat.cli import cli  # noqa: E402
+from geoheat.reading import parse_file  # noqa: E402
+from geoheat.samples import gpx_document  # noqa: E402
+
+from .conftest import shared_folder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "gpx"
+
+
+def local_cluster(n=2, processes=True):
+    with warnings.catch_warnings():  # "Port 8787 is already in use": another is taken
+        warnings.filterwarnings("ignore", "Port .* is already in use")
+        return distributed.LocalCluster(n_workers=n, threads_per_worker=1,
+                                        processes=processes,
+                                        host="127.0.0.1", protocol="tcp",
+                                        dashboard_address=None, silence_logs=50)
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """The address of a LocalCluster of 2 worker processes on 127.0.0.1."""
+    with local_cluster() as lc:
+        yield lc.scheduler_address
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """The sample rides, plus files that cannot be read: skipped and reported as locally."""
+    folder = tmp_path / "in"
+    shutil.copytree(SAMPLES, folder)
+    (folder / "broken.gpx").write_text('<?xml version="1.0"?><gpx><trk><trkseg><trkpt lat="4')
+    (folder / "picture.gpx").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (folder / "empty.fit").write_bytes(b"")
+    return folder
+
+
+def comparable(result):
+    """A BuildResult's fields that do not depend on where or when it was made."""
+    fields = dataclasses.asdict(result)
+    for name in ("seconds", "outputs", "basemap"):
+        fields.pop(name)
+    return fields
+
+
+def out(tmp_path, which):
+    (tmp_path / which).mkdir(exist_ok=True)
+    return tmp_path / which / "h.png"
+
+
+def build_both(tmp_path, inputs, scheduler, **settings):
+    plain = geoheat.build(inputs, out(tmp_path, "plain"), counts=True, **settings)
+    dask = geoheat.build(inputs, out(tmp_path, "dask"), counts=True,
+                         scheduler=scheduler, **settings)
+    return plain, dask
+
+
+def assert_same_files(tmp_path):
+    for name in ("h.png", "h.tif", "h-counts.tif"):
+        plain, dask = (tmp_path / which / name for which in ("plain", "dask"))
+        assert plain.read_bytes() == dask.read_bytes(), name
+
+
+def test_cluster_build_equals_the_local_build_bit_for_bit(tmp_path, inputs, scheduler):
+    plain, dask = build_both(tmp_path, [inputs], scheduler, zoom=14)
+    assert_same_files(tmp_path)
+    assert comparable(dask) == comparable(plain)
+    # The unreadable files are skipped with the local reasons.
+    assert {Path(name).name for name, _ in dask.skipped} == {"broken.gpx", "picture.gpx",
+                                                              "empty.fit"}
+    assert dask.points_used == plain.points_used > 10_000
+
+
+@pytest.mark.parametrize("settings", [
+    {"mode": "points", "sigma": 0, "extent": "all", "zoom": 12, "scaling": "linear"},
+    {"bounds": (46.02, 46.06, 14.46, 14.52), "zoom": 15, "keep_duplicates": True},
+])
+def test_cluster_build_equals_the_local_build_in_other_modes(tmp_path, inputs, scheduler,
+                                                             settings):
+    plain, dask = build_both(tmp_path, [inputs], scheduler, **settings)
+    assert_same_files(tmp_path)
+    assert comparable(dask) == comparable(plain)
+
+
+def test_cluster_build_of_the_chengdu_runs_is_the_local_build(tmp_path, scheduler):
+    runs = shared_folder("chengdu-runs")
+    plain, dask = build_both(tmp_path, [runs], scheduler, zoom=15, jobs=2)
+    assert_same_files(tmp_path)
+    assert comparable(dask) == comparable(plain)
+    assert dask.points_used > 400_000
+
+
+def test_cli_scheduler_local_2_starts_and_stops_its_own_cluster(tmp_path, inputs):
+    import psutil
+    from click.testing import CliRunner
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    common = [str(inputs), "--zoom", "14", "--basemap", "none", "--no-cache", "--counts", "-q"]
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["build", *common, "-o", str(out(tmp_path, "plain"))])
+    dask = runner.invoke(cli, ["build", *common, "-o", str(out(tmp_path, "dask")),
+                               "--scheduler", "local:2"])
+    assert plain.exit_code == 0, plain.output
+    assert dask.exit_code == 0, dask.output
+    assert_same_files(tmp_path)
+    deadline = time.monotonic() + 10
+    while {p.pid for p in psutil.Process().children(recursive=True)} - before:
+        assert time.monotonic() < deadline, "the LocalCluster's processes outlived the build"
+        time.sleep(0.2)
+
+
+# --- options and the plain install ---------------------------------------------------
+
+@pytest.mark.parametrize("scheduler, message", [
+    ("local:0", "local:N needs N of"),
+    ("local:x", "local:N or a Dask scheduler's address"),
+    ("http://example.org", "local:N or a Dask scheduler's address"),
+    ("", "local:N or a Dask scheduler's address"),
+])
+def test_bad_schedulers_are_refused_with_one_line(scheduler, message):
+    with pytest.raises(ParameterError, match=message):
+        geoheat.BuildOptions(scheduler=scheduler)
+
+
+def test_good_schedulers_are_kept():
+    for text in ("local:2", "tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://head:8786"):
+        assert geoheat.BuildOptions(scheduler=f" {text} ").scheduler == text
+
+
+def test_without_dask_the_scheduler_says_which_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "distributed" else real(name, *a))
+    with pytest.raises(ParameterError) as err:
+        geoheat.BuildOptions(scheduler="local:2")
+    assert str(err.value) == "--scheduler needs the dask extra: pip install 'geoheat[dask]'"
+
+
+def test_url_inputs_need_a_scheduler():
+    with pytest.raises(ParameterError, match="URL inputs are read on a Dask cluster"):
+        geoheat.BuildOptions(inputs=["s3://bucket/runs/"])
+    options = geoheat.BuildOptions(inputs=["s3://bucket/runs/", "gpx"], scheduler="local:1")
+    assert options.inputs == ("s3://bucket/runs/", Path("gpx"))
+
+
+def test_help_and_a_plain_build_import_no_dask(tmp_path):
+    code = ("import sys\nfrom geoheat.cli import cli\nimport geoheat\n"
+            f"geoheat.build([{str(SAMPLES)!r}], {str(tmp_path / 'h.png')!r}, zoom=12)\n"
+            "print(sorted({'dask', 'distributed', 'fsspec'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
