@@ -132,6 +132,113 @@ def test_cli_scheduler_local_2_starts_and_stops_its_own_cluster(tmp_path, inputs
         time.sleep(0.2)
 
 
+# --- failures -------------------------------------------------------------------------
+
+class KillOnce(distributed.WorkerPlugin):
+    """Kills the worker process running the build's first counting task (once: a marker
+    file says it was done): the worker dies mid-build, as a preempted machine does."""
+
+    name = "kill-once"
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and str(key).startswith("geoheat-count") \
+                and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(key))
+            os._exit(1)
+
+
+def test_a_worker_that_dies_mid_build_is_replaced_and_the_result_is_the_same(tmp_path, inputs):
+    marker = tmp_path / "killed"
+    with local_cluster() as lc, distributed.Client(lc, set_as_default=False) as client:
+        client.register_plugin(KillOnce(str(marker)))
+        plain, dask = build_both(tmp_path, [inputs], lc.scheduler_address, zoom=14)
+    assert marker.read_text().startswith("geoheat-count")  # a worker did die counting
+    assert_same_files(tmp_path)
+    assert comparable(dask) == comparable(plain)
+
+
+class KillAlways(distributed.WorkerPlugin):
+    """Kills every worker that starts reading: a file no worker survives."""
+
+    name = "kill-always"
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and str(key).startswith("geoheat-read"):
+            os._exit(1)
+
+
+def test_a_file_that_kills_every_worker_fails_the_build_in_one_line(tmp_path, inputs):
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            local_cluster(n=1) as lc, distributed.Client(lc, set_as_default=False) as client:
+        client.register_plugin(KillAlways())
+        # 40 files on 1 worker: 4 tasks of 10 files; whichever runs first kills it.
+        with pytest.raises(InputError, match=r"^the Dask workers handling \S+/in/\S+ and 9 "
+                                             r"more files died again and again \(out of mem"):
+            geoheat.build([inputs], out(tmp_path, "dask"), zoom=14,
+                          scheduler=lc.scheduler_address)
+
+
+def geoheat_tasks(address):
+    with distributed.Client(address, set_as_default=False) as client:
+        return client.run_on_scheduler(
+            lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks
+                                    if str(k).startswith("geoheat-")])
+
+
+def test_ctrl_c_cancels_the_builds_futures(tmp_path, inputs, scheduler):
+    def interrupted(items, label, length=None):
+        for item in items:
+            raise KeyboardInterrupt
+        yield from ()
+
+    with pytest.raises(KeyboardInterrupt):
+        geoheat.build([inputs], tmp_path / "h.png", zoom=14, scheduler=scheduler,
+                      progress=interrupted)
+    deadline = time.monotonic() + 10
+    while geoheat_tasks(scheduler):
+        assert time.monotonic() < deadline, geoheat_tasks(scheduler)
+        time.sleep(0.1)
+    assert not list(tmp_path.glob("h.*"))  # nothing written
+    # The cluster serves the next build.
+    geoheat.build([inputs], tmp_path / "h.png", zoom=14, scheduler=scheduler)
+
+
+def test_ctrl_c_on_a_local_cluster_stops_it(tmp_path, inputs):
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+
+    def interrupted(items, label, length=None):
+        raise KeyboardInterrupt
+        yield
+
+    with pytest.raises(KeyboardInterrupt):
+        geoheat.build([inputs], tmp_path / "h.png", zoom=14, scheduler="local:1",
+                      progress=interrupted)
+    deadline = time.monotonic() + 10
+    while {p.pid for p in psutil.Process().children(recursive=True)} - before:
+        assert time.monotonic() < deadline, "the LocalCluster outlived the interrupted build"
+        time.sleep(0.2)
+
+
+def test_sum_counts_leaves_its_inputs_unchanged():
+    grid = geoheat.tiles.Grid(1, 0, 0, 512, 512)
+    a = {(0, 0): np.ones((256, 256), np.uint32), (1, 0): np.full((256, 256), 2, np.uint32)}
+    b = {(0, 0): np.full((256, 256), 5, np.uint32), (1, 1): np.ones((256, 256), np.uint32)}
+    kept_a = {k: v.copy() for k, v in a.items()}
+    kept_b = {k: v.copy() for k, v in b.items()}
+    total, stats = cluster.sum_counts((a, [(0, 1, 0)]), (b, [(1, 2, 3)]), grid, None)
+    assert sorted(stats) == [(0, 1, 0), (1, 2, 3)]
+    assert (total[(0, 0)] == 6).all() and (total[(1, 0)] == 2).all() and (total[(1, 1)] == 1).all()
+    for kept, now in ((kept_a, a), (kept_b, b)):
+        assert kept.keys() == now.keys() and all((kept[k] == now[k]).all() for k in kept)
+
+
 # --- options and the plain install ---------------------------------------------------
 
 @pytest.mark.parametrize("scheduler, message", [
