@@ -282,3 +282,90 @@ def test_help_and_a_plain_build_import_no_dask(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- fsspec URLs ----------------------------------------------------------------------
+
+def test_file_urls_read_on_the_workers_equal_the_local_paths(tmp_path, inputs, scheduler):
+    url = f"file://{inputs}"
+    plain = geoheat.build([inputs], out(tmp_path, "plain"), zoom=14, counts=True)
+    dask = geoheat.build([url], out(tmp_path, "dask"), zoom=14, counts=True,
+                         scheduler=scheduler)
+    assert_same_files(tmp_path)
+    # The same files, named by their URLs; the unreadable ones with the same reasons.
+    renamed = {name.replace(url, str(inputs)): why.replace(url, str(inputs))
+               for name, why in dask.skipped}
+    assert renamed == dict(plain.skipped)
+    assert (dask.points_used, dask.points_outside) == (plain.points_used, plain.points_outside)
+
+
+def test_memory_urls_with_an_export_index(tmp_path, write_gpx):
+    """memory:// lives in one process: a LocalCluster of threads shares it."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    local = tmp_path / "export"
+    track = [(104.06 + i * 0.001, 30.66 + i * 0.0005) for i in range(200)]
+    write_gpx("a.gpx", track, folder=local / "activities",
+              start=datetime(2024, 5, 1, 7, tzinfo=timezone.utc))
+    write_gpx("b.gpx", track[::-1], folder=local / "activities",
+              start=datetime(2023, 5, 2, 7, tzinfo=timezone.utc))
+    write_gpx("c.gpx", track, folder=local / "activities" / ".hidden")
+    index = ("Activity ID,Activity Date,Activity Name,Activity Type,Filename\n"
+             "1,\"May 1, 2024, 7:00:00 AM\",A,Run,activities/a.gpx\n"
+             "2,\"May 2, 2023, 7:00:00 AM\",B,Ride,activities/b.gpx\n")
+    (local / "activities.csv").write_text(index)
+    for path in local.rglob("*"):
+        if path.is_file():
+            fs.pipe(f"/geoheat-test/{path.relative_to(local)}", path.read_bytes())
+    try:
+        found = cluster.find_url_sources("memory://geoheat-test")
+        assert [(s.url, s.activity_type) for s in found] == [
+            ("memory://geoheat-test/activities/a.gpx", "Run"),
+            ("memory://geoheat-test/activities/b.gpx", "Ride")]
+        with local_cluster(processes=False) as lc:
+            plain = geoheat.build([local], out(tmp_path, "plain"), zoom=15, counts=True,
+                                  types=["Run"])
+            dask = geoheat.build(["memory://geoheat-test"], out(tmp_path, "dask"),
+                                 zoom=15, counts=True, types=["Run"],
+                                 scheduler=lc.scheduler_address)
+        assert_same_files(tmp_path)
+        assert dask.types == plain.types == {"Run": 1}
+        with pytest.raises(InputError, match="no such file or folder"):
+            cluster.find_url_sources("memory://geoheat-test/nothing-here")
+    finally:
+        fs.rm("/geoheat-test", recursive=True)
+
+
+def test_parse_url_names_the_url_in_its_reasons(tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/geoheat-parse/broken.gpx", b'<?xml version="1.0"?><gpx><trk><trkseg><trkpt lat="4')
+    fs.pipe("/geoheat-parse/big.gpx", b" " * 5000)
+    try:
+        broken = cluster.parse_url("memory://geoheat-parse/broken.gpx")
+        assert broken.name == "memory://geoheat-parse/broken.gpx"
+        assert broken.error.startswith("memory://geoheat-parse/broken.gpx: ")
+        assert "geoheat-url-" not in broken.error  # no temporary path
+        big = cluster.parse_url("memory://geoheat-parse/big.gpx", max_bytes=1000)
+        assert big.error == "memory://geoheat-parse/big.gpx: larger than 1,000 bytes " \
+                            "(--max-file-size raises the limit)"
+        gone = cluster.parse_url("memory://geoheat-parse/gone.gpx")
+        assert gone.error.startswith("memory://geoheat-parse/gone.gpx: cannot read")
+        good = tmp_path / "one.gpx"
+        good.write_text(gpx_document([np.array([(104.0, 30.0), (104.01, 30.01)])]))
+        fs.pipe("/geoheat-parse/one.gpx", good.read_bytes())
+        parsed = cluster.parse_url("memory://geoheat-parse/one.gpx")
+        local = parse_file(good)
+        assert parsed.error is None and parsed.name == "memory://geoheat-parse/one.gpx"
+        assert np.array_equal(parsed.xy, local.xy) and parsed.start == local.start
+    finally:
+        fs.rm("/geoheat-parse", recursive=True)
+
+
+def test_files_per_task():
+    assert cluster.files_per_task(1, 2) == 1
+    assert cluster.files_per_task(184, 2) == 16
+    assert cluster.files_per_task(40, 2) == 5
+    assert cluster.files_per_task(10**6, 100) == cluster.MAX_FILES_PER_TASK
