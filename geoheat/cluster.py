@@ -77,6 +77,56 @@ class UrlSource(NamedTuple):
         return None
 
 
+@contextlib.contextmanager
+def _interrupts_ignored():
+    """SIGINT ignored in this block, so processes started in it ignore it for life (an
+    ignored signal stays ignored across exec, and Python then leaves it so). Blocking
+    it instead would not do: the new processes start with no signal blocked."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _quiet_interrupted_gathers() -> None:
+    """Leave out asyncio's 'Task exception was never retrieved' for the gathers an
+    interrupt left behind (distributed's AllExit when the client closes): the CLI says
+    'interrupted' in one line."""
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(getattr(f, "geoheat", False) for f in asyncio_log.filters):
+        def keep(record):
+            error = record.exc_info[1] if record.exc_info else None
+            return type(error).__name__ != "AllExit"
+
+        keep.geoheat = True
+        asyncio_log.addFilter(keep)
+
+
+def _ignore_interrupts():
+    """A worker plugin: ignore SIGINT on the workers of a LocalCluster geoheat started
+    (see Session). Made here, so that Dask is imported only with a scheduler."""
+    from distributed import WorkerPlugin
+
+    class IgnoreInterrupts(WorkerPlugin):
+        name = "geoheat-ignore-interrupts"
+
+        def setup(self, worker=None):
+            import signal
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreInterrupts()
+
+
 class Session:
     """A Dask client for one build: `local:N` starts (and `close` stops) a LocalCluster of
     N worker processes on 127.0.0.1; any other value is a scheduler's address."""
@@ -93,12 +143,18 @@ class Session:
         local = LOCAL.match(scheduler)
         try:
             if local:
-                with warnings.catch_warnings():  # 'Port 8787 is already in use': it takes another
-                    warnings.filterwarnings("ignore", "Port .* is already in use")
+                # The workers are in the terminal's process group, but Ctrl-C is the
+                # client's to handle (cancel, close the cluster): they ignore it, from
+                # birth, and when their nanny restarts one (the plugin). The price: a
+                # Ctrl-C during the second or so the cluster takes to start is lost.
+                with warnings.catch_warnings(), _interrupts_ignored():
+                    warnings.filterwarnings("ignore", "Port .* is already in use")  # takes another
                     self.cluster = LocalCluster(
                         n_workers=int(local.group(1)), threads_per_worker=1, processes=True,
-                        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                        host="127.0.0.1", dashboard_address=None,
+                        silence_logs=logging.CRITICAL)  # errors come back as exceptions
                 self.client = Client(self.cluster, set_as_default=False)
+                self.client.register_plugin(_ignore_interrupts())
             else:
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError) as err:
@@ -114,6 +170,8 @@ class Session:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            _quiet_interrupted_gathers()
         if error is not None:
             self.cancel()
         self.close()

@@ -7,6 +7,7 @@ refuses anything else). Most tests share one of 2 worker processes.
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -168,6 +169,54 @@ class KillAlways(distributed.WorkerPlugin):
     def transition(self, key, start, finish, **kwargs):
         if finish == "executing" and str(key).startswith("geoheat-read"):
             os._exit(1)
+
+
+def _ignores_sigint(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    ignored = next(line for line in status.splitlines() if line.startswith("SigIgn:"))
+    return bool(int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_in_a_terminal_stops_the_cli_in_one_line(tmp_path):
+    """SIGINT to the whole process group, as a terminal sends it: the workers ignore it,
+    the client cancels, stops its cluster and says so in one line."""
+    import psutil
+
+    folder = tmp_path / "in"
+    for i in range(40):  # enough work to be interrupted in: 1,480 files (links)
+        (folder / str(i)).mkdir(parents=True)
+        for sample in SAMPLES.glob("*.gpx"):
+            (folder / str(i) / sample.name).symlink_to(sample)
+    out = tmp_path / "h.png"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geoheat", "build", str(folder), "--zoom", "16", "--no-cache",
+         "--basemap", "none", "-o", str(out), "--scheduler", "local:2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until both workers are up (ignoring SIGINT) and the client is not
+            assert proc.poll() is None, proc.communicate()
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline()) and _ignores_sigint(p.pid)]
+            if len(workers) >= 2 and not _ignores_sigint(proc.pid):
+                break
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if proc.returncode == 0:
+        pytest.skip("the build finished before the interrupt reached it")
+    assert proc.returncode == 130
+    assert err.strip() == "geoheat: interrupted"
+    assert not list(tmp_path.glob("h.*"))
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
 
 
 def test_a_file_that_kills_every_worker_fails_the_build_in_one_line(tmp_path, inputs):
