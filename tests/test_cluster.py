@@ -114,6 +114,25 @@ def test_cluster_build_of_the_chengdu_runs_is_the_local_build(tmp_path, schedule
     assert dask.points_used > 400_000
 
 
+def test_a_parse_cache_on_the_workers_gives_the_same_result(tmp_path, inputs, scheduler):
+    cache = tmp_path / "cache"
+    plain = geoheat.build([inputs], out(tmp_path, "plain"), zoom=14, counts=True)
+    for _ in range(2):  # filling the cache, then reading from it
+        dask = geoheat.build([inputs], out(tmp_path, "dask"), zoom=14, counts=True,
+                             parse_cache=cache, scheduler=scheduler)
+        assert_same_files(tmp_path)
+        assert comparable(dask) == comparable(plain)
+    assert list(cache.rglob("*.bin"))  # the workers filled it
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path, inputs, monkeypatch):
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(ParameterError, match=r"^cannot reach the Dask scheduler at "
+                                             r"tcp://127.0.0.1:9: "):
+        geoheat.build([inputs], out(tmp_path, "dask"), scheduler="tcp://127.0.0.1:9")
+    assert not list((tmp_path / "dask").iterdir())
+
+
 def test_cli_scheduler_local_2_starts_and_stops_its_own_cluster(tmp_path, inputs):
     import psutil
     from click.testing import CliRunner
