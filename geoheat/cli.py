@@ -60,7 +60,7 @@ def cli():
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path())  # str: fsspec URLs keep their '//'
 @click.option("--gpx-dir", "--dir", "gpx_dirs", multiple=True, type=click.Path(path_type=Path),
               help="A folder of activity files (same as giving it as an input).")
 @click.option("--filter", "--gpx-filter", "pattern", default=None,
@@ -96,6 +96,10 @@ def cli():
               help="Skip an activity file larger than this uncompressed (K, M, G suffixes).")
 @click.option("--jobs", "-j", type=int, default=None,
               help="Processes reading activity files  [default: all cores]")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Read and count on a Dask cluster: a scheduler's address "
+                   "(tcp://host:8786) or local:N (N worker processes here); inputs may then "
+                   "be fsspec URLs (s3://, gs://, https://). Needs the dask extra.")
 @click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
               help="Folder of parsed tracks reused across runs  [default: the user cache folder]")
 @click.option("--no-cache", is_flag=True, help="Read every file again; keep nothing.")

@@ -5,8 +5,10 @@ makes from its keywords; the pipeline then trusts it. Only the standard library 
 imported here, so `geoheat --help` stays instant.
 """
 
+import importlib.util
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -54,6 +56,36 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+# fsspec URLs (s3://, gs://, https://, file://, memory://): inputs read on a Dask cluster.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+# A Dask scheduler: 'local:N' (a LocalCluster of N processes here), or an address.
+_LOCAL_SCHEDULER = re.compile(r"local:(\d+)$")
+_SCHEDULER_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|inproc|ucx)://\S+|[\w.-]+:\d+)$")
+NEEDS_DASK = "--scheduler needs the dask extra: pip install 'geoheat[dask]'"
+
+
+def is_url(item) -> bool:
+    """Whether an input is an fsspec URL (kept as a string: a Path would fold its '//')."""
+    return isinstance(item, str) and _URL.match(item) is not None
+
+
+def check_scheduler(scheduler: str) -> str:
+    """'local:N' (N worker processes here, 1 to twice the cores) or a Dask scheduler
+    address (tcp://host:8786, host:8786); ParameterError if Dask is not installed."""
+    text = str(scheduler).strip()
+    local = _LOCAL_SCHEDULER.match(text)
+    cores = available_cores()
+    if local and not 1 <= int(local.group(1)) <= cores * 2:
+        raise ParameterError(f"scheduler local:N needs N of 1-{cores * 2} here ({cores} cores), "
+                             f"got {text!r}")
+    if not local and not _SCHEDULER_ADDRESS.match(text):
+        raise ParameterError("scheduler must be local:N or a Dask scheduler's address such as "
+                             f"tcp://10.0.0.5:8786, got {scheduler!r}")
+    if importlib.util.find_spec("distributed") is None:  # found, not imported
+        raise ParameterError(NEEDS_DASK)
+    return text
 
 
 def check_zoom(zoom: int | str | None, what: str = "zoom") -> int | None:
@@ -147,7 +179,7 @@ class BuildOptions:
     asks for the OSM basemap, the user cache folder and all cores.
     """
 
-    inputs: tuple[Path, ...] = (Path("gpx"),)  # files, folders, Strava export zips
+    inputs: tuple[Path, ...] = (Path("gpx"),)  # files, folders, Strava export zips (URLs: str)
     output: Path = Path("heatmap.png")  # names one output (.png, .tif, .mbtiles, .pmtiles);
     # the others share its stem
     # What to draw
@@ -187,6 +219,7 @@ class BuildOptions:
     # Reading
     parse_cache: Path | None = None  # None: parse every file, keep nothing
     jobs: int = 1
+    scheduler: str | None = None  # read and count on Dask: 'local:N' or an address
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes one activity may take uncompressed
     # Telling
     report: Path | None = None  # a JSON report of the build, file by file
@@ -198,9 +231,15 @@ class BuildOptions:
             object.__setattr__(self, name, value)
 
         inputs = [self.inputs] if isinstance(self.inputs, (str, Path)) else self.inputs
-        put("inputs", tuple(Path(p) for p in inputs))
+        put("inputs", tuple(p if is_url(p) else Path(p) for p in inputs))
         if not self.inputs:
             raise ParameterError("no input given: name activity files, folders or exports")
+        if self.scheduler is not None:
+            put("scheduler", check_scheduler(self.scheduler))
+        urls = [p for p in self.inputs if is_url(p)]
+        if urls and self.scheduler is None:
+            raise ParameterError(f"{urls[0]}: URL inputs are read on a Dask cluster: add "
+                                 "--scheduler (local:N for this machine)")
         put("output", Path(self.output))
         put("years", _years(self.years))
         put("types", _split_types(self.types))

@@ -4,6 +4,7 @@ read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
 -> scale and blur (heat) -> colour (colour, basemap) -> write (writers).
 """
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -73,8 +74,9 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     provider = _basemap_provider(options)  # a bad basemap fails before any work
     for path in {p.parent: p for p in reversed(options.outputs.values())}.values():
         check_writable_folder(path)  # one probe per folder, named by --output
-    with OutputSet(options.outputs.values(), options.output) as outputs:
-        result = _build(options, outputs, provider, warn, progress)
+    with OutputSet(options.outputs.values(), options.output) as outputs, \
+            _cluster(options) as cluster:
+        result = _build(options, outputs, provider, warn, progress, cluster)
         result.seconds = time.perf_counter() - started
         if options.report is not None:
             with outputs.writing(options.report) as temp:
@@ -83,13 +85,17 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     return result
 
 
-def _build(options, outputs, provider, warn, progress) -> BuildResult:
-    """The stages, in order: read, select, rasterise, scale and blur, colour, write."""
+def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildResult:
+    """The stages, in order: read, select, rasterise, scale and blur, colour, write.
+    cluster: a cluster.Session (--scheduler) that reads and counts on Dask workers."""
     # Read
-    sources = find_sources(options.inputs, options.pattern, on_warning=warn)
-    # With a parse cache the points stay there until counted, one activity at a time.
-    parsed = read_files(sources, options.parse_cache, options.jobs, progress,
-                        options.max_file_size, keep_points=False)
+    if cluster is not None:  # on the workers, which keep the points until counted
+        sources, parsed = cluster.read(options, warn, progress)
+    else:
+        sources = find_sources(options.inputs, options.pattern, on_warning=warn)
+        # With a parse cache the points stay there until counted, one activity at a time.
+        parsed = read_files(sources, options.parse_cache, options.jobs, progress,
+                            options.max_file_size, keep_points=False)
 
     # Select: from the activities' summaries, not their points
     kept, result = select_activities(parsed, options.years, options.types,
@@ -109,7 +115,10 @@ def _build(options, outputs, provider, warn, progress) -> BuildResult:
     # every pyramid level below it, and summed (map-reduce: one activity's points at a time)
     grids = [grid] + [level_grid(grid, zoom) for zoom in _pyramid_zooms(options, grid, min_zoom)]
     source_of = {source.name: source for source in sources}
-    counts, *below = count_activities(kept, source_of, box, grids, options, result)
+    count = count_activities if cluster is None else cluster.count_activities
+    counts, *below = count(kept, source_of, box, grids, options, result)
+    if cluster is not None:
+        cluster.close()  # the rest is the client's: free the workers now
 
     # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
     scale = _scaler(options)
@@ -181,6 +190,15 @@ def _scaler(options: BuildOptions):
 
         return local_scale_tiles
     return SCALERS[options.scaling]
+
+
+def _cluster(options: BuildOptions):
+    """A Dask session for --scheduler (geoheat.cluster, the dask extra), else nothing."""
+    if options.scheduler is None:
+        return contextlib.nullcontext()
+    from .cluster import Session
+
+    return Session(options.scheduler)
 
 
 def _write_report(path: Path, result: BuildResult) -> None:
