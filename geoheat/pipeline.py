@@ -23,7 +23,7 @@ from .legend import add_legend, ramp_labels
 from .heat import SCALERS, blur_tiles
 from .options import BuildOptions, available_memory
 from .projection import unproject
-from .rasterize import count_tracks, select_points
+from .rasterize import count_tracks, select_points, split_gaps
 from .reading import Progress, load_points, read_files
 from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadata, to_json,
                      warnings)
@@ -161,8 +161,10 @@ def count_activities(kept, source_of, box, grids, options, result) -> list[dict]
         keep = inside(full.xy, box) if box is not None else np.ones(full.points, dtype=bool)
         xy, offsets = select_points(full.xy, full.offsets, keep)
         times = full.times[keep] if full.times is not None else None
+        # Gaps split once, for every grid (points mode does not use them).
+        segments = split_gaps(xy, offsets, times) if options.mode == "lines" else offsets
         for grid, into in zip(grids, counts):
-            count_tracks(xy, offsets, grid, options.mode, memory, times, into=into)
+            count_tracks(xy, segments, grid, options.mode, memory, into=into, gaps_split=True)
         drawn.append(bool(len(xy)))
         result.points_used += len(xy)
         result.points_outside += full.points - len(xy)

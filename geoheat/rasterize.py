@@ -170,14 +170,17 @@ def add_counts(total: dict[TileKey, np.ndarray], counts: dict[TileKey, np.ndarra
 
 def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid, mode: str = "lines",
                  memory: int | None = None, times: np.ndarray | None = None,
-                 into: dict[TileKey, np.ndarray] | None = None) -> dict[TileKey, np.ndarray]:
+                 into: dict[TileKey, np.ndarray] | None = None,
+                 gaps_split: bool = False) -> dict[TileKey, np.ndarray]:
     """Sparse counts of tracks over a grid: passes per pixel ('lines': each track drawn
     between its points, broken at real gaps, see split_gaps) or track points per pixel
     ('points'). memory: the bytes the build may use (TooBig before more is taken); None:
     no limit. times: each point's POSIX seconds (NaN unknown), for the gaps. into:
-    sparse counts to add to (see tile_counts)."""
+    sparse counts to add to (see tile_counts). gaps_split: offsets are split_gaps'
+    already (a track counted on several grids is split once)."""
     if mode == "lines":
-        rows, cols = line_pixels(xy, split_gaps(xy, offsets, times), grid.zoom, memory)
+        segments = offsets if gaps_split else split_gaps(xy, offsets, times)
+        rows, cols = line_pixels(xy, segments, grid.zoom, memory)
     else:
         rows, cols = point_pixels(xy, grid.zoom)
     return tile_counts(rows, cols, grid, memory, into)
