@@ -22,6 +22,17 @@ def shade(heat: np.ndarray, lut: np.ndarray, background=(0, 0, 0)) -> np.ndarray
     return rgb
 
 
+def shade_strips(heat, lut: np.ndarray, background=(0, 0, 0)) -> np.ndarray:
+    """shade, made STRIP_ROWS rows at a time from anything sliced by rows (a dense array,
+    or tiles.RowView over sparse tiles): the float temporaries cost a strip."""
+    height, width = heat.shape
+    rgb = np.empty((3, height, width), dtype=np.uint8)
+    for top in range(0, height, STRIP_ROWS):
+        rows = slice(top, top + STRIP_ROWS)
+        rgb[:, rows] = shade(heat[rows], lut, background)
+    return rgb
+
+
 def shade_rgba(heat: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Colour heat through a (256, 4) lookup table: (4, h, w) uint8, transparent without heat.
 

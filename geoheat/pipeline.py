@@ -16,7 +16,7 @@ import numpy as np
 from . import tiles
 from .activities import record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
-from .colour import over_map, shade, shade_rgba
+from .colour import over_map, shade_rgba, shade_strips
 from .errors import InputError, ParameterError
 from .extent import choose_area, choose_zoom, inside
 from .legend import add_legend, ramp_labels
@@ -228,9 +228,9 @@ def _checked_grid(grid: Grid) -> Grid:
 def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarray:
     """The PNG's (3, h, w) picture: the heat on the style's background, or over the map."""
     look = STYLES[options.style]
-    heatmap = tiles.to_dense(heat, grid)
+    heatmap = tiles.RowView(heat, grid)  # read in strips: no dense float copy of the grid
     if provider is None:
-        return shade(heatmap, lut(options.colormap), look.background)
+        return shade_strips(heatmap, lut(options.colormap), look.background)
     from .basemap import describe_missing, fetch_basemap
 
     rgb, have, result.basemap = fetch_basemap(

@@ -160,3 +160,28 @@ def to_dense(sparse: dict[TileKey, np.ndarray], grid: Grid, dtype=np.float32) ->
         r, c = tile_window(key, grid)
         dense[r:r + TILE_SIZE, c:c + TILE_SIZE] = block
     return dense
+
+
+class RowView:
+    """A sparse raster read as a (height, width) array one band of rows at a time:
+    view[top:stop] is those rows, dense (zero where no tile), so a picture can be made
+    in strips without a dense copy of the whole grid (4 bytes a pixel)."""
+
+    def __init__(self, sparse: dict[TileKey, np.ndarray], grid: Grid, dtype=np.float32):
+        self.sparse, self.grid, self.dtype = sparse, grid, dtype
+        self.shape = (grid.height, grid.width)
+        self._by_row: dict[int, list[TileKey]] = {}
+        for key in sparse:
+            self._by_row.setdefault(tile_window(key, grid)[0], []).append(key)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        top, stop, _ = rows.indices(self.shape[0])
+        out = np.zeros((stop - top, self.shape[1]), dtype=self.dtype)
+        first = top - top % TILE_SIZE
+        for row in range(first, stop, TILE_SIZE):
+            for key in self._by_row.get(row, ()):
+                _, col = tile_window(key, self.grid)
+                block = self.sparse[key]
+                r0, r1 = max(row, top), min(row + TILE_SIZE, stop)
+                out[r0 - top:r1 - top, col:col + TILE_SIZE] = block[r0 - row:r1 - row]
+        return out

@@ -95,3 +95,26 @@ def test_legend_leaves_out_labels_that_would_overlap_but_keeps_the_last():
 def test_legend_skips_a_picture_too_small_for_it():
     picture = np.zeros((3, 20, 60), dtype=np.uint8)
     assert (legend.draw(picture, lut("hot"), [(1.0, "9")], "passes") == 0).all()
+
+
+def test_the_picture_is_made_in_strips_from_the_tiles_as_from_one_dense_grid():
+    from geoheat import tiles
+    from geoheat.tiles import Grid
+
+    rng = np.random.default_rng(8)
+    grid = Grid(15, 100 * 256, 200 * 256, 3 * 256, 5 * 256)
+    sparse = {(100 + x, 200 + y): (rng.random((256, 256)) * (rng.random((256, 256)) > 0.7)
+                                   ).astype(np.float32)
+              for x, y in [(0, 0), (2, 1), (1, 3), (2, 4)]}
+    view = tiles.RowView(sparse, grid)
+    dense = tiles.to_dense(sparse, grid)
+    assert view.shape == dense.shape
+    for rows in (slice(0, 256), slice(100, 700), slice(1000, 1280), slice(0, 1280)):
+        np.testing.assert_array_equal(view[rows], dense[rows])
+    np.testing.assert_array_equal(colour.shade_strips(view, HOT, (1, 2, 3)),
+                                  colour.shade(dense, HOT, (1, 2, 3)))
+    rgb = rng.integers(0, 255, (3, 1280, 768), dtype=np.uint8)
+    have = rng.random((1280, 768)) > 0.3
+    np.testing.assert_array_equal(
+        colour.over_map(view, rgb.copy(), have, STYLES["hot"], HOT, with_alpha(HOT)),
+        colour.over_map(dense, rgb.copy(), have, STYLES["hot"], HOT, with_alpha(HOT)))
