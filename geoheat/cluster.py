@@ -46,9 +46,8 @@ import numpy as np
 from . import cache
 from .activities import record_drawn
 from .errors import InputError, ParameterError
-from .extent import inside
 from .options import DEFAULT_MAX_FILE_SIZE, NEEDS_DASK, available_memory, is_url
-from .rasterize import add_counts, count_tracks, select_points, split_gaps
+from .rasterize import add_counts, count_activity
 from .reading import parse_file, read_files
 from .sources import Source, _too_large, _tree_sources, find_sources
 
@@ -355,14 +354,8 @@ def count_batch(batch: list[cache.ParsedFile], wanted: list[tuple[int, int]], bo
     counts, stats, memory = [{} for _ in grids], [], available_memory()
     for k, p in wanted:
         full = batch[p]
-        keep = inside(full.xy, box) if box is not None else np.ones(full.points, dtype=bool)
-        xy, offsets = select_points(full.xy, full.offsets, keep)
-        times = full.times[keep] if full.times is not None else None
-        # Gaps split once, for every grid (points mode does not use them).
-        segments = split_gaps(xy, offsets, times) if mode == "lines" else offsets
-        for grid, into in zip(grids, counts):
-            count_tracks(xy, segments, grid, mode, memory, into=into, gaps_split=True)
-        stats.append((k, len(xy), full.points - len(xy)))
+        used = count_activity(full, box, grids, mode, memory, counts)
+        stats.append((k, used, full.points - used))
     return counts, stats
 
 

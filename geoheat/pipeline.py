@@ -18,12 +18,12 @@ from .activities import record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade_rgba, shade_strips
 from .errors import InputError, ParameterError
-from .extent import choose_area, choose_zoom, inside
+from .extent import choose_area, choose_zoom
 from .legend import add_legend, ramp_labels
 from .heat import SCALERS, blur_tiles
 from .options import BuildOptions, available_memory
 from .projection import unproject
-from .rasterize import count_tracks, select_points, split_gaps
+from .rasterize import count_activity
 from .reading import Progress, load_points, read_files
 from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadata, to_json,
                      warnings)
@@ -158,16 +158,10 @@ def count_activities(kept, source_of, box, grids, options, result) -> list[dict]
     for activity in kept:
         full = load_points(activity, source_of[activity.name], options.parse_cache,
                            options.max_file_size)
-        keep = inside(full.xy, box) if box is not None else np.ones(full.points, dtype=bool)
-        xy, offsets = select_points(full.xy, full.offsets, keep)
-        times = full.times[keep] if full.times is not None else None
-        # Gaps split once, for every grid (points mode does not use them).
-        segments = split_gaps(xy, offsets, times) if options.mode == "lines" else offsets
-        for grid, into in zip(grids, counts):
-            count_tracks(xy, segments, grid, options.mode, memory, into=into, gaps_split=True)
-        drawn.append(bool(len(xy)))
-        result.points_used += len(xy)
-        result.points_outside += full.points - len(xy)
+        used = count_activity(full, box, grids, options.mode, memory, counts)
+        drawn.append(bool(used))
+        result.points_used += used
+        result.points_outside += full.points - used
     if not result.points_used:
         raise InputError("no trackpoint lies inside --bounds")
     record_drawn(result, kept, np.array(drawn))

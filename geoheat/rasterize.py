@@ -184,3 +184,20 @@ def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid, mode: str = "l
     else:
         rows, cols = point_pixels(xy, grid.zoom)
     return tile_counts(rows, cols, grid, memory, into)
+
+
+def count_activity(parsed, box, grids, mode: str, memory: int | None,
+                   counts: list[dict[TileKey, np.ndarray]]) -> int:
+    """Add one parsed activity's points inside box (None: all) to the sparse counts on
+    each of grids (the output's and the pyramid levels'): the map step of a build, the
+    same on one machine and on a cluster's workers. The number of points drawn."""
+    from .extent import inside
+
+    keep = inside(parsed.xy, box) if box is not None else np.ones(parsed.points, dtype=bool)
+    xy, offsets = select_points(parsed.xy, parsed.offsets, keep)
+    times = parsed.times[keep] if parsed.times is not None else None
+    # Gaps split once, for every grid (points mode does not use them).
+    segments = split_gaps(xy, offsets, times) if mode == "lines" else offsets
+    for grid, into in zip(grids, counts):
+        count_tracks(xy, segments, grid, mode, memory, into=into, gaps_split=True)
+    return len(xy)
