@@ -15,12 +15,11 @@ Needs the bench extra: pip install -e '.[bench]'.
 """
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from measure import run  # bench/measure.py: one measured process
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
@@ -36,6 +35,7 @@ print(n)
 
 FIONA = """
 import sys, fiona
+
 n = 0
 for path in sys.argv[1:]:
     with fiona.open(path, layer="tracks") as layer:
@@ -43,20 +43,6 @@ for path in sys.argv[1:]:
             n += sum(len(line) for line in feature.geometry.coordinates)
 print(n)
 """
-
-
-def run_measured(argv: list[str]) -> tuple[float, float, str]:
-    """Run a command; its wall seconds, its own peak RSS in MB and its stdout."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status):
-            sys.exit(f"{' '.join(argv[:6])} ... failed: {err.read().strip()}")
-        return seconds, usage.ru_maxrss / 1024, out.read()
 
 
 def main() -> None:
@@ -100,7 +86,7 @@ def main() -> None:
     print(f"{'case':<34} {'wall s':>7} {'points/s':>10} {'peak MB':>8}")
     measured, points = {}, None
     for name, argv in cases.items():
-        seconds, peak, out = run_measured(argv)
+        seconds, _, peak, out = run(argv)
         if points is None:
             points = int(out.strip())
         measured[name] = (seconds, peak)

@@ -25,11 +25,11 @@ same (shared, noisy) machine:
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from measure import run  # bench/measure.py: one measured process
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -40,6 +40,7 @@ SMALL_FIT = DATA / "garmin-tree" / "FIT_OUT" / "52469467.fit"  # 59 positions
 DECODE = r"""
 import sys, time
 from pathlib import Path
+
 
 which, paths = sys.argv[1], sys.argv[2:]
 blobs = [(Path(p).read_bytes(), Path(p).name) for p in paths]
@@ -149,21 +150,6 @@ print(sum(p.points for p in parsed), time.perf_counter() - started)
 """
 
 
-def run(argv: list[str]) -> tuple[float, float, str]:
-    """Run a command; its wall seconds, its CPU seconds (its own and its waited-for
-    children's, user + system, from wait4) and its stdout."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status):
-            sys.exit(f"{' '.join(argv[:6])} ... failed: {err.read().strip()}")
-        return seconds, usage.ru_utime + usage.ru_stime, out.read()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5, help="alternated repetitions (median)")
@@ -193,7 +179,7 @@ def main() -> None:
     for _ in range(args.decoder_reps):
         for label, function in list(decoders.items()):
             files = gpx_files if function == "geoheat_gpx" else fit_files
-            _, _, out = run([py, "-c", DECODE, function, *files])
+            out = run([py, "-c", DECODE, function, *files]).stdout
             if out.startswith("missing"):
                 print(f"  {label}: {out.strip()} (pip install it to measure it)")
                 del decoders[label]
@@ -236,7 +222,7 @@ def main() -> None:
     inner: dict[str, list[float]] = {}
     for _ in range(args.reps):
         for name, argv in cases.items():
-            seconds, cpu, out = run(argv)
+            seconds, cpu, _, out = run(argv)
             walls[name].append(seconds)
             cpus[name].append(cpu)
             if name.startswith("read_files"):

@@ -12,18 +12,16 @@ of an older commit) for ratios in the same run.
 """
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 
-
 import geoheat
 from geoheat.samples import gpx_document
+
+from measure import run  # bench/measure.py: one measured process
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
@@ -49,18 +47,6 @@ def make_collection(folder: Path, copies: int) -> int:
     return points
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status:
-        sys.exit(f"failed: {' '.join(command)}: {process.stderr.read().decode()[-500:]}")
-    return seconds, usage.ru_maxrss / 1024
-
-
 def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[tuple]:
     """At each zoom, a cold build (an empty parse cache) and then a warm rebuild."""
     rows = []
@@ -70,8 +56,9 @@ def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[t
         base = [sys.executable, "-m", "geoheat", "build", str(collection), "--basemap",
                 "none", "-q", "--cache", str(cache), "-o", str(work / "h.png"), "--zoom",
                 str(zoom)]
-        rows.append((f"cold z{zoom}", *timed(base, tree)))
-        rows.append((f"warm z{zoom}", *timed(base, tree)))
+        for kind in ("cold", "warm"):
+            measured = run(base, cwd=tree)
+            rows.append((f"{kind} z{zoom}", measured.seconds, measured.peak_mb))
     return rows
 
 
