@@ -50,18 +50,18 @@ VARIANTS = ("checked", "blake2b", "no checksum", "neither")
 @contextmanager
 def variant(name: str):
     """The cache module as the variant has it; put back afterwards."""
-    checksum, size, plausible = cache._checksum, cache._CHECKSUM_SIZE, cache._plausible
+    checksum, size, plausible = cache.checksum, cache._CHECKSUM_SIZE, cache._plausible
     if name == "blake2b":
         cache._CHECKSUM_SIZE = 16
-        cache._checksum = lambda data: hashlib.blake2b(data, digest_size=16).hexdigest().encode()
+        cache.checksum = lambda data: hashlib.blake2b(data, digest_size=16).hexdigest().encode()
     if name in ("no checksum", "neither"):
-        cache._checksum = lambda data: b"0" * (2 * cache._CHECKSUM_SIZE)
+        cache.checksum = lambda data: b"0" * (2 * cache._CHECKSUM_SIZE)
     if name == "neither":
         cache._plausible = lambda offsets, xy: True
     try:
         yield
     finally:
-        cache._checksum, cache._CHECKSUM_SIZE, cache._plausible = checksum, size, plausible
+        cache.checksum, cache._CHECKSUM_SIZE, cache._plausible = checksum, size, plausible
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
 """geoheat's cache folder, and the parse cache: each GPX file's projected track points.
 
-An entry is one file: a magic line, a checksum line, a JSON header line (the
-file's identity and the counts), then the segment offsets (int64), the points
-(float64 pairs) and, where the file has them, each point's time (float64 POSIX
-seconds) as raw little-endian bytes, which load without parsing.
+An entry is one file: a magic line, a checksum line (the JSON line's and the raw
+bytes', so a build's first look at every file reads its header alone), a JSON header
+line (the file's identity, the counts and the track's summary), then the segment
+offsets (int64), the points (float64 pairs) and, where the file has them, each
+point's time (float64 POSIX seconds) as raw little-endian bytes, which load without
+parsing.
 
 An entry is keyed by the file's absolute path, size, modification time, inode and
 status-change time (ctime) and by CACHE_FORMAT, so a changed file is read again,
@@ -28,13 +30,15 @@ import numpy as np
 
 from .summary import Summary
 
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7
 _MAGIC = b"geoheat-parsed\n"  # then the checksum line, one JSON line, the offsets and points
-_CHECKSUM_SIZE = 4  # bytes of CRC-32 over the JSON line and the raw bytes; hex on its line
+_CHECKSUM_SIZE = 4  # bytes of a CRC-32; the checksum line holds two, in hex: header, body
+_CHECKSUMS_END = len(_MAGIC) + 4 * _CHECKSUM_SIZE  # where the checksum line's newline is
+_HEAD_READ = 16384  # bytes read for a header alone: its JSON line is ~1-3 KB
 
 
-def _checksum(header_and_body) -> bytes:
-    """The hex checksum line's content for an entry's JSON line and raw bytes.
+def checksum(header_and_body) -> bytes:
+    """The hex CRC-32 of an entry's part (its JSON line, its raw bytes).
 
     CRC-32 is made for this (accidental damage: every 1-3 bit error and every burst
     up to 32 bits is caught, other damage but for 1 in 4 billion) and costs ~1 ms
@@ -109,7 +113,7 @@ class ParsedFile(NamedTuple):
                              times=None)
 
 
-def _identity(source) -> dict:
+def identity(source) -> dict:
     """What makes an entry valid: the file (or zip and member), its size, mtime, inode
     and ctime. ctime is set by the system on every change and cannot be put back, so
     an edit whose size and mtime were restored (touch -d, os.utime) still counts; the
@@ -130,40 +134,54 @@ def entry_path(cache_dir: Path, identity: dict) -> Path:
     return cache_dir / "parsed" / digest[:2] / f"{digest[2:32]}.bin"
 
 
-def load(cache_dir: Path, source) -> ParsedFile | None:
+def load(cache_dir: Path, source, points: bool = True) -> ParsedFile | None:
     """The cached parse of a source (see sources.Source), or None if absent, stale or
-    unreadable."""
+    unreadable. points=False: the entry's header only, checked by its own checksum (the
+    summary stands for the points: see ParsedFile.without_points); the points are
+    read, and checked, when load_points asks for them."""
     try:
-        identity = _identity(source)
-        data = entry_path(cache_dir, identity).read_bytes()
-        checksum_end = len(_MAGIC) + 2 * _CHECKSUM_SIZE
-        if not data.startswith(_MAGIC) or data[checksum_end:checksum_end + 1] != b"\n":
+        key = identity(source)
+        path = entry_path(cache_dir, key)
+        with open(path, "rb") as f:
+            data = f.read() if points else f.read(_HEAD_READ)
+            size = os.fstat(f.fileno()).st_size
+            header_end = data.find(b"\n", _CHECKSUMS_END + 1)
+            if header_end < 0 and not points:  # a header longer than one read
+                data += f.read()
+                header_end = data.find(b"\n", _CHECKSUMS_END + 1)
+        if (header_end < 0 or not data.startswith(_MAGIC)
+                or data[_CHECKSUMS_END:_CHECKSUMS_END + 1] != b"\n"):
             return None
-        rest = memoryview(data)[checksum_end + 1:]
-        if _checksum(rest) != data[len(_MAGIC):checksum_end]:
+        header = memoryview(data)[_CHECKSUMS_END + 1:header_end]
+        if checksum(header) != data[len(_MAGIC):len(_MAGIC) + 2 * _CHECKSUM_SIZE]:
             return None  # damaged on disk: a flipped bit could move a ride, or make it NaN
-        header_end = data.index(b"\n", checksum_end + 1)
-        meta = json.loads(data[checksum_end + 1:header_end])
-        if meta["identity"] != identity:
+        meta = json.loads(bytes(header))
+        if meta["identity"] != key:
             return None
-        body = memoryview(data)[header_end + 1:]
         n_offsets, n_points = meta["offsets"], meta["points"]
         timed = meta["times"]
-        if len(body) != 8 * n_offsets + (24 if timed else 16) * n_points:
+        if size - header_end - 1 != 8 * n_offsets + (24 if timed else 16) * n_points:
             return None  # cut short
+        start = datetime.fromisoformat(meta["start"]) if meta["start"] else None
+        summary = Summary.from_json(meta["summary"]) if meta["summary"] else None
+        if (summary.points if summary else 0) != n_points:
+            return None
+        found = ParsedFile(_name(source), np.empty((0, 2)), np.zeros(1, dtype=np.int64),
+                           start, meta["routes"], meta["waypoints"], meta["invalid"],
+                           meta["error"], meta["file_format"], meta["type"], meta["note"],
+                           None, meta["time_note"], summary)
+        if not points:
+            return found
+        body = memoryview(data)[header_end + 1:]
+        if checksum(body) != data[len(_MAGIC) + 2 * _CHECKSUM_SIZE:_CHECKSUMS_END]:
+            return None
         offsets = np.frombuffer(body[:8 * n_offsets], dtype="<i8")
         points_end = 8 * n_offsets + 16 * n_points
         xy = np.frombuffer(body[8 * n_offsets:points_end], dtype="<f8").reshape(n_points, 2)
         times = np.frombuffer(body[points_end:], dtype="<f8") if timed else None
-        start = datetime.fromisoformat(meta["start"]) if meta["start"] else None
         if not _plausible(offsets, xy):
             return None
-        summary = Summary.from_json(meta["summary"]) if meta["summary"] else None
-        if (summary.points if summary else 0) != n_points:
-            return None
-        return ParsedFile(_name(source), xy, offsets, start, meta["routes"], meta["waypoints"],
-                          meta["invalid"], meta["error"], meta["file_format"], meta["type"],
-                          meta["note"], times, meta["time_note"], summary)
+        return found._replace(xy=xy, offsets=offsets, times=times)
     except Exception:  # absent, cut short, foreign, garbled: all mean "not cached"
         return None
 
@@ -193,7 +211,7 @@ def store(cache_dir: Path, source, parsed: ParsedFile) -> bool:
         times = None if parsed.times is None else np.ascontiguousarray(parsed.times, dtype="<f8")
         if not _plausible(offsets, xy) or (times is not None and len(times) != len(xy)):
             return False  # load would refuse it
-        meta = {"identity": _identity(source),
+        meta = {"identity": identity(source),
                 "start": parsed.start.isoformat() if parsed.start else None,
                 "routes": parsed.routes, "waypoints": parsed.waypoints,
                 "invalid": parsed.invalid, "error": parsed.error,
@@ -201,10 +219,12 @@ def store(cache_dir: Path, source, parsed: ParsedFile) -> bool:
                 "time_note": parsed.time_note, "offsets": len(offsets), "points": len(xy),
                 "times": times is not None,
                 "summary": parsed.summary.to_json() if parsed.summary else None}
-        rest = (json.dumps(meta).encode() + b"\n" + offsets.tobytes() + xy.tobytes()
+        header = json.dumps(meta).encode()
+        body = (offsets.tobytes() + xy.tobytes()
                 + (times.tobytes() if times is not None else b""))
         write_atomic(entry_path(cache_dir, meta["identity"]),
-                     _MAGIC + _checksum(rest) + b"\n" + rest)
+                     _MAGIC + checksum(header) + checksum(body) + b"\n" + header + b"\n"
+                     + body)
     except (OSError, ValueError):  # ValueError: json cannot write what it was given
         return False
     return True

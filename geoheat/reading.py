@@ -138,7 +138,8 @@ def read_files(
         return parsed.without_points() if light and cached and parsed is not None else parsed
 
     results: list[cache.ParsedFile | None] = [
-        kept(cache.load(cache_dir, path)) if cache_dir is not None else None for path in paths]
+        kept(cache.load(cache_dir, path, points=not light)) if cache_dir is not None else None
+        for path in paths]
     misses = [i for i, parsed in enumerate(results) if parsed is None]
     to_read = [paths[i] for i in misses]
     workers = min(jobs, len(to_read))
@@ -175,6 +176,7 @@ def load_points(parsed: cache.ParsedFile, source: Source, cache_dir: Path | None
     """A file's points, where read_files left them in the cache (else read again)."""
     if parsed.loaded:
         return parsed
-    full = (cache.load(cache_dir, source) if cache_dir is not None else None) or parse_file(
-        source, max_bytes)
+    full = cache.load(cache_dir, source) if cache_dir is not None else None
+    if full is None:  # damaged since its header was read: read again, and kept again
+        full, _ = parse_and_cache(source, cache_dir, max_bytes)
     return parsed._replace(xy=full.xy, offsets=full.offsets, times=full.times)

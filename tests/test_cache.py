@@ -56,7 +56,7 @@ def test_an_entry_round_trips(tmp_path, ride):
     parsed = reading.parse_file(ride)
     cache.store(store, ride, parsed)
     assert_same(cache.load(store, ride), parsed)
-    assert cache.CACHE_FORMAT == 6  # a new layout: entries of older geoheats are not used
+    assert cache.CACHE_FORMAT == 7  # a new layout: entries of older geoheats are not used
 
 
 def test_a_flipped_bit_anywhere_in_an_entry_means_reading_the_file_again(
@@ -91,9 +91,11 @@ def test_a_non_finite_point_in_an_entry_means_reading_the_file_again(
     entry = cached(store, ride)
     data = bytearray(entry.read_bytes())
     data[-16:-8] = np.array([poison], dtype="<f8").tobytes()  # the last point's x
-    checksum_end = len(b"geoheat-parsed\n") + 2 * cache._CHECKSUM_SIZE
-    data[len(b"geoheat-parsed\n"):checksum_end] = cache._checksum(
-        memoryview(data)[checksum_end + 1:])
+    # The body's checksum (the second on its line) made right again.
+    checksums_end = len(b"geoheat-parsed\n") + 4 * cache._CHECKSUM_SIZE
+    body_start = data.index(b"\n", checksums_end + 1) + 1
+    data[checksums_end - 2 * cache._CHECKSUM_SIZE:checksums_end] = cache.checksum(
+        memoryview(data)[body_start:])
     entry.write_bytes(bytes(data))
     assert cache.load(store, ride) is None
     parses.clear()
@@ -156,6 +158,7 @@ def unwritable(kind: str, store: Path, monkeypatch):
     elif kind == "a file under it":
         store.mkdir()
         (store / "parsed").write_text("not a folder")
+        (store / "counts").write_text("not a folder")  # the counts cache's (countcache.py)
     elif kind == "disk full":  # every write meets a real ENOSPC, from /dev/full
         if not Path("/dev/full").exists():
             pytest.skip("needs /dev/full")
