@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tiles
+from . import countcache, tiles
 from .activities import record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade_rgba, shade_strips
@@ -153,19 +153,38 @@ def count_activities(kept, source_of, box, grids, options, result) -> list[dict]
     """The sparse counts, on each of `grids`, of the kept activities' points inside box
     (None: all), summed one activity at a time (their points loaded from the parse cache
     one by one), so memory holds one activity's points and the tiles; records in result
-    what was drawn and what fell outside."""
-    counts, drawn, memory = [{} for _ in grids], [], available_memory()
+    what was drawn and what fell outside. With a parse cache, the counts of the same
+    activities on the same grids come from the counts cache (countcache.py)."""
+    memory = available_memory()
+    key = None
+    if options.parse_cache is not None:
+        key = countcache.entry_key(kept, source_of, box, grids, options.mode)
+        counted = countcache.load(options.parse_cache, key, memory)
+        if counted is not None:
+            result.counts_cached = True
+            return _recorded(counted, kept, result)
+    counts, drawn, used, outside = [{} for _ in grids], [], 0, 0
     for activity in kept:
         full = load_points(activity, source_of[activity.name], options.parse_cache,
                            options.max_file_size)
-        used = count_activity(full, box, grids, options.mode, memory, counts)
-        drawn.append(bool(used))
-        result.points_used += used
-        result.points_outside += full.points - used
-    if not result.points_used:
+        points = count_activity(full, box, grids, options.mode, memory, counts)
+        drawn.append(bool(points))
+        used += points
+        outside += full.points - points
+    counted = countcache.Counted(counts, used, outside, np.array(drawn, dtype=bool))
+    if key is not None and used:
+        countcache.store(options.parse_cache, key, counted)
+    return _recorded(counted, kept, result)
+
+
+def _recorded(counted, kept, result) -> list[dict]:
+    """Record what was drawn and what fell outside in result; the counts."""
+    if not counted.used:
         raise InputError("no trackpoint lies inside --bounds")
-    record_drawn(result, kept, np.array(drawn))
-    return counts
+    result.points_used += counted.used
+    result.points_outside += counted.outside
+    record_drawn(result, kept, counted.drawn)
+    return counted.counts
 
 
 def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:

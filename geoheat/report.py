@@ -66,6 +66,7 @@ class BuildResult:
     zoom: int | None = None
     grid: "Grid | None" = None
     data_tiles: int = 0  # tiles of the grid with heat
+    counts_cached: bool = False  # the counts came from the counts cache (countcache.py)
     basemap: "BasemapReport | None" = None
     seconds: float = 0.0
     entries: list[FileEntry] = field(default_factory=list)  # one per file, for --report
@@ -252,6 +253,7 @@ def to_json(result: BuildResult, bounds_lonlat: tuple[float, float, float, float
         "size": [grid.width, grid.height] if grid else None,
         "bounds": [round(v, 7) for v in bounds_lonlat] if bounds_lonlat else None,
         "outputs": [str(p) for p in result.outputs],
+        "counts_from_cache": result.counts_cached,
         "seconds": round(result.seconds, 3),
         "files": [entry._asdict() for entry in result.entries],
     }

@@ -1,0 +1,200 @@
+"""The counts cache: a rebuild of the same activities on the same grids skips counting,
+bit for bit the same, and any change to what the counts depend on counts again."""
+
+import contextlib
+import json
+import sqlite3
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import geoheat
+from geoheat import countcache, pipeline, tiles
+from geoheat.rasterize import TooBig
+
+from .conftest import straight
+
+
+@pytest.fixture
+def rides(tmp_path, write_gpx):
+    folder = tmp_path / "in"
+    for i in range(5):
+        write_gpx(f"r{i}.gpx", straight(14.50 + i * 0.003, 46.05, 14.53, 46.07 + i * 0.001),
+                  folder=folder, start=datetime(2020 + i, 5, 1 + i, 8, tzinfo=timezone.utc))
+    return folder
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The activities each build counted (loaded and drawn), in order."""
+    calls = []
+    real = pipeline.count_activity
+
+    def spy(parsed, *args, **kwargs):
+        calls.append(parsed.name)
+        return real(parsed, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "count_activity", spy)
+    return calls
+
+
+def outputs(folder):
+    """Every output file's bytes by name, tile archives as their tiles."""
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".mbtiles":
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                found[path.name] = sorted(db.execute("SELECT * FROM tiles"))
+        elif not path.name.startswith("."):
+            found[path.name] = path.read_bytes()
+    return found
+
+
+def build(rides, out, store, **settings):
+    out.mkdir(exist_ok=True)
+    settings = {"zoom": 15, "sigma": 1.5, "mbtiles": out / "h.mbtiles", **settings}
+    return geoheat.build([rides], out / "h.png", parse_cache=store, **settings)
+
+
+def test_a_rebuild_with_other_looks_skips_counting_and_is_the_same_bit_for_bit(
+        tmp_path, rides, counted):
+    store = tmp_path / "cache"
+    first = build(rides, tmp_path / "a", store)
+    assert not first.counts_cached and len(counted) == 5
+    assert list((store / "counts").glob("*.bin"))
+    counted.clear()
+    # Another sigma, colormap and scaling: the counts are the same, the looks are not.
+    again = build(rides, tmp_path / "b", store, sigma=3, cmap="viridis", scaling="linear")
+    assert again.counts_cached and counted == []
+    fresh = build(rides, tmp_path / "c", None, sigma=3, cmap="viridis", scaling="linear")
+    assert not fresh.counts_cached and len(counted) == 5
+    assert outputs(tmp_path / "b") == outputs(tmp_path / "c")  # every level, every byte
+    assert (again.points_used, again.points_outside, again.types, again.entries) == (
+        fresh.points_used, fresh.points_outside, fresh.types, fresh.entries)
+
+
+def test_the_report_says_where_the_counts_came_from(tmp_path, rides):
+    store = tmp_path / "cache"
+    for expected in (False, True):
+        build(rides, tmp_path / "a", store, report=tmp_path / "r.json")
+        assert json.loads((tmp_path / "r.json").read_text())["counts_from_cache"] is expected
+
+
+@pytest.mark.parametrize("change", ["zoom", "bounds", "mode", "extent", "year", "edited file",
+                                    "new file", "code"])
+def test_whatever_the_counts_depend_on_counts_again(
+        tmp_path, rides, write_gpx, counted, monkeypatch, change):
+    store = tmp_path / "cache"
+    build(rides, tmp_path / "a", store)
+    settings = {}
+    if change == "zoom":
+        settings["zoom"] = 14
+    elif change == "bounds":
+        settings["bounds"] = (46.04, 46.08, 14.49, 14.52)  # lat min, max, lon min, max
+    elif change == "mode":
+        settings["mode"] = "points"
+    elif change == "extent":
+        write_gpx("far.gpx", straight(15.9, 45.8, 15.95, 45.82), folder=rides)
+        build(rides, tmp_path / "a", store)  # with the far ride left out of the auto extent
+        settings["extent"] = "all"
+    elif change == "year":
+        settings["years"] = (2020, 2021, 2022, 2023)
+    elif change == "edited file":
+        write_gpx("r2.gpx", straight(14.51, 46.05, 14.53, 46.075), folder=rides)
+    elif change == "new file":
+        write_gpx("r9.gpx", straight(14.51, 46.06, 14.52, 46.07), folder=rides)
+    else:  # a geoheat whose counting changed
+        monkeypatch.setattr(countcache, "_code_digest", lambda: "another geoheat")
+    counted.clear()
+    result = build(rides, tmp_path / "b", store, **settings)
+    assert not result.counts_cached and counted
+    build(rides, tmp_path / "c", None, **settings)
+    assert outputs(tmp_path / "b") == outputs(tmp_path / "c")
+    assert build(rides, tmp_path / "b", store, **settings).counts_cached  # now kept
+
+
+def test_a_damaged_entry_is_counted_again_and_rewritten(tmp_path, rides, counted):
+    store = tmp_path / "cache"
+    build(rides, tmp_path / "a", store)
+    entry, = (store / "counts").glob("*.bin")
+    pristine = entry.read_bytes()
+    for where in (3, 40, len(pristine) // 2, len(pristine) - 1):
+        damaged = bytearray(pristine)
+        damaged[where] ^= 0x10
+        entry.write_bytes(bytes(damaged))
+        counted.clear()
+        result = build(rides, tmp_path / "b", store)
+        assert not result.counts_cached and len(counted) == 5, where
+        assert entry.read_bytes() == pristine
+        assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    entry.write_bytes(pristine[:-7])  # cut short
+    assert not build(rides, tmp_path / "b", store).counts_cached
+
+
+def test_an_unwritable_counts_folder_means_counting_each_time(tmp_path, rides, counted):
+    store = tmp_path / "cache"
+    store.mkdir()
+    (store / "counts").write_text("not a folder")
+    for out in ("a", "b"):
+        assert not build(rides, tmp_path / out, store).counts_cached
+    assert len(counted) == 10
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+
+
+def test_only_the_most_recently_used_entries_are_kept(tmp_path, rides, monkeypatch):
+    store = tmp_path / "cache"
+    monkeypatch.setattr(countcache, "MAX_ENTRIES", 3)
+    for zoom in (12, 13, 14, 15):
+        build(rides, tmp_path / "a", store, zoom=zoom, mbtiles=None)
+    assert len(list((store / "counts").glob("*.bin"))) == 3  # zoom 12's went first
+    # Using an entry makes it the newest: zoom 13's outlives zoom 14's.
+    assert build(rides, tmp_path / "a", store, zoom=13, mbtiles=None).counts_cached
+    assert not build(rides, tmp_path / "a", store, zoom=12, mbtiles=None).counts_cached
+    assert build(rides, tmp_path / "a", store, zoom=13, mbtiles=None).counts_cached
+    assert not build(rides, tmp_path / "a", store, zoom=14, mbtiles=None).counts_cached
+
+
+def test_a_cached_build_too_big_for_memory_is_refused_before_its_tiles_are_made(
+        tmp_path, rides, monkeypatch):
+    store = tmp_path / "cache"
+    build(rides, tmp_path / "a", store)
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 2**20)
+    with pytest.raises(TooBig, match=r"tiles at zoom 15.*lower --zoom"):
+        build(rides, tmp_path / "b", store)
+
+
+sparse_tiles = st.dictionaries(
+    st.tuples(st.integers(0, 2**15 - 1), st.integers(0, 2**15 - 1)),
+    st.lists(st.tuples(st.integers(0, 256 * 256 - 1), st.integers(1, 2**32 - 1)),
+             min_size=1, max_size=40),
+    max_size=6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(sparse_tiles, min_size=1, max_size=3), st.integers(0, 10**9),
+       st.lists(st.booleans(), max_size=5))
+def test_any_sparse_counts_round_trip(tmp_path_factory, grids, outside, drawn):
+    store = tmp_path_factory.mktemp("cache")
+    counts = []
+    for pixels in grids:
+        level = {}
+        for key, values in pixels.items():
+            block = np.zeros((256, 256), dtype=np.uint32)
+            for flat, value in values:
+                block.reshape(-1)[flat] = value
+            level[key] = block
+        counts.append(level)
+    key = {"any": "key", "activities": [{} for _ in drawn]}
+    assert countcache.store(store, key, countcache.Counted(counts, 7, outside, drawn))
+    back = countcache.load(store, key)
+    assert (back.used, back.outside, back.drawn.tolist()) == (7, outside, drawn)
+    assert len(back.counts) == len(counts)
+    for mine, theirs in zip(back.counts, counts):
+        assert mine.keys() == theirs.keys()
+        for k in mine:
+            assert mine[k].dtype == np.uint32 and mine[k].shape == (tiles.TILE_SIZE,) * 2
+            np.testing.assert_array_equal(mine[k], theirs[k])
+    assert countcache.load(store, {**key, "any": "other"}) is None
