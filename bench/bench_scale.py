@@ -5,7 +5,8 @@
 The collection is made from the real runs in ../shared/data/chengdu-runs: each copy
 shifts every track by a few kilometres and a year (a club pooling its members'
 exports), written as plain GPX 1.1 with times into a temporary folder. For each
-size, in one run: a cold build (empty parse cache), then warm rebuilds at each zoom,
+size, in one run, at each zoom: a cold build (empty cache), a warm rebuild that counts
+again (parse cache only) and one with another sigma (counts from the counts cache),
 each a fresh `geoheat build` process timed from outside with its peak RSS (wait4).
 --baseline DIR runs the same builds with another checkout's geoheat (e.g. a worktree
 of an older commit) for ratios in the same run.
@@ -48,7 +49,9 @@ def make_collection(folder: Path, copies: int) -> int:
 
 
 def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[tuple]:
-    """At each zoom, a cold build (an empty parse cache) and then a warm rebuild."""
+    """At each zoom: a cold build (an empty cache); a warm rebuild that counts again (the
+    parse cache, no counts cache: what a new zoom or filter costs); and a warm rebuild
+    with another sigma (the counts from the counts cache: what tuning the looks costs)."""
     rows = []
     for zoom in zooms:
         cache = work / f"cache-{tree.name}"
@@ -56,8 +59,10 @@ def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[t
         base = [sys.executable, "-m", "geoheat", "build", str(collection), "--basemap",
                 "none", "-q", "--cache", str(cache), "-o", str(work / "h.png"), "--zoom",
                 str(zoom)]
-        for kind in ("cold", "warm"):
-            measured = run(base, cwd=tree)
+        for kind, more in (("cold", []), ("recount", []), ("warm", ["--sigma", "2"])):
+            if kind == "recount":
+                shutil.rmtree(cache / "counts", ignore_errors=True)
+            measured = run(base + more, cwd=tree)
             rows.append((f"{kind} z{zoom}", measured.seconds, measured.peak_mb))
     return rows
 
@@ -79,12 +84,12 @@ def main() -> None:
                   "files")
             trees = [ROOT] + ([args.baseline] if args.baseline else [])
             results = {tree: builds(tree, collection, args.zooms, work) for tree in trees}
-            print(f"{'build':<10} {'seconds':>8} {'peak MB':>8} {'x cold':>7}"
+            print(f"{'build':<12} {'seconds':>8} {'peak MB':>8} {'x cold':>7}"
                   + ("  baseline s / MB" if args.baseline else ""))
             mine = results[ROOT]
             for i, (name, seconds, peak) in enumerate(mine):
-                cold = mine[i - i % 2][1]  # the cold build at the same zoom
-                line = f"{name:<10} {seconds:8.2f} {peak:8.0f} {seconds / cold:7.2f}"
+                cold = mine[i - i % 3][1]  # the cold build at the same zoom
+                line = f"{name:<12} {seconds:8.2f} {peak:8.0f} {seconds / cold:7.2f}"
                 if args.baseline:
                     _, b_seconds, b_peak = results[args.baseline][i]
                     line += f"  {b_seconds:6.2f} / {b_peak:5.0f}"
