@@ -28,7 +28,7 @@ import numpy as np
 
 from .summary import Summary
 
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7
 _MAGIC = b"geoheat-parsed\n"  # then the checksum line, one JSON line, the offsets and points
 _CHECKSUM_SIZE = 4  # bytes of CRC-32 over the JSON line and the raw bytes; hex on its line
 
