@@ -11,6 +11,7 @@ without <time>) must not take minutes.
 
 import re
 import xml.parsers.expat
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -46,6 +47,9 @@ _POINT_TOKENS = re.compile(
 # pairs a point with its time in one C-speed pass. Found once per point -> paired.
 _PLAIN_TIME = re.compile(
     rb"<trkpt\b[^>]*(?<!/)>\s*(?:<ele>[^<]{0,64}</ele>\s*)?<time>\s*([^<\s]{1,64})\s*</time>")
+# A time whose datetime and POSIX seconds agree to the microsecond both ways (UTC,
+# whole microseconds at most): the start it gives is the same however it is read.
+_UTC_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\Z")
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
 
 
@@ -250,6 +254,26 @@ def _point_times(data: bytes, track_at: int, lengths: list[int]) -> list[np.ndar
     return np.split(flat, np.cumsum(lengths)[:-1])
 
 
+def _first_point_start(data: bytes, track_at: int) -> datetime | None:
+    """The first trackpoint's time, where it is surely the start _start_of would give
+    with the paired times or without: else None.
+
+    Surely: the first <trkpt> after the first <trk> is a Garmin-style one (_PLAIN_TIME,
+    the first of _point_times' pairs, so point 0's time whichever way it pairs), within
+    HEAD_BYTES (where start_time finds it when the points do not pair), and its time is
+    plain UTC in whole microseconds (so its POSIX seconds give this same datetime back)
+    and plausible (years in which a float holds microseconds).
+    """
+    point = _TRKPT_OPEN.search(data, track_at)
+    if point is None or data.find(b"<trkpt", track_at, point.start()) >= 0:
+        return None  # no point; or an odd '<trkpt-' tag _PLAIN_TIME would pair first
+    match = _PLAIN_TIME.match(data, point.start())
+    if match is None or match.end() > HEAD_BYTES or not _UTC_TIME.match(match.group(1)):
+        return None
+    when = parse_time(match.group(1))
+    return when if plausible_start(when)[1] is None else None
+
+
 def _number(text: str | None) -> float:
     try:
         return float(text)
@@ -367,12 +391,19 @@ def _start_of(times: list[np.ndarray] | None, data: bytes, has_points: bool
     return plausible_start(start)
 
 
-def read_gpx_data(data: bytes, name: str | Path, *, times: bool = True
+TimesWanted = bool | Callable[[list[np.ndarray]], bool]
+
+
+def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
                   ) -> tuple[Activity, str | None]:
     """A GPX file's tracks, and a note if it broke off and only its start was kept.
 
-    times=False skips pairing each point with its time (start still comes from the
-    first trackpoint's time).
+    times=True pairs each point with its time (Activity.times). Pairing costs a scan of
+    the whole file, so times=False pairs them only where the start needs them, and a
+    callable only then or where times(segments) is true: Activity.times may then be
+    None though the file has point times. The start is the same whatever times says.
+    A file only the streaming parse reads has its times either way (that parse reads
+    them anyway).
     """
     from fiona.io import MemoryFile  # imported here: a rebuild from the parse cache never needs it
 
@@ -397,11 +428,16 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: bool = True
     # scan of the (much larger) track data.
     first_track = _FIRST_TRACK.search(data)
     before_tracks = data[: first_track.start()] if first_track else data
-    point_times = None
-    if times and segments:
-        point_times = _point_times(data, first_track.start() if first_track else 0,
-                                   [len(s) for s in segments])
-    start, time_note = _start_of(point_times, data, bool(segments))
+    track_at = first_track.start() if first_track else 0
+    point_times, quick_start = None, None
+    if segments and times is not True:
+        quick_start = _first_point_start(data, track_at)
+    if segments and (quick_start is None or (callable(times) and times(segments))):
+        point_times = _point_times(data, track_at, [len(s) for s in segments])
+    if point_times is None and quick_start is not None:
+        start, time_note = quick_start, None  # what the paired times would give (see above)
+    else:
+        start, time_note = _start_of(point_times, data, bool(segments))
     return Activity(
         name,
         segments,

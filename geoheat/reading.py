@@ -16,9 +16,9 @@ from .errors import ReadError
 from .formats import activity_type, read_fit, read_tcx
 from .gpx import EARLIEST_START, FIT_EARLIEST, plausible_start, read_gpx_data
 from .projection import project, valid_lonlat
-from .rasterize import select_points
+from .rasterize import MIN_GAP_METRES, select_points
 from .report import plural
-from .summary import summarize
+from .summary import ground_steps, summarize
 from .sources import (MAX_ACTIVITY_BYTES, READER_FAILURE, SNIFF_BYTES, TOO_LARGE, Source,
                       describe_content, read_source, sniff_format)
 
@@ -27,11 +27,32 @@ READERS = {"gpx": read_gpx_data, "fit": read_fit, "tcx": read_tcx}
 Progress = Callable[..., Iterable]  # progress(iterable, label, length) -> iterable
 
 
-def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES) -> cache.ParsedFile:
+class _Track:
+    """An activity's segments as parse_file keeps them: positions only, projected, with
+    each step's length on the ground, and whether its point times can matter."""
+
+    def __init__(self, segments: list[np.ndarray]):
+        self.segments = segments
+        lonlat = np.concatenate(segments)
+        offsets = np.concatenate([[0], np.cumsum([len(s) for s in segments])])
+        self.valid = valid_lonlat(lonlat)
+        lonlat, self.offsets = select_points(lonlat, offsets, self.valid)
+        self.xy = project(lonlat)
+        self.steps = ground_steps(self.xy, self.offsets)
+        # Times are read for one thing: rasterize.split_gaps, which breaks a line only
+        # at a step longer than MIN_GAP_METRES on the ground. A track with none can lose
+        # its times, whatever they are: its gaps are the same (drawn or cut to a box).
+        self.needs_times = bool((self.steps > MIN_GAP_METRES).any())
+
+
+def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES, *,
+               all_times: bool = False) -> cache.ParsedFile:
     """One activity file as projected track segments; a file that cannot be used says why.
 
     The format comes from the bytes (sources.sniff_format), not the name. max_bytes
-    caps what one file may take uncompressed.
+    caps what one file may take uncompressed. Point times are kept only where a gap
+    may need them (see _Track; all_times=True keeps them all, for tests and checks:
+    the output is the same), and a GPX file's are only read then.
     """
     source = source if isinstance(source, Source) else Source(Path(source))
     name, named = source.name, source.format
@@ -53,8 +74,17 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES) -> ca
         if what is not None and not (named == "gpx" and b"<gpx" in data[:SNIFF_BYTES]):
             return failed(f"{name}: not an activity file ({what})", named)
         fmt = named  # XML of no known root, say: its reader says what is wrong
+    tracks: list[_Track] = []  # the reader's segments, projected once
+
+    def times_wanted(segments: list[np.ndarray]) -> bool:
+        tracks.append(_Track(segments))
+        return all_times or tracks[-1].needs_times
+
     try:
-        activity, note = READERS[fmt](data, name)
+        if fmt == "gpx":  # pairs point times (a scan of the whole file) only if wanted
+            activity, note = READERS[fmt](data, name, times=times_wanted)
+        else:
+            activity, note = READERS[fmt](data, name)
     except ReadError as err:
         message = str(err)
         if fmt != named or not (source.member or source.path.name).lower().removesuffix(
@@ -82,18 +112,19 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES) -> ca
         reason = f"{name}: no {what}" + (f" (only {', '.join(extra)})" if extra else "")
         return failed(reason, fmt, start=start, routes=activity.routes,
                       waypoints=activity.waypoints, activity_type=kind, time_note=time_note)
-    lonlat = np.concatenate(activity.segments)
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in activity.segments])])
-    valid = valid_lonlat(lonlat)
+    track = next((t for t in tracks if t.segments is activity.segments), None)
+    track = track or _Track(activity.segments)
     times = None
-    if activity.times is not None and sum(map(len, activity.times)) == len(lonlat):
-        times = np.concatenate(activity.times)[valid]
-    lonlat, offsets = select_points(lonlat, offsets, valid)
-    xy = project(lonlat)
+    # FIT and TCX readers (and GPX's streaming parse) give the times anyway; GPX read
+    # them if times_wanted said so (or its start needed them): kept only if wanted.
+    if (activity.times is not None and (all_times or track.needs_times)
+            and sum(map(len, activity.times)) == len(track.valid)):
+        times = np.concatenate(activity.times)[track.valid]
+    xy, offsets = track.xy, track.offsets
     return cache.ParsedFile(name, xy, offsets, start,
-                            activity.routes, activity.waypoints, int((~valid).sum()),
+                            activity.routes, activity.waypoints, int((~track.valid).sum()),
                             format=fmt, activity_type=kind, note=note, times=times,
-                            time_note=time_note, summary=summarize(xy, offsets))
+                            time_note=time_note, summary=summarize(xy, offsets, track.steps))
 
 
 def parse_and_cache(source: Source, cache_dir: Path | None,

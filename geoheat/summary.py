@@ -60,18 +60,30 @@ def cell_keys(xy: np.ndarray) -> np.ndarray:
     return row * CELLS_ACROSS + col
 
 
-def ground_length(xy: np.ndarray, offsets: np.ndarray) -> float:
-    """Metres on the ground along the segments (Web Mercator metres shrink by cosh(y/R))."""
+def ground_steps(xy: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Metres on the ground of each step from a point to the next (Web Mercator metres
+    shrink by cosh(y/R)), computed as rasterize.split_gaps computes them; 0 for the
+    step from one segment's end to the next one's start, which is no step."""
     if len(xy) < 2:
-        return 0.0
+        return np.zeros(0)
     middle_y = (xy[1:, 1] + xy[:-1, 1]) / 2
     step = np.hypot(*np.diff(xy, axis=0).T) / np.cosh(middle_y / tiles.EARTH_RADIUS)
-    step[offsets[1:-1] - 1] = 0  # no step from one segment's end to the next one's start
-    return float(step.sum())
+    step[offsets[1:-1] - 1] = 0
+    return step
 
 
-def summarize(xy: np.ndarray, offsets: np.ndarray) -> Summary | None:
-    """The summary of an activity's points (None when it has none)."""
+def ground_length(xy: np.ndarray, offsets: np.ndarray, steps: np.ndarray | None = None
+                  ) -> float:
+    """Metres on the ground along the segments; steps: their ground_steps, if known."""
+    if len(xy) < 2:
+        return 0.0
+    return float((ground_steps(xy, offsets) if steps is None else steps).sum())
+
+
+def summarize(xy: np.ndarray, offsets: np.ndarray, steps: np.ndarray | None = None
+              ) -> Summary | None:
+    """The summary of an activity's points (None when it has none); steps: their
+    ground_steps, if the caller has them."""
     if not len(xy):
         return None
     keys = cell_keys(xy)
@@ -81,5 +93,5 @@ def summarize(xy: np.ndarray, offsets: np.ndarray) -> Summary | None:
     bounds = np.column_stack([np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts),
                               np.maximum.reduceat(x, starts), np.maximum.reduceat(y, starts)])
     return Summary(len(xy), (float(xy[0, 0]), float(xy[0, 1])),
-                   (float(xy[-1, 0]), float(xy[-1, 1])), ground_length(xy, offsets),
+                   (float(xy[-1, 0]), float(xy[-1, 1])), ground_length(xy, offsets, steps),
                    cells.astype(np.int64), counts.astype(np.int64), bounds)

@@ -276,10 +276,12 @@ def test_parse_file_keeps_times_aligned_with_kept_points(tmp_path):
     track = np.vstack([TRACK[:10], [[0.0, 0.0]], TRACK[10:]])
     when = seconds(len(track))
     path = write(tmp_path / "t.gpx", gpx_document([track], times=[when]).encode())
-    parsed = parse_file(path)
+    parsed = parse_file(path, all_times=True)
     assert len(parsed.xy) == len(TRACK) and parsed.invalid == 1 and parsed.time_note is None
     expected = [w.timestamp() for i, w in enumerate(when) if i != 10]
     np.testing.assert_array_equal(parsed.times, expected)
+    # No step of this track is long enough for a gap: its times are neither read nor kept.
+    assert parse_file(path).times is None
     untimed = write(tmp_path / "u.gpx", gpx_document([TRACK]).encode())
     assert parse_file(untimed).times is None
     old = write(tmp_path / "old.gpx", gpx_document([TRACK], times=[seconds(30, datetime(

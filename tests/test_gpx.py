@@ -2,10 +2,11 @@
 
 from datetime import datetime, timezone
 
+import numpy as np
 import pytest
 
 from geoheat import GPXError, InputError, find_sources, read_gpx
-from geoheat.gpx import start_time
+from geoheat.gpx import read_gpx_data, start_time
 
 START = datetime(2024, 5, 3, 7, 0, tzinfo=timezone.utc)
 
@@ -104,3 +105,65 @@ def test_find_sources(tmp_path, write_gpx):
         find_sources([tmp_path / "missing"])
     with pytest.raises(InputError, match="no file matches"):
         find_sources([tmp_path], "*.fit")
+
+
+def _gpx(points: str, head: str = "") -> bytes:
+    return ('<?xml version="1.0"?><gpx version="1.1" creator="t" '
+            f'xmlns="http://www.topografix.com/GPX/1/1">{head}<trk><trkseg>{points}'
+            '</trkseg></trk></gpx>').encode()
+
+
+def _points(times, ele=True):
+    """trkpt elements 50 m apart; times: one text (or None) per point."""
+    return "".join(
+        f'<trkpt lat="{46.05 + i * 0.00045:.6f}" lon="14.5">'
+        + (f"<ele>{300 + i}</ele>" if ele else "")
+        + (f"<time>{t}</time>" if t is not None else "") + "</trkpt>"
+        for i, t in enumerate(times))
+
+
+_WAYPOINTS = "".join(f'<wpt lat="46.0" lon="14.{i:04d}"><name>w{i}</name></wpt>'
+                     for i in range(2000))  # ~100 KB: the track starts past HEAD_BYTES
+_TIMES = [f"2024-05-03T07:00:{i:02d}Z" for i in range(6)]
+_COMMENTED = "<!-- <trkpt lat='1' lon='1'><time>2021-01-01T00:00:00Z</time></trkpt> -->"
+
+
+@pytest.mark.parametrize("data", [
+    _gpx(_points(_TIMES)),  # Garmin-style: the start from the first point, no pairing
+    _gpx(_points([t.replace("Z", ".250Z") for t in _TIMES], ele=False)),
+    _gpx(_points([t.replace("Z", "+08:00") for t in _TIMES])),  # a zone: kept as read
+    _gpx(_points([t.replace("Z", ".123456789Z") for t in _TIMES])),  # beyond microseconds
+    _gpx(_points([None] + _TIMES[1:])),  # the first point has no time
+    _gpx(_points(["2016-12-31T23:59:60Z"] + _TIMES[1:])),  # a leap second
+    _gpx(_points(["1970-01-01T00:00:00Z"] * 3)),  # an unset clock: implausible
+    _gpx(_points([None] * 3), head="<metadata><time>2020-01-01T00:00:00Z</time></metadata>"),
+    _gpx(_points(_TIMES), head=_WAYPOINTS),  # the first point beyond HEAD_BYTES
+    # Times that do not pair (a point in a comment): the start is found by start_time,
+    # which within HEAD_BYTES takes the first <trkpt>'s time and beyond them the header's.
+    _gpx(_COMMENTED + _points(_TIMES)),
+    _gpx(_COMMENTED + _points(_TIMES),
+         head="<metadata><time>2020-01-01T00:00:00Z</time></metadata>" + _WAYPOINTS),
+], ids=["garmin", "millis", "zone", "nanoseconds", "untimed-first", "leap-second", "1970",
+        "metadata-only", "far-track", "unpaired", "unpaired-far-track"])
+def test_the_start_is_the_same_whether_times_are_paired_or_not(data):
+    paired = read_gpx_data(data, "t.gpx")[0]
+    asked = []
+    for times in (False, lambda segments: asked.append(segments) or False,
+                  lambda segments: True):
+        lazy = read_gpx_data(data, "t.gpx", times=times)[0]
+        assert (lazy.start, repr(lazy.start), lazy.time_note) == (
+            paired.start, repr(paired.start), paired.time_note)
+        assert lazy.segments[0].tolist() == paired.segments[0].tolist()
+        if lazy.times is not None:  # paired (asked for, or the start needed them): the same
+            np.testing.assert_array_equal(np.concatenate(lazy.times),
+                                          np.concatenate(paired.times))
+    assert not asked or asked[0][0].tolist() == paired.segments[0].tolist()
+
+
+def test_garmin_style_times_are_paired_only_when_asked_for():
+    data = _gpx(_points(_TIMES))
+    assert read_gpx_data(data, "t.gpx", times=False)[0].times is None
+    assert read_gpx_data(data, "t.gpx", times=lambda segments: False)[0].times is None
+    wanted = read_gpx_data(data, "t.gpx", times=lambda segments: True)[0]
+    assert wanted.times[0].tolist() == [START.timestamp() + i for i in range(6)]
+    assert wanted.start == START and wanted.times[0][0] == wanted.start.timestamp()

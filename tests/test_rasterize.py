@@ -174,3 +174,32 @@ def test_counting_one_activity_at_a_time_equals_counting_all_at_once(mode):
     for key in together:
         np.testing.assert_array_equal(summed[key], together[key])
         np.testing.assert_array_equal(into[key], together[key])
+
+
+def test_steps_no_longer_than_min_gap_never_break_whatever_the_times():
+    # reading.parse_file drops the times of a track with no step over MIN_GAP_METRES
+    # (as summary.ground_steps measures them): that must never change split_gaps.
+    from geoheat.summary import ground_steps
+
+    rng = np.random.default_rng(7)
+    for lat in (0.0, 46.05, 70.0):
+        y = project(np.array([[0.0, lat]]))[0, 1]
+        scale = np.cosh(y / tiles.EARTH_RADIUS)  # Mercator metres per ground metre
+        # East or west, steps straddling the threshold by a few ulps: only the same
+        # arithmetic as split_gaps' tells which are over it.
+        length = rasterize.MIN_GAP_METRES * scale * (1 + rng.normal(0, 1e-14, 400))
+        dx = np.cumsum(length * rng.choice([-1.0, 1.0], 400))
+        xy = np.column_stack([dx, np.full(400, y)])
+        offsets = np.array([0, 150, 400])
+        steps = ground_steps(xy, offsets)
+        paused = np.arange(400) * 1e4  # every step a long pause
+        glitch = np.zeros(400)  # every step infinitely fast
+        over = np.flatnonzero(steps > rasterize.MIN_GAP_METRES) + 1
+        assert 0 < len(over) < 398
+        for times in (paused, glitch):
+            assert rasterize.split_gaps(xy, offsets, times).tolist() == sorted(
+                {0, 150, 400} | set(over.tolist()))
+        # And whatever the times, no break at a step of MIN_GAP_METRES or less.
+        for times in (rng.uniform(-1e6, 1e6, 400), rng.uniform(0, 400, 400).cumsum(), None):
+            assert set(rasterize.split_gaps(xy, offsets, times).tolist()) <= (
+                {0, 150, 400} | set(over.tolist()))

@@ -1,15 +1,20 @@
 """Reading many files: through the parse cache, in parallel processes, bit for bit the same."""
 
+import functools
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 import geoheat
 from geoheat import cache, reading
+from geoheat.rasterize import split_gaps
 
-from .conftest import straight
+from .conftest import shared_folder, straight
+from .test_exports import tcx_document
 
 
 @pytest.fixture
@@ -97,3 +102,97 @@ def test_a_file_over_the_size_limit_is_not_cached_as_skipped(tmp_path, rides):
         geoheat.build([rides], tmp_path / "a.png", parse_cache=store, max_file_size=1000)
     again = geoheat.build([rides], tmp_path / "a.png", parse_cache=store)  # the default limit
     assert again.skipped == [] and again.files_read == 6
+
+
+T0 = datetime(2024, 5, 1, 8, tzinfo=timezone.utc)
+
+
+def every(points, seconds=10.0, pause_at=None, pause=0.0):
+    """A time for each point, `seconds` apart, with a pause before point pause_at."""
+    return [T0 + timedelta(seconds=i * seconds + (pause if pause_at is not None and i >= pause_at
+                                                  else 0)) for i in range(len(points))]
+
+
+@pytest.fixture
+def gappy(tmp_path, write_gpx):
+    """Tracks whose times decide their gaps, and tracks whose times cannot; and whether
+    each needs them."""
+    folder = tmp_path / "gappy"
+    first = straight(14.50, 46.05, 14.51, 46.05)
+    later = straight(14.536, 46.05, 14.546, 46.05)  # 2 km on from the end of first
+    paused = first + later
+    jumped = first + straight(14.53, 46.05, 14.54, 46.05)
+    thinned = straight(14.45, 46.03, 14.60, 46.10, step_m=600)
+    steady = straight(14.50, 46.06, 14.52, 46.07)
+    with_no_fix = steady[:20] + [(0.0, 0.0)] + steady[20:]
+    needs = {
+        # A real pause: 30 min, then on 2 km away (one segment): two lines.
+        write_gpx("pause.gpx", paused, folder=folder,
+                  times=[every(paused, pause_at=len(first), pause=1800)]): True,
+        # A fast jump: 1.5 km in 10 s: broken only by its times.
+        write_gpx("jump.gpx", jumped, folder=folder, times=[every(jumped)]): True,
+        # 600 m steps, 90 s apart: times read (a step is long) but no break.
+        write_gpx("thinned.gpx", thinned, folder=folder, times=[every(thinned, 90)]): True,
+        # 50 m steps; two segments far apart; a point with no fix: no time matters.
+        write_gpx("steady.gpx", steady, folder=folder, times=[every(steady)]): False,
+        write_gpx("apart.gpx", steady, later, folder=folder,
+                  times=[every(steady), every(later, pause_at=0, pause=9000)]): False,
+        write_gpx("no-fix.gpx", with_no_fix, folder=folder, times=[every(with_no_fix)]): False,
+    }
+    tcx = folder / "jump.tcx"  # FIT and TCX readers give times anyway: kept only if needed
+    tcx.write_text(tcx_document(jumped[:50] + jumped[-5:], T0))
+    needs[tcx] = True
+    tcx = folder / "steady.tcx"
+    tcx.write_text(tcx_document(steady[:50], T0))
+    needs[tcx] = False
+    return folder, needs
+
+
+def assert_same_gaps(lazy, full):
+    """Two parses of one file: the same points, start and gaps."""
+    assert lazy.xy.tobytes() == full.xy.tobytes()
+    assert lazy.offsets.tolist() == full.offsets.tolist()
+    assert (lazy.start, lazy.time_note, lazy.error, repr(lazy.summary)) == (
+        full.start, full.time_note, full.error, repr(full.summary))
+    gaps = split_gaps(lazy.xy, lazy.offsets, lazy.times)
+    assert gaps.tolist() == split_gaps(full.xy, full.offsets, full.times).tolist()
+    return gaps
+
+
+def test_times_are_kept_only_where_a_gap_can_need_them(gappy):
+    _, needs = gappy
+    for path, needed in needs.items():
+        lazy, full = reading.parse_file(path), reading.parse_file(path, all_times=True)
+        assert full.times is not None and len(full.times) == len(full.xy)
+        assert (lazy.times is not None) == needed, path.name
+        if needed:  # read, and the same
+            np.testing.assert_array_equal(lazy.times, full.times)
+        gaps = assert_same_gaps(lazy, full)
+        if path.stem in ("pause", "jump"):  # the times make a break the points alone do not
+            assert len(gaps) == len(full.offsets) + 1 > len(split_gaps(full.xy, full.offsets))
+
+
+def test_a_build_without_unneeded_times_is_the_same_bit_for_bit(tmp_path, gappy, monkeypatch):
+    folder, _ = gappy
+    store = tmp_path / "cache"
+    lazy = geoheat.build([folder], tmp_path / "lazy.png", zoom=16, parse_cache=store, csv=True)
+    monkeypatch.setattr(reading, "parse_file",
+                        functools.partial(reading.parse_file, all_times=True))
+    full = geoheat.build([folder], tmp_path / "full.png", zoom=16, csv=True)
+    assert lazy.points_used == full.points_used
+    assert tif_bytes(tmp_path / "lazy.png") == tif_bytes(tmp_path / "full.png")
+    assert (tmp_path / "lazy.csv").read_bytes() == (tmp_path / "full.csv").read_bytes()
+    # And from the parse cache, whose entries hold no times where none are needed.
+    geoheat.build([folder], tmp_path / "warm.png", zoom=16, parse_cache=store)
+    assert tif_bytes(tmp_path / "warm.png") == tif_bytes(tmp_path / "full.png")
+    assert cache.load(store, folder / "steady.gpx").times is None
+    assert cache.load(store, folder / "pause.gpx").times is not None
+
+
+@pytest.mark.parametrize("name", ["garmin-tree", "fit-tcx", "gpx-variety"])
+def test_real_files_have_the_same_gaps_with_their_times_read_or_not(name):
+    paths = sorted(p for p in shared_folder(name).rglob("*") if p.is_file())
+    if name == "garmin-tree":
+        paths = paths[::3]  # every kind, a third of the time
+    for path in paths:
+        assert_same_gaps(reading.parse_file(path), reading.parse_file(path, all_times=True))
