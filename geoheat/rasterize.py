@@ -9,6 +9,7 @@ import numpy as np
 
 from . import tiles
 from .errors import ParameterError
+from .summary import ground_steps
 from .tiles import Grid, TileKey
 
 # Lines mode joins consecutive points unless the step between them is a real break:
@@ -55,9 +56,8 @@ def split_gaps(xy: np.ndarray, offsets: np.ndarray, times: np.ndarray | None = N
     """
     if len(xy) < 2:
         return offsets
-    step = np.hypot(*np.diff(xy, axis=0).T)
-    middle_y = (xy[1:, 1] + xy[:-1, 1]) / 2
-    ground = step / np.cosh(middle_y / tiles.EARTH_RADIUS)
+    # 0 across a segment boundary: already a break, whatever the rule says of it.
+    ground = ground_steps(xy, offsets)
     if times is None:
         times = np.full(len(xy), np.nan)
     dt = np.diff(times)

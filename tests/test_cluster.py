@@ -217,7 +217,7 @@ def test_ctrl_c_in_a_terminal_stops_the_cli_in_one_line(tmp_path):
     import psutil
 
     folder = tmp_path / "in"
-    for i in range(40):  # enough work to be interrupted in: 1,480 files (links)
+    for i in range(120):  # enough work to be interrupted in: 4,440 files (links)
         (folder / str(i)).mkdir(parents=True)
         for sample in SAMPLES.glob("*.gpx"):
             (folder / str(i) / sample.name).symlink_to(sample)
