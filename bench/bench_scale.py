@@ -13,6 +13,7 @@ of an older commit) for ratios in the same run.
 """
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -56,14 +57,16 @@ def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[t
     for zoom in zooms:
         cache = work / f"cache-{tree.name}"
         shutil.rmtree(cache, ignore_errors=True)
+        report = work / "report.json"
         base = [sys.executable, "-m", "geoheat", "build", str(collection), "--basemap",
                 "none", "-q", "--cache", str(cache), "-o", str(work / "h.png"), "--zoom",
-                str(zoom)]
+                str(zoom), "--report", str(report)]
         for kind, more in (("cold", []), ("recount", []), ("warm", ["--sigma", "2"])):
             if kind == "recount":
                 shutil.rmtree(cache / "counts", ignore_errors=True)
             measured = run(base + more, cwd=tree)
-            rows.append((f"{kind} z{zoom}", measured.seconds, measured.peak_mb))
+            tiles = json.loads(report.read_text()).get("tiles")  # memory follows these
+            rows.append((f"{kind} z{zoom}", measured.seconds, measured.peak_mb, tiles))
     return rows
 
 
@@ -84,14 +87,15 @@ def main() -> None:
                   "files")
             trees = [ROOT] + ([args.baseline] if args.baseline else [])
             results = {tree: builds(tree, collection, args.zooms, work) for tree in trees}
-            print(f"{'build':<12} {'seconds':>8} {'peak MB':>8} {'x cold':>7}"
+            print(f"{'build':<12} {'seconds':>8} {'peak MB':>8} {'x cold':>7} {'tiles':>6}"
                   + ("  baseline s / MB" if args.baseline else ""))
             mine = results[ROOT]
-            for i, (name, seconds, peak) in enumerate(mine):
+            for i, (name, seconds, peak, tiles) in enumerate(mine):
                 cold = mine[i - i % 3][1]  # the cold build at the same zoom
-                line = f"{name:<12} {seconds:8.2f} {peak:8.0f} {seconds / cold:7.2f}"
+                line = (f"{name:<12} {seconds:8.2f} {peak:8.0f} {seconds / cold:7.2f} "
+                        f"{tiles if tiles is not None else '-':>6}")
                 if args.baseline:
-                    _, b_seconds, b_peak = results[args.baseline][i]
+                    _, b_seconds, b_peak, _ = results[args.baseline][i]
                     line += f"  {b_seconds:6.2f} / {b_peak:5.0f}"
                 print(line)
             shutil.rmtree(collection)

@@ -251,6 +251,7 @@ def to_json(result: BuildResult, bounds_lonlat: tuple[float, float, float, float
                    "left_out": result.points_left_out},
         "zoom": result.zoom,
         "size": [grid.width, grid.height] if grid else None,
+        "tiles": result.data_tiles,
         "bounds": [round(v, 7) for v in bounds_lonlat] if bounds_lonlat else None,
         "outputs": [str(p) for p in result.outputs],
         "counts_from_cache": result.counts_cached,

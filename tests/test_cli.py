@@ -209,6 +209,9 @@ def test_report_counts_what_the_summary_counts(tmp_path, tracks):
                                    "reason": None, "format": "gpx", "type": None,
                                    "start": None, "points": 4}
     assert report["zoom"] == 14 and len(report["size"]) == 2
+    with rasterio.open(tmp_path / "h-heat.tif") as heat:  # the tiles with heat it holds
+        blocks = heat.read(1).reshape(heat.height // 256, 256, heat.width // 256, 256)
+    assert report["tiles"] == int((blocks > 0).any(axis=(1, 3)).sum()) >= 1
     lon_min, lat_min, lon_max, lat_max = report["bounds"]
     assert lon_min < 14.50 < 14.503 < lon_max and lat_min < 46.05 < 46.053 < lat_max
     assert str(tmp_path / "h.png") in report["outputs"]
