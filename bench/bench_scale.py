@@ -1,6 +1,6 @@
 """Memory and time of builds as a collection grows: 2M points and more, from real tracks.
 
-    python bench/bench_scale.py [--copies 4 16] [--zooms 12 14 16] [--baseline DIR]
+    python bench/bench_scale.py [--copies 4 16] [--zooms 12 14 16] [--places N] [--baseline DIR]
 
 The collection is made from the real runs in ../shared/data/chengdu-runs: each copy
 shifts every track by a few kilometres and a year (a club pooling its members'
@@ -29,13 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
 
 
-def make_collection(folder: Path, copies: int) -> int:
-    """Write `copies` shifted copies of the chengdu runs into folder; the points written."""
+def make_collection(folder: Path, copies: int, places: int | None = None) -> int:
+    """Write `copies` shifted copies of the chengdu runs into folder; the points written.
+    places: how many places the copies take turns in (None: one each); every copy is
+    another year, so none is a duplicate of another."""
     folder.mkdir(parents=True, exist_ok=True)
     points = 0
     sources = sorted(DATA.glob("*.gpx"))
     for copy in range(copies):
-        dx, dy = 0.03 * (copy % 4), 0.02 * (copy // 4)  # a few km each: one city's club
+        place = copy % places if places else copy
+        dx, dy = 0.03 * (place % 4), 0.02 * (place // 4)  # a few km each: one city's club
         for path in sources:
             activity = geoheat.read_gpx(path)
             if not activity.segments or activity.times is None:
@@ -75,6 +78,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, nargs="+", default=[4])
     parser.add_argument("--zooms", type=int, nargs="+", default=[12, 14, 16])
     parser.add_argument("--baseline", type=Path, default=None)
+    parser.add_argument("--places", type=int, default=None,
+                        help="copies take turns in this many places (the same tiles with "
+                             "heat for any number of copies); default: a place each")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found (the benchmark reads ../shared/data/chengdu-runs)")
@@ -82,7 +88,7 @@ def main() -> None:
     try:
         for copies in args.copies:
             collection = work / f"collection-{copies}"
-            points = make_collection(collection, copies)
+            points = make_collection(collection, copies, args.places)
             print(f"\n{copies} copies: {points:,} points in {len(list(collection.iterdir()))} "
                   "files")
             trees = [ROOT] + ([args.baseline] if args.baseline else [])

@@ -128,13 +128,16 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES, *,
 
 
 def parse_and_cache(source: Source, cache_dir: Path | None,
-                    max_bytes: int = MAX_ACTIVITY_BYTES) -> tuple[cache.ParsedFile, bool]:
+                    max_bytes: int = MAX_ACTIVITY_BYTES,
+                    light: bool = False) -> tuple[cache.ParsedFile, bool]:
     """parse_file, then store the result in the parse cache (if there is one); and
-    whether it is there now."""
+    whether it is there now. light: once stored, return it without its points (see
+    read_files' keep_points), so a worker process sends back a summary, not the points."""
     parsed = parse_file(source, max_bytes)
     if cache_dir is None or (parsed.error or "").endswith(TOO_LARGE):  # the limit may change
         return parsed, False
-    return parsed, cache.store(cache_dir, source, parsed)
+    stored = cache.store(cache_dir, source, parsed)
+    return (parsed.without_points() if light and stored else parsed), stored
 
 
 def _die_with_parent() -> None:
@@ -183,10 +186,11 @@ def read_files(
         if pool is not None:
             # Small chunks keep both processes busy to the end; order is kept by map.
             parsed_iter = pool.map(parse_and_cache, to_read, repeat(cache_dir),
-                                   repeat(max_bytes),
+                                   repeat(max_bytes), repeat(light),
                                    chunksize=max(1, len(to_read) // (workers * 8)))
         else:
-            parsed_iter = map(parse_and_cache, to_read, repeat(cache_dir), repeat(max_bytes))
+            parsed_iter = map(parse_and_cache, to_read, repeat(cache_dir), repeat(max_bytes),
+                              repeat(light))
         if progress is not None and to_read:
             parsed_iter = progress(parsed_iter, "Reading activities", len(to_read))
         for i, (parsed, cached) in zip(misses, parsed_iter):

@@ -4,6 +4,7 @@ import functools
 import os
 import subprocess
 import sys
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -94,6 +95,38 @@ def test_jobs_2_equals_jobs_1_bit_for_bit(tmp_path, rides):
     assert one.points_used == two.points_used
     assert tif_bytes(tmp_path / "one.png") == tif_bytes(tmp_path / "two.png")
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+
+
+def test_worker_processes_send_back_summaries_not_points(tmp_path, rides, monkeypatch):
+    # With a cache, a worker stores the points and sends back the summary: 20M points
+    # would otherwise cross the pipe (480 MB) only to be dropped on arrival.
+    store = tmp_path / "cache"
+    sent = []
+    real = reading.parse_and_cache
+
+    def spy(*args):
+        parsed, stored = real(*args)
+        sent.append((len(parsed.xy), parsed.points, stored))
+        return parsed, stored
+
+    monkeypatch.setattr(reading, "parse_and_cache", spy)
+    light = reading.read_files(sorted(rides.glob("*.gpx")), store, keep_points=False)
+    assert len(sent) == 6 and all(xy == 0 and points > 30 and stored
+                                  for xy, points, stored in sent)
+    assert all(not p.loaded and p.summary for p in light)
+    full = reading.read_files(sorted(rides.glob("*.gpx")), None)  # no cache: the points
+    for mine, theirs in zip(light, full):
+        loaded = reading.load_points(mine, reading.Source(Path(mine.name)), store)
+        assert np.array_equal(loaded.xy, theirs.xy)
+        assert loaded.summary.to_json() == theirs.summary.to_json()
+    # Without a cache to keep them in, the points come back whole.
+    assert all(p.loaded for p in reading.read_files(sorted(rides.glob("*.gpx")), None,
+                                                    keep_points=False))
+    monkeypatch.undo()  # a pool pickles the function by name
+    two = geoheat.build([rides], tmp_path / "two.png", zoom=15, jobs=2, parse_cache=store / "2")
+    one = geoheat.build([rides], tmp_path / "one.png", zoom=15, jobs=1)
+    assert tif_bytes(tmp_path / "one.png") == tif_bytes(tmp_path / "two.png")
+    assert two.points_used == one.points_used
 
 
 def test_a_file_over_the_size_limit_is_not_cached_as_skipped(tmp_path, rides):
