@@ -34,7 +34,8 @@ MAX_ENTRIES = 8  # rebuilds tune one build at a time; a few zooms or areas of it
 MAX_BYTES = 2**30  # an entry is ~6 bytes per pixel with heat: 1 GiB is many builds
 _PIXELS = TILE_SIZE * TILE_SIZE
 # The modules whose code decides the counts (points in, counts out).
-_COUNTING_MODULES = ("rasterize", "summary", "tiles", "extent", "countcache")
+_COUNTING_MODULES = ("pipeline", "cache", "rasterize", "summary", "tiles", "extent",
+                     "countcache")
 
 
 class Counted:

@@ -17,7 +17,7 @@ from . import countcache, tiles
 from .activities import record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade_rgba, shade_strips
-from .errors import InputError, ParameterError
+from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom
 from .legend import add_legend, ramp_labels
 from .heat import SCALERS, blur_tiles
@@ -25,8 +25,8 @@ from .options import BuildOptions, available_memory
 from .projection import unproject
 from .rasterize import count_activity
 from .reading import Progress, load_points, read_files
-from .report import (BuildResult, describe_inputs, geotiff_tags, mbtiles_metadata, to_json,
-                     warnings)
+from .report import (BuildResult, FileEntry, describe_inputs, geotiff_tags, mbtiles_metadata,
+                     to_json, warnings)
 from .sources import find_sources
 from .tiles import Grid
 from .outputs import OutputSet
@@ -115,8 +115,10 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
     # every pyramid level below it, and summed (map-reduce: one activity's points at a time)
     grids = [grid] + [level_grid(grid, zoom) for zoom in _pyramid_zooms(options, grid, min_zoom)]
     source_of = {source.name: source for source in sources}
-    count = count_activities if cluster is None else cluster.count_activities
-    counts, *below = count(kept, source_of, box, grids, options, result)
+    if cluster is None:
+        counts, *below = count_activities(kept, source_of, box, grids, options, result, warn)
+    else:
+        counts, *below = cluster.count_activities(kept, source_of, box, grids, options, result)
     if cluster is not None:
         cluster.close()  # the rest is the client's: free the workers now
 
@@ -149,7 +151,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
     return result
 
 
-def count_activities(kept, source_of, box, grids, options, result) -> list[dict]:
+def count_activities(kept, source_of, box, grids, options, result, warn=None) -> list[dict]:
     """The sparse counts, on each of `grids`, of the kept activities' points inside box
     (None: all), summed one activity at a time (their points loaded from the parse cache
     one by one), so memory holds one activity's points and the tiles; records in result
@@ -158,23 +160,38 @@ def count_activities(kept, source_of, box, grids, options, result) -> list[dict]
     memory = available_memory()
     key = None
     if options.parse_cache is not None:
-        key = countcache.entry_key(kept, source_of, box, grids, options.mode)
-        counted = countcache.load(options.parse_cache, key, memory)
+        try:
+            key = countcache.entry_key(kept, source_of, box, grids, options.mode)
+        except OSError:  # a file gone since it was read: count without the counts cache
+            key = None
+        counted = countcache.load(options.parse_cache, key, memory) if key else None
         if counted is not None:
             result.counts_cached = True
             return _recorded(counted, kept, result)
-    counts, drawn, used, outside = [{} for _ in grids], [], 0, 0
+    counts, drawn, used, outside, counted_ones = [{} for _ in grids], [], 0, 0, []
     for activity in kept:
-        full = load_points(activity, source_of[activity.name], options.parse_cache,
-                           options.max_file_size)
+        try:
+            full = load_points(activity, source_of[activity.name], options.parse_cache,
+                               options.max_file_size)
+        except ReadError as err:  # its cache entry damaged, and the file changed since
+            result.skipped.append((activity.name, str(err)))
+            result.entries.append(FileEntry.of(activity, "skipped", _reason(activity, err)))
+            if warn is not None:
+                warn(f"skipped {err}")
+            continue
         points = count_activity(full, box, grids, options.mode, memory, counts)
         drawn.append(bool(points))
+        counted_ones.append(activity)
         used += points
         outside += full.points - points
     counted = countcache.Counted(counts, used, outside, np.array(drawn, dtype=bool))
-    if key is not None and used:
+    if key is not None and used and len(counted_ones) == len(kept):
         countcache.store(options.parse_cache, key, counted)
-    return _recorded(counted, kept, result)
+    return _recorded(counted, counted_ones, result)
+
+
+def _reason(activity, err: ReadError) -> str:
+    return str(err).removeprefix(f"{activity.name}: ")
 
 
 def _recorded(counted, kept, result) -> list[dict]:

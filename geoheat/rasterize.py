@@ -193,7 +193,7 @@ def count_activity(parsed, box, grids, mode: str, memory: int | None,
     same on one machine and on a cluster's workers. The number of points drawn."""
     from .extent import inside
 
-    keep = inside(parsed.xy, box) if box is not None else np.ones(parsed.points, dtype=bool)
+    keep = inside(parsed.xy, box) if box is not None else np.ones(len(parsed.xy), dtype=bool)
     xy, offsets = select_points(parsed.xy, parsed.offsets, keep)
     times = parsed.times[keep] if parsed.times is not None else None
     # Gaps split once, for every grid (points mode does not use them).

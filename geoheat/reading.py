@@ -208,10 +208,16 @@ def read_files(
 
 def load_points(parsed: cache.ParsedFile, source: Source, cache_dir: Path | None,
                 max_bytes: int = MAX_ACTIVITY_BYTES) -> cache.ParsedFile:
-    """A file's points, where read_files left them in the cache (else read again)."""
+    """A file's points, where read_files left them in the cache (else read again).
+    ReadError if they are not the points its summary stands for: the entry was damaged
+    and the file, read again, has changed (or no longer reads)."""
     if parsed.loaded:
         return parsed
     full = cache.load(cache_dir, source) if cache_dir is not None else None
     if full is None:  # damaged since its header was read: read again, and kept again
         full, _ = parse_and_cache(source, cache_dir, max_bytes)
+        if full.error or full.points != parsed.points:
+            why = full.error.removeprefix(f"{parsed.name}: ") if full.error else (
+                f"changed while it was read ({full.points:,} points, not {parsed.points:,})")
+            raise ReadError(f"{parsed.name}: {why}")
     return parsed._replace(xy=full.xy, offsets=full.offsets, times=full.times)

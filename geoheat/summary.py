@@ -68,7 +68,8 @@ def ground_steps(xy: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     middle_y = (xy[1:, 1] + xy[:-1, 1]) / 2
     step = np.hypot(*np.diff(xy, axis=0).T) / np.cosh(middle_y / tiles.EARTH_RADIUS)
-    step[np.asarray(offsets)[1:-1] - 1] = 0
+    ends = np.asarray(offsets)[1:-1]
+    step[ends[(ends > 0) & (ends < len(xy))] - 1] = 0  # empty segments end nowhere
     return step
 
 

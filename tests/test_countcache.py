@@ -5,6 +5,7 @@ import contextlib
 import json
 import sqlite3
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,45 @@ def test_any_sparse_counts_round_trip(tmp_path_factory, grids, outside, drawn):
             assert mine[k].dtype == np.uint32 and mine[k].shape == (tiles.TILE_SIZE,) * 2
             np.testing.assert_array_equal(mine[k], theirs[k])
     assert countcache.load(store, {**key, "any": "other"}) is None
+
+
+def test_a_damaged_parse_entry_whose_file_no_longer_reads_is_skipped_not_miscounted(
+        tmp_path, rides):
+    # The first look reads parse-cache headers only; a body damaged since is found when
+    # its points are loaded. Read again, the file may no longer give those points.
+    store = tmp_path / "cache"
+    build(rides, tmp_path / "a", store, mbtiles=None)
+    entry = max((store / "parsed").glob("*/*.bin"), key=lambda p: p.stat().st_size)
+    damaged = bytearray(entry.read_bytes())
+    damaged[-3] ^= 0x20
+    entry.write_bytes(bytes(damaged))
+    warnings = []
+    result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=14, max_file_size=3000,
+                   on_warning=warnings.append)
+    assert len(result.skipped) == 1 and "larger than" in result.skipped[0][1]
+    assert result.activities == 4 and not result.counts_cached
+    assert [w for w in warnings if w.startswith("skipped ")] == [
+        f"skipped {result.skipped[0][1]}"]
+    entries = {e.path: e.status for e in result.entries}
+    assert sorted(entries.values()) == ["drawn"] * 4 + ["skipped"]
+    # Nothing wrong was kept: the next build draws all five, as one without a cache.
+    again = build(rides, tmp_path / "c", store, mbtiles=None, zoom=14)
+    fresh = build(rides, tmp_path / "d", None, mbtiles=None, zoom=14)
+    assert again.activities == fresh.activities == 5
+    assert outputs(tmp_path / "c") == outputs(tmp_path / "d")
+
+
+def test_a_file_removed_during_a_build_is_skipped(tmp_path, rides, monkeypatch):
+    store = tmp_path / "cache"
+    build(rides, tmp_path / "a", store, mbtiles=None)
+    real = pipeline.read_files
+
+    def read_then_remove(*args, **kwargs):
+        parsed = real(*args, **kwargs)
+        (rides / "r1.gpx").unlink()
+        return parsed
+
+    monkeypatch.setattr(pipeline, "read_files", read_then_remove)
+    result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=14)
+    assert result.activities == 4 and [Path(name).name for name, _ in result.skipped] == [
+        "r1.gpx"]

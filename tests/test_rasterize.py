@@ -81,6 +81,9 @@ def test_split_gaps_breaks_only_at_real_breaks():
     assert rasterize.split_gaps(far, offsets).tolist() == [0, 6]
     glitch = np.vstack([xy, [[8000 + 2 * 60_000, y]]])
     assert rasterize.split_gaps(glitch, np.array([0, 7])).tolist() == [0, 6, 7]
+    # Empty segments (offsets repeated) end nowhere: the jump is still a break.
+    assert rasterize.split_gaps(glitch, np.array([0, 0, 7])).tolist() == [0, 6, 7]
+    assert rasterize.split_gaps(glitch, np.array([0, 7, 7])).tolist() == [0, 6, 7]
 
 
 def test_lines_mode_draws_an_unbroken_line_at_zoom_17(tmp_path, write_gpx):
