@@ -151,7 +151,8 @@ def write_tiled_cog(
     sparse = path.with_name(f".{path.stem}.sparse.tif")
     vrt = path.with_name(f".{path.stem}.levels.vrt")
     copy = {"driver": "COG", "blocksize": size, "compress": "deflate", "predictor": "yes",
-            "sparse_ok": "true", "bigtiff": "if_safer", "tiling_scheme": TILING_SCHEME}
+            "sparse_ok": "true", "bigtiff": "if_safer", "tiling_scheme": TILING_SCHEME,
+            "num_threads": "all_cpus"}
     try:
         write_sparse_tiff(
             sparse, ((*tiles.tile_window(key, grid), block) for key, block in sorted(blocks.items())),
