@@ -1,20 +1,24 @@
-"""The counts cache: a build's summed counts, kept for the next build of the same tracks.
+"""The counts cache: a build's summed counts, kept for the next builds of the same tracks.
 
-Rebuilding is how people tune a heatmap (another colormap, sigma, scaling, style or
-output); none of that changes the counts, which are most of a rebuild's work at high
-zoom (every activity's points loaded and drawn again). An entry holds the sparse counts
-on every grid of a build (the output's and its pyramid levels'), the points drawn and
-outside, and which activities were drawn, keyed by everything the counts depend on:
+Rebuilding is how people tune a heatmap (another colormap, sigma, scaling or style)
+and explore it (another zoom, another output); none of that changes the counts of a
+grid, which are most of a rebuild's work at high zoom (every activity's points loaded
+and drawn again). An entry holds one grid's sparse counts (the output's, or a pyramid
+level's), the points drawn and outside, and which activities were drawn, keyed by
+everything those counts depend on:
 
 - each counted activity's parse-cache identity (its file's path, size, mtime, ctime,
   inode: see cache.py), in order, so an edited, added or removed file is a new key;
-- the box, the grids and the mode;
+- the box and the mode, and the grid (its zoom and tiles);
 - the code that turns points into counts (the source of the modules below), so a
   geoheat whose counting changed never trusts an old entry.
 
-Layout as the parse cache's: a magic line, a CRC-32 line, a JSON line, then raw
-little-endian arrays; written atomically; an entry that fails any check is ignored (and
-counted again). Only the most recently used entries are kept (MAX_ENTRIES, MAX_BYTES).
+One entry a grid: a build at zoom 15 after one at 16 finds every grid it needs among
+the first one's pyramid levels, and a build that adds a tile archive counts only the
+levels it adds. Layout as the parse cache's: a magic line, a CRC-32 line, a JSON line,
+then raw little-endian arrays; written atomically; an entry that fails any check is
+ignored (and counted again). Only the most recently used entries are kept
+(MAX_ENTRIES, MAX_BYTES).
 """
 
 import hashlib
@@ -28,9 +32,9 @@ from .cache import checksum, identity, write_atomic
 from .rasterize import BYTES_PER_DATA_TILE, TooBig
 from .tiles import TILE_SIZE, Grid, TileKey
 
-COUNTS_FORMAT = 1
+COUNTS_FORMAT = 2
 _MAGIC = b"geoheat-counts\n"
-MAX_ENTRIES = 8  # rebuilds tune one build at a time; a few zooms or areas of it fit
+MAX_ENTRIES = 64  # a grid each: a few builds' output grids and their pyramid levels
 MAX_BYTES = 2**30  # an entry is ~6 bytes per pixel with heat: 1 GiB is many builds
 _PIXELS = TILE_SIZE * TILE_SIZE
 # The modules whose code decides the counts (points in, counts out).
@@ -39,10 +43,11 @@ _COUNTING_MODULES = ("pipeline", "cache", "rasterize", "summary", "tiles", "exte
 
 
 class Counted:
-    """A build's counts: per grid, the sparse tiles; the points drawn and outside the
-    box; and one flag per counted activity, whether any of its points was drawn."""
+    """One grid's counts in a build: the sparse tiles; the points drawn and outside the
+    box; and one flag per counted activity, whether any of its points was drawn (the
+    same for every grid of a build)."""
 
-    def __init__(self, counts: list[dict[TileKey, np.ndarray]], used: int, outside: int,
+    def __init__(self, counts: dict[TileKey, np.ndarray], used: int, outside: int,
                  drawn: np.ndarray):
         self.counts, self.used, self.outside, self.drawn = counts, used, outside, drawn
 
@@ -56,28 +61,34 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def entry_key(activities, sources, box, grids: list[Grid], mode: str) -> dict:
-    """What an entry is valid for (see the module's docstring). activities: the counted
-    ParsedFiles, in order; sources: their Sources by name."""
+def entry_key(activities, sources, box, mode: str) -> dict:
+    """What a build's entries are valid for, but their grids (see the module's
+    docstring). activities: the counted ParsedFiles, in order; sources: their Sources
+    by name. OSError if a file is gone."""
+    identities = json.dumps([identity(sources[a.name]) for a in activities], sort_keys=True)
     return {
         "format": COUNTS_FORMAT,
         "code": _code_digest(),
         "mode": mode,
         "box": None if box is None else [float(v) for v in box],
-        "grids": [[g.zoom, g.col_off, g.row_off, g.width, g.height] for g in grids],
-        "activities": [identity(sources[a.name]) for a in activities],
+        "activities": hashlib.sha256(identities.encode()).hexdigest(),
+        "count": len(activities),
     }
 
 
-def entry_path(cache_dir: Path, key: dict) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-    return cache_dir / "counts" / f"{digest[:32]}.bin"
+def _grid_key(key: dict, grid: Grid) -> dict:
+    return {**key, "grid": [grid.zoom, grid.col_off, grid.row_off, grid.width, grid.height]}
 
 
-def load(cache_dir: Path, key: dict, memory: int | None = None) -> Counted | None:
-    """The counts stored under key, or None if absent, stale or damaged. memory: bytes
-    the build's tiles may take (TooBig beyond it, before any tile is made)."""
-    path = entry_path(cache_dir, key)
+def entry_path(cache_dir: Path, key: dict, grid: Grid) -> Path:
+    digest = hashlib.sha256(json.dumps(_grid_key(key, grid), sort_keys=True).encode())
+    return cache_dir / "counts" / f"{digest.hexdigest()[:32]}.bin"
+
+
+def load(cache_dir: Path, key: dict, grid: Grid, memory: int | None = None) -> Counted | None:
+    """The counts of grid stored under key, or None if absent, stale or damaged. memory:
+    bytes the build's tiles may take (TooBig beyond it, before any tile is made)."""
+    path = entry_path(cache_dir, key, grid)
     try:
         data = path.read_bytes()
     except OSError:
@@ -91,31 +102,26 @@ def load(cache_dir: Path, key: dict, memory: int | None = None) -> Counted | Non
             return None
         header_end = data.index(b"\n", checksum_end + 1)
         meta = json.loads(data[checksum_end + 1:header_end])
-        if meta["key"] != key:
+        if meta["key"] != _grid_key(key, grid):
             return None
         body = memoryview(data)[header_end + 1:]
-        drawn = np.frombuffer(body, dtype=np.uint8, count=len(key["activities"])).astype(bool)
-        at = len(drawn)
-        layout = []
-        for tiles, pixels in meta["grids"]:
-            sizes = (8 * tiles, 4 * tiles, 2 * pixels, 4 * pixels)
-            parts = []
-            for size, dtype in zip(sizes, ("<i4", "<i4", "<u2", "<u4")):
-                parts.append(np.frombuffer(body[at:at + size], dtype=dtype))
-                at += size
-            layout.append(parts)
+        drawn = np.frombuffer(body, dtype=np.uint8, count=key["count"]).astype(bool)
+        at, parts = len(drawn), []
+        tiles, pixels = meta["tiles"], meta["pixels"]
+        for size, dtype in zip((8 * tiles, 4 * tiles, 2 * pixels, 4 * pixels),
+                               ("<i4", "<i4", "<u2", "<u4")):
+            parts.append(np.frombuffer(body[at:at + size], dtype=dtype))
+            at += size
         if at != len(body):
             return None  # cut short or padded
     except (ValueError, KeyError, TypeError):
         return None
-    tiles_needed = sum(len(parts[1]) for parts in layout[:1])
-    if memory is not None and tiles_needed * BYTES_PER_DATA_TILE > memory:
-        raise TooBig(f"the heat lies in {tiles_needed:,} tiles at zoom {key['grids'][0][0]}, "
-                     f"about {tiles_needed * BYTES_PER_DATA_TILE / 2**30:.1f} GB of memory, "
-                     f"more than the {memory / 2**30:.1f} GB free: lower --zoom or narrow "
-                     "--bounds")
-    counts = [_tiles(*parts) for parts in layout]
-    if any(c is None for c in counts):
+    if memory is not None and tiles * BYTES_PER_DATA_TILE > memory:
+        raise TooBig(f"the heat lies in {tiles:,} tiles at zoom {grid.zoom}, about "
+                     f"{tiles * BYTES_PER_DATA_TILE / 2**30:.1f} GB of memory, more than the "
+                     f"{memory / 2**30:.1f} GB free: lower --zoom or narrow --bounds")
+    counts = _tiles(*parts)
+    if counts is None:
         return None
     try:
         os.utime(path)  # recently used: kept longest
@@ -137,24 +143,23 @@ def _tiles(keys, nonzero, flat, values) -> dict[TileKey, np.ndarray] | None:
             for (x, y), block in zip(keys.tolist(), blocks)}
 
 
-def store(cache_dir: Path, key: dict, counted: Counted) -> bool:
-    """Keep a build's counts under key, then prune the oldest entries; a cache that
+def store(cache_dir: Path, key: dict, grid: Grid, counted: Counted) -> bool:
+    """Keep a grid's counts under key, then prune the oldest entries; a cache that
     cannot be written is skipped (the build goes on). Whether the entry is there."""
     try:
-        parts, grids = [np.asarray(counted.drawn, dtype=np.uint8).tobytes()], []
-        for counts in counted.counts:
-            keys = np.array(list(counts), dtype="<i4").reshape(-1, 2)
-            flats = [np.flatnonzero(block) for block in counts.values()]
-            values = [block.reshape(-1)[flat] for block, flat in zip(counts.values(), flats)]
-            nonzero = np.array([len(f) for f in flats], dtype="<i4")
-            flat = np.concatenate(flats).astype("<u2") if flats else np.empty(0, "<u2")
-            value = np.concatenate(values).astype("<u4") if values else np.empty(0, "<u4")
-            parts += [keys.tobytes(), nonzero.tobytes(), flat.tobytes(), value.tobytes()]
-            grids.append([len(keys), len(flat)])
-        meta = {"key": key, "used": int(counted.used), "outside": int(counted.outside),
-                "grids": grids}
-        rest = json.dumps(meta).encode() + b"\n" + b"".join(parts)
-        path = entry_path(cache_dir, key)
+        counts = counted.counts
+        keys = np.array(list(counts), dtype="<i4").reshape(-1, 2)
+        flats = [np.flatnonzero(block) for block in counts.values()]
+        values = [block.reshape(-1)[flat] for block, flat in zip(counts.values(), flats)]
+        nonzero = np.array([len(f) for f in flats], dtype="<i4")
+        flat = np.concatenate(flats).astype("<u2") if flats else np.empty(0, "<u2")
+        value = np.concatenate(values).astype("<u4") if values else np.empty(0, "<u4")
+        meta = {"key": _grid_key(key, grid), "used": int(counted.used),
+                "outside": int(counted.outside), "tiles": len(keys), "pixels": len(flat)}
+        rest = b"".join([json.dumps(meta).encode(), b"\n",
+                         np.asarray(counted.drawn, dtype=np.uint8).tobytes(), keys.tobytes(),
+                         nonzero.tobytes(), flat.tobytes(), value.tobytes()])
+        path = entry_path(cache_dir, key, grid)
         write_atomic(path, _MAGIC + checksum(rest) + b"\n" + rest)
         prune(path.parent, keep=path)
     except (OSError, ValueError):

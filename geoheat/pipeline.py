@@ -155,21 +155,51 @@ def count_activities(kept, source_of, box, grids, options, result, warn=None) ->
     """The sparse counts, on each of `grids`, of the kept activities' points inside box
     (None: all), summed one activity at a time (their points loaded from the parse cache
     one by one), so memory holds one activity's points and the tiles; records in result
-    what was drawn and what fell outside. With a parse cache, the counts of the same
-    activities on the same grids come from the counts cache (countcache.py)."""
+    what was drawn and what fell outside. With a parse cache, the grids counted before
+    for the same activities come from the counts cache (countcache.py): only the others
+    are counted."""
     memory = available_memory()
-    key = None
+    key, found = None, {}
     if options.parse_cache is not None:
         try:
-            key = countcache.entry_key(kept, source_of, box, grids, options.mode)
+            key = countcache.entry_key(kept, source_of, box, options.mode)
         except OSError:  # a file gone since it was read: count without the counts cache
             key = None
-        counted = countcache.load(options.parse_cache, key, memory) if key else None
-        if counted is not None:
-            result.counts_cached = True
-            return _recorded(counted, kept, result)
-    counts, drawn, used, outside, counted_ones = [{} for _ in grids], [], 0, 0, []
-    for activity in kept:
+    if key is not None:
+        for i, grid in enumerate(grids):  # the output's grid first: TooBig before the rest
+            cached = countcache.load(options.parse_cache, key, grid, memory if i == 0 else None)
+            if cached is not None:
+                found[i] = cached
+    if len(found) == len(grids):
+        result.counts_cached = True
+        first = found[0]
+        return _recorded([found[i].counts for i in range(len(grids))], first.used,
+                         first.outside, first.drawn, kept, result)
+    missing = [i for i in range(len(grids)) if i not in found]
+    counted = _count(kept, [grids[i] for i in missing], box, source_of, options, memory,
+                     result, warn)
+    counts, used, outside, drawn, drawn_from = counted
+    if len(drawn_from) < len(kept):  # files skipped: nothing kept, and no cached grid used
+        if found:
+            counts, used, outside, drawn, drawn_from = _count(
+                drawn_from, grids, box, source_of, options, memory, result, warn)
+            missing = list(range(len(grids)))
+    elif key is not None and used:
+        for i, grid_counts in zip(missing, counts):
+            countcache.store(options.parse_cache, key, grids[i],
+                             countcache.Counted(grid_counts, used, outside, drawn))
+    by_grid = {i: cached.counts for i, cached in found.items()}
+    by_grid.update(zip(missing, counts))
+    return _recorded([by_grid[i] for i in range(len(grids))], used, outside, drawn,
+                     drawn_from, result)
+
+
+def _count(activities, grids, box, source_of, options, memory, result, warn):
+    """The activities counted on grids, one at a time: (counts per grid, points used,
+    points outside, drawn flags, the activities counted). A file whose points cannot be
+    loaded again is skipped (recorded in result, and said)."""
+    counts, drawn, used, outside, counted = [{} for _ in grids], [], 0, 0, []
+    for activity in activities:
         try:
             full = load_points(activity, source_of[activity.name], options.parse_cache,
                                options.max_file_size)
@@ -181,27 +211,24 @@ def count_activities(kept, source_of, box, grids, options, result, warn=None) ->
             continue
         points = count_activity(full, box, grids, options.mode, memory, counts)
         drawn.append(bool(points))
-        counted_ones.append(activity)
+        counted.append(activity)
         used += points
         outside += full.points - points
-    counted = countcache.Counted(counts, used, outside, np.array(drawn, dtype=bool))
-    if key is not None and used and len(counted_ones) == len(kept):
-        countcache.store(options.parse_cache, key, counted)
-    return _recorded(counted, counted_ones, result)
+    return counts, used, outside, np.array(drawn, dtype=bool), counted
 
 
 def _reason(activity, err: ReadError) -> str:
     return str(err).removeprefix(f"{activity.name}: ")
 
 
-def _recorded(counted, kept, result) -> list[dict]:
-    """Record what was drawn and what fell outside in result; the counts."""
-    if not counted.used:
+def _recorded(counts, used, outside, drawn, kept, result) -> list[dict]:
+    """Record in result what was drawn and what fell outside; the counts."""
+    if not used:
         raise InputError("no trackpoint lies inside --bounds")
-    result.points_used += counted.used
-    result.points_outside += counted.outside
-    record_drawn(result, kept, counted.drawn)
-    return counted.counts
+    result.points_used += used
+    result.points_outside += outside
+    record_drawn(result, kept, drawn)
+    return counts
 
 
 def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:

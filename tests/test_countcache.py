@@ -92,7 +92,7 @@ def test_whatever_the_counts_depend_on_counts_again(
     build(rides, tmp_path / "a", store)
     settings = {}
     if change == "zoom":
-        settings["zoom"] = 14
+        settings["zoom"] = 16  # above: its grid was not among the levels
     elif change == "bounds":
         settings["bounds"] = (46.04, 46.08, 14.49, 14.52)  # lat min, max, lon min, max
     elif change == "mode":
@@ -120,7 +120,8 @@ def test_whatever_the_counts_depend_on_counts_again(
 def test_a_damaged_entry_is_counted_again_and_rewritten(tmp_path, rides, counted):
     store = tmp_path / "cache"
     build(rides, tmp_path / "a", store)
-    entry, = (store / "counts").glob("*.bin")
+    # The output grid's entry: the largest (the levels below hold fewer pixels).
+    entry = max((store / "counts").glob("*.bin"), key=lambda p: p.stat().st_size)
     pristine = entry.read_bytes()
     for where in (3, 40, len(pristine) // 2, len(pristine) - 1):
         damaged = bytearray(pristine)
@@ -145,17 +146,27 @@ def test_an_unwritable_counts_folder_means_counting_each_time(tmp_path, rides, c
     assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
 
 
-def test_only_the_most_recently_used_entries_are_kept(tmp_path, rides, monkeypatch):
+def test_only_the_most_recently_used_entries_are_kept(tmp_path, monkeypatch):
     store = tmp_path / "cache"
     monkeypatch.setattr(countcache, "MAX_ENTRIES", 3)
-    for zoom in (12, 13, 14, 15):
-        build(rides, tmp_path / "a", store, zoom=zoom, mbtiles=None)
-    assert len(list((store / "counts").glob("*.bin"))) == 3  # zoom 12's went first
-    # Using an entry makes it the newest: zoom 13's outlives zoom 14's.
-    assert build(rides, tmp_path / "a", store, zoom=13, mbtiles=None).counts_cached
-    assert not build(rides, tmp_path / "a", store, zoom=12, mbtiles=None).counts_cached
-    assert build(rides, tmp_path / "a", store, zoom=13, mbtiles=None).counts_cached
-    assert not build(rides, tmp_path / "a", store, zoom=14, mbtiles=None).counts_cached
+    key = {"a": "key", "count": 1}
+    grids = [tiles.grid_covering(tiles.xy_bounds(tiles.Tile(100, 200, 9)), zoom)
+             for zoom in (10, 11, 12, 13)]
+    block = np.ones((256, 256), dtype=np.uint32)
+
+    def store_counts(grid):
+        assert countcache.store(store, key, grid, countcache.Counted(
+            {(0, 0): block}, 1, 0, np.array([True])))
+
+    for grid in grids:
+        store_counts(grid)
+    assert len(list((store / "counts").glob("*.bin"))) == 3
+    assert countcache.load(store, key, grids[0]) is None  # the oldest went first
+    # Using an entry makes it the newest: the zoom 11 one outlives zoom 12's.
+    assert countcache.load(store, key, grids[1]) is not None
+    store_counts(grids[0])
+    assert countcache.load(store, key, grids[1]) is not None
+    assert countcache.load(store, key, grids[2]) is None
 
 
 def test_a_cached_build_too_big_for_memory_is_refused_before_its_tiles_are_made(
@@ -175,30 +186,56 @@ sparse_tiles = st.dictionaries(
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(sparse_tiles, min_size=1, max_size=3), st.integers(0, 10**9),
-       st.lists(st.booleans(), max_size=5))
-def test_any_sparse_counts_round_trip(tmp_path_factory, grids, outside, drawn):
+@given(sparse_tiles, st.integers(0, 10**9), st.lists(st.booleans(), max_size=5))
+def test_any_sparse_counts_round_trip(tmp_path_factory, pixels, outside, drawn):
     store = tmp_path_factory.mktemp("cache")
-    counts = []
-    for pixels in grids:
-        level = {}
-        for key, values in pixels.items():
-            block = np.zeros((256, 256), dtype=np.uint32)
-            for flat, value in values:
-                block.reshape(-1)[flat] = value
-            level[key] = block
-        counts.append(level)
-    key = {"any": "key", "activities": [{} for _ in drawn]}
-    assert countcache.store(store, key, countcache.Counted(counts, 7, outside, drawn))
-    back = countcache.load(store, key)
+    counts = {}
+    for key, values in pixels.items():
+        block = np.zeros((256, 256), dtype=np.uint32)
+        for flat, value in values:
+            block.reshape(-1)[flat] = value
+        counts[key] = block
+    key = {"any": "key", "count": len(drawn)}
+    grid = tiles.grid_covering(tiles.xy_bounds(tiles.Tile(3, 5, 4)), 15)
+    assert countcache.store(store, key, grid, countcache.Counted(counts, 7, outside, drawn))
+    back = countcache.load(store, key, grid)
     assert (back.used, back.outside, back.drawn.tolist()) == (7, outside, drawn)
-    assert len(back.counts) == len(counts)
-    for mine, theirs in zip(back.counts, counts):
-        assert mine.keys() == theirs.keys()
-        for k in mine:
-            assert mine[k].dtype == np.uint32 and mine[k].shape == (tiles.TILE_SIZE,) * 2
-            np.testing.assert_array_equal(mine[k], theirs[k])
-    assert countcache.load(store, {**key, "any": "other"}) is None
+    assert back.counts.keys() == counts.keys()
+    for k in counts:
+        assert back.counts[k].dtype == np.uint32 and back.counts[k].shape == (tiles.TILE_SIZE,) * 2
+        np.testing.assert_array_equal(back.counts[k], counts[k])
+    assert countcache.load(store, {**key, "any": "other"}, grid) is None
+    assert countcache.load(store, key, grid._replace(zoom=16)) is None
+
+
+def test_another_zoom_or_output_counts_only_the_grids_not_counted_before(
+        tmp_path, rides, monkeypatch):
+    # Exploring zooms and adding outputs: every grid counted once is kept on its own,
+    # so a build at zoom 14 after one at 15 counts nothing (its grids were the levels),
+    # and adding a tile archive counts only the levels it adds.
+    grids_counted = []
+    real = pipeline.count_activity
+
+    def spy(parsed, box, grids, *args):
+        grids_counted.append(tuple(g.zoom for g in grids))
+        return real(parsed, box, grids, *args)
+
+    monkeypatch.setattr(pipeline, "count_activity", spy)
+    store = tmp_path / "cache"
+    first = build(rides, tmp_path / "a", store, zoom=15, mbtiles=None)  # PNG and COG
+    assert not first.counts_cached and len(set(grids_counted)) == 1
+    top_and_overviews = set(grids_counted[0])
+    grids_counted.clear()
+    lower = build(rides, tmp_path / "b", store, zoom=14, mbtiles=None)
+    assert lower.counts_cached and grids_counted == []
+    with_archive = build(rides, tmp_path / "c", store, zoom=15, min_zoom=6)
+    assert not with_archive.counts_cached
+    assert set(grids_counted) == {tuple(z for z in range(15, 5, -1)
+                                        if z not in top_and_overviews)}
+    for out, options in (("b", {"zoom": 14, "mbtiles": None}),
+                         ("c", {"zoom": 15, "min_zoom": 6})):
+        build(rides, tmp_path / f"{out}-fresh", None, **options)
+        assert outputs(tmp_path / out) == outputs(tmp_path / f"{out}-fresh")
 
 
 def test_a_damaged_parse_entry_whose_file_no_longer_reads_is_skipped_not_miscounted(
@@ -212,7 +249,7 @@ def test_a_damaged_parse_entry_whose_file_no_longer_reads_is_skipped_not_miscoun
     damaged[-3] ^= 0x20
     entry.write_bytes(bytes(damaged))
     warnings = []
-    result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=14, max_file_size=3000,
+    result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=16, max_file_size=3000,
                    on_warning=warnings.append)
     assert len(result.skipped) == 1 and "larger than" in result.skipped[0][1]
     assert result.activities == 4 and not result.counts_cached
@@ -221,8 +258,8 @@ def test_a_damaged_parse_entry_whose_file_no_longer_reads_is_skipped_not_miscoun
     entries = {e.path: e.status for e in result.entries}
     assert sorted(entries.values()) == ["drawn"] * 4 + ["skipped"]
     # Nothing wrong was kept: the next build draws all five, as one without a cache.
-    again = build(rides, tmp_path / "c", store, mbtiles=None, zoom=14)
-    fresh = build(rides, tmp_path / "d", None, mbtiles=None, zoom=14)
+    again = build(rides, tmp_path / "c", store, mbtiles=None, zoom=16)
+    fresh = build(rides, tmp_path / "d", None, mbtiles=None, zoom=16)
     assert again.activities == fresh.activities == 5
     assert outputs(tmp_path / "c") == outputs(tmp_path / "d")
 
@@ -238,6 +275,6 @@ def test_a_file_removed_during_a_build_is_skipped(tmp_path, rides, monkeypatch):
         return parsed
 
     monkeypatch.setattr(pipeline, "read_files", read_then_remove)
-    result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=14)
+    result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=16)
     assert result.activities == 4 and [Path(name).name for name, _ in result.skipped] == [
         "r1.gpx"]
