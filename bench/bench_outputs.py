@@ -42,8 +42,8 @@ def main() -> None:
     kept, result = select_activities(read_files(sources))
     box, area = choose_area([a.summary for a in kept], None, "auto")
     grid = tiles.grid_covering(area, args.zoom)
-    counts = count_activities(kept, {s.name: s for s in sources}, box, grid,
-                              BuildOptions(inputs=[args.data]), result)
+    counts, = count_activities(kept, {s.name: s for s in sources}, box, [grid],
+                               BuildOptions(inputs=[args.data]), result)
     heat_tiles = heat.blur_tiles(heat.cdf_scale_tiles(counts), 1.0, grid)
     heatmap = tiles.to_dense(heat_tiles, grid)
     rgba = {key: colour.shade_rgba(block, HOT_RGBA) for key, block in heat_tiles.items()}

@@ -24,6 +24,7 @@ ignored (and counted again). Only the most recently used entries are kept
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -143,42 +144,51 @@ def _tiles(keys, nonzero, flat, values) -> dict[TileKey, np.ndarray] | None:
             for (x, y), block in zip(keys.tolist(), blocks)}
 
 
-def store(cache_dir: Path, key: dict, grid: Grid, counted: Counted) -> bool:
-    """Keep a grid's counts under key, then prune the oldest entries; a cache that
-    cannot be written is skipped (the build goes on). Whether the entry is there."""
+def store(cache_dir: Path, key: dict, grids: Iterable[tuple[Grid, Counted]],
+          keep: Iterable[Grid] = ()) -> bool:
+    """Keep grids' counts under key, then prune the oldest entries, never this build's
+    (the grids stored and those in keep: found here and used); a cache that cannot be
+    written is skipped (the build goes on). Whether all were stored."""
     try:
-        counts = counted.counts
-        keys = np.array(list(counts), dtype="<i4").reshape(-1, 2)
-        flats = [np.flatnonzero(block) for block in counts.values()]
-        values = [block.reshape(-1)[flat] for block, flat in zip(counts.values(), flats)]
-        nonzero = np.array([len(f) for f in flats], dtype="<i4")
-        flat = np.concatenate(flats).astype("<u2") if flats else np.empty(0, "<u2")
-        value = np.concatenate(values).astype("<u4") if values else np.empty(0, "<u4")
-        meta = {"key": _grid_key(key, grid), "used": int(counted.used),
-                "outside": int(counted.outside), "tiles": len(keys), "pixels": len(flat)}
-        rest = b"".join([json.dumps(meta).encode(), b"\n",
-                         np.asarray(counted.drawn, dtype=np.uint8).tobytes(), keys.tobytes(),
-                         nonzero.tobytes(), flat.tobytes(), value.tobytes()])
-        path = entry_path(cache_dir, key, grid)
-        write_atomic(path, _MAGIC + checksum(rest) + b"\n" + rest)
-        prune(path.parent, keep=path)
+        paths = [entry_path(cache_dir, key, grid) for grid in keep]
+        for grid, counted in grids:
+            paths.append(_store(cache_dir, key, grid, counted))
+        prune(cache_dir / "counts", keep=set(paths))
     except (OSError, ValueError):
         return False
     return True
 
 
-def prune(folder: Path, keep: Path | None = None) -> None:
+def _store(cache_dir: Path, key: dict, grid: Grid, counted: Counted) -> Path:
+    counts = counted.counts
+    keys = np.array(list(counts), dtype="<i4").reshape(-1, 2)
+    flats = [np.flatnonzero(block) for block in counts.values()]
+    values = [block.reshape(-1)[flat] for block, flat in zip(counts.values(), flats)]
+    nonzero = np.array([len(f) for f in flats], dtype="<i4")
+    flat = np.concatenate(flats).astype("<u2") if flats else np.empty(0, "<u2")
+    value = np.concatenate(values).astype("<u4") if values else np.empty(0, "<u4")
+    meta = {"key": _grid_key(key, grid), "used": int(counted.used),
+            "outside": int(counted.outside), "tiles": len(keys), "pixels": len(flat)}
+    rest = b"".join([json.dumps(meta).encode(), b"\n",
+                     np.asarray(counted.drawn, dtype=np.uint8).tobytes(), keys.tobytes(),
+                     nonzero.tobytes(), flat.tobytes(), value.tobytes()])
+    path = entry_path(cache_dir, key, grid)
+    write_atomic(path, _MAGIC + checksum(rest) + b"\n" + rest)
+    return path
+
+
+def prune(folder: Path, keep: set[Path] = frozenset()) -> None:
     """Remove all but the most recently used entries (at most MAX_ENTRIES, MAX_BYTES in
-    all; keep stays whatever its size)."""
+    all); those in keep stay, whatever their number and size."""
     entries = []
     for path in folder.glob("*.bin"):
         try:
             stat = path.stat()
         except OSError:
             continue  # removed by another build meanwhile
-        entries.append((path != keep, -stat.st_mtime_ns, stat.st_size, path))
+        entries.append((path not in keep, -stat.st_mtime_ns, stat.st_size, path))
     total = 0
     for rank, (_, _, size, path) in enumerate(sorted(entries)):
         total += size
-        if rank >= MAX_ENTRIES or (total > MAX_BYTES and path != keep):
+        if path not in keep and (rank >= MAX_ENTRIES or total > MAX_BYTES):
             path.unlink(missing_ok=True)

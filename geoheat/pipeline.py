@@ -185,9 +185,10 @@ def count_activities(kept, source_of, box, grids, options, result, warn=None) ->
                 drawn_from, grids, box, source_of, options, memory, result, warn)
             missing = list(range(len(grids)))
     elif key is not None and used:
-        for i, grid_counts in zip(missing, counts):
-            countcache.store(options.parse_cache, key, grids[i],
-                             countcache.Counted(grid_counts, used, outside, drawn))
+        countcache.store(options.parse_cache, key,
+                         [(grids[i], countcache.Counted(grid_counts, used, outside, drawn))
+                          for i, grid_counts in zip(missing, counts)],
+                         keep=[grids[i] for i in found])
     by_grid = {i: cached.counts for i, cached in found.items()}
     by_grid.update(zip(missing, counts))
     return _recorded([by_grid[i] for i in range(len(grids))], used, outside, drawn,

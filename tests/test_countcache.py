@@ -155,8 +155,8 @@ def test_only_the_most_recently_used_entries_are_kept(tmp_path, monkeypatch):
     block = np.ones((256, 256), dtype=np.uint32)
 
     def store_counts(grid):
-        assert countcache.store(store, key, grid, countcache.Counted(
-            {(0, 0): block}, 1, 0, np.array([True])))
+        assert countcache.store(store, key, [(grid, countcache.Counted(
+            {(0, 0): block}, 1, 0, np.array([True])))])
 
     for grid in grids:
         store_counts(grid)
@@ -167,6 +167,14 @@ def test_only_the_most_recently_used_entries_are_kept(tmp_path, monkeypatch):
     store_counts(grids[0])
     assert countcache.load(store, key, grids[1]) is not None
     assert countcache.load(store, key, grids[2]) is None
+    # A build's own grids are never pruned by its own stores, whatever the limits.
+    monkeypatch.setattr(countcache, "MAX_BYTES", 1)
+    many = [tiles.grid_covering(tiles.xy_bounds(tiles.Tile(7, 9, 5)), zoom)
+            for zoom in range(6, 12)]
+    assert countcache.store(store, key, [(grid, countcache.Counted(
+        {(0, 0): block}, 1, 0, np.array([True]))) for grid in many[1:]], keep=many[:1])
+    assert countcache.load(store, key, many[0]) is None  # never stored: nothing to keep
+    assert all(countcache.load(store, key, grid) is not None for grid in many[1:])
 
 
 def test_a_cached_build_too_big_for_memory_is_refused_before_its_tiles_are_made(
@@ -197,7 +205,7 @@ def test_any_sparse_counts_round_trip(tmp_path_factory, pixels, outside, drawn):
         counts[key] = block
     key = {"any": "key", "count": len(drawn)}
     grid = tiles.grid_covering(tiles.xy_bounds(tiles.Tile(3, 5, 4)), 15)
-    assert countcache.store(store, key, grid, countcache.Counted(counts, 7, outside, drawn))
+    assert countcache.store(store, key, [(grid, countcache.Counted(counts, 7, outside, drawn))])
     back = countcache.load(store, key, grid)
     assert (back.used, back.outside, back.drawn.tolist()) == (7, outside, drawn)
     assert back.counts.keys() == counts.keys()
