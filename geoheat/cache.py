@@ -30,7 +30,7 @@ import numpy as np
 
 from .summary import Summary
 
-CACHE_FORMAT = 8
+CACHE_FORMAT = 9
 _MAGIC = b"geoheat-parsed\n"  # then the checksum line, one JSON line, the offsets and points
 _CHECKSUM_SIZE = 4  # bytes of a CRC-32; the checksum line holds two, in hex: header, body
 _CHECKSUMS_END = len(_MAGIC) + 4 * _CHECKSUM_SIZE  # where the checksum line's newline is
@@ -96,6 +96,7 @@ class ParsedFile(NamedTuple):
     times: np.ndarray | None = None
     time_note: str | None = None  # why the file's own time is not the start (implausible)
     summary: Summary | None = None  # the track in brief; None without points
+    size: int = 0  # bytes the file takes uncompressed (what --max-file-size limits)
 
     @property
     def points(self) -> int:
@@ -169,7 +170,7 @@ def load(cache_dir: Path, source, points: bool = True) -> ParsedFile | None:
         found = ParsedFile(_name(source), np.empty((0, 2)), np.zeros(1, dtype=np.int64),
                            start, meta["routes"], meta["waypoints"], meta["invalid"],
                            meta["error"], meta["file_format"], meta["type"], meta["note"],
-                           None, meta["time_note"], summary)
+                           None, meta["time_note"], summary, meta["size"])
         if not points:
             return found
         body = memoryview(data)[header_end + 1:]
@@ -218,7 +219,8 @@ def store(cache_dir: Path, source, parsed: ParsedFile) -> bool:
                 "file_format": parsed.format, "type": parsed.activity_type, "note": parsed.note,
                 "time_note": parsed.time_note, "offsets": len(offsets), "points": len(xy),
                 "times": times is not None,
-                "summary": parsed.summary.to_json() if parsed.summary else None}
+                "summary": parsed.summary.to_json() if parsed.summary else None,
+                "size": parsed.size}
         header = json.dumps(meta).encode()
         body = (offsets.tobytes() + xy.tobytes()
                 + (times.tobytes() if times is not None else b""))

@@ -57,15 +57,17 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES, *,
     source = source if isinstance(source, Source) else Source(Path(source))
     name, named = source.name, source.format
     empty_xy, no_offsets = np.empty((0, 2)), np.zeros(1, dtype=np.int64)
+    size = 0  # the bytes read, uncompressed
 
     def failed(reason: str, fmt: str, **more) -> cache.ParsedFile:
         return cache.ParsedFile(name, empty_xy, no_offsets, more.pop("start", None), **more,
-                                error=reason, format=fmt)
+                                error=reason, format=fmt, size=size)
 
     try:
         data = read_source(source, max_bytes)
     except ReadError as err:
         return failed(str(err), named)
+    size = len(data)
     fmt = sniff_format(data[:SNIFF_BYTES])
     if fmt is None:
         what = describe_content(data[:SNIFF_BYTES])
@@ -124,7 +126,8 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES, *,
     return cache.ParsedFile(name, xy, offsets, start,
                             activity.routes, activity.waypoints, int((~track.valid).sum()),
                             format=fmt, activity_type=kind, note=note, times=times,
-                            time_note=time_note, summary=summarize(xy, offsets, track.steps))
+                            time_note=time_note, summary=summarize(xy, offsets, track.steps),
+                            size=size)
 
 
 def parse_and_cache(source: Source, cache_dir: Path | None,
@@ -171,9 +174,14 @@ def read_files(
     def kept(parsed: cache.ParsedFile | None, cached: bool = True) -> cache.ParsedFile | None:
         return parsed.without_points() if light and cached and parsed is not None else parsed
 
+    def cached(source: Source) -> cache.ParsedFile | None:
+        found = cache.load(cache_dir, source, points=not light)
+        # Over the limit now (kept under a larger one): read, to be refused as without
+        # a cache.
+        return None if found is None or found.size > max_bytes else kept(found)
+
     results: list[cache.ParsedFile | None] = [
-        kept(cache.load(cache_dir, path, points=not light)) if cache_dir is not None else None
-        for path in paths]
+        cached(path) if cache_dir is not None else None for path in paths]
     misses = [i for i, parsed in enumerate(results) if parsed is None]
     to_read = [paths[i] for i in misses]
     workers = min(jobs, len(to_read))

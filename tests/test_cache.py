@@ -48,7 +48,7 @@ def cached(store: Path, path: Path) -> Path:
 
 def assert_same(a: cache.ParsedFile, b: cache.ParsedFile):
     assert np.array_equal(a.xy, b.xy) and np.array_equal(a.offsets, b.offsets)
-    assert (a.start, a.error, a.format) == (b.start, b.error, b.format)
+    assert (a.start, a.error, a.format, a.size) == (b.start, b.error, b.format, b.size)
 
 
 def test_an_entry_round_trips(tmp_path, ride):
@@ -57,8 +57,8 @@ def test_an_entry_round_trips(tmp_path, ride):
     cache.store(store, ride, parsed)
     assert_same(cache.load(store, ride), parsed)
     # A new layout or meaning (7: a checksum for the header alone; 8: times only where
-    # a gap may need them): entries of older geoheats are not used.
-    assert cache.CACHE_FORMAT == 8
+    # a gap may need them; 9: the file's size): entries of older geoheats are not used.
+    assert cache.CACHE_FORMAT == 9
 
 
 def test_a_flipped_bit_anywhere_in_an_entry_means_reading_the_file_again(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -246,30 +247,50 @@ def test_another_zoom_or_output_counts_only_the_grids_not_counted_before(
         assert outputs(tmp_path / out) == outputs(tmp_path / f"{out}-fresh")
 
 
-def test_a_damaged_parse_entry_whose_file_no_longer_reads_is_skipped_not_miscounted(
-        tmp_path, rides):
-    # The first look reads parse-cache headers only; a body damaged since is found when
-    # its points are loaded. Read again, the file may no longer give those points.
+def test_a_file_rewritten_during_a_build_is_skipped_not_miscounted(
+        tmp_path, rides, write_gpx, monkeypatch):
+    # The first look reads parse-cache headers only; the points are loaded when counted.
+    # A file rewritten in between no longer gives the points its summary stands for.
     store = tmp_path / "cache"
-    build(rides, tmp_path / "a", store, mbtiles=None)
-    entry = max((store / "parsed").glob("*/*.bin"), key=lambda p: p.stat().st_size)
-    damaged = bytearray(entry.read_bytes())
-    damaged[-3] ^= 0x20
-    entry.write_bytes(bytes(damaged))
+    build(rides, tmp_path / "a", store, mbtiles=None)  # zoom 15: 16's levels are kept
+    real = countcache.entry_key
+
+    def key_then_rewrite(*args, **kwargs):  # the levels found are r2's before
+        key = real(*args, **kwargs)
+        write_gpx("r2.gpx", straight(14.51, 46.05, 14.53, 46.075), folder=rides)
+        return key
+
+    monkeypatch.setattr(countcache, "entry_key", key_then_rewrite)
     warnings = []
-    result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=16, max_file_size=3000,
+    result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=16,
                    on_warning=warnings.append)
-    assert len(result.skipped) == 1 and "larger than" in result.skipped[0][1]
+    assert [(Path(name).name, "changed while it was read" in why)
+            for name, why in result.skipped] == [("r2.gpx", True)]
     assert result.activities == 4 and not result.counts_cached
     assert [w for w in warnings if w.startswith("skipped ")] == [
         f"skipped {result.skipped[0][1]}"]
     entries = {e.path: e.status for e in result.entries}
     assert sorted(entries.values()) == ["drawn"] * 4 + ["skipped"]
-    # Nothing wrong was kept: the next build draws all five, as one without a cache.
-    again = build(rides, tmp_path / "c", store, mbtiles=None, zoom=16)
-    fresh = build(rides, tmp_path / "d", None, mbtiles=None, zoom=16)
-    assert again.activities == fresh.activities == 5
-    assert outputs(tmp_path / "c") == outputs(tmp_path / "d")
+    # Its cached levels counted r2 as it was: none was used, and nothing was kept.
+    monkeypatch.undo()
+    (rides / "r2.gpx").unlink()
+    without = build(rides, tmp_path / "c", None, mbtiles=None, zoom=16)
+    # The same heat as a build without r2 (its tags count the files found: 5, not 4).
+    assert (tmp_path / "b" / "h.png").read_bytes() == (tmp_path / "c" / "h.png").read_bytes()
+    with rasterio.open(tmp_path / "b" / "h-heat.tif") as b:
+        levels = len(b.overviews(1))
+    assert levels >= 1
+    for level in [None, *range(levels)]:  # the full resolution, then each overview
+        extra = {} if level is None else {"overview_level": level}
+        with rasterio.open(tmp_path / "b" / "h-heat.tif", **extra) as b, \
+                rasterio.open(tmp_path / "c" / "h-heat.tif", **extra) as c:
+            assert b.transform == c.transform
+            np.testing.assert_array_equal(b.read(), c.read())
+    write_gpx("r2.gpx", straight(14.51, 46.05, 14.53, 46.075), folder=rides)
+    again = build(rides, tmp_path / "d", store, mbtiles=None, zoom=16)
+    fresh = build(rides, tmp_path / "e", None, mbtiles=None, zoom=16)
+    assert again.activities == fresh.activities == without.activities + 1 == 5
+    assert outputs(tmp_path / "d") == outputs(tmp_path / "e")
 
 
 def test_a_file_removed_during_a_build_is_skipped(tmp_path, rides, monkeypatch):

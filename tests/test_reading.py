@@ -137,6 +137,23 @@ def test_a_file_over_the_size_limit_is_not_cached_as_skipped(tmp_path, rides):
     assert again.skipped == [] and again.files_read == 6
 
 
+def test_the_size_limit_holds_for_files_in_the_cache(tmp_path, rides, write_gpx):
+    # Kept under the default limit, refused under a lower one, as without a cache.
+    big = write_gpx("big.gpx", straight(14.50, 46.05, 14.60, 46.10), folder=rides)
+    limit = big.stat().st_size - 1
+    assert all(p.stat().st_size <= limit for p in rides.glob("r*.gpx"))
+    store = tmp_path / "cache"
+    geoheat.build([rides], tmp_path / "a.png", parse_cache=store)
+    assert cache.load(store, big).size == big.stat().st_size
+    results = [geoheat.build([rides], tmp_path / f"{name}.png", parse_cache=where,
+                             max_file_size=limit) for name, where in (("b", store), ("c", None))]
+    for result in results:
+        assert [(Path(name).name, "larger than" in why) for name, why in result.skipped] == [
+            ("big.gpx", True)]
+    assert tif_bytes(tmp_path / "b.png") == tif_bytes(tmp_path / "c.png")
+    assert geoheat.build([rides], tmp_path / "d.png", parse_cache=store).skipped == []
+
+
 T0 = datetime(2024, 5, 1, 8, tzinfo=timezone.utc)
 
 
