@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,14 +44,13 @@ _COUNTING_MODULES = ("pipeline", "cache", "rasterize", "summary", "tiles", "exte
                      "countcache")
 
 
-class Counted:
-    """One grid's counts in a build: the sparse tiles; the points drawn and outside the
-    box; and one flag per counted activity, whether any of its points was drawn (the
-    same for every grid of a build)."""
+class Counted(NamedTuple):
+    """One grid's counts in a build, and what the build drew (the same on every grid)."""
 
-    def __init__(self, counts: dict[TileKey, np.ndarray], used: int, outside: int,
-                 drawn: np.ndarray):
-        self.counts, self.used, self.outside, self.drawn = counts, used, outside, drawn
+    counts: dict[TileKey, np.ndarray]  # the sparse tiles
+    used: int  # points drawn
+    outside: int  # points outside the box
+    drawn: np.ndarray  # per counted activity, in order: whether any point of it was drawn
 
 
 def _code_digest() -> str:
