@@ -13,7 +13,8 @@ even one whose size and mtime were put back (touch cannot set ctime), and a new
 geoheat never trusts an old layout. Entries are written to a temporary file and
 renamed, so two runs at once never see half an entry. An entry that cannot be
 read, fails its checksum (a flipped bit would silently move a ride) or holds a
-point that is not finite is ignored and rewritten.
+point that is not finite is ignored and rewritten. When a build adds entries and the
+cache holds more than MAX_CACHE_BYTES, the least recently used go (see prune).
 """
 
 import hashlib
@@ -35,6 +36,10 @@ _MAGIC = b"geoheat-parsed\n"  # then the checksum line, one JSON line, the offse
 _CHECKSUM_SIZE = 4  # bytes of a CRC-32; the checksum line holds two, in hex: header, body
 _CHECKSUMS_END = len(_MAGIC) + 4 * _CHECKSUM_SIZE  # where the checksum line's newline is
 _HEAD_READ = 16384  # bytes read for a header alone: its JSON line is ~1-3 KB
+# Parse entries beyond this, least recently used first, are removed after a build adds
+# some: ~16 bytes a point, so room for 250 million points (a club's pooled exports,
+# several times over as they are exported again).
+MAX_CACHE_BYTES = 4 * 2**30
 
 
 def checksum(header_and_body) -> bytes:
@@ -202,6 +207,45 @@ def _plausible(offsets: np.ndarray, xy: np.ndarray) -> bool:
 
 def _name(source) -> str:
     return source.name if hasattr(source, "member") else str(source)
+
+
+def prune(cache_dir: Path, keep=(), limit: int | None = None) -> int:
+    """Remove the least recently used parse entries until the rest take at most limit
+    bytes (None: MAX_CACHE_BYTES), never those of the sources in keep (this build's).
+    Recent use is the access time, which Linux's default (relatime) moves at most once
+    a day: enough to tell last month's export from this week's. The entries removed."""
+    limit = MAX_CACHE_BYTES if limit is None else limit
+    entries, total = [], 0
+    try:
+        for folder in os.scandir(cache_dir / "parsed"):
+            if folder.is_dir(follow_symlinks=False):
+                for entry in os.scandir(folder.path):
+                    if entry.name.endswith(".bin"):
+                        stat = entry.stat(follow_symlinks=False)
+                        entries.append((stat.st_atime_ns, stat.st_size, entry.path))
+                        total += stat.st_size
+    except OSError:
+        return 0  # no cache, or one that cannot be listed: nothing to do
+    if total <= limit:
+        return 0
+    kept = set()
+    for source in keep:
+        try:
+            kept.add(str(entry_path(cache_dir, identity(source))))
+        except OSError:
+            pass  # gone: its entry can go too
+    removed = 0
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        if path not in kept:
+            try:
+                os.unlink(path)
+                removed += 1
+                total -= size
+            except OSError:
+                pass  # removed by another build meanwhile, or read-only
+    return removed
 
 
 def store(cache_dir: Path, source, parsed: ParsedFile) -> bool:

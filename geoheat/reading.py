@@ -201,11 +201,15 @@ def read_files(
                               repeat(light))
         if progress is not None and to_read:
             parsed_iter = progress(parsed_iter, "Reading activities", len(to_read))
-        for i, (parsed, cached) in zip(misses, parsed_iter):
-            results[i] = kept(parsed, cached)
+        for i, (parsed, stored) in zip(misses, parsed_iter):
+            results[i] = kept(parsed, stored)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    # Entries were added: the oldest may go. Not for a file or two added to thousands
+    # (listing 7,000 entries takes ~60 ms): an export read again is all new files.
+    if cache_dir is not None and to_read and len(to_read) * 100 >= len(paths):
+        cache.prune(cache_dir, keep=paths)
     # What activities.csv says beats what the file says; applied here, not cached, so an
     # edited activities.csv counts at once.
     return [parsed._replace(start=source.date or parsed.start,

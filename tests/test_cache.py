@@ -14,6 +14,8 @@ import pytest
 import geoheat
 from geoheat import cache, reading
 
+from .conftest import straight
+
 LON, LAT = 14.50123, 46.05012
 
 
@@ -231,3 +233,32 @@ def test_point_times_and_the_time_note_round_trip(tmp_path):
     untimed = parsed._replace(times=None, time_note=None)
     cache.store(tmp_path / "c", source, untimed)
     assert cache.load(tmp_path / "c", source).times is None
+
+
+def test_the_least_recently_used_entries_go_when_the_cache_outgrows_its_limit(
+        tmp_path, write_gpx, monkeypatch):
+    # An export downloaded again is new files (new inodes): the old entries would stay
+    # for ever. A build that adds entries removes the least recently used beyond the
+    # limit, never its own.
+    old = [write_gpx(f"old{i}.gpx", straight(14.50, 46.05 + i * 0.01, 14.52, 46.06),
+                     folder=tmp_path / "old") for i in range(4)]
+    new = [write_gpx(f"new{i}.gpx", straight(14.50, 46.05 + i * 0.01, 14.52, 46.07),
+                     folder=tmp_path / "new") for i in range(2)]
+    store = tmp_path / "cache"
+    reading.read_files(old, store)
+    entries = {p: cache.entry_path(store, cache.identity(p)) for p in old}
+    size = entries[old[0]].stat().st_size
+    for age, path in enumerate(old):  # old3 used longest ago, old0 most recently
+        stat = entries[path].stat()
+        os.utime(entries[path], ns=(stat.st_atime_ns - (age + 1) * 10**12, stat.st_mtime_ns))
+    monkeypatch.setattr(cache, "MAX_CACHE_BYTES", int(4.5 * size))
+    reading.read_files(new + old[:1], store)  # two new entries: six, 4.5 fit
+    assert [entries[p].exists() for p in old] == [True, True, False, False]
+    assert all(cache.load(store, p) is not None for p in new)
+    # A build over the limit with its own entries alone keeps them all.
+    monkeypatch.setattr(cache, "MAX_CACHE_BYTES", 1)
+    assert cache.prune(store, keep=new + old[:2]) == 0
+    assert cache.prune(store, keep=new) == 2
+    # A warm build adds nothing, and removes nothing.
+    monkeypatch.setattr(cache, "prune", lambda *args, **kwargs: pytest.fail("pruned"))
+    reading.read_files(new, store)
