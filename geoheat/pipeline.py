@@ -119,7 +119,6 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
         counts, *below = count_activities(kept, source_of, box, grids, options, result, warn)
     else:
         counts, *below = cluster.count_activities(kept, source_of, box, grids, options, result)
-    if cluster is not None:
         cluster.close()  # the rest is the client's: free the workers now
 
     # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
@@ -204,7 +203,7 @@ def _count(activities, grids, box, source_of, options, memory, result, warn):
         try:
             full = load_points(activity, source_of[activity.name], options.parse_cache,
                                options.max_file_size)
-        except ReadError as err:  # its cache entry damaged, and the file changed since
+        except ReadError as err:  # changed (or gone) since it was read
             result.skipped.append((activity.name, str(err)))
             result.entries.append(FileEntry.of(activity, "skipped", _reason(activity, err)))
             if warn is not None:
