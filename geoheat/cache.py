@@ -221,7 +221,10 @@ def prune(cache_dir: Path, keep=(), limit: int | None = None) -> int:
             if folder.is_dir(follow_symlinks=False):
                 for entry in os.scandir(folder.path):
                     if entry.name.endswith(".bin"):
-                        stat = entry.stat(follow_symlinks=False)
+                        try:
+                            stat = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue  # removed by another build meanwhile
                         entries.append((stat.st_atime_ns, stat.st_size, entry.path))
                         total += stat.st_size
     except OSError:

@@ -331,7 +331,8 @@ def read_batch(batch: Sequence[Source | UrlSource], cache_dir: Path | None = Non
     given and the workers share it), points and all, in order."""
     parsed: list[cache.ParsedFile | None] = [None] * len(batch)
     local = [i for i, s in enumerate(batch) if isinstance(s, Source)]
-    for i, p in zip(local, read_files([batch[i] for i in local], cache_dir, 1, None, max_bytes)):
+    for i, p in zip(local, read_files([batch[i] for i in local], cache_dir, 1, None, max_bytes,
+                                      prune=False)):  # a batch knows only its own files
         parsed[i] = p
     for i, source in enumerate(batch):
         if parsed[i] is None:

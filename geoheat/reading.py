@@ -5,6 +5,7 @@ project), so it can run in worker processes; results are put back in input
 order, so any number of jobs gives the same result, bit for bit.
 """
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -66,8 +67,12 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES, *,
     try:
         data = read_source(source, max_bytes)
     except ReadError as err:
+        size = max_bytes  # read under this limit: a lower one reads it again
         return failed(str(err), named)
     size = len(data)
+    if source.member is None and not source.path.name.lower().endswith(".gz"):
+        with contextlib.suppress(OSError):  # what read_source checks the limit on
+            size = max(size, source.path.stat().st_size)
     fmt = sniff_format(data[:SNIFF_BYTES])
     if fmt is None:
         what = describe_content(data[:SNIFF_BYTES])
@@ -162,12 +167,14 @@ def read_files(
     progress: Progress | None = None,
     max_bytes: int = MAX_ACTIVITY_BYTES,
     keep_points: bool = True,
+    prune: bool = True,
 ) -> list[cache.ParsedFile]:
     """Every source parsed, in order: from the cache where it holds the file, else read
     (in `jobs` processes when there are several files to read). max_bytes: what one file
     may take uncompressed. keep_points=False (with a cache): the points are left in the
     cache, each file's summary stands for them (load_points brings them back), so
-    memory does not grow with the points of all files."""
+    memory does not grow with the points of all files. prune=False: leave the cache's
+    size alone (a batch of a build, which knows only its own files)."""
     paths = [p if isinstance(p, Source) else Source(Path(p)) for p in paths]
     light = not keep_points and cache_dir is not None
 
@@ -208,7 +215,7 @@ def read_files(
             pool.shutdown(cancel_futures=True)
     # Entries were added: the oldest may go. Not for a file or two added to thousands
     # (listing 7,000 entries takes ~60 ms): an export read again is all new files.
-    if cache_dir is not None and to_read and len(to_read) * 100 >= len(paths):
+    if prune and cache_dir is not None and to_read and len(to_read) * 100 >= len(paths):
         cache.prune(cache_dir, keep=paths)
     # What activities.csv says beats what the file says; applied here, not cached, so an
     # edited activities.csv counts at once.

@@ -246,3 +246,33 @@ def test_real_files_have_the_same_gaps_with_their_times_read_or_not(name):
         paths = paths[::3]  # every kind, a third of the time
     for path in paths:
         assert_same_gaps(reading.parse_file(path), reading.parse_file(path, all_times=True))
+
+
+def test_the_size_limit_holds_for_cached_failures_and_padded_files(tmp_path, write_gpx,
+                                                                    monkeypatch):
+    # An entry records the size its file was refused or read at: a damaged .gz read
+    # under the default limit is refused as too large under a lower one, and a plain
+    # file larger on disk than inside (gzip with padding) by its size on disk, as
+    # without a cache.
+    import gzip
+
+    folder = tmp_path / "in"
+    ride = write_gpx("ride.gpx", straight(14.50, 46.05, 14.60, 46.10), folder=folder)
+    text = ride.read_bytes()
+    damaged = bytearray(gzip.compress(text))
+    damaged[-6] ^= 0xFF  # the CRC trailer
+    (folder / "damaged.gpx.gz").write_bytes(bytes(damaged))
+    (folder / "padded.gpx").write_bytes(gzip.compress(text) + bytes(len(text) * 3))
+    limit = len(text) + 10  # over the ride, under the padded file on disk
+    sources = sorted(folder.iterdir())
+    store = tmp_path / "cache"
+    reading.read_files(sources, store)  # the default limit: all kept in the cache
+    cached = reading.read_files(sources, store, max_bytes=limit)
+    uncached = reading.read_files(sources, None, max_bytes=limit)
+    assert [(p.name, p.error) for p in cached] == [(p.name, p.error) for p in uncached]
+    errors = {Path(p.name).name: p.error or "" for p in cached}
+    assert "larger than" in errors["padded.gpx"]
+    assert errors["ride.gpx"] == ""
+    # A batch of a cluster build never prunes (it knows only its own files).
+    monkeypatch.setattr(cache, "prune", lambda *args, **kwargs: pytest.fail("pruned"))
+    reading.read_files([ride], tmp_path / "other", prune=False)
