@@ -144,16 +144,19 @@ class Session:
             if local:
                 # The workers are in the terminal's process group, but Ctrl-C is the
                 # client's to handle (cancel, close the cluster): they ignore it, from
-                # birth, and when their nanny restarts one (the plugin). The price: a
-                # Ctrl-C during the second or so the cluster takes to start is lost.
+                # birth, and when their nanny restarts one (the plugin). The client is
+                # made in the same block: a Ctrl-C half-way through Client() left one
+                # that hung the interpreter's exit, closing itself from __del__ over a
+                # stopped event loop (1 exit in 20). The price: a Ctrl-C during the
+                # second or so all this takes is lost.
                 with warnings.catch_warnings(), _interrupts_ignored():
                     warnings.filterwarnings("ignore", "Port .* is already in use")  # takes another
                     self.cluster = LocalCluster(
                         n_workers=int(local.group(1)), threads_per_worker=1, processes=True,
                         host="127.0.0.1", dashboard_address=None,
                         silence_logs=logging.CRITICAL)  # errors come back as exceptions
-                self.client = Client(self.cluster, set_as_default=False)
-                self.client.register_plugin(_ignore_interrupts())
+                    self.client = Client(self.cluster, set_as_default=False)
+                    self.client.register_plugin(_ignore_interrupts())
             else:
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError) as err:
