@@ -46,28 +46,26 @@ which, paths = sys.argv[1], sys.argv[2:]
 blobs = [(Path(p).read_bytes(), Path(p).name) for p in paths]
 
 
-def geoheat_fit():
+def geoheat_reader(reader):
     from geoheat import fit
     from geoheat.errors import GPXError
 
+    read = getattr(fit, reader)
+
     def positions(data, name):
         try:
-            return fit.read_fit(data, name)[0].points
+            return read(data, name)[0].points
         except GPXError:
             return 0
     return positions
+
+
+def geoheat_fit():
+    return geoheat_reader("read_fit")
 
 
 def geoheat_sdk():
-    from geoheat import fit
-    from geoheat.errors import GPXError
-
-    def positions(data, name):
-        try:
-            return fit.read_fit_sdk(data, name)[0].points
-        except GPXError:
-            return 0
-    return positions
+    return geoheat_reader("read_fit_sdk")
 
 
 def sdk_options_off():
