@@ -99,7 +99,7 @@ def main() -> None:
                                   parse_cache=stores[name])
                     rebuild[name].append(time.perf_counter() - started)
         mb = sum(p.stat().st_size for p in stores["checked"].rglob("*.bin")) / 1e6
-    print(f"{len(sources)} files, {points:,} points, {mb:.1f} MB of cache entries, "
+    print(f"{args.data}: {len(sources)} files, {points:,} points, {mb:.1f} MB of cache entries, "
           f"median of {args.rounds} rounds")
     print("| variant | warm rebuild s | x neither | cache.load, all files, ms | x neither |")
     print("| --- | ---: | ---: | ---: | ---: |")

@@ -1,6 +1,7 @@
 """Benchmark builds on a Dask cluster against the single-machine build, in one run.
 
     python bench/bench_cluster.py [--data ../shared/data/chengdu-runs] [--repeat 3]
+                                  [--zoom 15] [--street-zoom 17]
 
 Cases (each a fresh Python process, one after another, after the files were read
 once so that every case finds them in the page cache; no parse cache, no basemap):
@@ -98,14 +99,16 @@ report["data_tiles"] = result.data_tiles
 print(json.dumps(report))
 """
 
-CASES = [  # label, zoom, extent, jobs, workers
-    ("single process", 15, "auto", 1, 0),
-    ("single machine, 2 processes (-j 2)", 15, "auto", 2, 0),
-    ("cluster, 1 worker", 15, "auto", 1, 1),
-    ("cluster, 2 workers", 15, "auto", 1, 2),
-    ("single process, z17 extent all", 17, "all", 1, 0),
-    ("cluster, 2 workers, z17 extent all", 17, "all", 1, 2),
-]
+def cases(zoom: int, street: int) -> list[tuple[str, int, str, int, int]]:
+    """label, zoom, extent, jobs, workers; the first and the fifth are the references."""
+    return [
+        ("single process", zoom, "auto", 1, 0),
+        ("single machine, 2 processes (-j 2)", zoom, "auto", 2, 0),
+        ("cluster, 1 worker", zoom, "auto", 1, 1),
+        ("cluster, 2 workers", zoom, "auto", 1, 2),
+        (f"single process, z{street} extent all", street, "all", 1, 0),
+        (f"cluster, 2 workers, z{street} extent all", street, "all", 1, 2),
+    ]
 
 
 def run_case(data: Path, folder: Path, label: str, zoom: int, extent: str, jobs: int,
@@ -137,7 +140,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--zoom", type=int, default=15)
+    parser.add_argument("--street-zoom", type=int, default=17)
     args = parser.parse_args()
+    all_cases = cases(args.zoom, args.street_zoom)
+    street_reference = all_cases[4][0]
     if not args.data.is_dir():
         sys.exit(f"{args.data}: not found (the chengdu runs live in ../shared/data)")
     for path in sorted(args.data.rglob("*")):  # into the page cache
@@ -145,12 +152,12 @@ def main() -> None:
             path.read_bytes()
     results = {}
     with tempfile.TemporaryDirectory(prefix="geoheat-bench-cluster-") as folder:
-        for label, zoom, extent, jobs, workers in CASES:
+        for label, zoom, extent, jobs, workers in all_cases:
             print(f"{label} ...", file=sys.stderr, flush=True)
             results[label] = run_case(args.data, Path(folder), label, zoom, extent, jobs,
                                       workers, args.repeat)
-    for label, zoom, extent, _, _ in CASES:
-        reference = results["single process" if zoom == 15 else "single process, z17 extent all"]
+    for label, zoom, extent, _, _ in all_cases:
+        reference = results["single process" if zoom == args.zoom else street_reference]
         if results[label]["tif"] != reference["tif"]:
             sys.exit(f"{label}: its GeoTIFF is not the single process's")
 
@@ -159,9 +166,9 @@ def main() -> None:
     print("| case | build s | points/s | x single | client peak MB | worker peak MB "
           "| workers sent B/Mpt | client got B/Mpt | start-up s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for label, zoom, *_ in CASES:
+    for label, zoom, *_ in all_cases:
         r = results[label]
-        reference = results["single process" if zoom == 15 else "single process, z17 extent all"]
+        reference = results["single process" if zoom == args.zoom else street_reference]
         rate = r["points"] / r["seconds"]
         mpts = r["points"] / 1e6
         workers = ", ".join(f"{v:.0f}" for v in r["worker_peak_mb"]) or "-"
@@ -172,9 +179,9 @@ def main() -> None:
               f"{reference['seconds'] / r['seconds']:.2f} | {r['client_peak_mb']:.0f} | "
               f"{workers} | {sent} | {got} | {startup} |")
     r = results["cluster, 2 workers"]
-    print(f"\n{r['points']:,} points read, {r['points_used']:,} used; zoom 15: "
-          f"{r['data_tiles']} tiles with heat; zoom 17 extent all: "
-          f"{results['cluster, 2 workers, z17 extent all']['data_tiles']} tiles")
+    print(f"\n{args.data}: {r['points']:,} points read, {r['points_used']:,} used; zoom "
+          f"{args.zoom}: {r['data_tiles']} tiles with heat; zoom {args.street_zoom} extent all: "
+          f"{results[all_cases[5][0]]['data_tiles']} tiles")
     one, two = results["cluster, 1 worker"], results["cluster, 2 workers"]
     print(f"2 workers / 1 worker speed-up: {one['seconds'] / two['seconds']:.2f}")
 

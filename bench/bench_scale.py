@@ -2,9 +2,10 @@
 
     python bench/bench_scale.py [--copies 4 16] [--zooms 12 14 16] [--places N] [--baseline DIR]
 
-The collection is made from the real runs in ../shared/data/chengdu-runs: each copy
-shifts every track by a few kilometres and a year (a club pooling its members'
-exports), written as plain GPX 1.1 with times into a temporary folder. For each
+The collection is made from the real runs in ../shared/data/chengdu-runs by
+bench/collection.py: each copy shifts every track by a few kilometres and a year (a
+club pooling its members' exports), written as plain GPX 1.1 with times into a
+temporary folder. For each
 size, in one run, at each zoom: a cold build (empty cache), a warm rebuild that counts
 again (parse cache only) and one with another sigma (counts from the counts cache),
 each a fresh `geoheat build` process timed from outside with its peak RSS (wait4).
@@ -17,39 +18,12 @@ import json
 import shutil
 import sys
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
-import geoheat
-from geoheat.samples import gpx_document
-
+from collection import SHARED_RUNS, make_collection  # bench/collection.py
 from measure import run  # bench/measure.py: one measured process
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
-
-
-def make_collection(folder: Path, copies: int, places: int | None = None) -> int:
-    """Write `copies` shifted copies of the chengdu runs into folder; the points written.
-    places: how many places the copies take turns in (None: one each); every copy is
-    another year, so none is a duplicate of another."""
-    folder.mkdir(parents=True, exist_ok=True)
-    points = 0
-    sources = sorted(DATA.glob("*.gpx"))
-    for copy in range(copies):
-        place = copy % places if places else copy
-        dx, dy = 0.03 * (place % 4), 0.02 * (place // 4)  # a few km each: one city's club
-        for path in sources:
-            activity = geoheat.read_gpx(path)
-            if not activity.segments or activity.times is None:
-                continue
-            shifted = [s + [dx, dy] for s in activity.segments]
-            when = [[activity.start.fromtimestamp(t, activity.start.tzinfo)
-                     + timedelta(days=365 * copy) for t in times] for times in activity.times]
-            out = folder / f"{copy:03d}-{path.name}"
-            out.write_text(gpx_document(shifted, times=when))
-            points += sum(len(s) for s in shifted)
-    return points
 
 
 def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[tuple]:
@@ -81,16 +55,17 @@ def main() -> None:
     parser.add_argument("--places", type=int, default=None,
                         help="copies take turns in this many places (the same tiles with "
                              "heat for any number of copies); default: a place each")
+    parser.add_argument("--data", type=Path, default=SHARED_RUNS,
+                        help="the GPX tracks to copy (default: ../shared/data/chengdu-runs)")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"{DATA} not found (the benchmark reads ../shared/data/chengdu-runs)")
+    if not args.data.is_dir():
+        sys.exit(f"{args.data} not found (the benchmark reads ../shared/data/chengdu-runs)")
     work = Path(tempfile.mkdtemp(prefix="geoheat-bench-scale-"))
     try:
         for copies in args.copies:
             collection = work / f"collection-{copies}"
-            points = make_collection(collection, copies, args.places)
-            print(f"\n{copies} copies: {points:,} points in {len(list(collection.iterdir()))} "
-                  "files")
+            made = make_collection(collection, args.data, copies, args.places)
+            print(f"\n{made.description}")
             trees = [ROOT] + ([args.baseline] if args.baseline else [])
             results = {tree: builds(tree, collection, args.zooms, work) for tree in trees}
             print(f"{'build':<12} {'seconds':>8} {'peak MB':>8} {'x cold':>7} {'tiles':>6}"

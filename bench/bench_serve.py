@@ -4,10 +4,10 @@ against the full build's time per tile, on about 2 million points.
     python bench/bench_serve.py [--data ../shared/data/chengdu-runs] [--copies 4]
                                 [--work /tmp/geoheat-bench-serve]
 
-The collection: the real runs of chengdu-runs (~500,000 points) and copies of them
-moved side by side (each copy one extent-width east or south of the others, its
-times a year later, so no copy is a duplicate of another and all make one area),
-written as GPX into --work (outside the repository; made once and reused). Then:
+The collection (bench/collection.py): the real runs of chengdu-runs (~500,000 points)
+copied side by side over a city's area (each copy a few km from the others, its times
+a year later, so no copy is a duplicate of another), written as GPX into --work
+(outside the repository; made once and reused). Then:
 
 1. a cold build fills the parse cache (not timed for the comparison);
 2. the full build, warm cache, zoom 14, no basemap (what `geoheat build` costs),
@@ -32,63 +32,15 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
+from collection import SHARED_RUNS, make_collection  # bench/collection.py
+
 ZOOM = 14
 WINDOW = (1280, 800)
 CONNECTIONS = 6
-
-
-def make_collection(data: Path, folder: Path, copies: int, cache: Path) -> int:
-    """The runs and `copies - 1` moved copies as GPX files in folder; the points written."""
-    from geoheat.activities import join_tracks, select_activities
-    from geoheat.extent import main_area
-    from geoheat.projection import unproject
-    from geoheat.reading import read_files
-    from geoheat.samples import gpx_document
-    from geoheat.sources import find_sources
-
-    done = folder / ".complete"
-    if done.is_file():
-        return int(done.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    parsed = read_files(find_sources([data], None), cache, os.cpu_count() or 1)
-    kept, _ = select_activities(parsed)
-    tracks = join_tracks(kept)
-    area = main_area(tracks.xy, tracks.activity_offsets)
-    width, height = area.right - area.left, area.top - area.bottom
-    side = math.ceil(math.sqrt(copies))
-    points = 0
-    for k in range(copies):
-        shift = np.array([(k % side) * width, -(k // side) * height])
-        for i, activity in enumerate(kept):
-            segments, times = [], []
-            for a, b in zip(activity.offsets[:-1], activity.offsets[1:]):
-                segments.append(unproject(activity.xy[a:b] + shift))
-                if activity.times is not None:
-                    times.append([_when(t, k) for t in activity.times[a:b]])
-            start = activity.start + timedelta(days=366 * k) if activity.start else None
-            text = gpx_document(segments, name=f"copy {k} of {activity.name}",
-                                activity_type=activity.activity_type, start=start,
-                                times=times if activity.times is not None else None)
-            (folder / f"copy{k}-{i:04d}.gpx").write_text(text, encoding="utf-8")
-            points += activity.points
-    done.write_text(str(points))
-    return points
-
-
-def _when(posix: float, k: int):
-    from datetime import datetime, timezone
-
-    if not math.isfinite(posix):
-        return datetime(2020, 1, 1, tzinfo=timezone.utc)
-    return datetime.fromtimestamp(posix, timezone.utc) + timedelta(days=366 * k)
 
 
 def geoheat(*args, cache: Path) -> float:
@@ -173,17 +125,20 @@ def percentile(values, q) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=SHARED_RUNS)
     parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--places", type=int, default=None,
+                        help="places the copies take turns in (default: a place each)")
+    parser.add_argument("--zooms", type=int, nargs="+", default=[12, 13, 15, 16, 17],
+                        help="zooms whose first tile is timed (besides the start zoom and 14)")
+    parser.add_argument("--pan-zooms", type=int, nargs="*", default=[ZOOM, 16])
     parser.add_argument("--work", type=Path, default=Path("/tmp/geoheat-bench-serve"))
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: not found (the real runs live in ../shared/data)")
-    folder, cache = args.work / f"runs-x{args.copies}", args.work / "cache"
-    points = make_collection(args.data, folder, args.copies, cache)
-    files = len(list(folder.glob("*.gpx")))
-    print(f"collection: {files} GPX files, {points:,} points ({args.copies} copies of "
-          f"{args.data.name})")
+    folder, cache = args.work / f"{args.data.name}-x{args.copies}", args.work / "cache"
+    made = make_collection(folder, args.data, args.copies, args.places)
+    print(f"collection: {made.description}")
 
     out = args.work / "out"
     out.mkdir(exist_ok=True)
@@ -197,7 +152,7 @@ def main() -> None:
 
     renderer = load_renderer(BuildOptions(inputs=[folder], parse_cache=cache))
     start_zoom = renderer.start_zoom()
-    zooms = sorted({start_zoom, ZOOM, 12, 13, 15, 16, 17})
+    zooms = sorted({start_zoom, ZOOM, *args.zooms})
     lit = {z: renderer.lit_tiles(z) for z in zooms}
     grids = {z: renderer.level(z, renderer.default_view).grid for z in zooms}
     years, types = renderer.years, renderer.types
@@ -237,7 +192,7 @@ def main() -> None:
             print(f"zoom {zoom}: first tile {seconds * 1000:.0f} ms ("
                   f"{'made ahead' if ahead else 'makes'} the level of {len(keys)} heat tiles), "
                   f"then p95 {percentile(again, 95):.1f} ms")
-        for zoom in (ZOOM, 16):
+        for zoom in args.pan_zooms:
             steps = pan_paths(grids[zoom], zoom)
             times = []
             with concurrent.futures.ThreadPoolExecutor(CONNECTIONS) as pool:
@@ -255,7 +210,9 @@ def main() -> None:
                 print(f"  p95 per tile / the full build's time per tile: "
                       f"{percentile(times, 95) / 1000 / per_tile_build:.3f}")
         x, y = lit[ZOOM][len(lit[ZOOM]) // 2]
-        query = f"t={types[0]}&y={years[len(years) // 2]}-{years[-1]}&c=viridis"
+        query = "&".join([*([f"t={types[0]}"] if types else []),
+                          *([f"y={years[len(years) // 2]}-{years[-1]}"] if years else []),
+                          "c=viridis"])
         seconds, status, _ = client.get(f"/heat/{ZOOM}/{x}/{y}.png?{query}")
         assert status == 200
         print(f"a filter change ({query}): first tile {seconds * 1000:.0f} ms (a new "

@@ -1,0 +1,60 @@
+"""Every bench script runs, with tiny settings, so none can break unseen.
+
+Each runs as a user runs it (`python bench/NAME.py ...`) on the samples in gpx/ (or,
+for the FIT bench, on ../shared), and must finish, print a figure and say which data
+its figures come from. Nothing is timed here: the figures are the scripts' business.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import shared_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+GPX = str(ROOT / "gpx")
+
+# script -> (arguments, what its output must name); {tmp} is the test's folder.
+SMOKE = {
+    "bench_basemap.py": (["--data", GPX, "--zoom", "12", "--repeat", "1"], "gpx (zoom 12"),
+    "bench_build.py": (["--data", GPX, "--skip-gpxpy", "--zoom", "12", "--street-zoom", "13"],
+                       "from " + GPX),
+    "bench_cache.py": (["--data", GPX, "--rounds", "1"], GPX),
+    "bench_cluster.py": (["--data", GPX, "--repeat", "1", "--zoom", "12", "--street-zoom", "13"],
+                         GPX + ": 18,519 points read"),
+    "bench_fit.py": (["--reps", "1", "--decoder-reps", "1", "--skip-decoders"], "FIT_OUT"),
+    "bench_outputs.py": (["--data", GPX, "--zoom", "12", "--repeat", "1"], GPX + " at zoom 12"),
+    "bench_pyramid.py": (["--data", GPX, "--zoom", "13", "--min-zoom", "11"], "gpx: "),
+    "bench_scale.py": (["--data", GPX, "--copies", "1", "--zooms", "12"],
+                       "1 copy of gpx"),
+    "bench_serve.py": (["--data", GPX, "--copies", "1", "--zooms", "15", "--pan-zooms", "14",
+                        "--work", "{tmp}/serve"], "1 copy of gpx"),
+    "contrast_picture.py": (["--data", GPX, "--zoom", "13", "--out", "{tmp}/normalize.png"],
+                            "gpx at zoom 13"),
+    "fuzz_inputs.py": (["--files", "20"], "data lost         0"),
+}
+# Modules the scripts import, not scripts themselves.
+HELPERS = {"measure.py", "collection.py"}
+
+
+def test_every_bench_script_has_a_smoke_test():
+    scripts = {p.name for p in BENCH.glob("*.py")} - HELPERS
+    assert scripts == set(SMOKE), "give each bench script its tiny settings in SMOKE"
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_bench_script_runs_on_tiny_data(script, tmp_path):
+    if script == "bench_fit.py":
+        shared_folder("fit-tcx")
+        shared_folder("garmin-tree")
+    arguments, names = SMOKE[script]
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the scripts' temporary outputs
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *(a.format(tmp=tmp_path) for a in arguments)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert names in done.stdout, done.stdout[-3000:]
