@@ -116,7 +116,10 @@ def test_outputs_this_build_does_not_make_are_removed_from_the_set(tmp_path, rid
     assert not names & {"h.png", "h.pgw", "h.png.aux.xml", "h.csv", "h-counts.tif"}
     assert {"h-heat.tif", "h-heat.qml", "notes.txt"} <= names
     record = json.loads((out / ".h.geoheat-lock").read_text())
-    assert sorted(record["outputs"]) == sorted(str(p) for p in result.outputs)
+    assert sorted(e["path"] for e in record["outputs"]) == sorted(p.name for p in result.outputs)
+    for entry in record["outputs"]:  # each file as written: device, inode, size, time
+        st = os.lstat(out / entry["path"])
+        assert entry["file"] == [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
 def test_a_failed_build_leaves_no_file_at_all(tmp_path):
