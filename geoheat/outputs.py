@@ -353,12 +353,12 @@ class OutputSet:
             if _is_stage_name(folder.name, self.tag) and not folder.is_symlink():
                 shutil.rmtree(folder, ignore_errors=True)
 
-    # Paths in the record: names in the set's folder (so a moved folder keeps its
-    # record), absolute elsewhere
+    # Paths in the record and journal: relative to the set's folder when inside it (so a
+    # moved folder keeps its record), absolute elsewhere
 
     def _stored(self, path: Path) -> str:
         path = Path(os.path.abspath(path))
-        return path.name if path.parent == self.root else str(path)
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
     def _path(self, stored: str) -> Path:
         return self.root / stored  # an absolute stored path stays as it is
