@@ -178,6 +178,11 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             from .serve import check_site_folder
 
             check_site_folder(site)  # before any work
+            if site.resolve() in {path.resolve() for path in options.outputs.values()}:
+                from .errors import OutputError
+
+                raise OutputError(f"{site}: is also an output of this build; name another "
+                                  "folder for the site")
         written = None
 
         def write_site(result):  # before the outputs are committed: a failed site leaves them

@@ -209,25 +209,54 @@ class OutputSet:
                         "choose another --output") from None
                 raise OutputError(f"{self.primary}: cannot write in {self.folder} "
                                   f"({describe_os_error(err)})") from None
-            try:
-                if fcntl is not None:
-                    # A POSIX record lock, not flock: it belongs to this process alone, so
-                    # worker processes forked while it is held (the parse pool) do not hold
-                    # it too, and a build killed with -9 frees its set at once.
-                    fcntl.lockf(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                lock_file.close()
-                raise OutputError(
-                    f"{self.primary}: another geoheat build is writing these outputs now; "
-                    "wait for it to finish, or choose another --output") from None
+            self._lock(lock_file)
             # A build that wrote nothing removes its lock file: if that happened between
             # our open and our lock, ours is gone from the folder; open it again.
             if self._lock_is_ours(lock_file):
                 break
             lock_file.close()
+        if os.fstat(lock_file.fileno()).st_nlink > 1:
+            lock_file = self._unshared(lock_file)
         self._lock_file = lock_file
         self._recover()
         return self
+
+    def _lock(self, lock_file) -> None:
+        try:
+            if fcntl is not None:
+                # A POSIX record lock, not flock: it belongs to this process alone, so
+                # worker processes forked while it is held (the parse pool) do not hold
+                # it too, and a build killed with -9 frees its set at once.
+                fcntl.lockf(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock_file.close()
+            raise self._busy() from None
+
+    def _busy(self) -> OutputError:
+        return OutputError(f"{self.primary}: another geoheat build is writing these outputs "
+                           "now; wait for it to finish, or choose another --output")
+
+    def _unshared(self, shared):
+        """A lock file with other names too (a hard link: cp -al, rsync --link-dest) is
+        replaced by one of its own holding the same record, locked before the shared one
+        is let go: writing the record must not change the file under its other names."""
+        shared.seek(0)
+        record = shared.read(_MAX_RECORD_BYTES)
+        try:
+            os.unlink(self.lock_path)
+            fd = _open_no_follow(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        except OSError as err:
+            shared.close()
+            if err.errno == errno.EEXIST:  # another build took the new name first
+                raise self._busy() from None
+            raise OutputError(f"{self.primary}: cannot write in {self.folder} "
+                              f"({describe_os_error(err)})") from None
+        own = os.fdopen(fd, "r+", encoding="utf-8")
+        self._lock(own)
+        own.write(record)
+        own.flush()
+        shared.close()
+        return own
 
     def _lock_is_ours(self, lock_file) -> bool:
         try:

@@ -432,3 +432,31 @@ def test_an_output_that_is_a_link_is_replaced_not_written_through(tmp_path, ride
     assert not (out / "h-heat.tif").is_symlink()
     with rasterio.open(out / "h-heat.tif") as tif:
         assert tif.crs.to_epsg() == 3857
+
+
+def test_a_lock_file_with_other_names_is_not_written_through(tmp_path, rides):
+    out = tmp_path / "out"
+    out.mkdir()
+    build(rides, out, csv=True)
+    snapshot = tmp_path / "snapshot"  # cp -al, rsync --link-dest: the same inodes
+    snapshot.mkdir()
+    for name in listing(out):
+        os.link(out / name, snapshot / name)
+    before = contents(snapshot)
+    build(rides, out, sigma=3)
+    assert contents(snapshot) == before  # the snapshot's record too
+    assert os.stat(out / ".h.geoheat-lock").st_nlink == 1
+    assert "h.csv" not in listing(out)  # the record was read, and the set replaced
+    record = json.loads((out / ".h.geoheat-lock").read_text())
+    assert sorted(e["path"] for e in record["outputs"]) == [
+        "h-heat.qml", "h-heat.tif", "h.pgw", "h.png", "h.png.aux.xml"]
+
+
+def test_a_site_named_like_an_output_is_refused_before_any_work(tmp_path, rides):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli_build(rides, "-o", out / "h.png", "--csv", "--site", out / "h.csv")
+    assert result.exit_code == 2
+    assert result.stderr == (f"geoheat: error: {out / 'h.csv'}: is also an output of this "
+                             "build; name another folder for the site\n")
+    assert listing(out) == []
