@@ -117,11 +117,18 @@ def describe_os_error(err: BaseException) -> str:
     return text
 
 
-def check_names(files: Mapping[Path, Iterable[Path]]) -> None:
-    """Refuse, before any work, an output whose name, or the name of a file written
-    beside it (files: output -> the names it needs), is longer than its file system
-    allows."""
+def check_destinations(files: Mapping[Path, Iterable[Path]]) -> None:
+    """Refuse, before any work, an output with a folder in its place, or whose name, or
+    the name of a file written beside it (files: output -> the names it needs), is
+    longer than its file system allows."""
     for output, names in files.items():
+        try:
+            in_the_way = stat.S_ISDIR(os.lstat(output).st_mode)
+        except OSError:
+            in_the_way = False
+        if in_the_way:
+            raise OutputError(f"{output}: cannot write (a folder is in the way); "
+                              "nothing was changed")
         for path in names:
             path = Path(path)
             limit = name_max(path.parent)

@@ -29,7 +29,7 @@ from .report import (BuildResult, FileEntry, describe_inputs, geotiff_tags, mbti
                      to_json, warnings)
 from .sources import find_sources
 from .tiles import Grid
-from .outputs import OutputSet, check_names
+from .outputs import OutputSet, check_destinations
 from .pyramid import Level, default_min_zoom, level_grid, levels, overview_count, zooms_below
 from .writers import (check_writable_folder, visible_tiles, write_csv, write_csvt, write_geotiff,
                       write_mbtiles, write_overview, write_pmtiles, write_png, write_qml,
@@ -77,7 +77,7 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     provider = _basemap_provider(options)  # a bad basemap fails before any work
     for path in {p.parent: p for p in reversed(options.outputs.values())}.values():
         check_writable_folder(path)  # one probe per folder, named by --output
-    check_names({path: side_files(path) for path in options.outputs.values()})
+    check_destinations({path: side_files(path) for path in options.outputs.values()})
     with OutputSet(options.outputs.values(), options.output, warn) as outputs, \
             _cluster(options) as cluster:
         result = _build(options, outputs, provider, warn, progress, cluster)

@@ -460,3 +460,12 @@ def test_a_site_named_like_an_output_is_refused_before_any_work(tmp_path, rides)
     assert result.stderr == (f"geoheat: error: {out / 'h.csv'}: is also an output of this "
                              "build; name another folder for the site\n")
     assert listing(out) == []
+
+
+def test_every_destination_is_checked_before_the_inputs_are_read(tmp_path):
+    out = tmp_path / "out"
+    (out / "h.csv").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OutputError, match=r"h\.csv: cannot write \(a folder is in the way\)"):
+        geoheat.build([tmp_path / "empty"], out / "h.png", csv=True)  # not "no files"
+    assert listing(out) == ["h.csv"]
