@@ -13,7 +13,11 @@
   written (device, inode, size, modification time). A file of the previous set is
   removed only when it is still the very file geoheat wrote there, and no other set's
   record lists it; otherwise it is left, with one warning line. A copied folder's
-  record (another folder's identity) removes nothing. Links are never followed.
+  record (another folder's identity) removes nothing. Links are never followed (an
+  output that is one is replaced; a lock that is one is refused), and a lock file
+  with other names (hard links) gets a name of its own before the record is written.
+- geoheat's own names fit beside any output name the file system takes: a long set
+  name becomes its start and a hash in the staging folder's and the lock's names.
 - Errors name the output (never a temporary path) in one line: `OutputError`.
 """
 
