@@ -178,12 +178,22 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             from .serve import check_site_folder
 
             check_site_folder(site)  # before any work
-        result = run(options, on_warning=None if quiet else warn,
-                     progress=progress_bar if not quiet and sys.stderr.isatty() else None)
-        if site is not None:
+            if site.resolve() in {path.resolve() for path in options.outputs.values()}:
+                from .errors import OutputError
+
+                raise OutputError(f"{site}: is also an output of this build; name another "
+                                  "folder for the site")
+        written = None
+
+        def write_site(result):  # before the outputs are committed: a failed site leaves them
+            nonlocal written
             from .serve import build_site
 
             written = build_site(site, options, result.zoom)
+
+        result = run(options, on_warning=None if quiet else warn,
+                     progress=progress_bar if not quiet and sys.stderr.isatty() else None,
+                     before_commit=None if site is None else write_site)
     except GeoheatError as err:
         raise UserError(str(err)) from None
     if not quiet:

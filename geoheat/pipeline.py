@@ -29,11 +29,11 @@ from .report import (BuildResult, FileEntry, describe_inputs, geotiff_tags, mbti
                      to_json, warnings)
 from .sources import find_sources
 from .tiles import Grid
-from .outputs import OutputSet
+from .outputs import OutputSet, check_destinations
 from .pyramid import Level, default_min_zoom, level_grid, levels, overview_count, zooms_below
 from .writers import (check_writable_folder, visible_tiles, write_csv, write_csvt, write_geotiff,
                       write_mbtiles, write_overview, write_pmtiles, write_png, write_qml,
-                      write_tiled_cog)
+                      side_files, write_tiled_cog)
 
 # Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
 # MBTiles, written tile by tile, have no such limit.
@@ -67,20 +67,26 @@ def build(inputs: Iterable[str | Path] | BuildOptions = ("gpx",),
 
 
 def run(options: BuildOptions, on_warning: Warn | None = None,
-        progress: Progress | None = None) -> BuildResult:
-    """The stages of a build, in order, over checked options."""
+        progress: Progress | None = None,
+        before_commit: Callable[[BuildResult], None] | None = None) -> BuildResult:
+    """The stages of a build, in order, over checked options. before_commit(result) runs
+    once every output is written, before they replace the previous set (the CLI writes
+    the --site there: if it fails, the previous set stays as it was)."""
     started = time.perf_counter()
     warn = on_warning or (lambda message: None)
     provider = _basemap_provider(options)  # a bad basemap fails before any work
     for path in {p.parent: p for p in reversed(options.outputs.values())}.values():
         check_writable_folder(path)  # one probe per folder, named by --output
-    with OutputSet(options.outputs.values(), options.output) as outputs, \
+    check_destinations({path: side_files(path) for path in options.outputs.values()})
+    with OutputSet(options.outputs.values(), options.output, warn) as outputs, \
             _cluster(options) as cluster:
         result = _build(options, outputs, provider, warn, progress, cluster)
         result.seconds = time.perf_counter() - started
         if options.report is not None:
             with outputs.writing(options.report) as temp:
                 _write_report(temp, result)
+        if before_commit is not None:
+            before_commit(result)
         outputs.commit()
     return result
 
@@ -340,10 +346,11 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
     overviews = overview_count(grid) if cogs else 0
     pngs = visible_tiles(coloured(heat), grid.zoom) if archives else {}
     first = paths[next(iter(cogs), None) or archives[0]]  # named if making a level fails
-    folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=outputs.temp(first).parent))
+    folder = None
     try:
         files = {kind: [] for kind in cogs}
-        with outputs.writing(first):
+        with outputs.writing(first) as staged:
+            folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=staged.parent))
             for level in pyramid(_pyramid_zooms(options, grid, min_zoom)):
                 factor = grid.zoom - level.grid.zoom
                 for kind, (dtype, bands, nodata, _, blocks) in cogs.items():
@@ -363,7 +370,8 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
                                     nodata=nodata, tags=tags, descriptions=names,
                                     overviews=files[kind])
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     if archives:
         bounds = tiles.grid_bounds(grid)
         corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))

@@ -516,10 +516,15 @@ def build_site(folder: Path, options: BuildOptions, zoom: int) -> int:
 def check_site_folder(folder: Path) -> None:
     """Refuse, before any work, a site folder that would not be written."""
     folder = Path(folder)
+    if folder.is_symlink():
+        raise OutputError(f"{folder}: is a link; geoheat does not follow it: name a folder")
     if folder.exists() and not _is_site(folder):
         raise OutputError(f"{folder}: exists and is not a geoheat site; name a new folder")
     if not folder.resolve().parent.is_dir():
         raise OutputError(f"{folder}: its folder {folder.resolve().parent} does not exist")
+    from .outputs import check_replaceable_folder
+
+    check_replaceable_folder(folder)  # the site is renamed into place, replacing it
 
 
 def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,

@@ -148,8 +148,10 @@ def write_tiled_cog(
     grid's pixels. Memory follows the data, not the grid. Four uint8 bands are RGBA.
     """
     size = tiles.TILE_SIZE
-    sparse = path.with_name(f".{path.stem}.sparse.tif")
-    vrt = path.with_name(f".{path.stem}.levels.vrt")
+    # Short names in a folder of their own: an output's name may be as long as its file
+    # system allows, and a name built on it would not fit.
+    work = Path(tempfile.mkdtemp(prefix=".cog-", dir=path.parent))
+    sparse, vrt = work / "sparse.tif", work / "levels.vrt"
     copy = {"driver": "COG", "blocksize": size, "compress": "deflate", "predictor": "yes",
             "sparse_ok": "true", "bigtiff": "if_safer", "tiling_scheme": TILING_SCHEME,
             "num_threads": "all_cpus"}
@@ -170,6 +172,8 @@ def write_tiled_cog(
     finally:
         sparse.unlink(missing_ok=True)
         vrt.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            work.rmdir()
 
 
 def write_geotiff(
@@ -180,6 +184,18 @@ def write_geotiff(
     overviews as write_tiled_cog takes them."""
     write_tiled_cog(path, heat, grid, count=1, dtype="float32", nodata=0, tags=tags,
                     descriptions=["heat"], overviews=overviews)
+
+
+def side_files(path: Path) -> list[Path]:
+    """An output and the files written beside it: a PNG's world file and .aux.xml, the
+    journal SQLite keeps while it writes an MBTiles."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        return [path, path.with_suffix(".pgw"), path.with_name(path.name + ".aux.xml")]
+    if suffix == ".mbtiles":
+        return [path, path.with_name(path.name + "-journal")]
+    return [path]
 
 
 def write_png(path: Path, rgb: np.ndarray, grid: Grid | None = None) -> None:
