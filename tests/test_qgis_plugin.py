@@ -226,8 +226,8 @@ def qgis(tmp_path_factory):
     (home / "run").chmod(0o700)
     assert write_plugin(plugins).exit_code == 0
     marker = base / "setting-used"
-    wrapper = executable(base / "my-geoheat",
-                         f'#!/bin/sh\necho "$@" > "{marker}"\nexec "{sys.executable}" -m geoheat "$@"\n')
+    wrapper = executable(base / "my-geoheat", f'#!/bin/sh\necho "$@" > "{marker}"\n'
+                                              f'exec "{sys.executable}" -m geoheat "$@"\n')
     heat = out / "heat.tif"
     cases = [
         {"name": "build", "params": {
