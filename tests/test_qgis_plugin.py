@@ -1,7 +1,6 @@
 """geoheat's QGIS plugin: `geoheat qgis-plugin`, the command line it builds, and the
 plugin itself in a headless QGIS (where Debian's python3-qgis is installed)."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -206,10 +205,6 @@ def qgis_missing() -> str | None:
     return None
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.fixture(scope="module")
 def qgis(tmp_path_factory):
     """One headless QGIS (it takes seconds to start) running every case below: the
@@ -242,7 +237,7 @@ def qgis(tmp_path_factory):
         {"name": "error", "params": {"INPUT": [str(base / "nothing")],
                                      "OUTPUT": str(out / "none.tif")}},
         {"name": "setting", "setting": str(wrapper), "params": {
-            "INPUT": [str(garmin)], "ZOOM": "8", "OUTPUT": str(out / "set.tif")}},
+            "INPUT": [str(garmin)], "ZOOM": "8", "OUTPUT": "TEMPORARY_OUTPUT"}},
     ]
     (base / "cases.json").write_text(json.dumps(cases))
     # No geoheat on PATH: the plugin falls back on the interpreter that wrote it (this
@@ -310,7 +305,7 @@ def test_cancel_stops_the_build_and_leaves_the_last_outputs(qgis):
         ["heat.mbtiles", "heat.qml", "heat.tif"]
     # Nothing staged left behind: only the lock files of each output set.
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == \
-        [".heat.geoheat-lock", ".rides.geoheat-lock", ".set.geoheat-lock"]
+        [".heat.geoheat-lock", ".rides.geoheat-lock"]
 
 
 def test_loaded_results_carry_the_style(qgis):
@@ -332,8 +327,10 @@ def test_an_error_is_the_builds_one_line(qgis):
 
 
 def test_the_command_set_in_the_providers_settings_is_used(qgis):
+    """Also: a temporary output (QGIS names a .tif in its own temporary folder)."""
     case = qgis["cases"]["setting"]
     assert "error" not in case, case
-    assert case["results"]["ZOOM_USED"] == 8
+    assert case["results"]["ZOOM_USED"] == 8 and case["results"]["OUTPUT"].endswith(".tif")
+    assert case["layer"]["valid"] and case["layer"]["renderer"] == "singlebandpseudocolor"
     assert qgis["marker"].read_text().startswith("build --output ")
     assert case["seen"]["command"][0].startswith(f"{qgis['wrapper']} build ")
