@@ -220,9 +220,18 @@ def qgis(tmp_path_factory):
         folder.mkdir()
     (home / "run").chmod(0o700)
     assert write_plugin(plugins).exit_code == 0
-    marker = base / "setting-used"
-    wrapper = executable(base / "my-geoheat", f'#!/bin/sh\necho "$@" > "{marker}"\n'
-                                              f'exec "{sys.executable}" -m geoheat "$@"\n')
+    # The plugin runs geoheat without QGIS's PYTHONPATH: these wrappers run this checkout
+    # with this venv's Python, and say they ran. One is the provider's setting; the
+    # other stands for the interpreter that wrote the plugin, recorded in geoheat.json.
+    wrappers = {}
+    for name in ("my-geoheat", "writer-geoheat"):
+        wrappers[name] = executable(
+            base / name, f'#!/bin/sh\necho "$@" > "{base / name}.ran"\n'
+                         f'PYTHONPATH="{ROOT}" exec "{sys.executable}" -m geoheat "$@"\n')
+    record = plugins / "geoheat_qgis" / "geoheat.json"
+    written = json.loads(record.read_text())
+    assert written["command"] == [sys.executable, "-m", "geoheat"]
+    record.write_text(json.dumps({**written, "command": [str(wrappers["writer-geoheat"])]}))
     heat = out / "heat.tif"
     cases = [
         {"name": "build", "params": {
@@ -236,24 +245,23 @@ def qgis(tmp_path_factory):
             "OUTPUT": str(out / "rides.tif")}},
         {"name": "error", "params": {"INPUT": [str(base / "nothing")],
                                      "OUTPUT": str(out / "none.tif")}},
-        {"name": "setting", "setting": str(wrapper), "params": {
+        {"name": "setting", "setting": str(wrappers["my-geoheat"]), "params": {
             "INPUT": [str(garmin)], "ZOOM": "8", "OUTPUT": "TEMPORARY_OUTPUT"}},
     ]
     (base / "cases.json").write_text(json.dumps(cases))
-    # No geoheat on PATH: the plugin falls back on the interpreter that wrote it (this
-    # venv's), which imports this checkout through PYTHONPATH.
+    # No geoheat on PATH: without the setting, the plugin falls back on the writer's.
     path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
                            if d and not os.path.exists(os.path.join(d, "geoheat")))
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(home),
            "XDG_RUNTIME_DIR": str(home / "run"), "XDG_CONFIG_HOME": str(home / "config"),
            "XDG_DATA_HOME": str(home / "data"), "XDG_CACHE_HOME": str(home / "cache"),
-           "GEOHEAT_CACHE_DIR": str(base / "cache"), "PYTHONPATH": str(ROOT), "PATH": path}
+           "GEOHEAT_CACHE_DIR": str(base / "cache"), "PATH": path}
     done = subprocess.run([SYSTEM_PYTHON, str(ROOT / "tests" / "qgis_headless.py"),
                            str(plugins), str(base / "cases.json"), str(base / "results.json")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((base / "results.json").read_text())
-    results["base"], results["marker"], results["wrapper"] = base, marker, wrapper
+    results["base"], results["wrappers"] = base, wrappers
     return results
 
 
@@ -332,5 +340,20 @@ def test_the_command_set_in_the_providers_settings_is_used(qgis):
     assert "error" not in case, case
     assert case["results"]["ZOOM_USED"] == 8 and case["results"]["OUTPUT"].endswith(".tif")
     assert case["layer"]["valid"] and case["layer"]["renderer"] == "singlebandpseudocolor"
-    assert qgis["marker"].read_text().startswith("build --output ")
-    assert case["seen"]["command"][0].startswith(f"{qgis['wrapper']} build ")
+    wrapper = qgis["wrappers"]["my-geoheat"]
+    assert Path(f"{wrapper}.ran").read_text().startswith("build --output ")
+    assert case["seen"]["command"][0].startswith(f"{wrapper} build ")
+
+
+def test_without_the_setting_the_writers_geoheat_runs(qgis):
+    """geoheat is not on PATH here: the command recorded by `geoheat qgis-plugin` runs."""
+    wrapper = qgis["wrappers"]["writer-geoheat"]
+    assert qgis["cases"]["build"]["seen"]["command"][0].startswith(f"{wrapper} build ")
+    assert Path(f"{wrapper}.ran").is_file()
+
+
+def test_the_commands_environment_is_not_qgiss_python():
+    env = command.environment({"PATH": "/bin", "PYTHONHOME": "/qgis", "PYTHONPATH": "/qgis/py",
+                               "GEOHEAT_CACHE_DIR": "/c"})
+    assert env == {"PATH": "/bin", "GEOHEAT_CACHE_DIR": "/c", "GEOHEAT_PROGRESS": "lines",
+                   "PYTHONIOENCODING": "utf-8"}

@@ -85,8 +85,12 @@ def build_command(geoheat: list, inputs: list, output: str, report: str, zoom="a
 
 
 def environment(base=None) -> dict:
-    """The command's environment: progress as lines (stderr is a pipe, not a terminal)."""
+    """The command's environment: progress as lines (stderr is a pipe, not a terminal);
+    without QGIS's PYTHONHOME and PYTHONPATH (set for its own Python on Windows and
+    macOS), which would send geoheat's Python to QGIS's libraries."""
     env = dict(os.environ if base is None else base)
+    env.pop("PYTHONHOME", None)
+    env.pop("PYTHONPATH", None)
     env["GEOHEAT_PROGRESS"] = "lines"
     env.setdefault("PYTHONIOENCODING", "utf-8")
     return env
