@@ -192,7 +192,7 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             written = build_site(site, options, result.zoom)
 
         result = run(options, on_warning=None if quiet else warn,
-                     progress=progress_bar if not quiet and sys.stderr.isatty() else None,
+                     progress=None if quiet else stderr_progress(),
                      before_commit=None if site is None else write_site)
     except GeoheatError as err:
         raise UserError(str(err)) from None
@@ -311,3 +311,59 @@ def main():
     for name in ("fiona", "rasterio"):
         logging.getLogger(name).addHandler(logging.NullHandler())
     cli(prog_name="geoheat")
+
+
+# --- the QGIS plugin (issue 25) --------------------------------------------------------
+
+@cli.command("qgis-plugin")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--zip", "as_zip", is_flag=True,
+              help="Write FOLDER/geoheat_qgis.zip, for QGIS's Plugins > Install from ZIP.")
+def qgis_plugin(folder, as_zip):
+    """Write geoheat's QGIS plugin into FOLDER: FOLDER/geoheat_qgis/ (or a zip).
+
+    FOLDER is usually the python/plugins folder of a QGIS profile; the plugin adds the
+    Processing algorithm geoheat:build, which runs this geoheat.
+    """
+    from .qgis import write_plugin
+
+    try:
+        written = write_plugin(folder, as_zip)
+    except GeoheatError as err:
+        raise UserError(str(err)) from None
+    except OSError as err:
+        raise UserError(f"{folder}: cannot write the plugin ({err.strerror or err})") from None
+    click.echo(f"geoheat: QGIS plugin -> {written}", err=True)
+
+
+def stderr_progress():
+    """The build's progress display: click's bar on a terminal; with the environment's
+    GEOHEAT_PROGRESS=lines, plain lines a program reads (the QGIS plugin); else none."""
+    import os
+
+    if os.environ.get("GEOHEAT_PROGRESS") == "lines":
+        return progress_lines
+    return progress_bar if sys.stderr.isatty() else None
+
+
+def progress_lines(items, label, length=None):
+    """Yield items while writing 'geoheat: progress: LABEL DONE/TOTAL' lines on stderr:
+    at the start, then at each whole percent (every 0.5 s when the total is unknown)."""
+    import time
+
+    def say(done):
+        click.echo(f"geoheat: progress: {label} {done}/{'' if length is None else length}",
+                   err=True)
+
+    say(0)
+    shown, last = 0, time.monotonic()
+    for done, item in enumerate(items, 1):  # an item arrives done (a file read)
+        if length:
+            step = done * 100 // length
+            if step != shown:
+                shown = step
+                say(done)
+        elif time.monotonic() - last >= 0.5:
+            last = time.monotonic()
+            say(done)
+        yield item

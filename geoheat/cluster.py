@@ -29,6 +29,7 @@ this module only when a build asks for a scheduler.
 """
 
 import contextlib
+import gc
 import logging
 import math
 import posixpath
@@ -158,12 +159,21 @@ class Session:
                     self.client = Client(self.cluster, set_as_default=False)
                     self.client.register_plugin(_ignore_interrupts())
             else:
-                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-        except (OSError, TimeoutError) as err:
+                ask_scheduler(scheduler, CONNECT_TIMEOUT)
+                failure = None
+                try:
+                    self.client = Client(scheduler, timeout=CONNECT_TIMEOUT,
+                                         set_as_default=False)
+                except Exception as err:  # noqa: BLE001 - it answered the probe, then not
+                    failure = unreachable(scheduler, _first_line(err))
+                if failure is not None:
+                    # A Client whose start failed closes itself when collected, over its
+                    # event loop: now, while the loop runs, not at exit (60 s then).
+                    gc.collect()
+                    raise failure
+        except (OSError, TimeoutError) as err:  # the LocalCluster's
             self.close()
-            raise ParameterError(f"cannot reach the Dask scheduler at {scheduler}: "
-                                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
-                                 ) from None
+            raise unreachable(scheduler, _first_line(err)) from None
         except BaseException:
             self.close()
             raise
@@ -312,6 +322,84 @@ class Session:
         self.futures = [f for f in self.futures if f.key not in gone]
         for future in futures:
             future.release()
+
+
+def unreachable(address: str, why: str) -> ParameterError:
+    return ParameterError(f"cannot reach the Dask scheduler at {address} ({why})")
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def ask_scheduler(address: str, timeout: str | float = CONNECT_TIMEOUT) -> None:
+    """Make sure a Dask scheduler answers at `address` within `timeout`, or raise
+    ParameterError 'cannot reach the Dask scheduler at ADDRESS (why)'.
+
+    Asked as a Dask client first asks (the comm handshake, then 'identity'), on an
+    event loop of its own in a thread, so the whole exchange can be cut off: Dask's
+    connect bounds the TCP connect but not the handshake after it (a peer that
+    accepts and stays silent holds it for ever), bytes that are not Dask's raise
+    whatever its reader makes of them (a 3 EiB allocation for an HTTP server's
+    reply), and a Client whose start failed that way hangs the exit for 60 s."""
+    import asyncio
+    import threading
+
+    from dask.utils import parse_timedelta
+    from distributed.comm import CommClosedError, connect
+    from distributed.comm.addressing import parse_address
+    from distributed.comm.registry import get_backend
+    from distributed.security import Security
+
+    seconds = parse_timedelta(timeout, "s")
+    try:
+        get_backend(parse_address(address)[0])
+        connection = Security().get_connection_args("client")
+    except (ValueError, ImportError) as err:
+        raise unreachable(address, _first_line(err)) from None
+    if address.startswith(("tls://", "wss://")) and connection.get("ssl_context") is None:
+        raise unreachable(address, "TLS needs Dask's TLS settings: distributed.comm.tls."
+                                   "ca-file, client.cert and client.key")
+
+    async def identity():
+        # TCP retries stop a little before the whole deadline, so that a port nothing
+        # listens on says so rather than 'no handshake'.
+        comm = await connect(address, timeout=seconds * 0.9, **connection)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(asyncio.run(asyncio.wait_for(identity(), seconds)))
+        except BaseException as err:  # noqa: BLE001 - judged below, in the caller's thread
+            outcome.append(err)
+
+    asker = threading.Thread(target=run, name="geoheat-ask-scheduler", daemon=True)
+    asker.start()
+    asker.join(seconds + 5)  # the loop's own deadline ends it first
+    answer = outcome[0] if outcome else TimeoutError()
+    if isinstance(answer, dict) and answer.get("type") == "Scheduler":
+        return
+    if isinstance(answer, (TimeoutError, asyncio.TimeoutError)):
+        why = (f"it accepted the connection but gave no Dask handshake within {seconds:g} s: "
+               "not a Dask scheduler?")
+    elif isinstance(answer, CommClosedError):
+        why = "it closed the connection without a Dask handshake: not a Dask scheduler?"
+    elif isinstance(answer, OSError):
+        why = _first_line(answer)  # 'Timed out trying to connect to ... after 27 s'
+    elif isinstance(answer, dict) and isinstance(answer.get("type"), str):
+        why = f"that is a Dask {answer['type']}, not the scheduler"
+    elif isinstance(answer, BaseException) and not isinstance(answer, Exception):
+        raise answer  # KeyboardInterrupt, SystemExit: not the peer's doing
+    else:
+        kind = type(answer).__name__
+        why = f"it answers, but not as a Dask scheduler does ({kind})"
+    raise unreachable(address, why)
 
 
 def _sizeof(value) -> int:

@@ -62,7 +62,13 @@ def available_memory() -> int | None:
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
 # A Dask scheduler: 'local:N' (a LocalCluster of N processes here), or an address.
 _LOCAL_SCHEDULER = re.compile(r"local:(\d+)$")
-_SCHEDULER_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss|inproc|ucx)://\S+|[\w.-]+:\d+)$")
+# A scheduler's address: PROTOCOL://HOST:PORT or HOST:PORT (HOST may be [IPv6]); Dask's
+# other forms fail inside its client with a traceback, so they are refused here.
+_SCHEDULER_ADDRESS = re.compile(
+    r"(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[\w.-]+):(\d{1,5})$")
+# An in-process scheduler (a LocalCluster(processes=False) in a script): its address
+# names this process, so only a build from Python in the same process can use one.
+_INPROC_ADDRESS = re.compile(r"inproc://[^/]+/(\d+)/\d+$")
 NEEDS_DASK = "--scheduler needs the dask extra: pip install 'geoheat[dask]'"
 
 
@@ -73,16 +79,25 @@ def is_url(item) -> bool:
 
 def check_scheduler(scheduler: str) -> str:
     """'local:N' (N worker processes here, 1 to twice the cores) or a Dask scheduler
-    address (tcp://host:8786, host:8786); ParameterError if Dask is not installed."""
+    address (tcp://host:8786, host:8786, tls://, ws://, wss://, ucx://; inproc:// of this
+    process); ParameterError if it cannot be one, or if Dask is not installed."""
     text = str(scheduler).strip()
     local = _LOCAL_SCHEDULER.match(text)
     cores = available_cores()
     if local and not 1 <= int(local.group(1)) <= cores * 2:
         raise ParameterError(f"scheduler local:N needs N of 1-{cores * 2} here ({cores} cores), "
                              f"got {text!r}")
-    if not local and not _SCHEDULER_ADDRESS.match(text):
-        raise ParameterError("scheduler must be local:N or a Dask scheduler's address such as "
-                             f"tcp://10.0.0.5:8786, got {scheduler!r}")
+    if not local:
+        address = _SCHEDULER_ADDRESS.match(text)
+        inproc = _INPROC_ADDRESS.match(text)
+        if inproc and int(inproc.group(1)) != os.getpid():
+            raise ParameterError(f"scheduler {text!r} is inside another process (inproc:// "
+                                 "addresses are for a script's own in-process cluster)")
+        if address and not 1 <= int(address.group(2)) <= 65535:
+            raise ParameterError(f"scheduler {text!r}: the port must be 1-65535")
+        if not (address or inproc):
+            raise ParameterError("scheduler must be local:N or a Dask scheduler's address "
+                                 f"such as tcp://10.0.0.5:8786, got {scheduler!r}")
     if importlib.util.find_spec("distributed") is None:  # found, not imported
         raise ParameterError(NEEDS_DASK)
     return text

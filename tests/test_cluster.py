@@ -4,12 +4,15 @@ Every cluster here is a LocalCluster on 127.0.0.1 (the autouse no_internet fixtu
 refuses anything else). Most tests share one of 2 worker processes.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from datetime import datetime, timezone
@@ -128,9 +131,114 @@ def test_a_parse_cache_on_the_workers_gives_the_same_result(tmp_path, inputs, sc
 def test_an_unreachable_scheduler_is_one_line(tmp_path, inputs, monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
     with pytest.raises(ParameterError, match=r"^cannot reach the Dask scheduler at "
-                                             r"tcp://127.0.0.1:9: "):
+                                             r"tcp://127.0.0.1:9 \(Timed out trying"):
         geoheat.build([inputs], out(tmp_path, "dask"), scheduler="tcp://127.0.0.1:9")
     assert not list((tmp_path / "dask").iterdir())
+
+
+@contextlib.contextmanager
+def scripted_peer(behaviour: str):
+    """A TCP server on 127.0.0.1 that is not a Dask scheduler; yields its address.
+    behaviour: 'silent' accepts and says nothing, 'http' answers what it reads as an
+    HTTP server would, 'close' closes each connection at once. It gives up after 20 s,
+    closing its connections, so a client that waits for it cannot wait longer."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)
+    stop, held = threading.Event(), []
+
+    def serve():
+        deadline = time.monotonic() + 20
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)
+            if behaviour == "close":
+                conn.close()
+            elif behaviour == "http":
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        for conn in held:
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.mark.parametrize("behaviour, why", [
+    ("silent", "it accepted the connection but gave no Dask handshake within 1 s: "
+               "not a Dask scheduler?"),
+    ("http", "it answers, but not as a Dask scheduler does (MemoryError)"),
+    ("close", "it closed the connection without a Dask handshake: not a Dask scheduler?"),
+])
+def test_a_peer_that_is_not_a_dask_scheduler_is_one_line(tmp_path, inputs, monkeypatch,
+                                                          behaviour, why):
+    """Before: a silent peer held the build until it went away; an HTTP server's reply
+    made Dask's reader ask for 3.07 EiB (MemoryError)."""
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    with scripted_peer(behaviour) as address:
+        with pytest.raises(ParameterError) as err:
+            geoheat.build([inputs], out(tmp_path, "dask"), scheduler=address)
+    assert str(err.value) == f"cannot reach the Dask scheduler at {address} ({why})"
+    assert not list((tmp_path / "dask").iterdir())
+
+
+def test_a_worker_address_is_not_the_scheduler(tmp_path, inputs, scheduler):
+    with distributed.Client(scheduler, set_as_default=False) as client:
+        worker = next(iter(client.scheduler_info()["workers"]))
+    with pytest.raises(ParameterError) as err:
+        geoheat.build([inputs], out(tmp_path, "dask"), scheduler=worker)
+    assert str(err.value) == (f"cannot reach the Dask scheduler at {worker} "
+                              "(that is a Dask Worker, not the scheduler)")
+
+
+def test_tls_without_dask_tls_settings_is_one_line(tmp_path, inputs):
+    """Before: a TypeError from Dask's TLS connector, then 60 s in Client.__del__."""
+    with pytest.raises(ParameterError) as err:
+        geoheat.build([inputs], out(tmp_path, "dask"), scheduler="tls://127.0.0.1:1")
+    assert str(err.value) == ("cannot reach the Dask scheduler at tls://127.0.0.1:1 (TLS needs "
+                              "Dask's TLS settings: distributed.comm.tls.ca-file, client.cert "
+                              "and client.key)")
+
+
+def test_cli_an_http_server_as_scheduler_exits_2_in_one_line(tmp_path, inputs):
+    """The whole command in its own interpreter: one line, exit 2, and an exit that is
+    not held for Client.__del__'s 60 s (the limit below fails the test first)."""
+    with scripted_peer("http") as address:
+        done = subprocess.run(
+            [sys.executable, "-m", "geoheat", "build", str(inputs), "--basemap", "none",
+             "-o", str(out(tmp_path, "dask")), "--scheduler", address],
+            capture_output=True, text=True, timeout=45, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"geoheat: error: cannot reach the Dask scheduler at {address} "
+                           "(it answers, but not as a Dask scheduler does (MemoryError))\n")
+
+
+def test_a_client_that_fails_to_start_does_not_hold_the_exit(tmp_path):
+    """If the peer passes the question but Dask's Client then fails (here: the question
+    skipped), the half-made Client is closed at once, not at exit (60 s then)."""
+    code = ("import sys\nfrom geoheat import cluster, ParameterError\n"
+            "cluster.ask_scheduler = lambda *args: None\n"
+            "try:\n    cluster.Session(sys.argv[1])\n"
+            "except ParameterError as err:\n    print(err)\n")
+    with scripted_peer("http") as address:
+        done = subprocess.run([sys.executable, "-c", code, address], capture_output=True,
+                              text=True, timeout=45, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"cannot reach the Dask scheduler at {address} (Unable to "
+                                  "allocate 3.07 EiB")
+    assert "Traceback" not in done.stderr
 
 
 def test_cli_scheduler_local_2_starts_and_stops_its_own_cluster(tmp_path, inputs):
@@ -325,6 +433,13 @@ def test_sum_counts_leaves_its_inputs_unchanged():
     ("local:x", "local:N or a Dask scheduler's address"),
     ("http://example.org", "local:N or a Dask scheduler's address"),
     ("", "local:N or a Dask scheduler's address"),
+    # Before: a ValueError or TypeError from inside Dask's client, then 60 s at exit.
+    ("tcp://127.0.0.1", "local:N or a Dask scheduler's address"),
+    ("inproc://x", "local:N or a Dask scheduler's address"),
+    (f"inproc://127.0.0.1/{os.getpid() + 1}/1", "is inside another process"),
+    ("tcp://127.0.0.1:0", "the port must be 1-65535"),
+    ("tcp://127.0.0.1:65536", "the port must be 1-65535"),
+    ("tcp://host:8786/path", "local:N or a Dask scheduler's address"),
 ])
 def test_bad_schedulers_are_refused_with_one_line(scheduler, message):
     with pytest.raises(ParameterError, match=message):
@@ -332,8 +447,25 @@ def test_bad_schedulers_are_refused_with_one_line(scheduler, message):
 
 
 def test_good_schedulers_are_kept():
-    for text in ("local:2", "tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://head:8786"):
+    for text in ("local:2", "tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://head:8786",
+                 "tcp://[::1]:8786", "ws://head.example.org:8786", "wss://10.0.0.5:443",
+                 f"inproc://127.0.0.1/{os.getpid()}/3"):
         assert geoheat.BuildOptions(scheduler=f" {text} ").scheduler == text
+
+
+def test_an_in_process_cluster_of_a_script_is_used(tmp_path, inputs):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Port .* is already in use")
+        in_process = distributed.LocalCluster(n_workers=1, threads_per_worker=1,
+                                              processes=False, dashboard_address=None,
+                                              silence_logs=50)
+    with in_process as lc:
+        assert lc.scheduler_address.startswith("inproc://")
+        plain = geoheat.build([inputs], out(tmp_path, "plain"), zoom=14, counts=True)
+        dask = geoheat.build([inputs], out(tmp_path, "dask"), zoom=14, counts=True,
+                             scheduler=lc.scheduler_address)
+    assert_same_files(tmp_path)
+    assert comparable(dask) == comparable(plain)
 
 
 def test_without_dask_the_scheduler_says_which_extra(monkeypatch):
