@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import __version__
+from .formats import UNTYPED
 
 if TYPE_CHECKING:
     from .basemap import BasemapReport
@@ -136,7 +137,7 @@ def summary(result: BuildResult, extent: str = "auto") -> str:
         read += f", {n} left out ({why})"
     if result.duplicates:
         read += f", {plural(result.duplicates, 'duplicate')} dropped"
-    if len(result.types) > 1 or "unknown" not in result.types:
+    if len(result.types) > 1 or UNTYPED not in result.types:
         read += " (" + ", ".join(f"{n} {kind}" for kind, n in result.types.most_common())
         read += "; " + ", ".join(f"{n} {fmt.upper()}" for fmt, n in sorted(result.formats.items()))
         read += ")"
