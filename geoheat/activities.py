@@ -30,11 +30,10 @@ VIRTUAL_LEFT_OUT = "virtual: --type VirtualRide,VirtualRun draws them"
 DUPLICATE_SECONDS = 60
 DUPLICATE_METRES = 200
 DUPLICATE_LENGTH_RATIO = 0.10
-# Candidates are found by start minute, then by the zoom-14 tile of the first point
+# Candidates are found by start time, then by the zoom-14 tile of the first point
 # (~2.4 km, over 200 m on the ground at any latitude Web Mercator draws), so only
-# activities near in time and place are compared; this many rows at a time.
+# activities near in time and place are compared.
 _PLACE_ZOOM = 14
-_ROWS = 256
 
 
 def select_activities(
@@ -142,64 +141,63 @@ def same_track(first: Summary, second: Summary) -> bool:
 
 def drop_duplicates(activities: Sequence[ParsedFile]):
     """The activities without repeats of one (see DUPLICATE_*), and the repeats dropped as
-    (repeat, the activity kept instead). Of a group of copies, the one with the most
-    points stays (the first listed of equals), with the most specific type any copy has
-    (an export's VirtualRide over its file's Ride).
+    (repeat, the activity kept instead). Of copies, the one with the most points stays
+    (the first listed of equals), with the most specific type any copy has (an export's
+    VirtualRide over its file's Ride); a repeat is one of the kept one's, not of another
+    repeat's, so a chain of near matches never joins two different activities.
 
     Near-linear: copies are found by a digest of the parsed track, and by start minute
     and place; only the few activities sharing those are compared.
     """
-    group = list(range(len(activities)))  # union-find: each activity's group
-
-    def root(i):
-        while group[i] != i:
-            group[i] = group[group[i]]
-            i = group[i]
-        return i
-
-    def join(i, j):
-        i, j = root(i), root(j)
-        if i != j:
-            group[max(i, j)] = min(i, j)
-
-    # The same track from the same start by the file's own clock (an index may date
-    # its copies apart): one activity. A copy without times is one with any.
-    first_with: dict[tuple, int] = {}  # (digest, own start) -> the first such activity
-    untimed = []
+    copy_of = _identical(activities)
+    originals = [i for i, first in enumerate(copy_of) if first == i]
+    keeper = _near_keepers(activities, originals)
+    final = [keeper.get(copy_of[i], copy_of[i]) for i in range(len(activities))]
+    kinds = defaultdict(list)
+    for i, top in enumerate(final):
+        kinds[top].append(activities[i].activity_type)
+    kept, repeats, winners = [], [], {}
     for i, activity in enumerate(activities):
-        if activity.summary is None:
-            continue
-        digest = track_digest(activity.summary)
-        own = activity.own_start or activity.start
-        if own is None:
-            untimed.append((i, digest))
-        else:
-            join(i, first_with.setdefault((digest, own), i))
-            first_with.setdefault((digest, None), i)
-    for i, digest in untimed:
-        join(i, first_with.setdefault((digest, None), i))
-    for i, j in _near_pairs(activities):
-        join(i, j)
-    members = defaultdict(list)
-    for i in range(len(activities)):
-        members[root(i)].append(i)
-    chosen = {}  # group -> (the activity it keeps, that activity with the group's type)
-    for top, copies in members.items():
-        if len(copies) > 1:
-            best = max(copies, key=lambda i: (activities[i].points, -i))
-            kind = max((activities[i].activity_type for i in copies), key=specificity)
-            winner = activities[best]
+        top = final[i]
+        if top not in winners:
+            winner = activities[top]
+            kind = max(kinds[top], key=specificity)
             if specificity(kind) > specificity(winner.activity_type):
                 winner = winner._replace(activity_type=kind)
-            chosen[top] = best, winner
-    kept, repeats = [], []
-    for i, activity in enumerate(activities):
-        best, winner = chosen.get(root(i), (i, activity))
-        if i == best:
-            kept.append(winner)
+            winners[top] = winner
+        if i == top:
+            kept.append(winners[top])
         else:
-            repeats.append((activity, winner))
+            repeats.append((activity, winners[top]))
     return kept, repeats
+
+
+def _identical(activities: Sequence[ParsedFile]) -> list[int]:
+    """For each activity, the first with the same parsed track and the same start by its
+    file's own clock (an index may date the copies apart); a copy without times is one
+    of the first timed one, if any."""
+    copy_of = list(range(len(activities)))
+    alike = defaultdict(list)  # the summary's ends and length: the digest only where equal
+    for i, activity in enumerate(activities):
+        s = activity.summary
+        if s is not None:
+            alike[s.points, s.first, s.last, s.length].append(i)
+    for members in alike.values():
+        if len(members) < 2:
+            continue
+        first_with: dict[tuple, int] = {}  # (digest, own start or None) -> the first such
+        untimed = []
+        for i in members:
+            digest = track_digest(activities[i].summary)
+            own = activities[i].own_start or activities[i].start
+            if own is None:
+                untimed.append((i, digest))
+            else:
+                copy_of[i] = first_with.setdefault((digest, own), i)
+                first_with.setdefault((digest, None), i)
+        for i, digest in untimed:
+            copy_of[i] = first_with.setdefault((digest, None), i)
+    return copy_of
 
 
 def track_digest(summary: Summary) -> bytes:
@@ -212,61 +210,78 @@ def track_digest(summary: Summary) -> bytes:
     return h.digest()
 
 
-def _near_pairs(activities: Sequence[ParsedFile]) -> Iterable[tuple[int, int]]:
-    """Pairs (i, j) of activities that start within DUPLICATE_SECONDS (either start:
-    start or own_start) and whose tracks agree (same_track)."""
+def _near_keepers(activities: Sequence[ParsedFile], among: Sequence[int]) -> dict[int, int]:
+    """The activities of `among` that repeat another (start within DUPLICATE_SECONDS by
+    either start, tracks that agree: same_track), each mapped to the one kept instead:
+    most points first, each claiming the matches not yet claimed."""
     who, when = [], []
-    for i, a in enumerate(activities):
-        if not a.points or a.summary is None:
-            continue
-        for start in {a.start, a.own_start} - {None}:
-            who.append(i)
-            when.append(start.timestamp())
+    for i in among:
+        a = activities[i]
+        if a.points and a.summary is not None:
+            for start in {a.start, a.own_start} - {None}:
+                who.append(i)
+                when.append(start.timestamp())
     if len(who) < 2:
-        return
-    who, when = np.array(who), np.array(when)
+        return {}
+    who, when = np.array(who), np.array(when, dtype=np.float64)
     order = np.argsort(when, kind="stable")
     who, when = who[order], when[order]
-    # Runs of starts each within DUPLICATE_SECONDS of the one before; most are alone.
+    # Runs of starts each within DUPLICATE_SECONDS of the one before: most are alone,
+    # and only starts in one run can match.
     run = np.concatenate([[0], np.cumsum(np.diff(when) > DUPLICATE_SECONDS)])
-    sizes = np.bincount(run)
-    summaries = [a.summary for a in activities]
-    for r in np.flatnonzero(sizes > 1):
-        entries = np.flatnonzero(run == r)
-        yield from _pairs_in_run(who[entries], when[entries], summaries)
-
-
-def _pairs_in_run(who, when, summaries) -> Iterable[tuple[int, int]]:
-    """The matching pairs among entries close in time: each compared only with those
-    whose first point is in its place tile or a neighbouring one."""
-    first = np.array([summaries[i].first for i in who])
-    last = np.array([summaries[i].last for i in who])
-    length = np.array([summaries[i].length for i in who])
+    crowded = np.bincount(run)[run] > 1
+    who, when, run = who[crowded], when[crowded], run[crowded]
+    if not len(who):
+        return {}
+    summaries = [activities[i].summary for i in who.tolist()]
+    first = np.array([s.first for s in summaries])
+    last = np.array([s.last for s in summaries])
+    length = np.array([s.length for s in summaries])
     col, row = world_pixels(first, _PLACE_ZOOM)
-    tile_x, tile_y = (col // TILE_SIZE).astype(np.int64), (row // TILE_SIZE).astype(np.int64)
-    by_tile = defaultdict(list)
-    for e, key in enumerate(zip(tile_x.tolist(), tile_y.tolist())):
-        by_tile[key].append(e)
-    for (x, y), here in by_tile.items():
-        near = np.array([e for dx in (-1, 0, 1) for dy in (-1, 0, 1)
-                         for e in by_tile.get((x + dx, y + dy), ())])
-        if len(near) < 2:
+    tile_x = (col // TILE_SIZE).astype(np.int64).tolist()
+    tile_y = (row // TILE_SIZE).astype(np.int64).tolist()
+    by_place = defaultdict(list)  # (run, tile x, tile y) -> entries
+    entries_of = defaultdict(list)  # activity -> its entries
+    run_list = run.tolist()
+    for e, key in enumerate(zip(run_list, tile_x, tile_y)):
+        by_place[key].append(e)
+        entries_of[int(who[e])].append(e)
+    taken = np.zeros(len(who), dtype=bool)  # entries of activities already decided
+    keeper = {}
+    around = {}  # (run, tile x, tile y) -> the entries in it and the 8 tiles around it
+
+    def near_entries(key):
+        if key not in around:
+            r, x, y = key
+            around[key] = np.array([c for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                                    for c in by_place.get((r, x + dx, y + dy), ())],
+                                   dtype=np.int64)
+        return around[key]
+
+    for top in sorted(entries_of, key=lambda i: (-activities[i].points, i)):
+        mine = entries_of[top]
+        if taken[mine[0]]:
             continue
-        for start in range(0, len(here), _ROWS):
-            rows = np.array(here[start:start + _ROWS])[:, None]
-            match = ((np.abs(when[rows] - when[near]) <= DUPLICATE_SECONDS)
-                     & (who[rows] != who[near])
-                     & (_ground_distances(first[rows], first[near]) <= DUPLICATE_METRES)
-                     & (_ground_distances(last[rows], last[near]) <= DUPLICATE_METRES))
-            longer = np.maximum(length[rows], length[near])
-            match &= np.abs(length[rows] - length[near]) <= np.maximum(
-                DUPLICATE_LENGTH_RATIO * longer, DUPLICATE_METRES)
-            i, j = np.nonzero(match)
-            yield from zip(who[rows[i, 0]].tolist(), who[near[j]].tolist())
+        for e in mine:
+            near = near_entries((run_list[e], tile_x[e], tile_y[e]))
+            near = near[~taken[near] & (who[near] != top)]
+            if not len(near):
+                continue
+            longer = np.maximum(length[near], length[e])
+            match = ((np.abs(when[near] - when[e]) <= DUPLICATE_SECONDS)
+                     & (_ground_distances(first[near], first[e]) <= DUPLICATE_METRES)
+                     & (_ground_distances(last[near], last[e]) <= DUPLICATE_METRES)
+                     & (np.abs(length[near] - length[e])
+                        <= np.maximum(DUPLICATE_LENGTH_RATIO * longer, DUPLICATE_METRES)))
+            for other in set(who[near[match]].tolist()):
+                keeper[other] = top
+                taken[entries_of[other]] = True
+        taken[mine] = True
+    return keeper
 
 
 def _ground_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Metres on the ground between points a (n, 1, 2) and b (m, 2), broadcast (as
-    _ground_distance)."""
+    """Metres on the ground between points a (n, 2) and b (2,) or (n, 2), as
+    _ground_distance."""
     dx, dy = a[..., 0] - b[..., 0], a[..., 1] - b[..., 1]
     return np.hypot(dx, dy) / np.cosh((a[..., 1] + b[..., 1]) / 2 / EARTH_RADIUS)

@@ -108,35 +108,36 @@ def fake(name, lonlat, start, kind=None):
 
 
 def brute_force_groups(activities):
-    """The pairs the old pairwise rule finds (start within 60 s, same_track), as groups."""
-    group = list(range(len(activities)))
+    """Comparing every pair: most points first, each activity not yet claimed keeps those
+    it matches (start within 60 s by either start, same_track) not yet claimed."""
+    def starts(a):
+        return {a.start, a.own_start} - {None}
 
-    def root(i):
-        while group[i] != i:
-            i = group[i]
-        return i
-
-    for i, j in itertools.combinations(range(len(activities)), 2):
-        a, b = activities[i], activities[j]
-        starts_a = {a.start, a.own_start} - {None}
-        starts_b = {b.start, b.own_start} - {None}
-        close = any(abs((s - t).total_seconds()) <= 60 for s in starts_a for t in starts_b)
-        if close and same_track(a.summary, b.summary):
-            group[root(j)] = root(i)
-    groups = {}
-    for i in range(len(activities)):
-        groups.setdefault(root(i), set()).add(i)
-    return sorted(sorted(g) for g in groups.values())
+    claimed, groups = set(), []
+    for i in sorted(range(len(activities)), key=lambda i: (-activities[i].points, i)):
+        if i in claimed:
+            continue
+        claimed.add(i)
+        group = {i}
+        for j in range(len(activities)):
+            a, b = activities[i], activities[j]
+            close = any(abs((s - t).total_seconds()) <= 60 for s in starts(a) for t in starts(b))
+            if j not in claimed and close and same_track(a.summary, b.summary):
+                claimed.add(j)
+                group.add(j)
+        groups.append(sorted(group))
+    return sorted(groups)
 
 
 def test_candidates_by_minute_and_place_find_what_comparing_every_pair_finds():
     """Many activities in one start minute, some near one place: the bucketed search
-    finds the same groups as comparing every pair."""
+    finds the same groups as comparing every pair; no chain of near matches joins
+    activities that do not match (lengths 3.1 and 3.25 km match, 3.25 and 3.4 km too, not 3.1 and 3.4)."""
     rng = np.random.default_rng(7)
     activities = []
     for i in range(300):
         lon, lat = 14.5 + rng.choice([0, 0.001, 0.002, 0.05]), 46.05 + rng.choice([0, 0.0015])
-        length = rng.choice([0.01, 0.0105, 0.02])
+        length = rng.choice([0.04, 0.042, 0.044, 0.08])
         n = int(rng.integers(5, 30))
         points = np.column_stack([np.linspace(lon, lon + length, n), np.full(n, lat)])
         start = START + timedelta(seconds=int(rng.integers(0, 150)))
