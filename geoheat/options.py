@@ -254,6 +254,8 @@ class BuildOptions:
         if self.bounds is not None:
             put("bounds", check_bounds(self.bounds))
         _one_of("extent", self.extent, BUILD_EXTENTS)
+        if self.extent == "regions" and self.scheduler is not None:
+            raise ParameterError("--extent regions reads on this machine: not with --scheduler")
         put("zoom", check_zoom(self.zoom))
         put("min_zoom", check_zoom(self.min_zoom, "min zoom"))
         if self.min_zoom is not None and self.zoom is not None and self.min_zoom > self.zoom:
