@@ -111,10 +111,16 @@ def regions(summaries: Sequence[Summary], limit: int = MAX_REGIONS) -> list[Regi
     area has MIN_HOME_ACTIVITIES activities (the first always counts). Each activity
     counts in the first region it touches; the rest (one-off trips) are in none."""
     found = []
+    if not summaries:
+        return found
+    visit_activity = np.repeat(np.arange(len(summaries)), [len(s.cells) for s in summaries])
+    visit_bounds = np.vstack([s.cell_bounds for s in summaries])
     left = np.arange(len(summaries))
     while len(left) and len(found) < limit:
         box = main_area([summaries[i] for i in left])
-        touching = np.array([touches(summaries[i], box) for i in left], dtype=bool)
+        touching = np.zeros(len(summaries), dtype=bool)
+        touching[visit_activity[_overlaps(visit_bounds, box)]] = True
+        touching = touching[left]
         if found and touching.sum() < MIN_HOME_ACTIVITIES:
             break
         found.append(Region(box, left[touching]))
@@ -122,12 +128,10 @@ def regions(summaries: Sequence[Summary], limit: int = MAX_REGIONS) -> list[Regi
     return found
 
 
-def touches(summary: Summary, box: Bbox) -> bool:
-    """Whether an activity has points in box, as far as its summary tells (the bounds
-    of its points in each cell)."""
-    b = summary.cell_bounds
-    return bool(((b[:, 0] <= box.right) & (b[:, 2] >= box.left)
-                 & (b[:, 1] <= box.top) & (b[:, 3] >= box.bottom)).any())
+def _overlaps(bounds: np.ndarray, box: Bbox) -> np.ndarray:
+    """Which of the (n, 4) left, bottom, right, top boxes overlap box."""
+    return ((bounds[:, 0] <= box.right) & (bounds[:, 2] >= box.left)
+            & (bounds[:, 1] <= box.top) & (bounds[:, 3] >= box.bottom))
 
 
 def _label_cells(cells: list[tuple[int, int]]) -> np.ndarray:
