@@ -236,3 +236,27 @@ def test_parse_file_keeps_a_zwift_gpx_type(tmp_path):
     path = tmp_path / "z.gpx"
     path.write_text(timed_gpx(LOOP, START, kind="17"))
     assert parse_file(path).activity_type == "VirtualRide"
+
+
+def test_a_real_fit_in_an_export_and_unzipped_beside_it_is_drawn_once(tmp_path):
+    """A real Garmin ride, gzipped in an export whose CSV dates it 63 s after the FIT
+    session and types it Virtual Ride, and gunzipped beside it as the owner keeps it."""
+    from .conftest import shared_folder
+
+    ride = shared_folder("fit-tcx") / "garmin-edge-820-bike.fit"
+    own = parse_file(ride).start
+    export = export_zip(tmp_path / "export.zip",
+                        [(1, own + timedelta(seconds=63), "Virtual Ride",
+                          "activities/1.fit.gz")],
+                        {"activities/1.fit.gz": gzip.compress(ride.read_bytes())})
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "1.fit").write_bytes(ride.read_bytes())
+    report, result = report_of(tmp_path, export, tmp_path / "output", "--type", "VirtualRide")
+    assert report["activities"]["drawn"] == 1 and report["activities"]["duplicates"] == 1
+    assert report["activities"]["by_type"] == {"VirtualRide": 1}
+    assert "1 duplicate dropped" in result.stderr.splitlines()[-1]
+    # By default the ride, virtual by its CSV, is left out, and said.
+    result = build(export, tmp_path / "output", "-o", tmp_path / "d.png")
+    assert result.exit_code == 2
+    assert ("nothing to draw: 2 files found, 2 with track points, 1 left out (virtual: "
+            "--type VirtualRide,VirtualRun draws them)") in result.stderr
