@@ -223,20 +223,27 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
     def named(path, slug):
         return None if path is None else path.with_name(f"{path.stem}-{slug}{path.suffix}")
 
+    pad = 1e-7  # degrees (1 cm): the box's edge points stay inside after the round trip
     each = [options.replace(output=named(options.output, slug), report=None,
                             mbtiles=named(options.mbtiles, slug),
                             pmtiles=named(options.pmtiles, slug), extent="auto",
-                            bounds=(region.bounds[1], region.bounds[3], region.bounds[0],
-                                    region.bounds[2]))
+                            bounds=(region.bounds[1] - pad, region.bounds[3] + pad,
+                                    region.bounds[0] - pad, region.bounds[2] + pad))
             for region, slug in zip(found, slugs)]
-    for path in {p.parent: p for o in each for p in reversed(o.outputs.values())}.values():
+    paths = [p for o in each for p in o.outputs.values()] + [options.report] * bool(options.report)
+    for path in {p.parent: p for p in reversed(paths)}.values():
         check_writable_folder(path)
+    said = set()
+
+    def once(line):  # each region's build says the files' warnings again
+        if line not in said:
+            said.add(line)
+            warn(line)
+
     results = []
-    with OutputSet([p for o in each for p in o.outputs.values()], options.output) as outputs:
-        for i, (region, region_options) in enumerate(zip(found, each)):
-            # The files' warnings once, with the first region.
-            results.append(_build(region_options, outputs, provider,
-                                  warn if i == 0 else (lambda message: None), progress,
+    with OutputSet(paths, options.output) as outputs:
+        for region_options in each:
+            results.append(_build(region_options, outputs, provider, once, progress,
                                   read=(sources, parsed)))
         drawn = [region._replace(activities=r.activities, outputs=[str(p) for p in r.outputs])
                  for region, r in zip(found, results)]

@@ -73,10 +73,12 @@ def test_auto_names_the_regions_it_leaves_out(tmp_path, three_places):
 
 
 def test_extent_regions_draws_each_region_named_after_its_town(tmp_path, three_places):
+    (three_places / "broken.gpx").write_text("<gpx><trk>")
     result = build(three_places, "-o", tmp_path / "h.png", "--extent", "regions",
                    "--report", tmp_path / "r.json")
     assert result.exit_code == 0, result.stderr
     lines = result.stderr.strip().splitlines()
+    assert sum("broken.gpx" in line for line in lines) == 1  # said once, not per region
     assert lines[-3].endswith("; 2 regions")
     assert lines[-2].startswith("geoheat: Ljubljana, SI (46.05N 14.50E): 6 activities -> ")
     assert lines[-1].startswith("geoheat: Lisbon, PT (38.72N 9.14W): 4 activities -> ")
