@@ -69,7 +69,9 @@ def cli():
 @click.option("--year", "--gpx-year", "years", multiple=True, metavar="YEAR[,YEAR...]",
               help="Keep activities that started in YEAR (repeatable).")
 @click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE...]",
-              help="Keep these activity types (Strava's names: Ride, Run, Walk, Hike, ...).")
+              help="Keep these activity types (Strava's names: Ride, Run, Walk, Hike, ...; "
+                   "Other: a sport Strava has no name for; untyped: none named). Default: "
+                   "all but VirtualRide and VirtualRun.")
 @click.option("--bounds", "--gpx-bound", type=float, nargs=4, default=None,
               metavar="LAT_MIN LAT_MAX LON_MIN LON_MAX",
               help="Keep points inside this box; it is also the output extent.")
