@@ -70,10 +70,9 @@ def select_activities(
         unique, repeats = readable, []
     else:
         unique, repeats = drop_duplicates(readable)
-    left_out = {id(a): _left_out(a, years, types) for a in unique}
     kept = []
     for activity in unique:
-        why = left_out[id(activity)]
+        why = _left_out(activity, years, types)
         if why:
             result.left_out[why] += 1
             result.points_left_out += activity.points
