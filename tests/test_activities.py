@@ -1,7 +1,6 @@
 """Selecting activities: duplicates (by content, by either start), types, virtual rides."""
 
 import gzip
-import itertools
 import json
 import zipfile
 from datetime import datetime, timedelta, timezone
@@ -131,8 +130,8 @@ def brute_force_groups(activities):
 
 def test_candidates_by_minute_and_place_find_what_comparing_every_pair_finds():
     """Many activities in one start minute, some near one place: the bucketed search
-    finds the same groups as comparing every pair; no chain of near matches joins
-    activities that do not match (lengths 3.1 and 3.25 km match, 3.25 and 3.4 km too, not 3.1 and 3.4)."""
+    finds the same groups as comparing every pair (lengths of 3.1, 3.25 and 3.4 km:
+    neighbours match, the ends do not)."""
     rng = np.random.default_rng(7)
     activities = []
     for i in range(300):
@@ -152,6 +151,19 @@ def test_candidates_by_minute_and_place_find_what_comparing_every_pair_finds():
         groups[first.name].add(index[repeat.name])
     assert sorted(sorted(g) for g in groups.values()) == brute_force_groups(activities)
     assert 1 < len(kept) < len(activities)  # both kinds happen
+
+
+def test_a_chain_of_near_matches_is_not_one_activity():
+    """3.1 km matches 3.25 km, which matches 3.4 km; 3.1 and 3.4 km do not match: the
+    longest-recorded (most points) keeps what matches it, the other stays."""
+    def loop(name, km, points):
+        lon = np.linspace(14.5, 14.5 + km / 77.2, points)
+        return fake(name, np.column_stack([lon, np.full(points, 46.05)]), START)
+
+    kept, repeats = drop_duplicates([loop("a", 3.1, 40), loop("b", 3.25, 30),
+                                     loop("c", 3.4, 20)])
+    assert [a.name for a in kept] == ["a", "c"]
+    assert [(r.name, first.name) for r, first in repeats] == [("b", "a")]
 
 
 def test_one_start_minute_in_many_places_is_many_activities():
