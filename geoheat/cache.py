@@ -102,6 +102,9 @@ class ParsedFile(NamedTuple):
     time_note: str | None = None  # why the file's own time is not the start (implausible)
     summary: Summary | None = None  # the track in brief; None without points
     size: int = 0  # bytes the file takes uncompressed (what --max-file-size limits)
+    # The file's own start where activities.csv gives another (start): exports' dates
+    # differ from the file's by a minute or more, so duplicates are matched on both.
+    own_start: datetime | None = None
 
     @property
     def points(self) -> int:

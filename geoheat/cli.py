@@ -12,9 +12,9 @@ import click
 
 from . import __version__
 from .colormaps import COLORMAP_NAMES, STYLE_NAMES
-from .errors import GeoheatError
-from .options import (DEFAULT_DEADLINE, DEFAULT_MAX_TILES, DEFAULT_TIMEOUT, EXTENTS, MODES,
-                      NORMALIZES, SCALINGS, check_zoom)
+from .errors import GeoheatError, ParameterError
+from .options import (BUILD_EXTENTS, DEFAULT_DEADLINE, DEFAULT_MAX_TILES, DEFAULT_TIMEOUT,
+                      EXTENTS, MODES, NORMALIZES, SCALINGS, check_zoom)
 
 
 class UserError(click.ClickException):
@@ -69,12 +69,15 @@ def cli():
 @click.option("--year", "--gpx-year", "years", multiple=True, metavar="YEAR[,YEAR...]",
               help="Keep activities that started in YEAR (repeatable).")
 @click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE...]",
-              help="Keep these activity types (Strava's names: Ride, Run, Walk, Hike, ...).")
+              help="Keep these activity types (Strava's names: Ride, Run, Walk, Hike, ...; "
+                   "Other: a sport Strava has no name for; untyped: none named). Default: "
+                   "all but VirtualRide and VirtualRun.")
 @click.option("--bounds", "--gpx-bound", type=float, nargs=4, default=None,
               metavar="LAT_MIN LAT_MAX LON_MIN LON_MAX",
               help="Keep points inside this box; it is also the output extent.")
-@click.option("--extent", type=click.Choice(EXTENTS), default="auto", show_default=True,
-              help="auto: the densest connected area of the tracks; all: every point.")
+@click.option("--extent", type=click.Choice(BUILD_EXTENTS), default="auto", show_default=True,
+              help="auto: the densest connected area of the tracks; all: every point; "
+                   "regions: one output set per region, named after its biggest town.")
 @click.option("--keep-duplicates", is_flag=True,
               help="Draw an activity found twice (a .gpx and a .fit of one ride) twice.")
 @click.option("--zoom", type=ZoomType(), default="auto", show_default=True,
@@ -174,6 +177,8 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             jobs=jobs if jobs is not None else available_cores(),
             max_file_size=parse_size(max_file_size),
             **settings)
+        if site is not None and options.extent == "regions":
+            raise ParameterError("--site shows one area: use it with --extent auto or all")
         if site is not None:
             from .serve import check_site_folder
 

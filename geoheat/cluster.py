@@ -49,7 +49,7 @@ from .activities import record_drawn
 from .errors import InputError, ParameterError
 from .options import DEFAULT_MAX_FILE_SIZE, NEEDS_DASK, available_memory, is_url
 from .rasterize import add_counts, count_activity
-from .reading import parse_file, read_files
+from .reading import parse_file, read_files, with_index
 from .sources import Source, _too_large, _tree_sources, find_sources
 
 LOCAL = re.compile(r"local:(\d+)$")
@@ -428,8 +428,7 @@ def read_batch(batch: Sequence[Source | UrlSource], cache_dir: Path | None = Non
     for i, source in enumerate(batch):
         if parsed[i] is None:
             p = parse_url(source.url, max_bytes)
-            parsed[i] = p._replace(start=source.date or p.start,
-                                   activity_type=source.activity_type or p.activity_type)
+            parsed[i] = with_index(p, source)
     return parsed
 
 

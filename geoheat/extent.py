@@ -7,6 +7,7 @@
 import math
 from collections import deque
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,17 @@ RARE_SHARE = 0.05
 # Fewer activities than this in the best area is no home area (a handful of files
 # from anywhere): then the area with the most points wins instead.
 MIN_HOME_ACTIVITIES = 3
+# The regions named and drawn by --extent regions: areas of at least
+# MIN_HOME_ACTIVITIES activities, the busiest first, at most this many.
+MAX_REGIONS = 12
+
+
+class Region(NamedTuple):
+    """One area activities visit (EPSG:3857 bounds) and the activities there that no
+    busier region has (indices into the summaries)."""
+
+    bounds: Bbox
+    activities: np.ndarray
 
 
 def inside(xy: np.ndarray, bounds: Bbox) -> np.ndarray:
@@ -91,6 +103,35 @@ def main_area(summaries: Sequence[Summary]) -> Bbox:
         best = np.lexsort((activities_in_area, points_in_area))[-1]
     chosen = visit_bounds[visit_area == best]
     return Bbox(chosen[:, 0].min(), chosen[:, 1].min(), chosen[:, 2].max(), chosen[:, 3].max())
+
+
+def regions(summaries: Sequence[Summary], limit: int = MAX_REGIONS) -> list[Region]:
+    """The areas the activities visit, as main_area finds them, busiest first: the main
+    area, then the main area of the activities that do not touch it, and so on, while an
+    area has MIN_HOME_ACTIVITIES activities (the first always counts). Each activity
+    counts in the first region it touches; the rest (one-off trips) are in none."""
+    found = []
+    if not summaries:
+        return found
+    visit_activity = np.repeat(np.arange(len(summaries)), [len(s.cells) for s in summaries])
+    visit_bounds = np.vstack([s.cell_bounds for s in summaries])
+    left = np.arange(len(summaries))
+    while len(left) and len(found) < limit:
+        box = main_area([summaries[i] for i in left])
+        touching = np.zeros(len(summaries), dtype=bool)
+        touching[visit_activity[_overlaps(visit_bounds, box)]] = True
+        touching = touching[left]
+        if found and touching.sum() < MIN_HOME_ACTIVITIES:
+            break
+        found.append(Region(box, left[touching]))
+        left = left[~touching]
+    return found
+
+
+def _overlaps(bounds: np.ndarray, box: Bbox) -> np.ndarray:
+    """Which of the (n, 4) left, bottom, right, top boxes overlap box."""
+    return ((bounds[:, 0] <= box.right) & (bounds[:, 2] >= box.left)
+            & (bounds[:, 1] <= box.top) & (bounds[:, 3] >= box.bottom))
 
 
 def _label_cells(cells: list[tuple[int, int]]) -> np.ndarray:

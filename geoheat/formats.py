@@ -16,31 +16,85 @@ from .gpx import Activity, parse_time, plausible_start, posix_times, xml_bytes
 
 SEMICIRCLE = 180.0 / 2**31  # degrees per FIT semicircle
 
-# Strava's activity types, and what other sources call them. Keys are matched
-# lower-case with spaces, dashes and underscores removed.
+# Strava's activity types (its API's ActivityType), and what other sources call them.
+# Keys are matched lower-case with spaces, dashes and underscores removed. A sport
+# named but none of these is OTHER; an activity whose sources name no sport is UNTYPED.
 TYPES = ("Ride", "Run", "Walk", "Hike", "Swim", "VirtualRide", "VirtualRun", "EBikeRide",
-         "Rowing", "Kayaking", "NordicSki", "AlpineSki", "InlineSkate", "Other")
-_ALIASES = {
-    # GPX <type>: Strava's own numeric codes and common words
-    "1": "Ride", "4": "Hike", "9": "Run", "10": "Walk", "cycling": "Ride", "biking": "Ride",
-    "bike": "Ride", "roadbiking": "Ride", "mountainbiking": "Ride", "gravelcycling": "Ride",
-    "running": "Run", "trailrunning": "Run", "walking": "Walk", "hiking": "Hike",
-    "swimming": "Swim", "ebiking": "EBikeRide", "ebikeride": "EBikeRide",
-    "virtualride": "VirtualRide", "virtualrun": "VirtualRun", "rowing": "Rowing",
-    "paddling": "Kayaking", "kayaking": "Kayaking", "crosscountryskiing": "NordicSki",
-    "alpineskiing": "AlpineSki", "inlineskating": "InlineSkate",
+         "Velomobile", "Handcycle", "Wheelchair", "Rowing", "Kayaking", "Canoeing",
+         "StandUpPaddling", "Surfing", "Kitesurf", "Windsurf", "Sail", "NordicSki",
+         "AlpineSki", "BackcountrySki", "RollerSki", "Snowboard", "Snowshoe", "IceSkate",
+         "InlineSkate", "Skateboard", "RockClimbing", "Golf", "Soccer", "Workout",
+         "WeightTraining", "Crossfit", "Elliptical", "StairStepper", "Yoga", "Other")
+OTHER = "Other"
+UNTYPED = "untyped"  # no sport named anywhere: what reports say, and what --type selects
+# Drawn only when asked for by name: their tracks lie in made-up worlds (Zwift's Watopia
+# in the Pacific) or replay a route indoors. Strava keeps them off its heatmap too.
+VIRTUAL_TYPES = ("VirtualRide", "VirtualRun")
+# A type that says more than another about one activity (merged duplicates keep it).
+_REFINES = {"VirtualRide": "Ride", "VirtualRun": "Run", "EBikeRide": "Ride"}
+# Strava's numeric codes in its GPX exports' <type> (its internal activity type ids).
+_GPX_CODES = {
+    "1": "Ride", "2": "AlpineSki", "3": "BackcountrySki", "4": "Hike", "5": "IceSkate",
+    "6": "InlineSkate", "7": "NordicSki", "8": "RollerSki", "9": "Run", "10": "Walk",
+    "11": "Workout", "12": "Snowboard", "13": "Snowshoe", "14": "Kitesurf", "15": "Windsurf",
+    "16": "Swim", "17": "VirtualRide", "18": "EBikeRide", "20": "Canoeing", "21": "Kayaking",
+    "22": "Rowing", "23": "StandUpPaddling", "24": "Surfing", "25": "Crossfit",
+    "26": "Elliptical", "27": "RockClimbing", "28": "StairStepper", "29": "WeightTraining",
+    "30": "Yoga",
 }
+_ALIASES = {
+    **_GPX_CODES,
+    # common words; FIT's sport names (its profile's); Strava's newer sport types
+    "cycling": "Ride", "biking": "Ride", "bike": "Ride", "roadbiking": "Ride",
+    "mountainbiking": "Ride", "gravelcycling": "Ride", "mountainbikeride": "Ride",
+    "gravelride": "Ride", "running": "Run", "trailrunning": "Run", "trailrun": "Run",
+    "walking": "Walk", "hiking": "Hike", "mountaineering": "Hike", "swimming": "Swim",
+    "ebiking": "EBikeRide", "emountainbikeride": "EBikeRide", "rowing": "Rowing",
+    "paddling": "Kayaking", "kayaking": "Kayaking", "rafting": "Kayaking",
+    "standuppaddleboarding": "StandUpPaddling", "kitesurfing": "Kitesurf",
+    "windsurfing": "Windsurf", "sailing": "Sail", "crosscountryskiing": "NordicSki",
+    "alpineskiing": "AlpineSki", "snowboarding": "Snowboard", "snowshoeing": "Snowshoe",
+    "iceskating": "IceSkate", "inlineskating": "InlineSkate", "rockclimbing": "RockClimbing",
+    "wheelchairpushwalk": "Wheelchair", "wheelchairpushrun": "Wheelchair",
+    "training": "Workout", "fitnessequipment": "Workout", "hiit": "Workout",
+    "highintensityintervaltraining": "Workout",
+}
+_CANONICAL = {strava.lower(): strava for strava in TYPES}
+
+
+def _key(name) -> str:
+    return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
 def activity_type(name: str | None) -> str | None:
-    """A sport name from any source (GPX, FIT, TCX, Strava's CSV) as a Strava type."""
-    if not name:
+    """A sport name from any source (GPX, FIT, TCX, Strava's CSV) as a Strava type:
+    OTHER for a sport Strava has no type for, None for no name at all."""
+    if not name or not str(name).strip():
         return None
-    key = re.sub(r"[\s_\-]+", "", str(name)).lower()
-    for strava in TYPES:
-        if key == strava.lower():
-            return strava
-    return _ALIASES.get(key, "Other")
+    key = _key(name)
+    return _CANONICAL.get(key) or _ALIASES.get(key, OTHER)
+
+
+def type_filter(name: str) -> str:
+    """A --type name as the type it selects (TYPES, any name activity_type knows, or
+    UNTYPED); ValueError naming the known ones for any other."""
+    if _key(name) == UNTYPED:
+        return UNTYPED
+    kind = activity_type(name)
+    if kind is None or (kind == OTHER and _key(name) != OTHER.lower()):
+        raise ValueError(f"unknown activity type {name!r}: the types are "
+                         f"{', '.join(TYPES)} and {UNTYPED} (no type named)")
+    return kind
+
+
+def specificity(kind: str | None) -> int:
+    """How much a type says: none < OTHER < a type < one refining another (VirtualRide
+    says more than Ride about one ride)."""
+    if kind is None:
+        return 0
+    if kind == OTHER:
+        return 1
+    return 3 if kind in _REFINES else 2
 
 
 def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:

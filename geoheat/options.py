@@ -20,6 +20,7 @@ MAX_ZOOM = 19  # OSM's tile servers stop here (tiles.MAX_ZOOM, without importing
 MAX_LATITUDE = 85.0511287798066  # where Web Mercator's square world ends (tiles.MAX_LATITUDE)
 MIN_IMAGE_SIZE = 256  # one tile
 EXTENTS = ("auto", "all")
+BUILD_EXTENTS = EXTENTS + ("regions",)  # one output set per region: build only
 MODES = ("lines", "points")
 SCALINGS = ("cdf", "linear")
 NORMALIZES = ("global", "local")
@@ -165,7 +166,14 @@ def _split_types(types: Iterable[str] | None) -> tuple[str, ...] | None:
     if isinstance(types, str):
         types = [types]
     found = tuple(t.strip() for item in types for t in str(item).split(",") if t.strip())
-    return found or None
+    if not found:
+        return None
+    from .formats import type_filter  # numpy: not for --help
+
+    try:  # Strava's spelling, once each: 'ride,Ride' -> ('Ride',)
+        return tuple(dict.fromkeys(type_filter(t) for t in found))
+    except ValueError as err:
+        raise ParameterError(str(err)) from None
 
 
 def _years(years: Iterable[int] | int | None) -> tuple[int, ...] | None:
@@ -202,7 +210,7 @@ class BuildOptions:
     years: tuple[int, ...] | None = None  # keep activities that started in these years
     types: tuple[str, ...] | None = None  # keep these activity types (Strava's names)
     bounds: tuple[float, float, float, float] | None = None  # LAT_MIN LAT_MAX LON_MIN LON_MAX
-    extent: str = "auto"  # without bounds: 'auto' (the main area) or 'all'
+    extent: str = "auto"  # without bounds: 'auto' (the main area), 'all' or 'regions'
     keep_duplicates: bool = False  # draw the same activity found twice twice
     # How to draw it
     zoom: int | None = None  # None: the largest that fits max_size
@@ -260,7 +268,9 @@ class BuildOptions:
         put("types", _split_types(self.types))
         if self.bounds is not None:
             put("bounds", check_bounds(self.bounds))
-        _one_of("extent", self.extent, EXTENTS)
+        _one_of("extent", self.extent, BUILD_EXTENTS)
+        if self.extent == "regions" and self.scheduler is not None:
+            raise ParameterError("--extent regions reads on this machine: not with --scheduler")
         put("zoom", check_zoom(self.zoom))
         put("min_zoom", check_zoom(self.min_zoom, "min zoom"))
         if self.min_zoom is not None and self.zoom is not None and self.min_zoom > self.zoom:

@@ -8,6 +8,7 @@ import contextlib
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -18,15 +19,17 @@ from .activities import record_drawn, select_activities
 from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade_rgba, shade_strips
 from .errors import InputError, ParameterError, ReadError
-from .extent import choose_area, choose_zoom
+from .extent import choose_area, choose_zoom, regions
+from .formats import UNTYPED
 from .legend import add_legend, ramp_labels
 from .heat import SCALERS, blur_tiles
 from .options import BuildOptions, available_memory
+from .places import name_area, slugify, unique_slugs
 from .projection import unproject
 from .rasterize import count_activity
 from .reading import Progress, load_points, read_files
-from .report import (BuildResult, FileEntry, describe_inputs, geotiff_tags, mbtiles_metadata,
-                     to_json, warnings)
+from .report import (BuildResult, FileEntry, RegionEntry, describe_inputs, geotiff_tags,
+                     mbtiles_metadata, to_json, warnings)
 from .sources import find_sources
 from .tiles import Grid
 from .outputs import OutputSet, check_destinations
@@ -75,6 +78,8 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     started = time.perf_counter()
     warn = on_warning or (lambda message: None)
     provider = _basemap_provider(options)  # a bad basemap fails before any work
+    if options.extent == "regions" and options.bounds is None:
+        return _run_regions(options, provider, warn, progress, started)
     for path in {p.parent: p for p in reversed(options.outputs.values())}.values():
         check_writable_folder(path)  # one probe per folder, named by --output
     check_destinations({path: side_files(path) for path in options.outputs.values()})
@@ -91,11 +96,15 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     return result
 
 
-def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildResult:
+def _build(options, outputs, provider, warn, progress, cluster=None,
+           read=None) -> BuildResult:
     """The stages, in order: read, select, rasterise, scale and blur, colour, write.
-    cluster: a cluster.Session (--scheduler) that reads and counts on Dask workers."""
+    cluster: a cluster.Session (--scheduler) that reads and counts on Dask workers;
+    read: (sources, parsed files) read before (one build per region)."""
     # Read
-    if cluster is not None:  # on the workers, which keep the points until counted
+    if read is not None:
+        sources, parsed = read
+    elif cluster is not None:  # on the workers, which keep the points until counted
         sources, parsed = cluster.read(options, warn, progress)
     else:
         sources = find_sources(options.inputs, options.pattern, on_warning=warn)
@@ -111,6 +120,8 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
     if not kept:
         raise InputError(f"nothing to draw: {describe_inputs(result)}")
     box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
+    if options.bounds is None and options.extent == "auto":
+        result.regions = _named_regions(kept, named=options.report is not None)
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
@@ -153,6 +164,102 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
     # Write
     result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
                             pyramid)
+    if result.regions:  # the drawn region: what was drawn there, and where
+        result.regions[0] = result.regions[0]._replace(
+            activities=result.activities, outputs=[str(p) for p in result.outputs])
+    return result
+
+
+def _merged(results: list[BuildResult], kept_points: int) -> BuildResult:
+    """The regions' results as one: an activity drawn in any region is drawn, one in
+    none is outside the extent; the points used in all of them."""
+    result = results[0]
+    entries = {}
+    for each in results:
+        for entry in each.entries:
+            if entry.path not in entries or entry.status == "drawn":
+                entries[entry.path] = entry
+    result.entries = list(entries.values())
+    drawn = [e for e in result.entries if e.status == "drawn"]
+    result.types = Counter(e.type or UNTYPED for e in drawn)
+    result.formats = Counter(e.format for e in drawn)
+    outside = sum(e.status == "left_out" and e.reason == "outside the extent"
+                  for e in result.entries)
+    result.left_out.pop("outside the extent", None)
+    if outside:
+        result.left_out["outside the extent"] = outside
+    result.points_used = sum(each.points_used for each in results)
+    result.points_outside = max(0, kept_points - result.points_used)
+    result.outputs = [p for each in results for p in each.outputs]
+    return result
+
+
+def _named_regions(kept, named=False) -> list[RegionEntry]:
+    """The regions the kept activities visit, the busiest first, named after their
+    biggest town (only if there are several, or named: the gazetteer takes ~0.3 s)."""
+    areas = regions([a.summary for a in kept])
+    if len(areas) < 2 and not named:
+        return []
+    entries = []
+    for area in areas:
+        corners = unproject(np.array([[area.bounds.left, area.bounds.bottom],
+                                      [area.bounds.right, area.bounds.top]]))
+        lonlat = tuple(float(v) for v in corners.ravel())
+        place = name_area(*lonlat)
+        entries.append(RegionEntry(place.name, len(area.activities), lonlat, [], place.where))
+    return entries
+
+
+def _run_regions(options, provider, warn, progress, started) -> BuildResult:
+    """--extent regions: the inputs read once, then one build per region (its --bounds
+    the region's), each output named after its place (heatmap-lisbon.png), all written
+    as one set. The result is the first region's, with every region in result.regions."""
+    sources = find_sources(options.inputs, options.pattern, on_warning=warn)
+    parsed = read_files(sources, options.parse_cache, options.jobs, progress,
+                        options.max_file_size, keep_points=False)
+    kept, selected = select_activities(parsed, options.years, options.types,
+                                       options.keep_duplicates)
+    if not kept:
+        for line in warnings(selected, options.verbose):
+            warn(line)
+        raise InputError(f"nothing to draw: {describe_inputs(selected)}")
+    found = _named_regions(kept, named=True)
+    slugs = unique_slugs([slugify(r.name.rsplit(",", 1)[0]) for r in found])
+
+    def named(path, slug):
+        return None if path is None else path.with_name(f"{path.stem}-{slug}{path.suffix}")
+
+    pad = 1e-7  # degrees (1 cm): the box's edge points stay inside after the round trip
+    each = [options.replace(output=named(options.output, slug), report=None,
+                            mbtiles=named(options.mbtiles, slug),
+                            pmtiles=named(options.pmtiles, slug), extent="auto",
+                            bounds=(region.bounds[1] - pad, region.bounds[3] + pad,
+                                    region.bounds[0] - pad, region.bounds[2] + pad))
+            for region, slug in zip(found, slugs)]
+    paths = [p for o in each for p in o.outputs.values()] + [options.report] * bool(options.report)
+    for path in {p.parent: p for p in reversed(paths)}.values():
+        check_writable_folder(path)
+    said = set()
+
+    def once(line):  # each region's build says the files' warnings again
+        if line not in said:
+            said.add(line)
+            warn(line)
+
+    results = []
+    with OutputSet(paths, options.output) as outputs:
+        for region_options in each:
+            results.append(_build(region_options, outputs, provider, once, progress,
+                                  read=(sources, parsed)))
+        drawn = [region._replace(activities=r.activities, outputs=[str(p) for p in r.outputs])
+                 for region, r in zip(found, results)]
+        result = _merged(results, sum(a.points for a in kept))
+        result.regions = drawn
+        result.seconds = time.perf_counter() - started
+        if options.report is not None:
+            with outputs.writing(options.report) as temp:
+                _write_report(temp, result)
+        outputs.commit()
     return result
 
 

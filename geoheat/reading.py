@@ -219,9 +219,16 @@ def read_files(
         cache.prune(cache_dir, keep=paths)
     # What activities.csv says beats what the file says; applied here, not cached, so an
     # edited activities.csv counts at once.
-    return [parsed._replace(start=source.date or parsed.start,
-                            activity_type=source.activity_type or parsed.activity_type)
-            for source, parsed in zip(paths, results)]
+    return [with_index(parsed, source) for source, parsed in zip(paths, results)]
+
+
+def with_index(parsed: cache.ParsedFile, source: Source) -> cache.ParsedFile:
+    """A parsed file with what activities.csv says of it (its date and type) in place of
+    what the file says; the file's own start kept as own_start where they differ."""
+    start = source.date or parsed.start
+    return parsed._replace(start=start,
+                           activity_type=source.activity_type or parsed.activity_type,
+                           own_start=parsed.start if parsed.start != start else None)
 
 
 

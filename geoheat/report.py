@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import __version__
+from .formats import UNTYPED
 
 if TYPE_CHECKING:
     from .basemap import BasemapReport
@@ -42,6 +43,16 @@ class FileEntry(NamedTuple):
                    parsed.points)
 
 
+class RegionEntry(NamedTuple):
+    """One region the activities visit (--extent regions draws each; auto, the first)."""
+
+    name: str  # the biggest town there ('Chengdu, CN'), places.name_area
+    activities: int  # drawn there; for a region not drawn, the activities only there
+    bounds: tuple[float, float, float, float]  # lon_min, lat_min, lon_max, lat_max
+    outputs: list[str]  # its files ([] for a region not drawn)
+    where: str = ""  # its centre: '30.66N 104.07E'
+
+
 @dataclass
 class BuildResult:
     """What a build read, what it left out, and what it wrote."""
@@ -70,6 +81,7 @@ class BuildResult:
     basemap: "BasemapReport | None" = None
     seconds: float = 0.0
     entries: list[FileEntry] = field(default_factory=list)  # one per file, for --report
+    regions: list[RegionEntry] = field(default_factory=list)  # the drawn one(s) first
 
     @property
     def activities(self) -> int:
@@ -136,7 +148,7 @@ def summary(result: BuildResult, extent: str = "auto") -> str:
         read += f", {n} left out ({why})"
     if result.duplicates:
         read += f", {plural(result.duplicates, 'duplicate')} dropped"
-    if len(result.types) > 1 or "unknown" not in result.types:
+    if len(result.types) > 1 or UNTYPED not in result.types:
         read += " (" + ", ".join(f"{n} {kind}" for kind, n in result.types.most_common())
         read += "; " + ", ".join(f"{n} {fmt.upper()}" for fmt, n in sorted(result.formats.items()))
         read += ")"
@@ -150,9 +162,31 @@ def summary(result: BuildResult, extent: str = "auto") -> str:
     if result.routes or result.waypoints:
         ignored = (f"; ignored {plural(result.routes, 'route')}, "
                    f"{plural(result.waypoints, 'waypoint')}")
+    if extent == "regions":
+        first = result.regions[0] if result.regions else None
+        names = " ".join(p for p in first.outputs if not p.endswith(".qml")) if first else ""
+        lines = [f"geoheat: {read}; {points}{ignored}; {result.seconds:.1f} s; "
+                 f"{plural(len(result.regions), 'region')}"]
+        lines += [f"geoheat: {region.name} ({region.where}): "
+                  f"{region.activities} {'activity' if region.activities == 1 else 'activities'}"
+                  f" -> {' '.join(p for p in region.outputs if not p.endswith('.qml'))}"
+                  for region in result.regions]
+        return "\n".join(lines)
     names = " ".join(str(p) for p in result.outputs if p.suffix != ".qml")
-    return (f"geoheat: {read}; {points}{ignored}; zoom {result.zoom}, "
-            f"{grid.width}x{grid.height} px; {result.seconds:.1f} s -> {names}")
+    return (f"geoheat: {read}; {points}{ignored}{_elsewhere(result, extent)}; "
+            f"zoom {result.zoom}, {grid.width}x{grid.height} px; {result.seconds:.1f} s -> "
+            f"{names}")
+
+
+def _elsewhere(result: BuildResult, extent: str) -> str:
+    """The regions an auto extent left out, with their activities and where they are."""
+    others = result.regions[1:] if extent == "auto" else []
+    if not others:
+        return ""
+    shown = ", ".join(f"{r.activities} in {r.name} ({r.where})" for r in others[:3])
+    more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+    return (f"; left out, activities elsewhere: {shown}{more} "
+            "(--extent regions draws each)")
 
 
 def activity_dates(result: BuildResult) -> tuple[str | None, str | None]:
@@ -256,6 +290,9 @@ def to_json(result: BuildResult, bounds_lonlat: tuple[float, float, float, float
         "outputs": [str(p) for p in result.outputs],
         "counts_from_cache": result.counts_cached,
         "seconds": round(result.seconds, 3),
+        "regions": [{"name": r.name, "activities": r.activities,
+                     "bounds": [round(v, 7) for v in r.bounds], "outputs": r.outputs}
+                    for r in result.regions],
         "files": [entry._asdict() for entry in result.entries],
     }
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"

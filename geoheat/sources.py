@@ -473,8 +473,9 @@ def _column(header: list[str], rows: list[list[str]], names: tuple[str, ...],
 
 
 def _known_type(value: str) -> bool:
-    return activity_type(value) in TYPES and (activity_type(value) != "Other"
-                                               or value.strip().lower() == "other")
+    # Numbers are ids here, not the GPX <type> codes activity_type also knows.
+    return not value.strip().isdigit() and activity_type(value) in TYPES and (
+        activity_type(value) != "Other" or value.strip().lower() == "other")
 
 
 def read_export_index(text: str) -> list[tuple[str, str | None, datetime | None]]:

@@ -192,16 +192,19 @@ def test_report_counts_what_the_summary_counts(tmp_path, tracks):
     from pathlib import Path
 
     (tracks / "broken.gpx").write_text("<gpx><trk>")
-    (tracks / "c-Ride.gpx").write_text((tracks / "a-Ride.gpx").read_text())  # no time: drawn
+    # The same file again, without a time: the same activity all the same (its track).
+    (tracks / "c-Ride.gpx").write_text((tracks / "a-Ride.gpx").read_text())
     result = run(tracks, "-o", tmp_path / "h.png", "--zoom", "14", "--report",
                  tmp_path / "r.json")
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["activities"] == {"found": 4, "drawn": 3, "duplicates": 0, "skipped": 1,
-                                    "left_out": {}, "by_type": {"unknown": 3},
-                                    "by_format": {"gpx": 3}}
-    assert report["points"] == {"read": 10, "used": 10, "outside": 0, "invalid": 0,
-                                "left_out": 0}
+    assert report["activities"] == {"found": 4, "drawn": 2, "duplicates": 1, "skipped": 1,
+                                    "left_out": {}, "by_type": {"untyped": 2},
+                                    "by_format": {"gpx": 2}}
+    assert report["points"] == {"read": 10, "used": 6, "outside": 0, "invalid": 0,
+                                "left_out": 4}
+    assert {f["status"] for f in report["files"] if f["path"].endswith("c-Ride.gpx")} == {
+        "duplicate"}
     files = {Path(f["path"]).name: f for f in report["files"]}
     assert files["broken.gpx"]["status"] == "skipped"
     assert files["broken.gpx"]["reason"].startswith("broken or truncated XML")
@@ -216,7 +219,7 @@ def test_report_counts_what_the_summary_counts(tmp_path, tracks):
     assert lon_min < 14.50 < 14.503 < lon_max and lat_min < 46.05 < 46.053 < lat_max
     assert str(tmp_path / "h.png") in report["outputs"]
     summary = result.stderr.strip().splitlines()[-1]
-    assert summary.startswith("geoheat: 3 files read, 1 skipped;")
+    assert summary.startswith("geoheat: 3 files read, 1 skipped, 1 duplicate dropped;")
 
 
 def test_basemap_deadline_and_tile_timeout_reach_the_build(tmp_path, tracks, monkeypatch):

