@@ -5,6 +5,8 @@ each tile that holds data, so memory follows the area the tracks cover, not thei
 bounding box.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import tiles
@@ -186,18 +188,36 @@ def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid, mode: str = "l
     return tile_counts(rows, cols, grid, memory, into)
 
 
+class Drawn(NamedTuple):
+    """What count_activity drew of one activity."""
+
+    points: int  # its points drawn (inside the box, not hidden)
+    hidden: int = 0  # its points hidden by privacy (geoheat.privacy)
+
+
 def count_activity(parsed, box, grids, mode: str, memory: int | None,
-                   counts: list[dict[TileKey, np.ndarray]]) -> int:
+                   counts: list[dict[TileKey, np.ndarray]], privacy=None) -> Drawn:
     """Add one parsed activity's points inside box (None: all) to the sparse counts on
     each of grids (the output's and the pyramid levels'): the map step of a build, the
-    same on one machine and on a cluster's workers. The number of points drawn."""
+    same on one machine and on a cluster's workers. privacy: a privacy.Privacy whose
+    zones and hidden ends are cut out of the whole activity first (None: nothing)."""
     from .extent import inside
 
-    keep = inside(parsed.xy, box) if box is not None else np.ones(len(parsed.xy), dtype=bool)
-    xy, offsets = select_points(parsed.xy, parsed.offsets, keep)
-    times = parsed.times[keep] if parsed.times is not None else None
+    xy, offsets, times = parsed.xy, parsed.offsets, parsed.times
+    original, hidden = None, 0
+    if privacy is not None and privacy.active:
+        from .privacy import hide
+
+        lines = mode == "lines"
+        # Gaps split on the whole track first: the cuts at the zones' edges are no gaps.
+        segments = split_gaps(xy, offsets, times) if lines else offsets
+        xy, offsets, times, original, hidden = hide(xy, segments, times, privacy, lines)
+    keep = inside(xy, box) if box is not None else np.ones(len(xy), dtype=bool)
+    kept, offsets = select_points(xy, offsets, keep)
+    times = times[keep] if times is not None else None
     # Gaps split once, for every grid (points mode does not use them).
-    segments = split_gaps(xy, offsets, times) if mode == "lines" else offsets
+    segments = split_gaps(kept, offsets, times) if mode == "lines" else offsets
     for grid, into in zip(grids, counts):
-        count_tracks(xy, segments, grid, mode, memory, into=into, gaps_split=True)
-    return len(xy)
+        count_tracks(kept, segments, grid, mode, memory, into=into, gaps_split=True)
+    points = len(kept) if original is None else int((keep & original).sum())
+    return Drawn(points, hidden)

@@ -182,8 +182,9 @@ class Renderer:
         drawable = [p for p in self.parsed if p.error is None and p.points]
         self.types = sorted({p.activity_type for p in drawable if p.activity_type})
         self.years = sorted({p.start.year for p in drawable if p.start is not None})
+        self.privacy = _privacy(options, self.parsed)
         # What the tiles depend on besides the view: the files' content and the settings.
-        identity = hashlib.sha256(repr((
+        identity = hashlib.sha256(repr((self.privacy,
             [(p.name, p.points, p.start, p.activity_type, float(p.xy.sum()) if p.points else 0)
              for p in self.parsed],
             options.mode, options.sigma, options.extent, options.bounds,
@@ -222,8 +223,9 @@ class Renderer:
         # Each activity's points inside the box, as the build cuts them (count_activities).
         parts, boxes = [], np.full((len(kept), 4), np.nan)
         for i, activity in enumerate(kept):
+            activity = _hidden(activity, self.privacy, options.mode)
             keep = (inside(activity.xy, box) if box is not None
-                    else np.ones(activity.points, dtype=bool))
+                    else np.ones(len(activity.xy), dtype=bool))
             xy, offsets = select_points(activity.xy, activity.offsets, keep)
             times = activity.times[keep] if activity.times is not None else np.full(len(xy),
                                                                                     np.nan)
@@ -371,6 +373,32 @@ class Renderer:
             return None
         corners = unproject(np.array([[area.left, area.bottom], [area.right, area.top]]))
         return tuple(float(v) for v in corners.ravel())
+
+
+def _privacy(options: BuildOptions, parsed):
+    """The build's privacy.Privacy (auto zones from the activities a build with these
+    options draws, the same whatever view the page asks for); None without it."""
+    if not options.privacy_asked:
+        return None
+    from .privacy import resolve
+
+    kept, _ = select_activities(parsed, options.years, options.types, options.keep_duplicates)
+    return resolve(options.zones, options.privacy == "auto", options.hide_ends,
+                   [a.summary for a in kept])
+
+
+def _hidden(activity: ParsedFile, privacy, mode: str) -> ParsedFile:
+    """An activity with what privacy hides cut out, as rasterize.count_activity cuts it."""
+    if privacy is None:
+        return activity
+    from .privacy import hide
+    from .rasterize import split_gaps
+
+    lines = mode == "lines"
+    segments = split_gaps(activity.xy, activity.offsets, activity.times) if lines \
+        else activity.offsets
+    xy, offsets, times = hide(activity.xy, segments, activity.times, privacy, lines)[:3]
+    return activity._replace(xy=xy, offsets=offsets, times=times)
 
 
 def _selection_bytes(chosen: Selection) -> int:
