@@ -155,14 +155,10 @@ def auto_zones(ends: np.ndarray) -> tuple[Zone, ...]:
     if n < AUTO_MIN_ACTIVITIES:
         return ()
     need = max(AUTO_MIN_ACTIVITIES, math.ceil(AUTO_MIN_SHARE * n - 1e-9))
-    from scipy.spatial import cKDTree
-
     points = ends.reshape(-1, 2)
     activity = np.repeat(np.arange(n), 2)
     scale = np.cosh(points[:, 1] / EARTH_RADIUS)  # Web Mercator metres per ground metre
-    # For each end: the ends within AUTO_RADIUS of it (one query, then greedy).
-    neighbours = cKDTree(points).query_ball_point(points, AUTO_RADIUS * scale)
-    neighbours = [np.asarray(near, dtype=np.int64) for near in neighbours]
+    neighbours = _within(points, AUTO_RADIUS * scale)
     left = np.ones(len(points), dtype=bool)
     zones = []
     while left.any():
@@ -182,6 +178,26 @@ def auto_zones(ends: np.ndarray) -> tuple[Zone, ...]:
         left &= ~in_zones(points, (zone,))
         left[members] = False
     return tuple(zones)
+
+
+def _within(points: np.ndarray, reach: np.ndarray) -> list[np.ndarray]:
+    """For each point, the points within its reach (itself included): a grid of cells as
+    wide as the longest reach, each point against the 3 x 3 cells around its own (no
+    scipy.spatial: its import alone takes a second)."""
+    size = float(reach.max())
+    cells = np.floor(points / size).astype(np.int64)
+    members: dict[tuple[int, int], list[int]] = {}
+    for i, cell in enumerate(map(tuple, cells.tolist())):
+        members.setdefault(cell, []).append(i)
+    members = {cell: np.array(found, dtype=np.int64) for cell, found in members.items()}
+    found = []
+    for i, (cx, cy) in enumerate(cells.tolist()):
+        near = [members[c] for c in ((cx + dx, cy + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+                if c in members]
+        near = np.concatenate(near)
+        close = np.hypot(*(points[near] - points[i]).T) <= reach[i]
+        found.append(np.sort(near[close]))
+    return found
 
 
 def resolve(zones: tuple[Zone, ...], auto: bool, hide_ends: float | None,

@@ -126,6 +126,16 @@ def test_auto_finds_the_places_many_activities_start_and_end():
     assert (ground_distance(ends, found[0]) < found[0].radius).all()
 
 
+def test_the_neighbours_auto_counts_are_those_within_reach():
+    rng = np.random.default_rng(3)
+    points = rng.normal(0, 800, size=(300, 2)) + [1.158e7, 3.58e6]
+    reach = np.full(300, 200.0) * np.cosh(points[:, 1] / R)
+    found = privacy._within(points, reach)
+    distance = np.hypot(*(points[:, None, :] - points[None, :, :]).transpose(2, 0, 1))
+    for i in range(300):
+        assert found[i].tolist() == np.flatnonzero(distance[i] <= reach[i]).tolist()
+
+
 def test_auto_needs_a_tenth_of_the_activities():
     # 6 at the club is not 10% of 100 activities.
     found = privacy.auto_zones(ends_at([(30.6, 104.05), (30.65, 104.10)], [94, 6]))
