@@ -251,3 +251,15 @@ def test_privacy_zones_take_their_tiles_off(tmp_path, write_gpx):
         found = {(f.properties["x"], f.properties["y"]) for f in layer}
     assert (middle.x, middle.y) not in found
     assert hidden.explorer["tiles"] < plain.explorer["tiles"]
+
+
+def test_explorer_names_and_zooms_are_checked(tmp_path):
+    from geoheat.errors import OutputError, ParameterError
+    from geoheat.options import BuildOptions
+
+    with pytest.raises(OutputError, match=r"x\.sqlite: the explorer file name must end in \.gpkg"):
+        BuildOptions(inputs=[tmp_path], explorer=tmp_path / "x.sqlite")
+    with pytest.raises(ParameterError, match="explorer zoom must be 0-19"):
+        BuildOptions(inputs=[tmp_path], explorer=tmp_path / "x.gpkg", explorer_zoom=20)
+    options = BuildOptions(inputs=[tmp_path], explorer=tmp_path / "x.gpkg", explorer_zoom=17)
+    assert options.outputs["explorer"] == tmp_path / "x.gpkg" and options.explorer_zoom == 17
