@@ -93,6 +93,34 @@ def line_tiles(xy: np.ndarray, offsets: np.ndarray, zoom: int = DEFAULT_ZOOM) ->
     return np.column_stack([keys % across, keys // across])
 
 
+def activity_tiles(activity, privacy=None, zoom: int = DEFAULT_ZOOM) -> np.ndarray:
+    """The tiles one activity's drawn lines pass through: its points (a ParsedFile with
+    them loaded) broken at the gaps the build does not draw (rasterize.split_gaps), what
+    privacy (a privacy.Privacy, or None) hides cut out."""
+    from .rasterize import split_gaps
+
+    xy, offsets = activity.xy, split_gaps(activity.xy, activity.offsets, activity.times)
+    if privacy is not None:
+        from .privacy import hide
+
+        xy, offsets = hide(xy, offsets, activity.times, privacy)[:2]
+    return line_tiles(xy, offsets, zoom)
+
+
+def lonlat_boxes(found_tiles: np.ndarray, zoom: int) -> list[list[float]]:
+    """Each tile's [west, south, east, north] in degrees (for a web map)."""
+    from .projection import unproject
+
+    found_tiles = np.asarray(found_tiles, dtype=float).reshape(-1, 2)
+    size = 2 * tiles.ORIGIN_SHIFT / 2**zoom
+    top_left = np.column_stack([-tiles.ORIGIN_SHIFT + found_tiles[:, 0] * size,
+                                tiles.ORIGIN_SHIFT - found_tiles[:, 1] * size])
+    west_north = unproject(top_left) if len(top_left) else np.empty((0, 2))
+    east_south = unproject(top_left + [size, -size]) if len(top_left) else np.empty((0, 2))
+    return np.round(np.column_stack([west_north[:, 0], east_south[:, 1], east_south[:, 0],
+                                     west_north[:, 1]]), 7).tolist()
+
+
 def visited(per_activity, zoom: int = DEFAULT_ZOOM) -> Visited:
     """Sum each activity's tiles (line_tiles) with its start date (a date or None):
     per_activity is an iterable of (tiles, date)."""

@@ -271,8 +271,6 @@ def _explore(kept, source_of, options, shield, outputs, result, warn) -> None:
     """The explorer GeoPackage: every kept activity's drawn lines (whatever the extent,
     privacy cut out) as the tiles they pass through; its score recorded in result."""
     from . import explorer
-    from .privacy import hide
-    from .rasterize import split_gaps
 
     zoom = options.explorer_zoom
 
@@ -283,11 +281,8 @@ def _explore(kept, source_of, options, shield, outputs, result, warn) -> None:
                                    options.max_file_size)
             except ReadError:  # said by the count, which skipped it too
                 continue
-            xy, offsets = full.xy, split_gaps(full.xy, full.offsets, full.times)
-            if shield is not None:
-                xy, offsets = hide(xy, offsets, full.times, shield)[:2]
             start = activity.start.date() if activity.start is not None else None
-            yield explorer.line_tiles(xy, offsets, zoom), start
+            yield explorer.activity_tiles(full, shield, zoom), start
 
     found = explorer.visited(each(), zoom)
     score = explorer.score(found)

@@ -22,6 +22,7 @@ asks for it, while the others wait for it.
 """
 
 import hashlib
+import json
 import struct
 import threading
 import zlib
@@ -177,6 +178,7 @@ class Renderer:
         self.selections = BytesLRU(selection_cache_bytes, _selection_bytes, keep_oversize=True)
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
+        self._json: dict[str, bytes] = {}
         self.warn = on_warning or (lambda message: None)
         self._warned: set = set()
         drawable = [p for p in self.parsed if p.error is None and p.points]
@@ -282,6 +284,28 @@ class Renderer:
             take[a:b] = True
         return (chosen.xy[take], select_points(chosen.xy, chosen.offsets, take)[1],
                 chosen.times[take])
+
+    def once_json(self, name: str, make: Callable) -> bytes:
+        """make()'s JSON, made once (threads asking meanwhile wait for the first)."""
+        with self._locks_lock:
+            lock = self._locks.setdefault(("json", name), threading.Lock())
+        with lock:
+            if name not in self._json:
+                self._json[name] = json.dumps(make()).encode()
+        return self._json[name]
+
+    def explorer_tiles(self, limit: int = 5000) -> list[list[float]] | None:
+        """The explorer tiles (options.explorer_zoom) the default view's activities pass
+        through, privacy cut out, as [west, south, east, north]; None above limit (the
+        page draws each one)."""
+        from .explorer import activity_tiles, lonlat_boxes
+
+        options, zoom = self.options, self.options.explorer_zoom
+        kept, _ = select_activities(self.parsed, options.years, options.types,
+                                    options.keep_duplicates)
+        found = np.unique(np.concatenate([activity_tiles(a, self.privacy, zoom) for a in kept]
+                                         or [np.empty((0, 2), np.int64)]), axis=0)
+        return lonlat_boxes(found, zoom) if len(found) <= limit else None
 
     def near_tracks(self, z: int, x: int, y: int, view: View) -> bool:
         """Whether any activity of the view comes within the blur's reach of tile z/x/y."""

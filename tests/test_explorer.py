@@ -263,3 +263,43 @@ def test_explorer_names_and_zooms_are_checked(tmp_path):
         BuildOptions(inputs=[tmp_path], explorer=tmp_path / "x.gpkg", explorer_zoom=20)
     options = BuildOptions(inputs=[tmp_path], explorer=tmp_path / "x.gpkg", explorer_zoom=17)
     assert options.outputs["explorer"] == tmp_path / "x.gpkg" and options.explorer_zoom == 17
+
+
+def test_serve_gives_the_explorer_tiles_when_asked(tmp_path, write_gpx):
+    import http.client
+    import threading
+
+    from geoheat.options import BuildOptions
+    from geoheat.render import Renderer
+    from geoheat.serve import RenderedTiles, make_server
+
+    write_gpx("run.gpx", straight(104.0, 30.6, 104.1, 30.6, step_m=100))
+    write_gpx("walk.gpx", straight(104.0, 30.55, 104.0, 30.65, step_m=100))
+    out = tmp_path / "out"
+    out.mkdir()
+    built = geoheat.build([tmp_path / "run.gpx", tmp_path / "walk.gpx"], out / "a.tif",
+                          zoom=14, explorer=out / "a.gpkg")
+    options = BuildOptions(inputs=[tmp_path / "run.gpx", tmp_path / "walk.gpx"])
+    renderer = Renderer(options, read_files(find_sources(options.inputs), None))
+    server = make_server(RenderedTiles(renderer), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+        connection.request("GET", "/meta.json")
+        assert json.loads(connection.getresponse().read())["explorer"] == "explorer.json"
+        connection.request("GET", "/explorer.json")
+        response = connection.getresponse()
+        assert response.status == 200
+        boxes = json.loads(response.read())
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert len(boxes) == built.explorer["tiles"]
+    # Each box is a zoom-14 tile, in degrees; the run's first point lies in one of them.
+    with fiona.open(out / "a.gpkg", layer="tiles") as layer:
+        expected = {(f.properties["x"], f.properties["y"]) for f in layer}
+    centres = {tiles.tile((w + e) / 2, (s + n) / 2, 14)[:2] for w, s, e, n in boxes}
+    assert centres == expected
