@@ -257,10 +257,9 @@ def _privacy(options: BuildOptions, kept, result, warn):
 
             warn(SHARE_HINT)
         return None
-    from .privacy import resolve
+    from .privacy import of_build
 
-    shield = resolve(options.zones, options.privacy == "auto", options.hide_ends,
-                     [a.summary for a in kept])
+    shield = of_build(options, [a.summary for a in kept])
     result.privacy = {"zones": len(shield.zones), "auto_zones": len(shield.zones)
                       - len(options.zones), "hide_ends_m": shield.hide_ends,
                       "activities_touched": 0, "points_hidden": 0}

@@ -214,6 +214,14 @@ def resolve(zones: tuple[Zone, ...], auto: bool, hide_ends: float | None,
     return Privacy(tuple(zones) + found, float(hide_ends))
 
 
+def of_build(options, summaries) -> Privacy | None:
+    """A build's (or a server's) Privacy from its BuildOptions, auto zones found among the
+    summaries of the activities it draws; None without any privacy option."""
+    if not options.privacy_asked:
+        return None
+    return resolve(options.zones, options.privacy == "auto", options.hide_ends, summaries)
+
+
 # --- hiding -------------------------------------------------------------------------------
 
 

@@ -404,11 +404,10 @@ def _privacy(options: BuildOptions, parsed):
     options draws, the same whatever view the page asks for); None without it."""
     if not options.privacy_asked:
         return None
-    from .privacy import resolve
+    from .privacy import of_build
 
     kept, _ = select_activities(parsed, options.years, options.types, options.keep_duplicates)
-    return resolve(options.zones, options.privacy == "auto", options.hide_ends,
-                   [a.summary for a in kept])
+    return of_build(options, [a.summary for a in kept])
 
 
 def _hidden(activity: ParsedFile, privacy, mode: str) -> ParsedFile:
