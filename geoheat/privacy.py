@@ -254,6 +254,59 @@ def _distance_along(xy: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(ground_steps(xy, offsets))])
 
 
+def end_distances(xy: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(n, 2): each point's ground metres along the segments from the activity's first
+    point, and to its last (both linear along a step, so a sample's are interpolated)."""
+    along = _distance_along(xy, offsets)
+    return np.column_stack([along, along[-1] - along]) if len(xy) else np.empty((0, 2))
+
+
+def hidden_points(xy: np.ndarray, ends: np.ndarray | None, privacy: Privacy) -> np.ndarray:
+    """Mask of the points privacy hides: strictly inside a zone, or nearer than
+    hide_ends to an end (ends: end_distances; None: no ends hidden)."""
+    mask = in_zones(xy, privacy.zones)
+    if ends is not None and privacy.hide_ends > 0:
+        mask |= (ends < privacy.hide_ends).any(axis=1)
+    return mask
+
+
+class SampleFilter:
+    """Which samples of the drawn lines privacy hides: rasterize.line_pixels samples each
+    step and asks this of them. Masking samples rather than cutting the steps keeps every
+    pixel outside the zones exactly as it was (a cut step would be sampled anew, and a
+    line far from the zone could shift by a pixel)."""
+
+    def __init__(self, xy: np.ndarray, ends: np.ndarray | None, privacy: Privacy):
+        self.xy, self.ends, self.privacy = xy, ends, privacy
+        # Steps from each point to the next that can hold a hidden sample: near a zone
+        # (their bounding box within its radius) or reaching into the hidden ends.
+        near = np.zeros(len(xy), dtype=bool)
+        if len(xy):
+            following = np.append(np.arange(1, len(xy)), len(xy) - 1)
+            low = np.minimum(xy, xy[following])
+            high = np.maximum(xy, xy[following])
+            if privacy.zones:
+                centres, radii = _circles(privacy.zones)
+                for centre, radius in zip(centres, radii):
+                    near |= ((low <= centre + radius) & (high >= centre - radius)).all(axis=1)
+            if ends is not None and privacy.hide_ends > 0:
+                near |= (np.minimum(ends, ends[following]) < privacy.hide_ends).any(axis=1)
+        self.near = near
+
+    def __call__(self, start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Mask of the samples hidden: sample k lies at t[k] from point start[k] to
+        point end[k]."""
+        mask = np.zeros(len(t), dtype=bool)
+        which = np.flatnonzero(self.near[start])
+        if not len(which):
+            return mask
+        a, b, f = start[which], end[which], t[which][:, None]
+        position = self.xy[a] + f * (self.xy[b] - self.xy[a])
+        ends = None if self.ends is None else self.ends[a] + f * (self.ends[b] - self.ends[a])
+        mask[which] = hidden_points(position, ends, self.privacy)
+        return mask
+
+
 def hide(xy: np.ndarray, offsets: np.ndarray, times: np.ndarray | None,
          privacy: Privacy, lines: bool = True) -> Shown:
     """One activity with what privacy hides cut out. lines: the points are joined

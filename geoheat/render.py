@@ -75,6 +75,7 @@ class Selection(NamedTuple):
     area: Bbox | None  # the extent (None: nothing to draw)
     activity_offsets: np.ndarray  # activity i's points: xy[a[i]:a[i + 1]]
     boxes: np.ndarray  # (activities, 4) left, bottom, right, top of each activity's points
+    ends: np.ndarray | None = None  # with hidden ends: privacy.end_distances of each point
 
 
 EMPTY_SELECTION = Selection(np.empty((0, 2)), np.zeros(1, np.int64), np.empty(0), None,
@@ -224,14 +225,17 @@ class Renderer:
         box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
         # Each activity's points inside the box, as the build cuts them (count_activities).
         parts, boxes = [], np.full((len(kept), 4), np.nan)
+        ends = []
         for i, activity in enumerate(kept):
-            activity = _hidden(activity, self.privacy, options.mode)
             keep = (inside(activity.xy, box) if box is not None
-                    else np.ones(len(activity.xy), dtype=bool))
+                    else np.ones(activity.points, dtype=bool))
+            keep, activity_ends = _hidden(activity, keep, self.privacy, options.mode)
             xy, offsets = select_points(activity.xy, activity.offsets, keep)
             times = activity.times[keep] if activity.times is not None else np.full(len(xy),
                                                                                     np.nan)
             parts.append((xy, offsets, times))
+            if activity_ends is not None:
+                ends.append(activity_ends[keep])
             if len(xy):
                 boxes[i] = xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max()
         if not any(len(xy) for xy, _, _ in parts):  # no point inside --bounds
@@ -241,7 +245,7 @@ class Renderer:
                                  + [[starts[-1]]]).astype(np.int64)
         return Selection(np.concatenate([p[0] for p in parts]), offsets,
                          np.concatenate([p[2] for p in parts]), area, starts.astype(np.int64),
-                         boxes)
+                         boxes, np.concatenate(ends) if ends else None)
 
     def level(self, zoom: int, view: View) -> Level:
         """Zoom level `zoom`'s heat for a view, as a build at that zoom makes it."""
@@ -252,10 +256,15 @@ class Renderer:
         if chosen.area is None:
             return Level(zoom, None, {})
         grid = tiles.grid_covering(chosen.area, zoom)
-        xy, offsets, times = self._crossing(chosen, tiles.grid_bounds(grid))
+        xy, offsets, times, ends = self._crossing(chosen, tiles.grid_bounds(grid))
+        hidden = None
+        if self.privacy is not None and self.options.mode == "lines":
+            from .privacy import SampleFilter
+
+            hidden = SampleFilter(xy, ends, self.privacy)
         try:
             counts = count_tracks(xy, offsets, grid, self.options.mode, available_memory(),
-                                  times)
+                                  times, hidden=hidden)
         except GeoheatError as err:  # rasterize.TooBig: more than memory holds
             if zoom not in self._warned:
                 self._warned.add(zoom)
@@ -272,18 +281,18 @@ class Renderer:
     @staticmethod
     def _crossing(chosen: Selection, box: Bbox):
         """The points of the activities whose bounding box meets box (with their segment
-        offsets and times): what a count over box needs, no more."""
+        offsets, times and privacy.end_distances): what a count over box needs, no more."""
         boxes = chosen.boxes
         meets = ((boxes[:, 0] <= box.right) & (boxes[:, 2] >= box.left)
                  & (boxes[:, 1] <= box.top) & (boxes[:, 3] >= box.bottom))
         if meets.all():
-            return chosen.xy, chosen.offsets, chosen.times
+            return chosen.xy, chosen.offsets, chosen.times, chosen.ends
         starts, ends = chosen.activity_offsets[:-1][meets], chosen.activity_offsets[1:][meets]
         take = np.zeros(len(chosen.xy), dtype=bool)
         for a, b in zip(starts, ends):
             take[a:b] = True
         return (chosen.xy[take], select_points(chosen.xy, chosen.offsets, take)[1],
-                chosen.times[take])
+                chosen.times[take], None if chosen.ends is None else chosen.ends[take])
 
     def once_json(self, name: str, make: Callable) -> bytes:
         """make()'s JSON, made once (threads asking meanwhile wait for the first)."""
@@ -410,18 +419,22 @@ def _privacy(options: BuildOptions, parsed):
     return of_build(options, [a.summary for a in kept])
 
 
-def _hidden(activity: ParsedFile, privacy, mode: str) -> ParsedFile:
-    """An activity with what privacy hides cut out, as rasterize.count_activity cuts it."""
+def _hidden(activity: ParsedFile, keep: np.ndarray, privacy, mode: str):
+    """What an activity's points inside the box draw under privacy, as
+    rasterize.count_activity has it: (the points kept, in points mode without the hidden
+    ones; each point's privacy.end_distances, or None where no ends are hidden)."""
     if privacy is None:
-        return activity
-    from .privacy import hide
+        return keep, None
+    from .privacy import end_distances, hidden_points
     from .rasterize import split_gaps
 
-    lines = mode == "lines"
-    segments = split_gaps(activity.xy, activity.offsets, activity.times) if lines \
-        else activity.offsets
-    xy, offsets, times = hide(activity.xy, segments, activity.times, privacy, lines)[:3]
-    return activity._replace(xy=xy, offsets=offsets, times=times)
+    segments = activity.offsets
+    if mode == "lines":
+        segments = split_gaps(activity.xy, activity.offsets, activity.times)
+    ends = end_distances(activity.xy, segments) if privacy.hide_ends > 0 else None
+    if mode != "lines":
+        keep = keep & ~hidden_points(activity.xy, ends, privacy)
+    return keep, ends
 
 
 def _selection_bytes(chosen: Selection) -> int:

@@ -3,6 +3,8 @@ said of where (geoheat.privacy, and its hooks in the build, the counts cache and
 
 import json
 import math
+import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +74,26 @@ def test_outside_every_zone_nothing_changes():
     shown = privacy.hide(xy, np.array([0, 5]), None, Privacy((zone,)))
     assert np.array_equal(shown.xy, xy) and shown.offsets.tolist() == [0, 5]
     assert shown.hidden == 0
+
+
+def test_long_steps_by_a_zone_keep_every_pixel_outside_it():
+    """A step cut at the zone's edge and sampled anew shifted pixels of the line far from
+    the zone (51 here, at zoom 18); the samples inside are masked instead."""
+    from geoheat import rasterize
+
+    zone = Zone(30.6, 104.0, 200)
+    lat = 30.6 + np.array([0.001, -0.0012, 0.0013, -0.0009, 0.0011, -0.001])
+    xy = project(np.column_stack([np.linspace(103.99, 104.01, 6), lat]))  # 400 m steps
+    offsets = np.array([0, 6])
+    centre = project(np.array([[zone.lon, zone.lat]]))[0]
+    grid = tiles.grid_covering(tiles.Bbox(*(centre - 2000), *(centre + 2000)), 18)
+    base = tiles.to_dense(rasterize.count_tracks(xy, offsets, grid), grid, np.uint32).ravel()
+    mask = privacy.SampleFilter(xy, None, Privacy((zone,)))
+    hidden = tiles.to_dense(rasterize.count_tracks(xy, offsets, grid, hidden=mask), grid,
+                            np.uint32).ravel()
+    rows, cols = np.indices((grid.height, grid.width))
+    check_hidden_at(base, hidden, tiles.pixel_centres_xy(rows.ravel(), cols.ravel(), grid),
+                    [zone], 18)
 
 
 def test_hidden_ends_cut_the_first_and_last_metres():
@@ -194,9 +216,14 @@ def counts_of(folder, cache, out, **settings):
     return result, counts.ravel(), xy
 
 
-def check_hidden(base, hidden, xy, zones, margin_px=2.5):
-    """0 in every pixel inside the zones, the base build's counts well outside them."""
-    pixel = tiles.resolution(15) / np.cosh(xy[:, 1] / R)  # ground metres
+def check_hidden(base, hidden, xy, zones, margin_px=0.71):
+    """0 in every pixel inside the zones, the base build's counts in every pixel outside
+    them (its centre further than half a pixel's diagonal from the edge)."""
+    check_hidden_at(base, hidden, xy, zones, 15, margin_px)
+
+
+def check_hidden_at(base, hidden, xy, zones, zoom, margin_px=0.71):
+    pixel = tiles.resolution(zoom) / np.cosh(xy[:, 1] / R)  # ground metres
     inside = np.zeros(len(xy), dtype=bool)
     near = np.zeros(len(xy), dtype=bool)
     for zone in zones:
@@ -343,3 +370,35 @@ def test_the_cache_key_never_holds_a_zone():
     key = countcache.entry_key([], {}, None, "lines", Privacy((Zone(30.61, 104.07, 250),), 0))
     assert "30.61" not in json.dumps(key) and key["privacy"]
     assert countcache.entry_key([], {}, None, "lines")["privacy"] is None
+
+
+@pytest.mark.parametrize("settings", [
+    {"privacy": "auto"},
+    {"privacy_zones": ["46.05,14.50,400"], "hide_ends": 300, "mode": "points", "sigma": 0},
+])
+def test_served_tiles_are_the_builds_tiles_under_privacy(tmp_path, settings):
+    import contextlib
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.io import MemoryFile
+
+    samples = Path(__file__).resolve().parents[1] / "gpx"
+    zoom = 15
+    options = BuildOptions(inputs=[samples], output=tmp_path / "h.tif", zoom=zoom,
+                           mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom - 1, **settings)
+    result = geoheat.build(options)
+    assert result.points_hidden > 0
+    with contextlib.closing(sqlite3.connect(tmp_path / "h.mbtiles")) as db:
+        stored = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data "
+                            "FROM tiles").fetchall()
+    renderer = Renderer(options, read_files(find_sources([samples]), None))
+    assert len(stored) > 10
+    for z, x, row, data in stored:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with MemoryFile(data) as mem, mem.open() as png:
+                pixels = png.read()
+        y = 2**z - 1 - row
+        np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels,
+                                      err_msg=f"tile {z}/{x}/{y}")
