@@ -1,10 +1,12 @@
 """Privacy zones: circles where nothing of any activity is drawn, and hidden ends.
 
 A heat map shared online shows where its owner starts and ends: home, work. A zone
-(a centre and a radius in metres on the ground) hides every line inside it: each step
-between two points is cut where it crosses the zone's circle, so a line stops at the
-edge and no straight jump is drawn across the zone; outside the zones nothing changes.
-`hide_ends` hides the first and last metres of every activity the same way.
+(a centre and a radius in metres on the ground) hides every line inside it: the counts
+leave out the samples of each line that fall inside (SampleFilter, asked by
+rasterize.line_pixels), so a line stops at the edge, no straight jump is drawn across
+the zone, and outside the zones every pixel is as it was; the explorer tiles follow
+the lines cut at the edges (hide). `hide_ends` hides the first and last metres of every
+activity the same way.
 
 `--privacy auto` finds the zones from the activities' starts and ends (AUTO_RULE);
 nothing in any output says where a zone is: the report gives counts only.
