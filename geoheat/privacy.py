@@ -267,8 +267,8 @@ def hidden_points(xy: np.ndarray, ends: np.ndarray | None, privacy: Privacy) -> 
     """Mask of the points privacy hides: strictly inside a zone, or nearer than
     hide_ends to an end (ends: end_distances; None: no ends hidden)."""
     mask = in_zones(xy, privacy.zones)
-    if ends is not None and privacy.hide_ends > 0:
-        mask |= (ends < privacy.hide_ends).any(axis=1)
+    if ends is not None and privacy.hide_ends > 0:  # column by column: (n, 2) reduces are slow
+        mask |= (ends[:, 0] < privacy.hide_ends) | (ends[:, 1] < privacy.hide_ends)
     return mask
 
 
@@ -285,14 +285,17 @@ class SampleFilter:
         near = np.zeros(len(xy), dtype=bool)
         if len(xy):
             following = np.append(np.arange(1, len(xy)), len(xy) - 1)
-            low = np.minimum(xy, xy[following])
-            high = np.maximum(xy, xy[following])
+            x, y = xy[:, 0], xy[:, 1]
             if privacy.zones:
+                x_low, x_high = np.minimum(x, x[following]), np.maximum(x, x[following])
+                y_low, y_high = np.minimum(y, y[following]), np.maximum(y, y[following])
                 centres, radii = _circles(privacy.zones)
-                for centre, radius in zip(centres, radii):
-                    near |= ((low <= centre + radius) & (high >= centre - radius)).all(axis=1)
+                for (cx, cy), radius in zip(centres, radii):
+                    near |= ((x_low <= cx + radius) & (x_high >= cx - radius)
+                             & (y_low <= cy + radius) & (y_high >= cy - radius))
             if ends is not None and privacy.hide_ends > 0:
-                near |= (np.minimum(ends, ends[following]) < privacy.hide_ends).any(axis=1)
+                for column in (ends[:, 0], ends[:, 1]):
+                    near |= np.minimum(column, column[following]) < privacy.hide_ends
         self.near = near
 
     def __call__(self, start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -224,8 +224,11 @@ def count_activity(parsed, box, grids, mode: str, memory: int | None,
             keep = shown  # points mode: the hidden points go
     kept, offsets = select_points(xy, offsets, keep)
     times = times[keep] if times is not None else None
-    # Gaps split once, for every grid (points mode does not use them).
-    segments = split_gaps(kept, offsets, times) if mode == "lines" else offsets
+    # Gaps split once, for every grid (points mode does not use them; with privacy they
+    # are split already, and cutting at the box adds breaks, never removes one).
+    segments = offsets
+    if mode == "lines" and hide is None:
+        segments = split_gaps(kept, offsets, times)
     for grid, into in zip(grids, counts):
         count_tracks(kept, segments, grid, mode, memory, into=into, gaps_split=True,
                      hidden=hide)
