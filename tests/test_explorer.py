@@ -303,3 +303,55 @@ def test_serve_gives_the_explorer_tiles_when_asked(tmp_path, write_gpx):
         expected = {(f.properties["x"], f.properties["y"]) for f in layer}
     centres = {tiles.tile((w + e) / 2, (s + n) / 2, 14)[:2] for w, s, e, n in boxes}
     assert centres == expected
+
+
+QGIS_CHECK = """
+import json, os, sys
+from qgis.core import QgsApplication, QgsVectorLayer
+app = QgsApplication([], False)
+app.initQgis()
+found = {}
+for name in ("tiles", "max_square", "max_cluster"):
+    layer = QgsVectorLayer(f"{sys.argv[1]}|layername={name}", name, "ogr")
+    fill = layer.renderer().symbol().symbolLayer(0) if layer.isValid() else None
+    found[name] = {"valid": layer.isValid(), "features": layer.featureCount(),
+                   "crs": layer.crs().authid(),
+                   "fill": fill.color().getRgb() if fill else None,
+                   "outline": fill.strokeColor().getRgb() if fill else None}
+print(json.dumps(found), flush=True)
+os._exit(0)  # QGIS 3.22 may crash tearing itself down: what was asked is printed
+"""
+
+
+def test_qgis_opens_the_geopackage_styled(tmp_path, write_gpx):
+    """QGIS (Debian's python3-qgis, on the system Python) reads each layer and the style
+    stored for it: the colours geoheat wrote, not QGIS's random ones."""
+    import os
+    import subprocess
+
+    system_python = "/usr/bin/python3"
+    probe = subprocess.run([system_python, "-c", "import qgis.core"], capture_output=True,
+                           env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}) \
+        if os.path.exists(system_python) else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("QGIS's Python (python3-qgis on /usr/bin/python3) is not installed")
+    for i, lat in enumerate(np.linspace(30.56, 30.64, 5)):
+        write_gpx(f"east{i}.gpx", straight(103.95, lat, 104.1, lat, step_m=600))
+    for i, lon in enumerate(np.linspace(103.96, 104.09, 6)):
+        write_gpx(f"north{i}.gpx", straight(lon, 30.55, lon, 30.65, step_m=600))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = geoheat.build([tmp_path], out / "map.tif", zoom=14, explorer=out / "x.gpkg")
+    run = subprocess.run([system_python, "-c", QGIS_CHECK, str(out / "x.gpkg")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    counts = {"tiles": result.explorer["tiles"], "max_square": 1,
+              "max_cluster": result.explorer["max_cluster"]}
+    for name, (fill, outline, _) in explorer.STYLES.items():
+        layer = found[name]
+        assert layer["valid"] and layer["crs"] == "EPSG:3857"
+        assert layer["features"] == counts[name]
+        assert layer["fill"] == [int(v) for v in fill.split(",")]
+        assert layer["outline"] == [int(v) for v in outline.split(",")]
