@@ -329,10 +329,11 @@ def test_serve_draws_no_heat_inside_a_zone(tmp_path, write_gpx):
     hidden = plain.replace(privacy_zones=[f"{zone.lat},{zone.lon},300"])
     z = 16
     tile = tiles.tile(zone.lon, zone.lat, z)
-    before = Renderer(plain, parsed).index_tile(z, tile.x, tile.y, Renderer(plain, parsed).default_view)
+    unhidden = Renderer(plain, parsed)
+    before = unhidden.index_tile(z, tile.x, tile.y, unhidden.default_view)
     renderer = Renderer(hidden, parsed)
     after = renderer.index_tile(z, tile.x, tile.y, renderer.default_view)
-    assert renderer.fingerprint != Renderer(plain, parsed).fingerprint
+    assert renderer.fingerprint != unhidden.fingerprint
     bounds = tiles.xy_bounds(tile)
     size = bounds.right - bounds.left
     cols, rows = np.meshgrid(np.arange(256) + 0.5, np.arange(256) + 0.5)
