@@ -279,6 +279,10 @@ def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, 
     verbose = settings["verbose"]
     try:
         if len(inputs) == 1 and is_tile_file(inputs[0]):
+            if settings["privacy_zones"] or settings["privacy_file"] or settings["privacy"] \
+                    or settings["hide_ends"]:
+                raise UserError(f"{inputs[0]}: a tile file is served as it is: privacy "
+                                "options apply when it is built (geoheat build --privacy ...)")
             source = open_tile_file(inputs[0])
         else:
             options = BuildOptions(

@@ -436,3 +436,12 @@ def test_served_tiles_are_the_builds_tiles_under_privacy(tmp_path, settings):
         y = 2**z - 1 - row
         np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels,
                                       err_msg=f"tile {z}/{x}/{y}")
+
+
+def test_serving_a_tile_file_with_privacy_options_is_refused(tmp_path, write_gpx):
+    write_gpx("run.gpx", straight(103.98, 30.6, 104.02, 30.6))
+    geoheat.build([tmp_path / "run.gpx"], tmp_path / "a.mbtiles", zoom=13, privacy="auto")
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path / "a.mbtiles"), "--privacy-zone",
+                                      "30.6,104.0"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "privacy options apply when it is built" in result.output
