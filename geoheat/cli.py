@@ -53,6 +53,29 @@ class ZoomType(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
+def privacy_options(command):
+    """--privacy-zone, --privacy-file, --privacy, --hide-ends (geoheat.privacy): the same
+    for build and serve, so a page never shows what a build hides."""
+    for option in reversed([
+        click.option("--privacy-zone", "privacy_zones", multiple=True,
+                     metavar="LAT,LON[,RADIUS_M]",
+                     help="Draw nothing within RADIUS_M (default 200, at most 5000) metres "
+                          "of LAT,LON (repeatable)."),
+        click.option("--privacy-file", type=click.Path(path_type=Path), default=None,
+                     metavar="FILE", help="Privacy zones, one LAT,LON[,RADIUS_M] a line "
+                                          "(kept out of the shell's history)."),
+        click.option("--privacy", type=click.Choice(["auto", "off"]), default=None,
+                     help="auto: zones around places where at least 5 activities, and 10% "
+                          "of them, start or end within 200 m; also hides 200 m at each "
+                          "end of every activity (see --hide-ends)."),
+        click.option("--hide-ends", type=float, default=None, metavar="METRES",
+                     help="Draw nothing of the first and last METRES of every activity  "
+                          "[default: 200 with --privacy auto, else 0]"),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="geoheat")
 def cli():
@@ -152,6 +175,12 @@ def cli():
 @click.option("--site", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Also write a static web site of the heat over OpenStreetMap: index.html, "
                    "the viewer and XYZ tiles, zoom down to --min-zoom.")
+@privacy_options
+@click.option("--explorer", type=click.Path(path_type=Path), default=None, metavar="FILE.gpkg",
+              help="Also write a GeoPackage of the map tiles the lines pass through, with "
+                   "the biggest square and cluster of them, styled for QGIS.")
+@click.option("--explorer-zoom", type=click.IntRange(0, 19), default=14, show_default=True,
+              help="The explorer tiles' zoom (17: squadrats).")
 @click.option("--verbose", "-v", is_flag=True,
               help="A warning line for every file, not one per reason.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
@@ -188,6 +217,11 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
 
                 raise OutputError(f"{site}: is also an output of this build; name another "
                                   "folder for the site")
+            if not options.privacy_asked and not quiet and not {"mbtiles", "pmtiles"} \
+                    & options.outputs.keys():  # else the build says it
+                from .privacy import SHARE_HINT
+
+                warn(SHARE_HINT)
         written = None
 
         def write_site(result):  # before the outputs are committed: a failed site leaves them
@@ -242,6 +276,7 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
 @click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
               help="Folder of parsed tracks reused across runs  [default: the user cache folder]")
 @click.option("--no-cache", is_flag=True, help="Read every file again; keep nothing.")
+@privacy_options
 @click.option("--verbose", "-v", is_flag=True, help="Log every request, and every file's warning.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or warnings.")
 def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, max_file_size,
@@ -259,6 +294,10 @@ def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, 
     verbose = settings["verbose"]
     try:
         if len(inputs) == 1 and is_tile_file(inputs[0]):
+            if settings["privacy_zones"] or settings["privacy_file"] or settings["privacy"] \
+                    or settings["hide_ends"]:
+                raise UserError(f"{inputs[0]}: a tile file is served as it is: privacy "
+                                "options apply when it is built (geoheat build --privacy ...)")
             source = open_tile_file(inputs[0])
         else:
             options = BuildOptions(

@@ -247,7 +247,8 @@ class Session:
 
     # --- pass 2: count ---------------------------------------------------------------
 
-    def count_activities(self, kept, source_of, box, grids, options, result) -> list[dict]:
+    def count_activities(self, kept, source_of, box, grids, options, result,
+                         privacy=None) -> list[dict]:
         """pipeline.count_activities on the workers: the kept activities counted on each
         of `grids` where their batch was read (source_of is not needed: the workers hold
         the points), the tile counts summed in a tree; records in result what was drawn
@@ -267,7 +268,7 @@ class Session:
         client, memory = self.client, None  # None: each sum task asks its machine
         order = sorted(wanted)
         counted = [client.submit(count_batch, self._read[b], wanted[b], box, grids, options.mode,
-                                 retries=RETRIES, key=f"geoheat-count-{self._token}-{b}")
+                                 privacy, retries=RETRIES, key=f"geoheat-count-{self._token}-{b}")
                    for b in order]
         self.futures += counted
         pending, sums, done = None, 0, as_completed(counted, loop=client.loop)
@@ -290,10 +291,15 @@ class Session:
         self.bytes_to_client += _sizeof(counts) + _sizeof(stats)
         self.cancel()  # the batches and partial sums are no longer needed
         drawn = np.zeros(len(kept), dtype=bool)
-        for k, used, outside in stats:
+        hidden = touched = 0
+        for k, used, outside, hid in stats:
             drawn[k] = bool(used)
             result.points_used += used
             result.points_outside += outside
+            hidden, touched = hidden + hid, touched + (hid > 0)
+        if result.privacy is not None:
+            result.privacy.update(points_hidden=hidden, activities_touched=touched)
+            result.points_hidden = hidden
         if not result.points_used:
             raise InputError("no trackpoint lies inside --bounds")
         record_drawn(result, kept, drawn)
@@ -438,15 +444,16 @@ def strip_points(batch: list[cache.ParsedFile]) -> list[cache.ParsedFile]:
 
 
 def count_batch(batch: list[cache.ParsedFile], wanted: list[tuple[int, int]], box, grids,
-                mode: str):
+                mode: str, privacy=None):
     """The summed tile counts, on each of grids, of a batch's kept activities inside box
-    (None: all), as pipeline.count_activities counts each; and (index in kept, points
-    used, points outside) for each of them."""
+    (None: all), as pipeline.count_activities counts each (privacy cut out); and (index
+    in kept, points used, points outside, points hidden) for each of them."""
     counts, stats, memory = [{} for _ in grids], [], available_memory()
     for k, p in wanted:
         full = batch[p]
-        used = count_activity(full, box, grids, mode, memory, counts)
-        stats.append((k, used, full.points - used))
+        shown = count_activity(full, box, grids, mode, memory, counts, privacy)
+        stats.append((k, shown.points, full.points - shown.points - shown.hidden,
+                      shown.hidden))
     return counts, stats
 
 

@@ -41,7 +41,7 @@ MAX_BYTES = 2**30  # an entry is ~6 bytes per pixel with heat: 1 GiB is many bui
 _PIXELS = TILE_SIZE * TILE_SIZE
 # The modules whose code decides the counts (points in, counts out).
 _COUNTING_MODULES = ("pipeline", "cache", "rasterize", "summary", "tiles", "extent",
-                     "countcache")
+                     "countcache", "privacy")
 
 
 class Counted(NamedTuple):
@@ -51,6 +51,7 @@ class Counted(NamedTuple):
     used: int  # points drawn
     outside: int  # points outside the box
     drawn: np.ndarray  # per counted activity, in order: whether any point of it was drawn
+    hidden: tuple[int, int] = (0, 0)  # points hidden by privacy, activities they are of
 
 
 def _code_digest() -> str:
@@ -62,12 +63,17 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def entry_key(activities, sources, box, mode: str) -> dict:
+def entry_key(activities, sources, box, mode: str, privacy=None) -> dict:
     """What a build's entries are valid for, but their grids (see the module's
     docstring). activities: the counted ParsedFiles, in order; sources: their Sources
-    by name. OSError if a file is gone."""
+    by name; privacy: the privacy.Privacy cut out (its digest only: no zone's place is
+    written down). OSError if a file is gone."""
     identities = json.dumps([identity(sources[a.name]) for a in activities], sort_keys=True)
+    hidden = None
+    if privacy is not None and privacy.active:
+        hidden = hashlib.sha256(repr(tuple(privacy)).encode()).hexdigest()
     return {
+        "privacy": hidden,
         "format": COUNTS_FORMAT,
         "code": _code_digest(),
         "mode": mode,
@@ -128,7 +134,8 @@ def load(cache_dir: Path, key: dict, grid: Grid, memory: int | None = None) -> C
         os.utime(path)  # recently used: kept longest
     except OSError:
         pass
-    return Counted(counts, meta["used"], meta["outside"], drawn)
+    return Counted(counts, meta["used"], meta["outside"], drawn,
+                   tuple(meta.get("hidden", (0, 0))))
 
 
 def _tiles(keys, nonzero, flat, values) -> dict[TileKey, np.ndarray] | None:
@@ -168,7 +175,8 @@ def _store(cache_dir: Path, key: dict, grid: Grid, counted: Counted) -> Path:
     flat = np.concatenate(flats).astype("<u2") if flats else np.empty(0, "<u2")
     value = np.concatenate(values).astype("<u4") if values else np.empty(0, "<u4")
     meta = {"key": _grid_key(key, grid), "used": int(counted.used),
-            "outside": int(counted.outside), "tiles": len(keys), "pixels": len(flat)}
+            "outside": int(counted.outside), "tiles": len(keys), "pixels": len(flat),
+            "hidden": [int(v) for v in counted.hidden]}
     rest = b"".join([json.dumps(meta).encode(), b"\n",
                      np.asarray(counted.drawn, dtype=np.uint8).tobytes(), keys.tobytes(),
                      nonzero.tobytes(), flat.tobytes(), value.tobytes()])

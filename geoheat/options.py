@@ -244,10 +244,18 @@ class BuildOptions:
     jobs: int = 1
     scheduler: str | None = None  # read and count on Dask: 'local:N' or an address
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes one activity may take uncompressed
+    # Privacy and explorer tiles (geoheat.privacy, geoheat.explorer)
+    privacy_zones: tuple | None = None  # zones 'LAT,LON[,RADIUS_M]' (or tuples): nothing drawn
+    privacy_file: Path | None = None  # a file of zones, one a line
+    privacy: str | None = None  # 'auto': zones where many activities start or end
+    hide_ends: float | None = None  # metres hidden at each end (None: 200 with auto, else 0)
+    explorer: Path | None = None  # a GeoPackage of the tiles the lines pass through
+    explorer_zoom: int = 14
     # Telling
     report: Path | None = None  # a JSON report of the build, file by file
     verbose: bool = False  # a warning line for every file, not one per reason
     outputs: dict = field(init=False, repr=False, compare=False)  # kind -> Path
+    zones: tuple = field(init=False, repr=False, compare=False)  # given and from privacy_file
 
     def __post_init__(self):
         def put(name, value):  # frozen: normalised values are set once, here
@@ -308,10 +316,16 @@ class BuildOptions:
             # (64 on 2 cores started 68 processes and 5 GB).
             raise ParameterError(
                 f"jobs must be 1-{cores * 2} here ({cores} cores), got {self.jobs}")
-        for name in ("mbtiles", "pmtiles", "tile_cache", "parse_cache", "report"):
+        for name in ("mbtiles", "pmtiles", "tile_cache", "parse_cache", "report", "explorer"):
             value = getattr(self, name)
             put(name, None if value is None else Path(value))
+        _check_privacy(self, put)
         put("outputs", _output_paths(self))
+
+    @property
+    def privacy_asked(self) -> bool:
+        """Whether any privacy option is given (zones, auto, or hidden ends)."""
+        return bool(self.zones) or self.privacy == "auto" or bool(self.hide_ends)
 
     @property
     def colormap(self) -> str:
@@ -324,6 +338,34 @@ class BuildOptions:
         """A copy with some settings changed, checked again."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         return BuildOptions(**{**values, **changes})
+
+
+def _check_privacy(options: BuildOptions, put) -> None:
+    """The privacy zones (given and read from privacy_file), auto, hidden ends and the
+    explorer's zoom, checked (geoheat.privacy is imported only when they are used)."""
+    if options.privacy is not None and options.privacy not in ("auto", "off"):
+        raise ParameterError(f"privacy must be auto or off, got {options.privacy!r}")
+    put("privacy", None if options.privacy == "off" else options.privacy)
+    zones = ()
+    if options.privacy_zones or options.privacy_file is not None or options.hide_ends:
+        from .privacy import check_hide_ends, check_zone, read_zone_file
+
+        given = options.privacy_zones or ()
+        put("privacy_zones", tuple(check_zone(z) for z in
+                                   ([given] if isinstance(given, str) else given)) or None)
+        zones = options.privacy_zones or ()
+        if options.privacy_file is not None:
+            put("privacy_file", Path(options.privacy_file))
+            zones += read_zone_file(options.privacy_file)
+        if options.hide_ends is not None:
+            put("hide_ends", check_hide_ends(options.hide_ends))
+    put("zones", zones)
+    explorer_zoom = check_zoom(options.explorer_zoom, "explorer zoom")
+    if explorer_zoom is None:
+        raise ParameterError(f"explorer zoom must be 0-{MAX_ZOOM}, got {options.explorer_zoom!r}")
+    put("explorer_zoom", explorer_zoom)
+    if options.explorer is not None and options.scheduler is not None:
+        raise ParameterError("--explorer is made on this machine: leave out --scheduler")
 
 
 def _output_paths(options: BuildOptions) -> dict[str, Path]:
@@ -363,6 +405,10 @@ def _output_paths(options: BuildOptions) -> dict[str, Path]:
                 what = "MBTiles" if archive == "mbtiles" else "PMTiles"
                 raise OutputError(f"{path}: the {what} file name must end in .{archive}")
             paths[archive] = path
+    if options.explorer is not None:
+        if options.explorer.suffix.lower() != ".gpkg":
+            raise OutputError(f"{options.explorer}: the explorer file name must end in .gpkg")
+        paths["explorer"] = options.explorer
     if options.report is not None:
         paths["report"] = options.report
     for path in paths.values():

@@ -122,6 +122,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
     box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
     if options.bounds is None and options.extent == "auto":
         result.regions = _named_regions(kept, named=options.report is not None)
+    shield = _privacy(options, kept, result, warn)
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
@@ -133,10 +134,14 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
     grids = [grid] + [level_grid(grid, zoom) for zoom in _pyramid_zooms(options, grid, min_zoom)]
     source_of = {source.name: source for source in sources}
     if cluster is None:
-        counts, *below = count_activities(kept, source_of, box, grids, options, result, warn)
+        counts, *below = count_activities(kept, source_of, box, grids, options, result, warn,
+                                          shield)
     else:
-        counts, *below = cluster.count_activities(kept, source_of, box, grids, options, result)
+        counts, *below = cluster.count_activities(kept, source_of, box, grids, options, result,
+                                                  shield)
         cluster.close()  # the rest is the client's: free the workers now
+    if options.explorer is not None:
+        _explore(kept, source_of, options, shield, outputs, result, warn)
 
     # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
     scale = _scaler(options)
@@ -263,18 +268,19 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
     return result
 
 
-def count_activities(kept, source_of, box, grids, options, result, warn=None) -> list[dict]:
+def count_activities(kept, source_of, box, grids, options, result, warn=None,
+                     privacy=None) -> list[dict]:
     """The sparse counts, on each of `grids`, of the kept activities' points inside box
     (None: all), summed one activity at a time (their points loaded from the parse cache
     one by one), so memory holds one activity's points and the tiles; records in result
     what was drawn and what fell outside. With a parse cache, the grids counted before
     for the same activities come from the counts cache (countcache.py): only the others
-    are counted."""
+    are counted. privacy: a privacy.Privacy cut out of every activity (None: nothing)."""
     memory = available_memory()
     key, found = None, {}
     if options.parse_cache is not None:
         try:
-            key = countcache.entry_key(kept, source_of, box, options.mode)
+            key = countcache.entry_key(kept, source_of, box, options.mode, privacy)
         except OSError:  # a file gone since it was read: count without the counts cache
             key = None
     if key is not None:
@@ -286,32 +292,35 @@ def count_activities(kept, source_of, box, grids, options, result, warn=None) ->
         result.counts_cached = True
         first = found[0]
         return _recorded([found[i].counts for i in range(len(grids))], first.used,
-                         first.outside, first.drawn, kept, result)
+                         first.outside, first.drawn, kept, result, first.hidden)
     missing = [i for i in range(len(grids)) if i not in found]
     counted = _count(kept, [grids[i] for i in missing], box, source_of, options, memory,
-                     result, warn)
-    counts, used, outside, drawn, drawn_from = counted
+                     result, warn, privacy)
+    counts, used, outside, drawn, drawn_from, hidden = counted
     if len(drawn_from) < len(kept):  # files skipped: nothing kept, and no cached grid used
         if found:
-            counts, used, outside, drawn, drawn_from = _count(
-                drawn_from, grids, box, source_of, options, memory, result, warn)
+            counts, used, outside, drawn, drawn_from, hidden = _count(
+                drawn_from, grids, box, source_of, options, memory, result, warn, privacy)
             missing = list(range(len(grids)))
     elif key is not None and used:
         countcache.store(options.parse_cache, key,
-                         [(grids[i], countcache.Counted(grid_counts, used, outside, drawn))
+                         [(grids[i], countcache.Counted(grid_counts, used, outside, drawn,
+                                                        hidden))
                           for i, grid_counts in zip(missing, counts)],
                          keep=[grids[i] for i in found])
     by_grid = {i: cached.counts for i, cached in found.items()}
     by_grid.update(zip(missing, counts))
     return _recorded([by_grid[i] for i in range(len(grids))], used, outside, drawn,
-                     drawn_from, result)
+                     drawn_from, result, hidden)
 
 
-def _count(activities, grids, box, source_of, options, memory, result, warn):
+def _count(activities, grids, box, source_of, options, memory, result, warn, privacy=None):
     """The activities counted on grids, one at a time: (counts per grid, points used,
-    points outside, drawn flags, the activities counted). A file whose points cannot be
-    loaded again is skipped (recorded in result, and said)."""
+    points outside, drawn flags, the activities counted, (points hidden, activities
+    touched)). A file whose points cannot be loaded again is skipped (recorded in
+    result, and said)."""
     counts, drawn, used, outside, counted = [{} for _ in grids], [], 0, 0, []
+    hidden = touched = 0
     for activity in activities:
         try:
             full = load_points(activity, source_of[activity.name], options.parse_cache,
@@ -322,26 +331,77 @@ def _count(activities, grids, box, source_of, options, memory, result, warn):
             if warn is not None:
                 warn(f"skipped {err}")
             continue
-        points = count_activity(full, box, grids, options.mode, memory, counts)
-        drawn.append(bool(points))
+        shown = count_activity(full, box, grids, options.mode, memory, counts, privacy)
+        drawn.append(bool(shown.points))
         counted.append(activity)
-        used += points
-        outside += full.points - points
-    return counts, used, outside, np.array(drawn, dtype=bool), counted
+        used += shown.points
+        outside += full.points - shown.points - shown.hidden
+        hidden += shown.hidden
+        touched += shown.hidden > 0
+    return counts, used, outside, np.array(drawn, dtype=bool), counted, (hidden, touched)
 
 
 def _reason(activity, err: ReadError) -> str:
     return str(err).removeprefix(f"{activity.name}: ")
 
 
-def _recorded(counts, used, outside, drawn, kept, result) -> list[dict]:
-    """Record in result what was drawn and what fell outside; the counts."""
+def _recorded(counts, used, outside, drawn, kept, result, hidden=(0, 0)) -> list[dict]:
+    """Record in result what was drawn, what fell outside and what privacy hid; the
+    counts."""
+    if result.privacy is not None:
+        result.privacy["points_hidden"], result.privacy["activities_touched"] = map(int, hidden)
+        result.points_hidden = int(hidden[0])
     if not used:
-        raise InputError("no trackpoint lies inside --bounds")
+        raise InputError("no trackpoint lies inside --bounds" if not hidden[0] else
+                         "nothing to draw: every point inside --bounds is hidden by privacy")
     result.points_used += used
     result.points_outside += outside
     record_drawn(result, kept, drawn)
     return counts
+
+
+def _privacy(options: BuildOptions, kept, result, warn):
+    """The build's privacy.Privacy (auto zones found among the kept activities' ends),
+    recorded in result as counts only; None without privacy options. A build sharing
+    tiles without it says once how to add one."""
+    if not options.privacy_asked:
+        if any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
+            from .privacy import SHARE_HINT
+
+            warn(SHARE_HINT)
+        return None
+    from .privacy import of_build
+
+    shield = of_build(options, [a.summary for a in kept])
+    result.privacy = {"zones": len(shield.zones), "auto_zones": len(shield.zones)
+                      - len(options.zones), "hide_ends_m": shield.hide_ends,
+                      "activities_touched": 0, "points_hidden": 0}
+    return shield
+
+
+def _explore(kept, source_of, options, shield, outputs, result, warn) -> None:
+    """The explorer GeoPackage: every kept activity's drawn lines (whatever the extent,
+    privacy cut out) as the tiles they pass through; its score recorded in result."""
+    from . import explorer
+
+    zoom = options.explorer_zoom
+
+    def each():
+        for activity in kept:
+            try:
+                full = load_points(activity, source_of[activity.name], options.parse_cache,
+                                   options.max_file_size)
+            except ReadError:  # said by the count, which skipped it too
+                continue
+            start = activity.start.date() if activity.start is not None else None
+            yield explorer.activity_tiles(full, shield, zoom), start
+
+    found = explorer.visited(each(), zoom)
+    score = explorer.score(found)
+    result.explorer = {"zoom": zoom, "tiles": score.tiles, "max_square": score.max_square,
+                       "max_cluster": len(score.cluster)}
+    with outputs.writing(options.explorer) as temp:
+        explorer.write_geopackage(temp, found, score)
 
 
 def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:

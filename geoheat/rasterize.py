@@ -5,6 +5,8 @@ each tile that holds data, so memory follows the area the tracks cover, not thei
 bounding box.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import tiles
@@ -78,13 +80,14 @@ def point_pixels(xy: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int,
-                memory: int | None = None):
+                memory: int | None = None, hidden=None):
     """World rows and columns the segments pass through at zoom, once per pass.
 
     Each step between consecutive points is sampled at most one pixel apart, so
     every segment is an unbroken 8-connected line; a pixel is listed each time a
     segment enters it (so a road ridden twice counts 2). Vectorised: no loop over points.
-    memory: bytes the samples may take (TooBig beyond it); None: no limit.
+    memory: bytes the samples may take (TooBig beyond it); None: no limit. hidden: a
+    privacy.SampleFilter: the samples it hides are not counted (the others as before).
     """
     if not len(xy):
         empty = np.empty(0, dtype=np.int64)
@@ -110,6 +113,8 @@ def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int,
     seg = segment[step_of]
     entered = np.ones(len(rows), dtype=bool)
     entered[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1]) | (seg[1:] != seg[:-1])
+    if hidden is not None:
+        entered &= ~hidden(step_of, end[step_of], t)
     return rows[entered], cols[entered]
 
 
@@ -171,33 +176,60 @@ def add_counts(total: dict[TileKey, np.ndarray], counts: dict[TileKey, np.ndarra
 def count_tracks(xy: np.ndarray, offsets: np.ndarray, grid: Grid, mode: str = "lines",
                  memory: int | None = None, times: np.ndarray | None = None,
                  into: dict[TileKey, np.ndarray] | None = None,
-                 gaps_split: bool = False) -> dict[TileKey, np.ndarray]:
+                 gaps_split: bool = False, hidden=None) -> dict[TileKey, np.ndarray]:
     """Sparse counts of tracks over a grid: passes per pixel ('lines': each track drawn
     between its points, broken at real gaps, see split_gaps) or track points per pixel
     ('points'). memory: the bytes the build may use (TooBig before more is taken); None:
     no limit. times: each point's POSIX seconds (NaN unknown), for the gaps. into:
     sparse counts to add to (see tile_counts). gaps_split: offsets are split_gaps'
-    already (a track counted on several grids is split once)."""
+    already (a track counted on several grids is split once). hidden: what privacy hides
+    of the lines (a privacy.SampleFilter; points mode: drop the points first)."""
     if mode == "lines":
         segments = offsets if gaps_split else split_gaps(xy, offsets, times)
-        rows, cols = line_pixels(xy, segments, grid.zoom, memory)
+        rows, cols = line_pixels(xy, segments, grid.zoom, memory, hidden)
     else:
         rows, cols = point_pixels(xy, grid.zoom)
     return tile_counts(rows, cols, grid, memory, into)
 
 
+class Drawn(NamedTuple):
+    """What count_activity drew of one activity."""
+
+    points: int  # its points drawn (inside the box, not hidden)
+    hidden: int = 0  # its points hidden by privacy (geoheat.privacy)
+
+
 def count_activity(parsed, box, grids, mode: str, memory: int | None,
-                   counts: list[dict[TileKey, np.ndarray]]) -> int:
+                   counts: list[dict[TileKey, np.ndarray]], privacy=None) -> Drawn:
     """Add one parsed activity's points inside box (None: all) to the sparse counts on
     each of grids (the output's and the pyramid levels'): the map step of a build, the
-    same on one machine and on a cluster's workers. The number of points drawn."""
+    same on one machine and on a cluster's workers. privacy: a privacy.Privacy whose
+    zones and hidden ends (measured on the whole activity) are not drawn (None: nothing)."""
     from .extent import inside
 
-    keep = inside(parsed.xy, box) if box is not None else np.ones(len(parsed.xy), dtype=bool)
-    xy, offsets = select_points(parsed.xy, parsed.offsets, keep)
-    times = parsed.times[keep] if parsed.times is not None else None
-    # Gaps split once, for every grid (points mode does not use them).
-    segments = split_gaps(xy, offsets, times) if mode == "lines" else offsets
+    xy, offsets, times = parsed.xy, parsed.offsets, parsed.times
+    keep = inside(xy, box) if box is not None else np.ones(len(xy), dtype=bool)
+    shown, hidden, hide = keep, 0, None
+    if privacy is not None and privacy.active:
+        from .privacy import SampleFilter, end_distances, hidden_points
+
+        if mode == "lines":  # the gaps split on the whole track: its ends are the drawn ones
+            offsets = split_gaps(xy, offsets, times)
+        ends = end_distances(xy, offsets) if privacy.hide_ends > 0 else None
+        own = hidden_points(xy, ends, privacy)
+        hidden, shown = int(own.sum()), keep & ~own
+        if mode == "lines":
+            hide = SampleFilter(xy[keep], None if ends is None else ends[keep], privacy)
+        else:
+            keep = shown  # points mode: the hidden points go
+    kept, offsets = select_points(xy, offsets, keep)
+    times = times[keep] if times is not None else None
+    # Gaps split once, for every grid (points mode does not use them; with privacy they
+    # are split already, and cutting at the box adds breaks, never removes one).
+    segments = offsets
+    if mode == "lines" and hide is None:
+        segments = split_gaps(kept, offsets, times)
     for grid, into in zip(grids, counts):
-        count_tracks(xy, segments, grid, mode, memory, into=into, gaps_split=True)
-    return len(xy)
+        count_tracks(kept, segments, grid, mode, memory, into=into, gaps_split=True,
+                     hidden=hide)
+    return Drawn(int(shown.sum()), hidden)

@@ -22,6 +22,7 @@ asks for it, while the others wait for it.
 """
 
 import hashlib
+import json
 import struct
 import threading
 import zlib
@@ -74,6 +75,7 @@ class Selection(NamedTuple):
     area: Bbox | None  # the extent (None: nothing to draw)
     activity_offsets: np.ndarray  # activity i's points: xy[a[i]:a[i + 1]]
     boxes: np.ndarray  # (activities, 4) left, bottom, right, top of each activity's points
+    ends: np.ndarray | None = None  # with hidden ends: privacy.end_distances of each point
 
 
 EMPTY_SELECTION = Selection(np.empty((0, 2)), np.zeros(1, np.int64), np.empty(0), None,
@@ -177,13 +179,15 @@ class Renderer:
         self.selections = BytesLRU(selection_cache_bytes, _selection_bytes, keep_oversize=True)
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
+        self._json: dict[str, bytes] = {}
         self.warn = on_warning or (lambda message: None)
         self._warned: set = set()
         drawable = [p for p in self.parsed if p.error is None and p.points]
         self.types = sorted({p.activity_type for p in drawable if p.activity_type})
         self.years = sorted({p.start.year for p in drawable if p.start is not None})
+        self.privacy = _privacy(options, self.parsed)
         # What the tiles depend on besides the view: the files' content and the settings.
-        identity = hashlib.sha256(repr((
+        identity = hashlib.sha256(repr((self.privacy,
             [(p.name, p.points, p.start, p.activity_type, float(p.xy.sum()) if p.points else 0)
              for p in self.parsed],
             options.mode, options.sigma, options.extent, options.bounds,
@@ -221,13 +225,17 @@ class Renderer:
         box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
         # Each activity's points inside the box, as the build cuts them (count_activities).
         parts, boxes = [], np.full((len(kept), 4), np.nan)
+        ends = []
         for i, activity in enumerate(kept):
             keep = (inside(activity.xy, box) if box is not None
                     else np.ones(activity.points, dtype=bool))
+            keep, activity_ends = _hidden(activity, keep, self.privacy, options.mode)
             xy, offsets = select_points(activity.xy, activity.offsets, keep)
             times = activity.times[keep] if activity.times is not None else np.full(len(xy),
                                                                                     np.nan)
             parts.append((xy, offsets, times))
+            if activity_ends is not None:
+                ends.append(activity_ends[keep])
             if len(xy):
                 boxes[i] = xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max()
         if not any(len(xy) for xy, _, _ in parts):  # no point inside --bounds
@@ -237,7 +245,7 @@ class Renderer:
                                  + [[starts[-1]]]).astype(np.int64)
         return Selection(np.concatenate([p[0] for p in parts]), offsets,
                          np.concatenate([p[2] for p in parts]), area, starts.astype(np.int64),
-                         boxes)
+                         boxes, np.concatenate(ends) if ends else None)
 
     def level(self, zoom: int, view: View) -> Level:
         """Zoom level `zoom`'s heat for a view, as a build at that zoom makes it."""
@@ -248,10 +256,15 @@ class Renderer:
         if chosen.area is None:
             return Level(zoom, None, {})
         grid = tiles.grid_covering(chosen.area, zoom)
-        xy, offsets, times = self._crossing(chosen, tiles.grid_bounds(grid))
+        xy, offsets, times, ends = self._crossing(chosen, tiles.grid_bounds(grid))
+        hidden = None
+        if self.privacy is not None and self.options.mode == "lines":
+            from .privacy import SampleFilter
+
+            hidden = SampleFilter(xy, ends, self.privacy)
         try:
             counts = count_tracks(xy, offsets, grid, self.options.mode, available_memory(),
-                                  times)
+                                  times, hidden=hidden)
         except GeoheatError as err:  # rasterize.TooBig: more than memory holds
             if zoom not in self._warned:
                 self._warned.add(zoom)
@@ -268,18 +281,40 @@ class Renderer:
     @staticmethod
     def _crossing(chosen: Selection, box: Bbox):
         """The points of the activities whose bounding box meets box (with their segment
-        offsets and times): what a count over box needs, no more."""
+        offsets, times and privacy.end_distances): what a count over box needs, no more."""
         boxes = chosen.boxes
         meets = ((boxes[:, 0] <= box.right) & (boxes[:, 2] >= box.left)
                  & (boxes[:, 1] <= box.top) & (boxes[:, 3] >= box.bottom))
         if meets.all():
-            return chosen.xy, chosen.offsets, chosen.times
+            return chosen.xy, chosen.offsets, chosen.times, chosen.ends
         starts, ends = chosen.activity_offsets[:-1][meets], chosen.activity_offsets[1:][meets]
         take = np.zeros(len(chosen.xy), dtype=bool)
         for a, b in zip(starts, ends):
             take[a:b] = True
         return (chosen.xy[take], select_points(chosen.xy, chosen.offsets, take)[1],
-                chosen.times[take])
+                chosen.times[take], None if chosen.ends is None else chosen.ends[take])
+
+    def once_json(self, name: str, make: Callable) -> bytes:
+        """make()'s JSON, made once (threads asking meanwhile wait for the first)."""
+        with self._locks_lock:
+            lock = self._locks.setdefault(("json", name), threading.Lock())
+        with lock:
+            if name not in self._json:
+                self._json[name] = json.dumps(make()).encode()
+        return self._json[name]
+
+    def explorer_tiles(self, limit: int = 5000) -> list[list[float]] | None:
+        """The explorer tiles (options.explorer_zoom) the default view's activities pass
+        through, privacy cut out, as [west, south, east, north]; None above limit (the
+        page draws each one)."""
+        from .explorer import activity_tiles, lonlat_boxes
+
+        options, zoom = self.options, self.options.explorer_zoom
+        kept, _ = select_activities(self.parsed, options.years, options.types,
+                                    options.keep_duplicates)
+        found = np.unique(np.concatenate([activity_tiles(a, self.privacy, zoom) for a in kept]
+                                         or [np.empty((0, 2), np.int64)]), axis=0)
+        return lonlat_boxes(found, zoom) if len(found) <= limit else None
 
     def near_tracks(self, z: int, x: int, y: int, view: View) -> bool:
         """Whether any activity of the view comes within the blur's reach of tile z/x/y."""
@@ -371,6 +406,35 @@ class Renderer:
             return None
         corners = unproject(np.array([[area.left, area.bottom], [area.right, area.top]]))
         return tuple(float(v) for v in corners.ravel())
+
+
+def _privacy(options: BuildOptions, parsed):
+    """The build's privacy.Privacy (auto zones from the activities a build with these
+    options draws, the same whatever view the page asks for); None without it."""
+    if not options.privacy_asked:
+        return None
+    from .privacy import of_build
+
+    kept, _ = select_activities(parsed, options.years, options.types, options.keep_duplicates)
+    return of_build(options, [a.summary for a in kept])
+
+
+def _hidden(activity: ParsedFile, keep: np.ndarray, privacy, mode: str):
+    """What an activity's points inside the box draw under privacy, as
+    rasterize.count_activity has it: (the points kept, in points mode without the hidden
+    ones; each point's privacy.end_distances, or None where no ends are hidden)."""
+    if privacy is None:
+        return keep, None
+    from .privacy import end_distances, hidden_points
+    from .rasterize import split_gaps
+
+    segments = activity.offsets
+    if mode == "lines":
+        segments = split_gaps(activity.xy, activity.offsets, activity.times)
+    ends = end_distances(activity.xy, segments) if privacy.hide_ends > 0 else None
+    if mode != "lines":
+        keep = keep & ~hidden_points(activity.xy, ends, privacy)
+    return keep, ends
 
 
 def _selection_bytes(chosen: Selection) -> int:

@@ -74,6 +74,9 @@ class BuildResult:
     points_outside: int = 0  # outside the extent (auto area or --bounds)
     points_left_out: int = 0  # of activities left out (years, types) or duplicates
     points_used: int = 0
+    points_hidden: int = 0  # hidden by privacy zones or hidden ends (geoheat.privacy)
+    privacy: dict | None = None  # counts only: zones, activities touched, points hidden
+    explorer: dict | None = None  # the explorer score: tiles, max_square, max_cluster
     zoom: int | None = None
     grid: "Grid | None" = None
     data_tiles: int = 0  # tiles of the grid with heat
@@ -158,6 +161,13 @@ def summary(result: BuildResult, extent: str = "auto") -> str:
         points += f", {result.points_outside:,} outside the extent{hint}"
     if result.points_invalid:
         points += f", {result.points_invalid:,} invalid"
+    if result.privacy is not None:
+        points += (f", {result.points_hidden:,} hidden by privacy "
+                   f"({plural(result.privacy['zones'], 'zone')})")
+    if result.explorer is not None:
+        found = result.explorer
+        points += (f"; explorer: {plural(found['tiles'], 'tile')}, max square "
+                   f"{found['max_square']}, max cluster {found['max_cluster']}")
     ignored = ""
     if result.routes or result.waypoints:
         ignored = (f"; ignored {plural(result.routes, 'route')}, "
@@ -233,6 +243,7 @@ def geotiff_tags(options: "BuildOptions", result: BuildResult) -> dict[str, obje
         "FILES": result.files_read,
         "POINTS": result.points_used,
         "EXTENT": "bounds" if options.bounds else options.extent,
+        **({"PRIVACY": privacy_text(result)} if result.privacy is not None else {}),
         "TIFFTAG_SOFTWARE": f"geoheat {__version__}",
     }
 
@@ -265,7 +276,17 @@ def mbtiles_metadata(path: Path, centre_lonlat: tuple[float, float], min_zoom: i
         metadata["bounds"] = ",".join(f"{v:.6f}" for v in bounds_lonlat)
     if options is not None:
         metadata.update({k.lower(): v for k, v in _filters(options).items()})
+    if result.privacy is not None:
+        metadata["privacy"] = privacy_text(result)
     return metadata
+
+
+def privacy_text(result: BuildResult) -> str:
+    """What privacy hid, as counts only (never where): 'zones=2 activities_touched=40
+    points_hidden=1234 hide_ends_m=200'."""
+    found = result.privacy
+    return " ".join(f"{key}={found[key]:g}" for key in (
+        "zones", "activities_touched", "points_hidden", "hide_ends_m"))
 
 
 def to_json(result: BuildResult, bounds_lonlat: tuple[float, float, float, float] | None) -> str:
@@ -282,7 +303,10 @@ def to_json(result: BuildResult, bounds_lonlat: tuple[float, float, float, float
         },
         "points": {"read": result.points_read, "used": result.points_used,
                    "outside": result.points_outside, "invalid": result.points_invalid,
-                   "left_out": result.points_left_out},
+                   "left_out": result.points_left_out,
+                   **({"hidden": result.points_hidden} if result.privacy is not None else {})},
+        "privacy": result.privacy,
+        "explorer": result.explorer,
         "zoom": result.zoom,
         "size": [grid.width, grid.height] if grid else None,
         "tiles": result.data_tiles,

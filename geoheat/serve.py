@@ -90,6 +90,10 @@ class RenderedTiles:
         self.renderer = renderer
         self.description = description
 
+    def explorer_json(self) -> bytes:
+        """The explorer tiles' boxes (render.Renderer.explorer_tiles), made when asked."""
+        return self.renderer.once_json("explorer", self.renderer.explorer_tiles)
+
     def meta(self) -> dict:
         r = self.renderer
         view = r.default_view
@@ -105,6 +109,7 @@ class RenderedTiles:
                      "years": [years[0], years[-1]] if years else None,
                      "scaling": view.scaling, "cmap": r.default_cmap},
             "description": self.description,
+            "explorer": "explorer.json",  # the explorer tiles: a layer the page can show
         }
 
     def warm(self) -> None:
@@ -397,6 +402,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise NotFound(path)
             return 200, {"Content-Type": TYPES[".html"], "Cache-Control": "no-cache"}, \
                 server.index
+        if path == "/explorer.json" and hasattr(server.source, "explorer_json"):
+            return 200, {"Content-Type": TYPES[".json"], "Cache-Control": "no-cache"}, \
+                server.source.explorer_json()
         if path == "/meta.json":
             return 200, {"Content-Type": TYPES[".json"], "Cache-Control": "no-cache"}, \
                 server.meta_json
@@ -548,6 +556,7 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
                     maxzoom=max_zoom)
         (temp / "index.html").write_bytes(page(meta))
         (temp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        (temp / "explorer.json").write_bytes(source.explorer_json())
         for name in OWN_FILES:
             shutil.copyfile(WEB / name, temp / name)
         leaflet = leaflet_dir()

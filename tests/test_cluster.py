@@ -102,6 +102,8 @@ def test_cluster_build_equals_the_local_build_bit_for_bit(tmp_path, inputs, sche
 @pytest.mark.parametrize("settings", [
     {"mode": "points", "sigma": 0, "extent": "all", "zoom": 12, "scaling": "linear"},
     {"bounds": (46.02, 46.06, 14.46, 14.52), "zoom": 15, "keep_duplicates": True},
+    {"privacy": "auto", "zoom": 15},  # the zones and hidden ends cut on the workers too
+    {"privacy_zones": ["46.05,14.50,400"], "mode": "points", "zoom": 14},
 ])
 def test_cluster_build_equals_the_local_build_in_other_modes(tmp_path, inputs, scheduler,
                                                              settings):

@@ -127,6 +127,19 @@
     });
     new Controls().addTo(map);
   }
+  if (meta.explorer) {  // the explorer tiles, fetched when first shown
+    var tiles = L.layerGroup();
+    L.control.layers(null, { "explorer tiles": tiles }, { position: "bottomright" }).addTo(map);
+    map.on("overlayadd", function (e) {
+      if (e.layer !== tiles || tiles.getLayers().length) { return; }
+      fetch(meta.explorer).then(function (r) { return r.json(); }).then(function (boxes) {
+        (boxes || []).forEach(function (t) {
+          L.rectangle([[t[1], t[0]], [t[3], t[2]]], { color: "#ff8c00", weight: 1,
+            fillOpacity: 0.1, interactive: false }).addTo(tiles);
+        });
+      });
+    });
+  }
   map.on("moveend", writeHash);
   writeHash();
   window.geoheat = { map: map, heat: heat, meta: meta, state: state };
