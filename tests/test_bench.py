@@ -33,6 +33,11 @@ SMOKE = {
                        "1 copy of gpx"),
     "bench_serve.py": (["--data", GPX, "--copies", "1", "--zooms", "15", "--pan-zooms", "14",
                         "--work", "{tmp}/serve"], "1 copy of gpx"),
+    "bench_dedupe.py": (["--sizes", "200", "--repeat", "1"], "| one place | 200 |"),
+    "privacy_picture.py": (["--data", GPX, "--zoom", "13", "--out", "{tmp}/privacy.png"],
+                           GPX + " at zoom 13"),
+    "explorer_picture.py": (["--data", GPX, "--zoom", "13", "--explorer-zoom", "14", "--size",
+                             "256", "--out", "{tmp}/explorer.png"], "tiles at zoom 14"),
     "contrast_picture.py": (["--data", GPX, "--zoom", "13", "--out", "{tmp}/normalize.png"],
                             "gpx at zoom 13"),
     "fuzz_inputs.py": (["--files", "20"], "data lost         0"),
@@ -51,6 +56,9 @@ def test_bench_script_runs_on_tiny_data(script, tmp_path):
     if script == "bench_fit.py":
         shared_folder("fit-tcx")
         shared_folder("garmin-tree")
+    if script == "explorer_picture.py" and subprocess.run(
+            ["/usr/bin/python3", "-c", "import qgis.core"], capture_output=True).returncode:
+        pytest.skip("QGIS draws this picture: apt-get install python3-qgis")
     arguments, names = SMOKE[script]
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the scripts' temporary outputs
     done = subprocess.run(
