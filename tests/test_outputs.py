@@ -180,9 +180,12 @@ def test_a_build_killed_with_sigkill_frees_its_outputs_and_its_workers(tmp_path,
     deadline = time.monotonic() + 60
     while not lock.exists() and time.monotonic() < deadline:  # it holds the set now
         time.sleep(0.02)
-    time.sleep(0.5)  # its parse workers are running
-    workers = subprocess.run(["pgrep", "-P", str(build.pid)], capture_output=True,
-                             text=True).stdout.split()
+    workers = []
+    while not workers and time.monotonic() < deadline:  # its parse workers are running
+        workers = subprocess.run(["pgrep", "-P", str(build.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        time.sleep(0.02)
+    assert workers, "the build started no parse workers to check"
     build.send_signal(signal.SIGKILL)
     build.wait(timeout=30)
     # The next build of the set runs at once (the lock was the dead process's alone)...
