@@ -19,7 +19,7 @@ from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade_rgba, shade_strips
 from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom
-from .legend import add_legend, ramp_labels
+from .legend import add_legend, ramp_items
 from .heat import SCALERS, blur_tiles
 from .options import BuildOptions, available_memory
 from .projection import unproject
@@ -123,7 +123,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
 
     # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
     scale = _scaler(options)
-    heat = blur_tiles(scale(counts), options.sigma, grid)
+    heat = blur_tiles(scale(counts, grid), options.sigma, grid)
     result.data_tiles = len(heat)
 
     def pyramid(zooms):
@@ -242,8 +242,8 @@ def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:
 
 
 def _scaler(options: BuildOptions):
-    """Counts to heat in [0, 1], the same at every level: the global scaling, or local
-    contrast (each pixel ranked within its neighbourhood)."""
+    """Counts on a grid to heat in [0, 1], the same at every level: the global scaling,
+    or local contrast (each pixel ranked within its ~2 km neighbourhood)."""
     if options.normalize == "local":
         from .contrast import local_scale_tiles
 
@@ -287,7 +287,9 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     look = STYLES[options.style]
     heatmap = tiles.RowView(heat, grid)  # read in strips: no dense float copy of the grid
     if provider is None:
-        return shade_strips(heatmap, lut(options.colormap), look.background)
+        table = lut(options.colormap)
+        return shade_strips(heatmap, table, look.background,
+                            with_alpha(table) if look.light else None)
     from .basemap import describe_missing, fetch_basemap
 
     rgb, have, result.basemap = fetch_basemap(
@@ -320,7 +322,7 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
             write_png(temp, picture, grid)
     if "qml" in paths:
         with outputs.writing(paths["qml"]) as temp:
-            write_qml(temp, rgba_lut, ramp_labels(counts, options))
+            write_qml(temp, rgba_lut, ramp_items(counts, options))
     if "csv" in paths:
         with outputs.writing(paths["csv"]) as temp:
             write_csv(temp, heat, grid, options.csv_min)

@@ -1,9 +1,9 @@
 """Heat tiles on request, at any zoom, the same as a build's: the renderer `geoheat serve`
 and `geoheat build --site` use.
 
-A build's heat at zoom z depends on the whole level, not just one tile: the CDF is
-over every lit pixel of the level (heat.SCALERS) and the blur is rescaled by the
-level's hottest pixel (heat.blur_tiles). So a `Level` (one zoom, one filter, one
+A build's heat at zoom z depends on the whole level, not just one tile: the rank is
+over every lit pixel of the level (heat.SCALERS; under --normalize local, within
+~2 km: contrast.local_scale_tiles). So a `Level` (one zoom, one filter, one
 scaling) is made once, from the build's own stage functions in the build's order
 (select_activities, extent.choose_area, rasterize.select_points, count_tracks,
 SCALERS, blur_tiles), and keeps each tile's heat as its colormap index (what
@@ -257,13 +257,22 @@ class Renderer:
                 self._warned.add(zoom)
                 self.warn(f"zoom {zoom}: no heat drawn: {err}")
             return Level(zoom, grid, {}, problem=str(err))
-        heat = blur_tiles(SCALERS[view.scaling](counts), self.options.sigma, grid)
+        heat = blur_tiles(self._scaler(view)(counts, grid), self.options.sigma, grid)
         index = {}
         for key, block in heat.items():
             block = lut_index(block)
             if block.any():  # mostly zeros: ~20x smaller deflated, ~0.1 ms to inflate
                 index[key] = zlib.compress(block.tobytes(), 1)
         return Level(zoom, grid, index)
+
+    def _scaler(self, view: View):
+        """The build's scaler (pipeline._scaler): local contrast under --normalize local,
+        else the view's scaling."""
+        if self.options.normalize == "local":
+            from .contrast import local_scale_tiles
+
+            return local_scale_tiles
+        return SCALERS[view.scaling]
 
     @staticmethod
     def _crossing(chosen: Selection, box: Bbox):

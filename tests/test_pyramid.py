@@ -157,9 +157,10 @@ def test_counts_overviews_sum_the_passes_of_their_own_zoom(built):
     with rasterio.open(out / "h-counts.tif", overview_level=2) as ov:
         low = ov.read(1)
     assert top >= 20 and low.max() >= top  # the loop's 20 passes, at least, not an average
-    # Every level's heat is full where the loop runs: heat overviews are heat, not averages.
+    # Every level's heat is the busiest count's where the loop runs (its top colour, near
+    # 1): heat overviews are heat, not averages.
     with rasterio.open(out / "h.tif", overview_level=2) as ov:
-        assert ov.read(1).max() == pytest.approx(1.0)
+        assert ov.read(1).max() > 0.99
 
 
 def test_pmtiles_holds_the_same_tiles_as_the_mbtiles(built):

@@ -18,7 +18,7 @@ from rio_cogeo.cogeo import cog_validate
 
 import geoheat
 import geoheat.samples
-from geoheat import colour, tiles
+from geoheat import colour, legend, tiles
 from geoheat.colormaps import lut, with_alpha
 from geoheat.projection import project
 
@@ -73,7 +73,8 @@ def test_heat_cog_is_hot_at_the_track(built):
     out, _ = built
     with rasterio.open(out / "heat-heat.tif") as src:
         assert (src.dtypes[0], src.nodata, src.descriptions[0]) == ("float32", 0, "heat")
-        assert src.read(1)[spot_pixel(src)] == pytest.approx(1.0)
+        # The spot visited most is the hottest pixel: its count's rank, the top colour.
+        assert src.read(1)[spot_pixel(src)] == src.read(1).max() > 0.95
         assert src.read(1, out_shape=(256, 256)).max() > 0.5  # the overview is hot too
 
 
@@ -105,11 +106,17 @@ def test_qml_is_a_qgis_pseudocolour_style(built):
     assert renderer.get("type") == "singlebandpseudocolor" and renderer.get("band") == "1"
     shader = renderer.find("rastershader/colorrampshader")
     assert shader.find("colorramp").get("type") == "gradient"
+    # QGIS lists the items one by one (a discrete legend), not a ramp named by its ends.
+    assert shader.find("rampLegendSettings").get("useContinuousLegend") == "0"
     items = shader.findall("item")
-    assert len(items) >= 8
-    assert (items[0].get("value"), items[0].get("alpha")) == ("0", "0")  # no heat: transparent
-    assert items[-1].get("value") == "1" and items[-1].get("color") == "#ffffff"
-    assert [float(i.get("value")) for i in items] == sorted(float(i.get("value")) for i in items)
+    assert len(items) >= 3
+    assert (items[0].get("value"), items[0].get("alpha"), items[0].get("label")) == (
+        "0", "0", "none")  # no heat: transparent
+    values = [float(i.get("value")) for i in items]
+    assert values == sorted(values) and values[-1] <= 1
+    for item, value in zip(items[1:], values[1:]):  # each item has the table's colour there
+        r, g, b, a = (int(v) for v in with_alpha(HOT)[int(round(value * 255))])
+        assert (item.get("color"), item.get("alpha")) == (f"#{r:02x}{g:02x}{b:02x}", str(a))
 
 
 def test_png_world_file_places_pixel_zero_at_grid_origin(built):
@@ -351,7 +358,9 @@ def test_png_legend_and_qgis_ramp_speak_in_passes(mixed, built, tmp_path):
         keyed, plain = k.read(), n.read()
     differ = (keyed != plain).any(axis=0)
     rows, cols = np.nonzero(differ)
-    assert differ.any() and rows.min() >= keyed.shape[1] - 60 and cols.max() < 160
+    scale = legend.legend_scale(keyed.shape[2])  # the key grows with the picture
+    assert differ.any() and rows.min() >= keyed.shape[1] - 34 * scale
+    assert cols.max() < 200 * scale
     items = ET.parse(tmp_path / "k-heat.qml").getroot().findall(".//colorrampshader/item")
     labels = [item.get("label") for item in items]
     named = [x for x in labels[1:] if x]  # each count named once, where the ramp reaches it
