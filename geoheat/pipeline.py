@@ -5,6 +5,7 @@ read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
 """
 
 import contextlib
+import json
 import shutil
 import tempfile
 import time
@@ -20,7 +21,7 @@ from .colour import over_map, shade_rgba, shade_strips
 from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom
 from .legend import add_legend, ramp_items
-from .heat import SCALERS, blur_tiles
+from .heat import SCALERS, blur_tiles, legend_ticks
 from .options import BuildOptions, available_memory
 from .projection import unproject
 from .rasterize import count_activity
@@ -303,6 +304,17 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
+def fitting_zoom(bounds, lowest: int, highest: int, window=(1280, 800)) -> int:
+    """The highest zoom (within lowest..highest) at which bounds (EPSG:3857) fit a window
+    of this many pixels: where a viewer opens the tiles and sees all the heat."""
+    for zoom in range(highest, lowest - 1, -1):
+        res = tiles.resolution(zoom)
+        if (bounds.right - bounds.left) / res <= window[0] and \
+                (bounds.top - bounds.bottom) / res <= window[1]:
+            return zoom
+    return lowest
+
+
 def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
            pyramid) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
@@ -341,6 +353,8 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
     overviews = overview_count(grid) if cogs else 0
     pngs = visible_tiles(coloured(heat), grid.zoom) if archives else {}
+    local = options.normalize == "local"
+    legends = {grid.zoom: [] if local else legend_ticks(counts, options.scaling)}
     first = paths[next(iter(cogs), None) or archives[0]]  # named if making a level fails
     folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=outputs.temp(first).parent))
     try:
@@ -355,6 +369,8 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
                                        count=bands, dtype=dtype, nodata=nodata)
                 if archives and level.grid.zoom >= min_zoom:
                     pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
+                    legends[level.grid.zoom] = [] if local else legend_ticks(
+                        level.counts, options.scaling)
         top = Level(grid, counts, heat)  # the output's own zoom
         for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
             with outputs.writing(paths[kind]) as temp:
@@ -372,13 +388,19 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         lonlat = tuple(float(v) for v in corners.ravel())
         centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
                                       (bounds.bottom + bounds.top) / 2]]))[0]
+        view = fitting_zoom(bounds, min_zoom, grid.zoom)
+        # The page (geoheat serve FILE) draws its legend from this, level by level.
+        legend = {"legend": {str(z): ticks for z, ticks in sorted(legends.items())},
+                  "unit": "passes" if options.mode == "lines" else "track points",
+                  "local": local}
         for kind in archives:
             metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
-                                        lonlat)
+                                        lonlat, view)
+            metadata["geoheat_legend"] = json.dumps(legend)
             with outputs.writing(paths[kind]) as temp:
                 if kind == "mbtiles":
                     write_mbtiles(temp, pngs, metadata)
                 else:
                     write_pmtiles(temp, pngs, metadata, lonlat,
-                                  (float(centre[0]), float(centre[1]), result.zoom))
+                                  (float(centre[0]), float(centre[1]), view))
     return list(paths.values())

@@ -39,7 +39,7 @@ from .colormaps import COLORMAP_NAMES, lut, with_alpha
 from .colour import lut_index
 from .errors import GeoheatError
 from .extent import choose_area, inside
-from .heat import SCALERS, blur_tiles, kernel_radius
+from .heat import SCALERS, blur_tiles, kernel_radius, legend_ticks
 from .options import SCALINGS, BuildOptions, available_memory
 from .rasterize import count_tracks, select_points
 from .tiles import Bbox, Grid, TileKey
@@ -88,6 +88,7 @@ class Level:
     grid: Grid | None
     index: dict[TileKey, bytes]  # zlib of each (256, 256) uint8 colour.lut_index(heat)
     problem: str | None = None  # why the level is empty though there are tracks (too big)
+    ticks: tuple = ()  # its legend: (heat, count) pairs (heat.legend_ticks; local: none)
 
     @property
     def nbytes(self) -> int:
@@ -258,12 +259,14 @@ class Renderer:
                 self.warn(f"zoom {zoom}: no heat drawn: {err}")
             return Level(zoom, grid, {}, problem=str(err))
         heat = blur_tiles(self._scaler(view)(counts, grid), self.options.sigma, grid)
+        ticks = () if self.options.normalize == "local" else tuple(
+            legend_ticks(counts, view.scaling))
         index = {}
         for key, block in heat.items():
             block = lut_index(block)
             if block.any():  # mostly zeros: ~20x smaller deflated, ~0.1 ms to inflate
                 index[key] = zlib.compress(block.tobytes(), 1)
-        return Level(zoom, grid, index)
+        return Level(zoom, grid, index, ticks=ticks)
 
     def _scaler(self, view: View):
         """The build's scaler (pipeline._scaler): local contrast under --normalize local,
@@ -366,6 +369,11 @@ class Renderer:
         for zoom in (start, start + 1, start - 1):
             if 0 <= zoom <= tiles.MAX_ZOOM:
                 self.level(zoom, self.default_view)
+
+    def legend(self, zoom: int, view: View | None = None) -> list[tuple[float, int]]:
+        """The level's legend, as the build's key and QGIS style give it: (heat, count)
+        pairs (none under --normalize local, whose key says fewer/more)."""
+        return list(self.level(zoom, view or self.default_view).ticks)
 
     def lit_tiles(self, zoom: int, view: View | None = None) -> list[TileKey]:
         """The tiles of a level that hold heat."""

@@ -40,6 +40,7 @@ WEB = Path(__file__).with_name("web")
 DEFAULT_PORT = 8000
 OSM_ATTRIBUTION = ('&copy; <a href="https://www.openstreetmap.org/copyright">'
                    "OpenStreetMap</a> contributors")
+LEGEND_PATH = re.compile(r"/legend/(0|[1-9][0-9]?)\.json")
 TILE_PATH = re.compile(r"/heat/(0|[1-9][0-9]?)/(0|[1-9][0-9]{0,6})/(0|[1-9][0-9]{0,6})\.png")
 YEARS = re.compile(r"([0-9]{4})-([0-9]{4})")
 HOST = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::([0-9]+))?")  # name, port
@@ -105,7 +106,14 @@ class RenderedTiles:
                      "years": [years[0], years[-1]] if years else None,
                      "scaling": view.scaling, "cmap": r.default_cmap},
             "description": self.description,
+            **page_legend(r.options),
         }
+
+    def legend(self, z: int, query: str) -> bytes:
+        """The legend of zoom z for a tile URL's query (the view): JSON {"ticks": [[heat,
+        count], ...]}; NotFound for a bad query."""
+        view, _ = self.parse_query(query)
+        return json.dumps({"ticks": self.renderer.legend(z, view)}).encode()
 
     def warm(self) -> None:
         """Make the levels the page opens at, in the background (see Renderer.warm)."""
@@ -189,7 +197,7 @@ class MBTilesFile:
         return _file_meta(self.path, rows.get("name"), self.format, bounds,
                           int(rows.get("minzoom", zooms[0] if zooms else 0)),
                           int(rows.get("maxzoom", zooms[-1] if zooms else 19)),
-                          rows.get("description", ""))
+                          rows.get("description", ""), rows.get("geoheat_legend"))
 
     def tile(self, z, x, y, query):
         if query:
@@ -239,7 +247,8 @@ class PMTilesFile:
         except Exception:  # noqa: BLE001
             metadata = {}
         return _file_meta(self.path, metadata.get("name"), self.format, bounds,
-                          h["min_zoom"], h["max_zoom"], metadata.get("description", ""))
+                          h["min_zoom"], h["max_zoom"], metadata.get("description", ""),
+                          metadata.get("geoheat_legend"))
 
     def tile(self, z, x, y, query):
         if query:
@@ -252,11 +261,33 @@ class PMTilesFile:
         return _etag(self.identity, z, x, y)
 
 
-def _file_meta(path, name, fmt, bounds, minzoom, maxzoom, description) -> dict:
-    return {"name": name or path.stem, "generator": f"geoheat {__version__}",
+def _file_meta(path, name, fmt, bounds, minzoom, maxzoom, description, legend=None) -> dict:
+    meta = {"name": name or path.stem, "generator": f"geoheat {__version__}",
             "dynamic": False, "tiles": "heat/{z}/{x}/{y}.png", "format": fmt,
             "bounds": bounds, "minzoom": minzoom, "maxzoom": maxzoom,
             "description": description or str(path.name)}
+    try:  # a geoheat build's tiles carry their legend, level by level (pipeline._write)
+        found = json.loads(legend) if legend else None
+    except ValueError:
+        found = None
+    if isinstance(found, dict):
+        meta.update(found)
+    return meta
+
+
+def page_legend(options) -> dict:
+    """What the page draws its legend with: each colormap's colours (17 stops, heat 0 to
+    1), the unit, whether heat is ranked nearby (--normalize local: fewer/more)."""
+    from .colormaps import lut
+
+    def ramp(name):
+        table = lut(name)
+        return ["#%02x%02x%02x" % tuple(int(v) for v in table[round(i * 255 / 16)])
+                for i in range(17)]
+
+    return {"ramps": {name: ramp(name) for name in COLORMAP_NAMES},
+            "unit": "passes" if options.mode == "lines" else "track points",
+            "local": options.normalize == "local"}
 
 
 def _file_tile(data, fmt, etag):
@@ -400,6 +431,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/meta.json":
             return 200, {"Content-Type": TYPES[".json"], "Cache-Control": "no-cache"}, \
                 server.meta_json
+        legend = LEGEND_PATH.fullmatch(path)
+        if legend is not None and hasattr(server.source, "legend"):
+            return 200, {"Content-Type": TYPES[".json"], "Cache-Control": "max-age=60"}, \
+                server.source.legend(int(legend[1]), query)
         if path in server.files:
             file = server.files[path]
             return 200, {"Content-Type": TYPES[file.suffix], "Cache-Control": "max-age=3600"}, \
@@ -541,6 +576,7 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
         meta = source.meta()
         meta.update(dynamic=False, tiles="tiles/{z}/{x}/{y}.png", minzoom=min_zoom,
                     maxzoom=max_zoom)
+        meta["legend"] = {str(z): renderer.legend(z) for z in range(min_zoom, max_zoom + 1)}
         (temp / "index.html").write_bytes(page(meta))
         (temp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         for name in OWN_FILES:

@@ -172,11 +172,23 @@ def test_mbtiles_levels_and_metadata(built):
     assert sorted({z for z, *_ in rows}) == [11, 12, 13, 14]
     assert metadata["format"] == "png" and metadata["type"] == "overlay"
     assert (metadata["minzoom"], metadata["maxzoom"]) == ("11", "14")
-    assert metadata["name"] == "heat" and "geoheat" in metadata["attribution"]
+    # MBTiles 1.3: a readable name; version is the tileset's revision (a number: the
+    # newest activity's date), not the spec's "1.3".
+    assert metadata["name"].startswith("heat: heat of ") and "geoheat" in metadata["attribution"]
+    assert metadata["version"].isdigit() and metadata["version"] != "1.3"
     assert f"{result.points_used:,} points" in metadata["description"]
     lon, lat, zoom = metadata["center"].split(",")
     west, south, east, north = map(float, metadata["bounds"].split(","))
-    assert west < float(lon) < east and south < float(lat) < north and zoom == "14"
+    assert west < float(lon) < east and south < float(lat) < north
+    # The centre's zoom shows all the heat in a 1280 x 800 window.
+    bounds = tiles.grid_bounds(result.grid)
+    res = tiles.resolution(int(zoom))
+    assert (bounds.right - bounds.left) / res <= 1280 and (bounds.top - bounds.bottom) / res <= 800
+    assert 11 <= int(zoom) <= 14
+    assert (bounds.right - bounds.left) / res > 640 or (bounds.top - bounds.bottom) / res > 400 \
+        or zoom == "14"
+    legend = json.loads(metadata["geoheat_legend"])
+    assert set(legend["legend"]) == {"11", "12", "13", "14"} and legend["unit"] == "track points"
     assert west <= SPOT[0] <= east and south <= SPOT[1] <= north
     with rasterio.open(out / "heat.mbtiles") as src:
         assert src.driver == "MBTiles" and src.count == 4 and src.crs.to_epsg() == 3857
