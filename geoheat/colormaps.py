@@ -107,3 +107,11 @@ def with_alpha(table, fade_in: float = FADE_IN):
     rgba = np.column_stack([table, alpha.astype(np.uint8)])
     rgba[0] = 0
     return rgba
+
+
+def css_stops(name: str, stops: int = 17) -> list[str]:
+    """A colormap as `stops` evenly spaced '#rrggbb' colours (heat 0 to 1): the page's
+    legend bar (a CSS gradient through them)."""
+    table = lut(name)
+    return ["#%02x%02x%02x" % tuple(int(v) for v in table[round(i * 255 / (stops - 1))])
+            for i in range(stops)]

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import countcache, tiles
 from .activities import record_drawn, select_activities
-from .colormaps import STYLES, lut, with_alpha
+from .colormaps import STYLES, css_stops, lut, with_alpha
 from .colour import over_map, shade_rgba, shade_strips
 from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom
@@ -392,7 +392,8 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         # The page (geoheat serve FILE) draws its legend from this, level by level.
         legend = {"legend": {str(z): ticks for z, ticks in sorted(legends.items())},
                   "unit": "passes" if options.mode == "lines" else "track points",
-                  "local": local}
+                  "local": local, "ramps": {options.colormap: css_stops(options.colormap)},
+                  "view": {"cmap": options.colormap}}
         for kind in archives:
             metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
                                         lonlat, view)

@@ -278,14 +278,9 @@ def _file_meta(path, name, fmt, bounds, minzoom, maxzoom, description, legend=No
 def page_legend(options) -> dict:
     """What the page draws its legend with: each colormap's colours (17 stops, heat 0 to
     1), the unit, whether heat is ranked nearby (--normalize local: fewer/more)."""
-    from .colormaps import lut
+    from .colormaps import css_stops
 
-    def ramp(name):
-        table = lut(name)
-        return ["#%02x%02x%02x" % tuple(int(v) for v in table[round(i * 255 / 16)])
-                for i in range(17)]
-
-    return {"ramps": {name: ramp(name) for name in COLORMAP_NAMES},
+    return {"ramps": {name: css_stops(name) for name in COLORMAP_NAMES},
             "unit": "passes" if options.mode == "lines" else "track points",
             "local": options.normalize == "local"}
 

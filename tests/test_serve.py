@@ -480,15 +480,19 @@ def expected_screen(renderer, zoom, origin, size, background, view=None, cmap=No
     return np.rint(rgb).astype(np.uint8), picture[3]
 
 
-@pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear"])
+@pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear",
+                                     "&cmap=light"])
 def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, tmp_path,
                                                      filters):
     """Chromium loads the page (no internet: the OSM basemap fails, the heat shows) and
     the screenshot has the heat's own colours exactly where the tiles put them; the
-    filters and colormap in the URL's hash are the ones drawn."""
+    filters and colormap in the URL's hash are the ones drawn (the light colormap over
+    the light ground)."""
     view, cmap = None, None
-    if filters:
+    if "viridis" in filters:
         view, cmap = samples_renderer.view(["Run"], [2024, 2025], "linear"), "viridis"
+    elif filters:
+        cmap = "light"
     assert_heat_on_screen(server.url, samples_renderer, ZOOM, filters, view, cmap,
                           tmp_path / "page.png")
 
@@ -510,9 +514,13 @@ def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
         -ORIGIN_SHIFT + (centre[0] + 0.25) * res, ORIGIN_SHIFT - (centre[1] + 0.25) * res]]))[0])
     shot = screenshot(f"{url}#map={zoom}/{lat!r}/{lon!r}{filters}", shot_path,
                       size)
-    # Leave out the controls: zoom buttons (top left), filters (top right), attribution.
+    # Leave out the controls: zoom buttons (top left), filters (top right), attribution,
+    # the legend (bottom left).
     free = np.ones((size[1], size[0]), dtype=bool)
-    free[:90, :60] = free[:170, 600:] = free[-30:, 420:] = False
+    free[:90, :60] = free[:170, 600:] = free[-30:, 420:] = free[-100:, :270] = False
+    # The legend is there: its pale box, bottom left, over the dark (or light) ground.
+    box = shot[:, -40:-25, 20:200].astype(float).mean(axis=0)
+    assert np.median(box) > 200 or cmap == "light", np.median(box)
     # Where Leaflet puts the view's corner, within a pixel or two (headless Chromium's
     # viewport may be a pixel shorter than its window): the best of the small shifts.
     best = (0.0, 0.0, 0, None)
@@ -521,7 +529,8 @@ def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
             want, alpha = expected_screen(
                 renderer, zoom,
                 (centre[0] - size[0] // 2 + dx, centre[1] - size[1] // 2 + dy), size,
-                (17, 17, 17), view, cmap)  # the map's background (app.css): no basemap offline
+                (242, 239, 233) if cmap == "light" else (17, 17, 17),  # app.css's, no basemap
+                view, cmap)
             hot, cold = free & (alpha == 255), free & (alpha == 0)
             close = np.abs(shot.astype(int) - want.astype(int)).max(axis=0) <= 8
             best = max(best, (close[hot].mean(), close[cold].mean(), int(hot.sum()), (dx, dy)))
