@@ -206,7 +206,8 @@ def test_bad_mbtiles_options(tmp_path, write_gpx):
 
 QGIS_SCRIPT = """
 import json, os, sys
-from qgis.core import QgsApplication, QgsRasterLayer
+from qgis.core import QgsApplication, QgsLayerTreeLayer, QgsRasterLayer
+from qgis.PyQt.QtCore import Qt
 app = QgsApplication([], False)
 app.initQgis()
 report = {}
@@ -216,7 +217,11 @@ for path in sys.argv[1:]:
     report[path] = {"valid": layer.isValid(), "crs": layer.crs().authid(),
                     "extent": [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()],
                     "renderer": layer.renderer().type() if layer.renderer() else None,
-                    "legend": [label for label, _ in layer.renderer().legendSymbologyItems()]}
+                    "legend": [label for label, _ in layer.renderer().legendSymbologyItems()],
+                    # What the layer panel and print layouts show under the layer.
+                    "nodes": [[type(n).__name__, n.data(Qt.DisplayRole)] for n in
+                              layer.legend().createLayerTreeModelLegendNodes(
+                                  QgsLayerTreeLayer(layer))]}
 print(json.dumps(report), flush=True)
 os._exit(0)  # QGIS 3.22 can crash in exitQgis(); the report is already out
 """
@@ -257,6 +262,13 @@ def test_qgis_loads_the_layers(built):
     assert report[paths[0]]["renderer"] == "singlebandpseudocolor"
     legend = [label for label in report[paths[0]]["legend"] if label]
     assert legend[0] == "none" and legend[-1].endswith("track points")
+    # The layer panel lists the items one by one (QGIS 3.18+ reads rampLegendSettings; a
+    # continuous ramp would be one QgsColorRampLegendNode named by the heat's ends).
+    nodes = report[paths[0]]["nodes"]
+    items = [text for kind, text in nodes if kind == "QgsRasterSymbolLegendNode"]
+    assert items == legend and len(items) >= 3
+    assert all(re.fullmatch(r"[\d,]+ track points?", text) for text in items[1:])
+    assert not any(kind == "QgsColorRampLegendNode" for kind, _ in nodes)
     # ...and the PNG in its own colours, not through the GeoTIFF's ramp.
     assert report[paths[1]]["renderer"] == "multibandcolor"
 
