@@ -109,12 +109,19 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
-    if min_zoom > result.zoom:
+    max_zoom = options.tile_zoom(result.zoom)
+    if options.max_zoom is None and any(k in options.outputs for k in ("mbtiles", "pmtiles")):
+        max_zoom = _affordable_zoom(kept, grid, max_zoom, available_memory(), warn)
+    if min_zoom > result.zoom and options.max_zoom is None:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
+    if min_zoom > max_zoom:
+        raise ParameterError(f"min zoom {min_zoom} is above max zoom {max_zoom}")
 
     # Rasterise: each activity's points counted on the output's grid and on the grid of
-    # every pyramid level below it, and summed (map-reduce: one activity's points at a time)
-    grids = [grid] + [level_grid(grid, zoom) for zoom in _pyramid_zooms(options, grid, min_zoom)]
+    # every pyramid level below it (and, for tile outputs, above it up to max_zoom), and
+    # summed (map-reduce: one activity's points at a time)
+    grids = [grid] + [level_grid(grid, zoom) for zoom in (
+        *_pyramid_zooms(options, grid, min_zoom), *_zooms_above(options, grid, max_zoom))]
     source_of = {source.name: source for source in sources}
     if cluster is None:
         counts, *below = count_activities(kept, source_of, box, grids, options, result, warn)
@@ -147,7 +154,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
 
     # Write
     result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-                            pyramid)
+                            pyramid, max_zoom)
     return result
 
 
@@ -242,6 +249,37 @@ def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:
     return zooms_below(grid, lowest)
 
 
+def _affordable_zoom(kept, grid: Grid, max_zoom: int, memory: int, warn) -> int:
+    """The highest zoom up to max_zoom whose levels above the output's fit in half the
+    memory free, at rasterize.BYTES_PER_DATA_TILE a tile with heat; the tiles with heat
+    estimated from the tracks' length (at most the extent's tiles). Says so when it stops
+    below max_zoom (--max-zoom asks for more and is refused by the count if too big)."""
+    from .rasterize import BYTES_PER_DATA_TILE
+
+    bounds = tiles.grid_bounds(grid)
+    stretch = np.cosh((bounds.bottom + bounds.top) / 2 / tiles.EARTH_RADIUS)
+    length = sum(a.summary.length for a in kept) * stretch  # Mercator metres
+    segments = len(kept)
+    spent = 0
+    for zoom in range(grid.zoom + 1, max_zoom + 1):
+        side = tiles.TILE_SIZE * tiles.resolution(zoom)
+        area = ((bounds.right - bounds.left) / side + 1) * ((bounds.top - bounds.bottom) / side + 1)
+        spent += min(area, 1.5 * length / side + segments) * BYTES_PER_DATA_TILE
+        if spent > memory / 2:
+            warn(f"tiles stop at zoom {zoom - 1}: zoom {zoom} would need about "
+                 f"{spent / 2**30:.1f} GB of memory, more than half the "
+                 f"{memory / 2**30:.1f} GB free (--max-zoom to choose)")
+            return max(zoom - 1, grid.zoom)
+    return max_zoom
+
+
+def _zooms_above(options: BuildOptions, grid: Grid, max_zoom: int) -> range:
+    """The zooms above the output's that the tile archives need (up to max_zoom)."""
+    if not any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
+        return range(0)
+    return range(grid.zoom + 1, max_zoom + 1)
+
+
 def _scaler(options: BuildOptions):
     """Counts on a grid to heat in [0, 1], the same at every level: the global scaling,
     or local contrast (each pixel ranked within its ~2 km neighbourhood)."""
@@ -316,7 +354,7 @@ def fitting_zoom(bounds, lowest: int, highest: int, window=(1280, 800)) -> int:
 
 
 def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-           pyramid) -> list[Path]:
+           pyramid, max_zoom=None) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
     paths written.
 
@@ -352,9 +390,12 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         ("rgba", ("uint8", 4, None, [], lambda level: coloured(level.heat))),
         ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
     overviews = overview_count(grid) if cogs else 0
-    pngs = visible_tiles(coloured(heat), grid.zoom) if archives else {}
+    max_zoom = grid.zoom if max_zoom is None else max_zoom
+    top_tiles = archives and min_zoom <= grid.zoom <= max_zoom
+    pngs = visible_tiles(coloured(heat), grid.zoom) if top_tiles else {}
     local = options.normalize == "local"
-    legends = {grid.zoom: [] if local else legend_ticks(counts, options.scaling)}
+    legends = {grid.zoom: [] if local else legend_ticks(counts, options.scaling)} \
+        if top_tiles else {}
     first = paths[next(iter(cogs), None) or archives[0]]  # named if making a level fails
     folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=outputs.temp(first).parent))
     try:
@@ -367,10 +408,15 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
                         files[kind].append(folder / f"{kind}-{factor}.tif")
                         write_overview(files[kind][-1], blocks(level), grid, level.grid,
                                        count=bands, dtype=dtype, nodata=nodata)
-                if archives and level.grid.zoom >= min_zoom:
+                if archives and min_zoom <= level.grid.zoom <= max_zoom:
                     pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
                     legends[level.grid.zoom] = [] if local else legend_ticks(
                         level.counts, options.scaling)
+            # The levels above the output's, to street zoom: each from its own counts.
+            for level in pyramid(_zooms_above(options, grid, max_zoom)):
+                pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
+                legends[level.grid.zoom] = [] if local else legend_ticks(
+                    level.counts, options.scaling)
         top = Level(grid, counts, heat)  # the output's own zoom
         for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
             with outputs.writing(paths[kind]) as temp:
@@ -388,7 +434,7 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         lonlat = tuple(float(v) for v in corners.ravel())
         centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
                                       (bounds.bottom + bounds.top) / 2]]))[0]
-        view = fitting_zoom(bounds, min_zoom, grid.zoom)
+        view = fitting_zoom(bounds, min_zoom, max_zoom)
         # The page (geoheat serve FILE) draws its legend from this, level by level.
         legend = {"legend": {str(z): ticks for z, ticks in sorted(legends.items())},
                   "unit": "passes" if options.mode == "lines" else "track points",
@@ -397,6 +443,7 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         for kind in archives:
             metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
                                         lonlat, view)
+            metadata["maxzoom"] = str(max_zoom)
             metadata["geoheat_legend"] = json.dumps(legend)
             with outputs.writing(paths[kind]) as temp:
                 if kind == "mbtiles":

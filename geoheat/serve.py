@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import __version__
+from . import __version__, tiles
 from .colormaps import COLORMAP_NAMES
 from .errors import InputError, OutputError
 from .options import SCALINGS, BuildOptions
@@ -535,12 +535,19 @@ def _interrupt(signum, frame):
 # The static site
 
 def build_site(folder: Path, options: BuildOptions, zoom: int) -> int:
-    """The static site of a build (build --site): its tiles from zoom down to the MBTiles'
-    min_zoom (default zoom - 4), rendered as the build drew them (the parse cache makes the
-    second read cheap). Returns the number of tiles written."""
+    """The static site of a build (build --site): its tiles from street zoom (--max-zoom;
+    default 16, or the build's zoom if higher) down to --min-zoom (default: where the heat
+    fits one tile), rendered as the build drew them, each level from its own counts (the
+    parse cache makes the second read cheap). Returns the number of tiles written."""
+    from .pyramid import default_min_zoom
+
     renderer = load_renderer(options.replace(zoom=zoom))  # the build has warned already
-    min_zoom = max(zoom - 4, 0) if options.min_zoom is None else options.min_zoom
-    return write_site(folder, renderer, min(min_zoom, zoom), zoom)
+    max_zoom = options.tile_zoom(zoom)
+    min_zoom = options.min_zoom
+    if min_zoom is None:
+        area = renderer.selection(renderer.default_view).area
+        min_zoom = default_min_zoom(tiles.grid_covering(area, zoom)) if area else zoom
+    return write_site(folder, renderer, min(min_zoom, max_zoom), max_zoom)
 
 
 def check_site_folder(folder: Path) -> None:

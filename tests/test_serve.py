@@ -103,7 +103,8 @@ def server(samples_renderer):
 ])
 def test_rendered_tiles_are_the_builds_mbtiles_tiles(tmp_path, settings):
     options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=ZOOM,
-                           mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM, **settings)
+                           mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM, max_zoom=ZOOM,
+                           **settings)
     geoheat.build(options)
     built = mbtiles_tiles(tmp_path / "h.mbtiles")
     renderer = renderer_for(options)
@@ -115,13 +116,14 @@ def test_rendered_tiles_are_the_builds_mbtiles_tiles(tmp_path, settings):
 
 
 def test_every_pyramid_level_of_the_mbtiles_is_served_the_same(tmp_path):
-    # The build's levels below its zoom come from their own counts (issue 12); the
-    # renderer makes any zoom the same way: every stored tile, every level, is served.
+    # The build's levels below its zoom and above it (to street zoom, 16) come from their
+    # own counts (issues 12, 20); the renderer makes any zoom the same way: every stored
+    # tile, every level, is served.
     options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=ZOOM,
                            mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM - 5)
     geoheat.build(options)
     built = mbtiles_tiles(tmp_path / "h.mbtiles")
-    assert {z for z, _, _ in built} == set(range(ZOOM - 5, ZOOM + 1))
+    assert {z for z, _, _ in built} == set(range(ZOOM - 5, 17))
     renderer = renderer_for(options)
     for (z, x, y), pixels in built.items():
         np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels,
@@ -137,7 +139,7 @@ def test_real_runs_tiles_are_the_builds(tmp_path):
     cache = tmp_path / "cache"
     for zoom in (15, 17):
         options = BuildOptions(inputs=[folder], output=tmp_path / "h.png", zoom=zoom,
-                               mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom,
+                               mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom, max_zoom=zoom,
                                parse_cache=cache, jobs=2, sigma=1.5)
         geoheat.build(options)
         built = mbtiles_tiles(tmp_path / "h.mbtiles")
@@ -149,9 +151,9 @@ def test_real_runs_tiles_are_the_builds(tmp_path):
 
 @pytest.mark.parametrize("zoom", [11, 12, 15])
 def test_every_zoom_is_that_zooms_build(tmp_path, samples_renderer, zoom):
-    """A level is a build at its zoom: the CDF and the blur's rescale over that level."""
+    """A level is a build at its zoom: the ranks over that level."""
     options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=zoom,
-                           mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom)
+                           mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom, max_zoom=zoom)
     geoheat.build(options)
     built = mbtiles_tiles(tmp_path / "h.mbtiles")
     assert len(built) == len(samples_renderer.lit_tiles(zoom))
@@ -311,7 +313,7 @@ def test_other_methods_and_a_broken_request_get_no_traceback(server):
 def built_mbtiles(tmp_path_factory):
     folder = tmp_path_factory.mktemp("built")
     geoheat.build([SAMPLES], folder / "h.png", zoom=ZOOM, mbtiles=folder / "h.mbtiles",
-                  min_zoom=ZOOM - 2)
+                  min_zoom=ZOOM - 2, max_zoom=ZOOM)
     return folder / "h.mbtiles"
 
 
@@ -569,14 +571,14 @@ def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
     result = CliRunner().invoke(cli, [
         "build", str(SAMPLES), "--zoom", str(ZOOM), "-o", str(tmp_path / "h.png"),
         "--basemap", "none", "--mbtiles", str(tmp_path / "h.mbtiles"), "--min-zoom",
-        str(ZOOM), "--site", str(site), "--no-cache", "-j", "1"])
+        str(ZOOM), "--max-zoom", str(ZOOM), "--site", str(site), "--no-cache", "-j", "1"])
     assert result.exit_code == 0, result.output
     assert f"-> {site}/index.html" in result.stderr
     built = mbtiles_tiles(tmp_path / "h.mbtiles")
     written = {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
                for p in (site / "tiles").glob("*/*/*.png")}
     assert {key for key in written if key[0] == ZOOM} == set(built)
-    assert {z for z, _, _ in written} == {ZOOM}  # --min-zoom
+    assert {z for z, _, _ in written} == {ZOOM}  # --min-zoom, --max-zoom
     for (z, x, y), pixels in built.items():
         np.testing.assert_array_equal(decode((site / f"tiles/{z}/{x}/{y}.png").read_bytes()),
                                       pixels)
@@ -594,7 +596,12 @@ def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
         "build", str(SAMPLES), "--zoom", "12", "-o", str(tmp_path / "h.png"), "--basemap",
         "none", "--site", str(site), "--no-cache", "-j", "1"])
     assert again.exit_code == 0, again.output
-    assert {int(p.name) for p in (site / "tiles").iterdir()} == {8, 9, 10, 11, 12}
+    # By default from where the heat fits one tile to street zoom (16), with the legend of
+    # each level.
+    zooms = sorted(int(p.name) for p in (site / "tiles").iterdir())
+    assert zooms == list(range(zooms[0], 17)) and zooms[0] <= 10
+    meta = json.loads((site / "meta.json").read_text())
+    assert sorted(map(int, meta["legend"])) == zooms and meta["maxzoom"] == 16
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     refused = CliRunner().invoke(cli, ["build", str(SAMPLES), "-o", str(tmp_path / "x.png"),

@@ -169,9 +169,11 @@ def test_mbtiles_top_level_is_exactly_the_tiles_with_heat(built):
 def test_mbtiles_levels_and_metadata(built):
     out, result = built
     metadata, rows = read_tiles(out / "heat.mbtiles")
-    assert sorted({z for z, *_ in rows}) == [11, 12, 13, 14]
+    # From where the heat fits one tile up to street zoom (16), above the output's 14:
+    # each level from its own counts.
+    assert sorted({z for z, *_ in rows}) == [11, 12, 13, 14, 15, 16]
     assert metadata["format"] == "png" and metadata["type"] == "overlay"
-    assert (metadata["minzoom"], metadata["maxzoom"]) == ("11", "14")
+    assert (metadata["minzoom"], metadata["maxzoom"]) == ("11", "16")
     # MBTiles 1.3: a readable name; version is the tileset's revision (a number: the
     # newest activity's date), not the spec's "1.3".
     assert metadata["name"].startswith("heat: heat of ") and "geoheat" in metadata["attribution"]
@@ -184,11 +186,12 @@ def test_mbtiles_levels_and_metadata(built):
     bounds = tiles.grid_bounds(result.grid)
     res = tiles.resolution(int(zoom))
     assert (bounds.right - bounds.left) / res <= 1280 and (bounds.top - bounds.bottom) / res <= 800
-    assert 11 <= int(zoom) <= 14
+    assert 11 <= int(zoom) <= 16
     assert (bounds.right - bounds.left) / res > 640 or (bounds.top - bounds.bottom) / res > 400 \
-        or zoom == "14"
+        or zoom == "16"
     legend = json.loads(metadata["geoheat_legend"])
-    assert set(legend["legend"]) == {"11", "12", "13", "14"} and legend["unit"] == "track points"
+    assert set(legend["legend"]) == {str(z) for z in range(11, 17)}
+    assert legend["unit"] == "track points"
     assert west <= SPOT[0] <= east and south <= SPOT[1] <= north
     with rasterio.open(out / "heat.mbtiles") as src:
         assert src.driver == "MBTiles" and src.count == 4 and src.crs.to_epsg() == 3857
