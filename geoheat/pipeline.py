@@ -112,7 +112,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
     max_zoom = options.tile_zoom(result.zoom)
     if options.max_zoom is None and any(k in options.outputs for k in ("mbtiles", "pmtiles")):
         max_zoom = _affordable_zoom(kept, grid, max_zoom, available_memory(), warn)
-    if min_zoom > result.zoom and options.max_zoom is None:
+    if min_zoom > result.zoom:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
     if min_zoom > max_zoom:
         raise ParameterError(f"min zoom {min_zoom} is above max zoom {max_zoom}")
