@@ -5,7 +5,7 @@
 styles.png: the same streets at zoom 15 in each style, on the ground each is made for
 (hot and strava on their dark grounds, light on OSM's land colour #F2EFE9).
 zooms.png: the same city at zooms 12, 14 and 16, dark (hot) above, light below, each
-cut around the middle of the tracks, with the legend the build draws at that zoom.
+cut around the busiest pixel, with the legend the build draws at that zoom.
 
 Builds without a basemap (nothing is fetched, as the tests run offline): the heat is
 drawn on each style's plain ground, which is what the maps' tone under it comes to.
@@ -41,8 +41,8 @@ def label(picture: np.ndarray, text: str, colour) -> None:
 
 
 def build(data: Path, folder: Path, zoom: int, style: str) -> np.ndarray:
-    """A panel: a build's PNG (no key) cut around the middle of its tracks, with the
-    key the build draws (legend.key_ticks of its counts) bottom-left."""
+    """A panel: a build's PNG (no key) cut around its busiest pixel, with the key the
+    build draws (legend.key_ticks of its counts) bottom-left."""
     out = folder / f"{style}-{zoom}.png"
     options = geoheat.BuildOptions(inputs=[data], output=out, zoom=zoom, style=style,
                                    counts=True, legend=False)
@@ -51,8 +51,7 @@ def build(data: Path, folder: Path, zoom: int, style: str) -> np.ndarray:
         picture = png.read()
     with rasterio.open(folder / f"{style}-{zoom}-counts.tif") as src:
         counts = src.read(1)
-    rows, cols = np.nonzero(counts)
-    panel = crop(picture, (int(np.median(rows)), int(np.median(cols)))).copy()
+    panel = crop(picture, np.unravel_index(int(counts.argmax()), counts.shape)).copy()
     ticks, title = legend.key_ticks({(0, 0): counts}, options)
     look = STYLES[style]
     legend.draw(panel, lut(options.colormap), ticks, title, 1, look.background, bar=192,

@@ -188,7 +188,7 @@ class Renderer:
             [(p.name, p.points, p.start, p.activity_type, float(p.xy.sum()) if p.points else 0)
              for p in self.parsed],
             options.mode, options.sigma, options.extent, options.bounds,
-            options.keep_duplicates)).encode())
+            options.keep_duplicates, options.normalize)).encode())
         self.fingerprint = identity.hexdigest()[:16]
 
     # The steps, each once per key (threads asking meanwhile wait for the first).

@@ -113,6 +113,8 @@ class RenderedTiles:
         """The legend of zoom z for a tile URL's query (the view): JSON {"ticks": [[heat,
         count], ...]}; NotFound for a bad query."""
         view, _ = self.parse_query(query)
+        if not 0 <= z <= tiles.MAX_ZOOM:
+            raise NotFound(f"/legend/{z}.json")
         return json.dumps({"ticks": self.renderer.legend(z, view)}).encode()
 
     def warm(self) -> None:

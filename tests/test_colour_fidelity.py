@@ -135,7 +135,8 @@ def test_the_light_style_stands_out_on_a_light_map():
     assert (table[:low] == table[low]).all()
     assert STYLES["light"].light and STYLES["light"].background == OSM_LAND
     # Against 'hot' and 'strava', whose busiest end vanishes on it.
-    assert contrast(lut("strava")[255], OSM_LAND) < 1.5 and contrast(lut("hot")[255], OSM_LAND) < 1.5
+    assert contrast(lut("strava")[255], OSM_LAND) < 1.5
+    assert contrast(lut("hot")[255], OSM_LAND) < 1.5
 
 
 def test_a_light_build_on_real_runs(chengdu, tmp_path):

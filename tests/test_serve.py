@@ -244,6 +244,32 @@ def test_page_meta_and_leaflet_are_served(server, samples_renderer):
     assert status == 200 and body == b"" and int(headers["Content-Length"]) > 1000
 
 
+def test_the_legend_over_http_is_the_builds(server, samples_renderer, tmp_path):
+    # The page's legend for a zoom is the build's at that zoom: the QGIS style's items
+    # (count and heat), for the view the tiles' query names.
+    import re
+    from xml.etree import ElementTree as ET
+
+    status, headers, body = get(server, f"/legend/{ZOOM}.json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    ticks = json.loads(body)["ticks"]
+    assert ticks == [list(t) for t in samples_renderer.legend(ZOOM)] and len(ticks) >= 3
+    geoheat.build([SAMPLES], tmp_path / "h.tif", zoom=ZOOM)
+    items = ET.parse(tmp_path / "h.qml").getroot().findall(".//colorrampshader/item")[1:]
+    built = [(float(i.get("value")), int(re.match(r"[\d,]+", i.get("label"))[0].replace(",", "")))
+             for i in items]
+    assert [n for _, n in built] == [n for _, n in ticks]
+    assert [h for h, _ in built] == pytest.approx([h for h, _ in ticks], abs=1e-5)
+    # Another view, another legend; a bad query is refused like a tile's.
+    runs = json.loads(get(server, f"/legend/{ZOOM}.json?t=Run&s=linear")[2])["ticks"]
+    view = samples_renderer.view(["Run"], None, "linear")
+    assert runs == [list(t) for t in samples_renderer.legend(ZOOM, view)] and runs != ticks
+    assert get(server, f"/legend/{ZOOM}.json?c=nope")[0] == 404
+    assert get(server, "/legend/99.json")[0] == 404
+    meta = json.loads(get(server, "/meta.json")[2])
+    assert meta["unit"] == "passes" and not meta["local"] and len(meta["ramps"]["light"]) == 17
+
+
 def test_tiles_over_http_with_etags(server, samples_renderer):
     view = samples_renderer.view(types=["Run"], years=[2023, 2024], scaling="linear")
     x, y = samples_renderer.lit_tiles(ZOOM, view)[0]
