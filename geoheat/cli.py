@@ -147,6 +147,9 @@ def cli():
 @click.option("--min-zoom", type=ZoomType(), default=None,
               help="Lowest MBTiles/PMTiles zoom level  [default: where all the heat fits "
                    "one tile]")
+@click.option("--max-zoom", type=ZoomType(), default=None,
+              help="Highest MBTiles/PMTiles/--site zoom level, each level drawn from its own "
+                   "counts  [default: 16, or the output zoom if higher]")
 @click.option("--basemap", default="osm", show_default=True,
               help="Map under the PNG's heat: osm, none, an xyzservices name "
                    "(e.g. OpenStreetMap.HOT) or a URL template with {z}/{x}/{y}.")

@@ -2,14 +2,14 @@
 
 viridis, magma, inferno and plasma are the published 256-entry tables (CC0, by
 Stefan van der Walt and Nathaniel Smith) as the `cmap` package carries them;
-'hot' is matplotlib's segment definition; 'strava' is geoheat's own. Tables are
+'hot' is matplotlib's segment definition; 'strava' and 'light' are geoheat's own. Tables are
 made on first use (numpy and cmap are imported then), so naming them costs nothing.
 """
 
 import functools
 from typing import NamedTuple
 
-COLORMAP_NAMES = ("hot", "strava", "viridis", "magma", "inferno", "plasma")
+COLORMAP_NAMES = ("hot", "strava", "light", "viridis", "magma", "inferno", "plasma")
 PUBLISHED = ("viridis", "magma", "inferno", "plasma")  # taken from the cmap package
 
 # Heat below this is drawn more and more transparent in overlays (RGBA outputs, the QGIS
@@ -24,6 +24,13 @@ HOT_SEGMENTS = (
 )
 # Strava's heatmap orange, from a dark ember to a pale glow at the busiest roads.
 STRAVA_ANCHORS = ((40, 8, 0), (160, 40, 0), (252, 76, 2), (255, 150, 40), (255, 235, 190))
+# For light maps: ink that darkens with the passes, orange to red to a deep violet. Every
+# colour from heat.LOW (the fewest passes) up has a WCAG contrast of at least 3.4:1 on
+# OSM's land colour #F2EFE9; below LOW (the blur's fringe) the colour stays the fewest
+# passes' and only its alpha fades, so lines get no dark outline.
+LIGHT_LOW = 0.25  # heat.LOW (not imported: naming a colormap imports no numpy)
+LIGHT_ANCHORS = ((LIGHT_LOW, (230, 70, 10)), (0.5, (205, 20, 40)), (0.75, (135, 0, 85)),
+                 (1.0, (55, 0, 75)))
 
 
 class Style(NamedTuple):
@@ -33,6 +40,8 @@ class Style(NamedTuple):
     map_brightness: float  # the grey map's brightness, 0-1, after darkening
     map_tint: tuple[float, float, float]  # per-channel factor on the grey map
     background: tuple[int, int, int]  # where there is no map
+    light: bool = False  # a light map under the heat, drawn over it (else screened on dark)
+    text: tuple[int, int, int] = (240, 240, 240)  # the key's letters
 
 
 STYLES = {
@@ -40,6 +49,10 @@ STYLES = {
     "hot": Style("hot", 0.6, (1.0, 1.0, 1.0), (0, 0, 0)),
     # Strava's: orange heat on a dark, slightly cool map.
     "strava": Style("strava", 0.45, (0.85, 0.92, 1.0), (10, 12, 16)),
+    # For light basemaps (OSM's own colours, QGIS's white canvas): the map grey and pale,
+    # the heat laid over it as ink, darker where busier.
+    "light": Style("light", 0.55, (1.0, 1.0, 1.0), (242, 239, 233), light=True,
+                   text=(30, 30, 30)),
 }
 STYLE_NAMES = tuple(STYLES)
 
@@ -71,6 +84,9 @@ def lut(name: str):
         table = from_segments(*HOT_SEGMENTS)
     elif name == "strava":
         table = from_anchors(STRAVA_ANCHORS)
+    elif name == "light":
+        anchors = ((0.0, LIGHT_ANCHORS[0][1]),) + LIGHT_ANCHORS
+        table = from_segments(*[[(x, rgb[c] / 255) for x, rgb in anchors] for c in range(3)])
     elif name in PUBLISHED:
         from cmap import Colormap
 
@@ -91,3 +107,11 @@ def with_alpha(table, fade_in: float = FADE_IN):
     rgba = np.column_stack([table, alpha.astype(np.uint8)])
     rgba[0] = 0
     return rgba
+
+
+def css_stops(name: str, stops: int = 17) -> list[str]:
+    """A colormap as `stops` evenly spaced '#rrggbb' colours (heat 0 to 1): the page's
+    legend bar (a CSS gradient through them)."""
+    table = lut(name)
+    return ["#%02x%02x%02x" % tuple(int(v) for v in table[round(i * 255 / (stops - 1))])
+            for i in range(stops)]

@@ -22,14 +22,26 @@ def shade(heat: np.ndarray, lut: np.ndarray, background=(0, 0, 0)) -> np.ndarray
     return rgb
 
 
-def shade_strips(heat, lut: np.ndarray, background=(0, 0, 0)) -> np.ndarray:
-    """shade, made STRIP_ROWS rows at a time from anything sliced by rows (a dense array,
-    or tiles.RowView over sparse tiles): the float temporaries cost a strip."""
+def shade_over(heat: np.ndarray, rgba_lut: np.ndarray, background) -> np.ndarray:
+    """Colour heat through a (256, 4) table laid over a plain background by its alpha:
+    (3, h, w) uint8. A light style's picture: its fringe fades into the ground."""
+    flat = np.empty((3, *heat.shape), dtype=np.uint8)
+    for band in range(3):
+        flat[band] = background[band]
+    return blend_over(flat, shade_rgba(heat, rgba_lut))
+
+
+def shade_strips(heat, lut: np.ndarray, background=(0, 0, 0),
+                 rgba_lut: np.ndarray | None = None) -> np.ndarray:
+    """shade (or with rgba_lut, shade_over), made STRIP_ROWS rows at a time from anything
+    sliced by rows (a dense array, or tiles.RowView over sparse tiles): the float
+    temporaries cost a strip."""
     height, width = heat.shape
     rgb = np.empty((3, height, width), dtype=np.uint8)
     for top in range(0, height, STRIP_ROWS):
         rows = slice(top, top + STRIP_ROWS)
-        rgb[:, rows] = shade(heat[rows], lut, background)
+        rgb[:, rows] = (shade(heat[rows], lut, background) if rgba_lut is None
+                        else shade_over(heat[rows], rgba_lut, background))
     return rgb
 
 
@@ -84,6 +96,28 @@ def tone_map(rgb: np.ndarray, have: np.ndarray, brightness: float, tint, backgro
     return out
 
 
+def lighten_map(rgb: np.ndarray, have: np.ndarray, fade: float, background,
+                invert: bool = False) -> np.ndarray:
+    """A map made a pale grey ground for a light style: (3, h, w) uint8. Grey by
+    luminance (a dark map inverted, so land stays light), its distance from white
+    scaled by `fade`; pixels without map get the background colour."""
+    grey = _grey(rgb)
+    if invert:
+        grey = 255 - grey
+    pale = np.clip(np.rint(255 - (255 - grey) * fade), 0, 255)
+    out = np.empty(rgb.shape, dtype=np.uint8)
+    for band in range(3):
+        out[band] = np.where(have, pale, background[band])
+    return out
+
+
+def blend_over(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Heat colours (4, h, w) laid over a backdrop (3, h, w) by their alpha ('over')."""
+    alpha = rgba[3].astype(np.float32) / 255
+    out = base.astype(np.float32) * (1 - alpha) + rgba[:3].astype(np.float32) * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def blend_screen(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     """Heat colours (4, h, w) over a backdrop (3, h, w) by 'screen' blending, weighted by alpha.
 
@@ -97,7 +131,8 @@ def blend_screen(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
 
 def over_map(heat: np.ndarray, rgb: np.ndarray, have: np.ndarray, look: Style,
              lut: np.ndarray, rgba_lut: np.ndarray, attribution: str = "") -> np.ndarray:
-    """The PNG's picture over a basemap: the heat screen-blended over the toned map, with
+    """The PNG's picture over a basemap: the heat screen-blended over the toned map (a
+    light style: laid over the pale map), with
     the map's attribution stamped bottom-right where there is a map.
 
     Where a map tile is missing the heat is shaded as on a plain background, so a
@@ -108,12 +143,19 @@ def over_map(heat: np.ndarray, rgb: np.ndarray, have: np.ndarray, look: Style,
     for top in range(0, heat.shape[0], STRIP_ROWS):
         rows = slice(top, top + STRIP_ROWS)
         strip_heat, strip_have = heat[rows], have[rows]
-        backdrop = tone_map(rgb[:, rows], strip_have, look.map_brightness, look.map_tint,
-                            look.background, invert)
-        strip = blend_screen(backdrop, shade_rgba(strip_heat, rgba_lut))
+        if look.light:  # a light map kept light (a dark one inverted), the heat laid over
+            backdrop = lighten_map(rgb[:, rows], strip_have, look.map_brightness,
+                                   look.background, not invert)
+            strip = blend_over(backdrop, shade_rgba(strip_heat, rgba_lut))
+        else:
+            backdrop = tone_map(rgb[:, rows], strip_have, look.map_brightness, look.map_tint,
+                                look.background, invert)
+            strip = blend_screen(backdrop, shade_rgba(strip_heat, rgba_lut))
         if not strip_have.all():
             plain = ~strip_have
-            strip[:, plain] = shade(strip_heat, lut, look.background)[:, plain]
+            flat = (shade_over(strip_heat, rgba_lut, look.background) if look.light
+                    else shade(strip_heat, lut, look.background))
+            strip[:, plain] = flat[:, plain]
         picture[:, rows] = strip
     if attribution and have.any():
         font.stamp(picture, attribution, scale=1 if heat.shape[1] < 1200 else 2)

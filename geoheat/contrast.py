@@ -1,86 +1,104 @@
-"""Local contrast: each pixel's heat is its rank among the counts of its neighbourhood.
+"""Local contrast: each pixel's heat is its rank among the counts of its neighbourhood,
+a square of fixed ground size (NEIGHBOURHOOD_M, ~2 km) the same at every zoom.
 
-The global CDF ranks a pixel among all pixels of the map, so a quiet street beside a
+The global rank places a pixel among all pixels of the map, so a quiet street beside a
 busy corridor stays dim. Here (adaptive histogram equalisation, as CLAHE does for
-images) each 256-pixel tile gets the empirical CDF of the non-zero counts in the
-window of tiles around it, and each pixel's heat blends the CDFs of the four tiles
-whose centres surround it, bilinearly by distance: the blend changes by the same step
-across a tile edge as inside a tile, so no edge shows. Ranks need no contrast limit
-(CLAHE's clip guards against amplifying noise in flat regions; a count has none), and
-a neighbourhood with one track gets heat 1 on it.
+images) the map is cut into square blocks a third of the neighbourhood wide (in
+pixels of the level's zoom, so a block is the same ground at every zoom), each block
+gets the distribution of the non-zero counts in the 3 x 3 blocks around it, and each
+pixel's rank blends the ranks in the four blocks whose centres surround it,
+bilinearly by distance: the blend changes by the same step across a block edge as
+inside a block, so no edge shows. Ranks need no contrast limit (CLAHE's clip guards
+against amplifying noise in flat regions; a count has none). The rank is the mid-rank
+drawn from heat.LOW to 1, as the global scale does: a neighbourhood with one track
+gets the middle colour on it.
 """
+
+import math
 
 import numpy as np
 
 from . import tiles
-from .tiles import TileKey
+from .heat import LOW
+from .tiles import Grid, TileKey
 
-# The neighbourhood: the tiles within this many tiles of a tile (3 x 3 tiles, 768 px).
-RADIUS = 1
+# The ground across a pixel's neighbourhood, in metres: 3 x 3 blocks of a third of it.
+NEIGHBOURHOOD_M = 2000.0
 
 Sparse = dict[TileKey, np.ndarray]
 
 
-def _histogram(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct non-zero counts of a block and how many pixels have each."""
-    return np.unique(block[block > 0], return_counts=True)
+def block_pixels(grid: Grid) -> int:
+    """A block's side in the grid's pixels: a third of NEIGHBOURHOOD_M on the ground at
+    the grid's middle latitude (Mercator stretches ground by cosh(y / R)); at least 1."""
+    bounds = tiles.grid_bounds(grid)
+    stretch = math.cosh((bounds.bottom + bounds.top) / 2 / tiles.EARTH_RADIUS)
+    ground_per_pixel = tiles.resolution(grid.zoom) / stretch
+    return max(1, round(NEIGHBOURHOOD_M / 3 / ground_per_pixel))
 
 
-def tile_cdfs(counts: Sparse, keys, radius: int = RADIUS):
-    """For each tile key, (values, cdf): the empirical CDF of the non-zero counts of the
-    tiles within `radius` tiles of it (cdf[i]: the share with a count <= values[i])."""
-    histograms = {key: _histogram(block) for key, block in counts.items()}
-    cdfs = {}
-    for x, y in keys:
-        parts = [histograms[(x + dx, y + dy)] for dx in range(-radius, radius + 1)
-                 for dy in range(-radius, radius + 1) if (x + dx, y + dy) in histograms]
-        if not parts:
-            cdfs[(x, y)] = (np.zeros(1, np.uint32), np.zeros(1, np.float64))
-            continue
-        values = np.concatenate([v for v, _ in parts])
-        freq = np.concatenate([f for _, f in parts])
-        unique, inverse = np.unique(values, return_inverse=True)
-        summed = np.bincount(inverse, weights=freq)
-        cdfs[(x, y)] = (unique, np.cumsum(summed) / summed.sum())
-    return cdfs
-
-
-def _rank(values: np.ndarray, cdf: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The CDF at counts v (the share of the window's counts <= v)."""
-    at = np.searchsorted(values, v, side="right") - 1
-    return np.where(at >= 0, cdf[np.maximum(at, 0)], 0.0)
-
-
-def local_scale_tiles(counts: Sparse, radius: int = RADIUS) -> Sparse:
-    """Each non-zero pixel's heat in (0, 1]: its rank among the non-zero counts of its
-    neighbourhood, blended bilinearly between the four nearest tiles' neighbourhoods.
-    Zero stays zero. Deterministic, and sparse: only tiles with counts are made."""
+def _lit_pixels(counts: Sparse):
+    """Every non-zero pixel of the tiles: (world row, world col, count, tile, row, col)."""
     size = tiles.TILE_SIZE
-    # Pixel centres in units of tiles, from the centre of the tile they lie in: -0.5..0.5.
-    offset = (np.arange(size) + 0.5) / size - 0.5
-    low = offset < 0
-    weight = np.where(low, offset + 1, offset)  # the weight of the later of two centres
-    needed = {(x + dx, y + dy) for x, y in counts for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
-    cdfs = tile_cdfs(counts, needed, radius)
-    scaled = {}
+    parts = []
     for (x, y), block in counts.items():
-        out = np.zeros(block.shape, dtype=np.float32)
-        mask = block > 0
-        if not mask.any():
-            scaled[(x, y)] = out
-            continue
-        rows, cols = np.nonzero(mask)
-        v = block[rows, cols]
-        # The tile centres before and after each pixel, across and down.
-        x0 = x - low[cols].astype(int)
-        y0 = y - low[rows].astype(int)
-        wx, wy = weight[cols], weight[rows]
-        heat = np.zeros(len(v))
-        for dx, dy, w in ((0, 0, (1 - wx) * (1 - wy)), (1, 0, wx * (1 - wy)),
-                          (0, 1, (1 - wx) * wy), (1, 1, wx * wy)):
-            for tx, ty in set(zip((x0 + dx).tolist(), (y0 + dy).tolist())):
-                pick = (x0 + dx == tx) & (y0 + dy == ty)
-                heat[pick] += w[pick] * _rank(*cdfs[(tx, ty)], v[pick])
-        out[rows, cols] = heat
-        scaled[(x, y)] = out
-    return scaled
+        rows, cols = np.nonzero(block)
+        if len(rows):
+            parts.append((rows + y * size, cols + x * size, block[rows, cols],
+                          np.full(len(rows), len(parts)), rows, cols, (x, y)))
+    return parts
+
+
+def local_scale_tiles(counts: Sparse, grid: Grid) -> Sparse:
+    """Each non-zero pixel's heat in [LOW, 1): its mid-rank among the non-zero counts of
+    its neighbourhood (NEIGHBOURHOOD_M across on the ground), blended bilinearly between
+    the four nearest blocks' neighbourhoods. Zero stays zero. Deterministic, and sparse:
+    only tiles with counts are made."""
+    out = {key: np.zeros(block.shape, dtype=np.float32) for key, block in counts.items()}
+    parts = _lit_pixels(counts)
+    if not parts:
+        return out
+    side = block_pixels(grid)
+    row = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    col = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    distinct, value = np.unique(np.concatenate([p[2] for p in parts]), return_inverse=True)
+    nvalues = len(distinct)
+    bx, by = col // side, row // side
+    x0, y0 = int(bx.min()) - 2, int(by.min()) - 2  # blocks from here, with room around
+    width = int(bx.max()) - x0 + 3
+    # Each block's histogram: (block, value) pairs and how many pixels have them.
+    pairs, freq = np.unique(((by - y0) * width + (bx - x0)) * nvalues + value,
+                            return_counts=True)
+    pair_block, pair_value = pairs // nvalues, pairs % nvalues
+    # Each block's neighbourhood histogram: the pairs of the 3 x 3 blocks around it summed.
+    shifted = np.concatenate([pair_block + dy * width + dx
+                              for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    keys, where = np.unique(shifted * nvalues + np.tile(pair_value, 9), return_inverse=True)
+    summed = np.bincount(where, weights=np.tile(freq, 9))
+    hood = keys // nvalues
+    starts = np.flatnonzero(np.r_[True, hood[1:] != hood[:-1]])
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(hood)]))
+    running = np.cumsum(summed)
+    before_group = np.r_[0.0, running][starts][group]
+    total = (running[np.r_[starts[1:] - 1, len(hood) - 1]])[group] - before_group
+    # The mid-rank of each (neighbourhood, value): below it plus half at it, over all.
+    midrank = (running - summed - before_group + summed / 2) / total
+
+    # Each pixel between the centres of four blocks: the ones before it and after it.
+    u = (col + 0.5) / side - 0.5
+    v = (row + 0.5) / side - 0.5
+    cx, cy = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+    wx, wy = u - cx, v - cy
+    rank = np.zeros(len(row))
+    for dx, dy, weight in ((0, 0, (1 - wx) * (1 - wy)), (1, 0, wx * (1 - wy)),
+                           (0, 1, (1 - wx) * wy), (1, 1, wx * wy)):
+        block = (cy + dy - y0) * width + (cx + dx - x0)
+        # The pixel's own block is within one block of each of these centres' blocks, so
+        # its (neighbourhood, value) pair is always there.
+        rank += weight * midrank[np.searchsorted(keys, block * nvalues + value)]
+    heat = (LOW + (1 - LOW) * rank).astype(np.float32)
+    start = 0
+    for _, _, _, _, rows, cols, key in parts:
+        out[key][rows, cols] = heat[start:start + len(rows)]
+        start += len(rows)
+    return out

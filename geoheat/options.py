@@ -19,6 +19,9 @@ from .errors import OutputError, ParameterError
 MAX_ZOOM = 19  # OSM's tile servers stop here (tiles.MAX_ZOOM, without importing affine)
 MAX_LATITUDE = 85.0511287798066  # where Web Mercator's square world ends (tiles.MAX_LATITUDE)
 MIN_IMAGE_SIZE = 256  # one tile
+# Tile outputs reach street zoom by default, whatever the PNG's zoom: a web map shows its
+# own pixels there, not stretched ones.
+TILE_ZOOM = 16
 EXTENTS = ("auto", "all")
 BUILD_EXTENTS = EXTENTS + ("regions",)  # one output set per region: build only
 MODES = ("lines", "points")
@@ -231,6 +234,7 @@ class BuildOptions:
     mbtiles: Path | None = None
     pmtiles: Path | None = None
     min_zoom: int | None = None  # lowest tile level; None: where the heat fits one tile
+    max_zoom: int | None = None  # highest tile level; None: TILE_ZOOM, or the output's if higher
     # The basemap under the PNG
     basemap: str | None = None  # None or 'none', 'osm', an xyzservices name, a URL template
     attribution: str | None = None
@@ -281,6 +285,10 @@ class BuildOptions:
             raise ParameterError("--extent regions reads on this machine: not with --scheduler")
         put("zoom", check_zoom(self.zoom))
         put("min_zoom", check_zoom(self.min_zoom, "min zoom"))
+        put("max_zoom", check_zoom(self.max_zoom, "max zoom"))
+        if self.min_zoom is not None and self.max_zoom is not None \
+                and self.min_zoom > self.max_zoom:
+            raise ParameterError(f"min zoom {self.min_zoom} is above max zoom {self.max_zoom}")
         if self.min_zoom is not None and self.zoom is not None and self.min_zoom > self.zoom:
             raise ParameterError(f"min zoom {self.min_zoom} is above the output zoom {self.zoom}")
         if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) \
@@ -321,6 +329,12 @@ class BuildOptions:
             put(name, None if value is None else Path(value))
         _check_privacy(self, put)
         put("outputs", _output_paths(self))
+
+    def tile_zoom(self, zoom: int) -> int:
+        """The highest level of the tile outputs (--mbtiles, --pmtiles, --site) of a build
+        at output zoom `zoom`: --max-zoom, else street zoom (TILE_ZOOM) or the output's
+        own if higher."""
+        return self.max_zoom if self.max_zoom is not None else max(TILE_ZOOM, zoom)
 
     @property
     def privacy_asked(self) -> bool:

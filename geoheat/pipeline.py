@@ -5,6 +5,7 @@ read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
 """
 
 import contextlib
+import json
 import shutil
 import tempfile
 import time
@@ -16,13 +17,13 @@ import numpy as np
 
 from . import countcache, tiles
 from .activities import record_drawn, select_activities
-from .colormaps import STYLES, lut, with_alpha
+from .colormaps import STYLES, css_stops, lut, with_alpha
 from .colour import over_map, shade_rgba, shade_strips
 from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom, regions
 from .formats import UNTYPED
-from .legend import add_legend, ramp_labels
-from .heat import SCALERS, blur_tiles
+from .legend import add_legend, ramp_items
+from .heat import SCALERS, blur_tiles, legend_ticks
 from .options import BuildOptions, available_memory
 from .places import name_area, slugify, unique_slugs
 from .projection import unproject
@@ -126,12 +127,19 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
+    max_zoom = options.tile_zoom(result.zoom)
+    if options.max_zoom is None and any(k in options.outputs for k in ("mbtiles", "pmtiles")):
+        max_zoom = _affordable_zoom(kept, grid, max_zoom, available_memory(), warn)
     if min_zoom > result.zoom:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
+    if min_zoom > max_zoom:
+        raise ParameterError(f"min zoom {min_zoom} is above max zoom {max_zoom}")
 
     # Rasterise: each activity's points counted on the output's grid and on the grid of
-    # every pyramid level below it, and summed (map-reduce: one activity's points at a time)
-    grids = [grid] + [level_grid(grid, zoom) for zoom in _pyramid_zooms(options, grid, min_zoom)]
+    # every pyramid level below it (and, for tile outputs, above it up to max_zoom), and
+    # summed (map-reduce: one activity's points at a time)
+    grids = [grid] + [level_grid(grid, zoom) for zoom in (
+        *_pyramid_zooms(options, grid, min_zoom), *_zooms_above(options, grid, max_zoom))]
     source_of = {source.name: source for source in sources}
     if cluster is None:
         counts, *below = count_activities(kept, source_of, box, grids, options, result, warn,
@@ -145,7 +153,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
 
     # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
     scale = _scaler(options)
-    heat = blur_tiles(scale(counts), options.sigma, grid)
+    heat = blur_tiles(scale(counts, grid), options.sigma, grid)
     result.data_tiles = len(heat)
 
     def pyramid(zooms):
@@ -168,7 +176,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
 
     # Write
     result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-                            pyramid)
+                            pyramid, max_zoom)
     if result.regions:  # the drawn region: what was drawn there, and where
         result.regions[0] = result.regions[0]._replace(
             activities=result.activities, outputs=[str(p) for p in result.outputs])
@@ -414,9 +422,40 @@ def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:
     return zooms_below(grid, lowest)
 
 
+def _affordable_zoom(kept, grid: Grid, max_zoom: int, memory: int, warn) -> int:
+    """The highest zoom up to max_zoom whose levels above the output's fit in half the
+    memory free, at rasterize.BYTES_PER_DATA_TILE a tile with heat; the tiles with heat
+    estimated from the tracks' length (at most the extent's tiles). Says so when it stops
+    below max_zoom (--max-zoom asks for more and is refused by the count if too big)."""
+    from .rasterize import BYTES_PER_DATA_TILE
+
+    bounds = tiles.grid_bounds(grid)
+    stretch = np.cosh((bounds.bottom + bounds.top) / 2 / tiles.EARTH_RADIUS)
+    length = sum(a.summary.length for a in kept) * stretch  # Mercator metres
+    segments = len(kept)
+    spent = 0
+    for zoom in range(grid.zoom + 1, max_zoom + 1):
+        side = tiles.TILE_SIZE * tiles.resolution(zoom)
+        area = ((bounds.right - bounds.left) / side + 1) * ((bounds.top - bounds.bottom) / side + 1)
+        spent += min(area, 1.5 * length / side + segments) * BYTES_PER_DATA_TILE
+        if spent > memory / 2:
+            warn(f"tiles stop at zoom {zoom - 1}: zoom {zoom} would need about "
+                 f"{spent / 2**30:.1f} GB of memory, more than half the "
+                 f"{memory / 2**30:.1f} GB free (--max-zoom to choose)")
+            return max(zoom - 1, grid.zoom)
+    return max_zoom
+
+
+def _zooms_above(options: BuildOptions, grid: Grid, max_zoom: int) -> range:
+    """The zooms above the output's that the tile archives need (up to max_zoom)."""
+    if not any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
+        return range(0)
+    return range(grid.zoom + 1, max_zoom + 1)
+
+
 def _scaler(options: BuildOptions):
-    """Counts to heat in [0, 1], the same at every level: the global scaling, or local
-    contrast (each pixel ranked within its neighbourhood)."""
+    """Counts on a grid to heat in [0, 1], the same at every level: the global scaling,
+    or local contrast (each pixel ranked within its ~2 km neighbourhood)."""
     if options.normalize == "local":
         from .contrast import local_scale_tiles
 
@@ -460,7 +499,9 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     look = STYLES[options.style]
     heatmap = tiles.RowView(heat, grid)  # read in strips: no dense float copy of the grid
     if provider is None:
-        return shade_strips(heatmap, lut(options.colormap), look.background)
+        table = lut(options.colormap)
+        return shade_strips(heatmap, table, look.background,
+                            with_alpha(table) if look.light else None)
     from .basemap import describe_missing, fetch_basemap
 
     rgb, have, result.basemap = fetch_basemap(
@@ -474,8 +515,19 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
+def fitting_zoom(bounds, lowest: int, highest: int, window=(1280, 800)) -> int:
+    """The highest zoom (within lowest..highest) at which bounds (EPSG:3857) fit a window
+    of this many pixels: where a viewer opens the tiles and sees all the heat."""
+    for zoom in range(highest, lowest - 1, -1):
+        res = tiles.resolution(zoom)
+        if (bounds.right - bounds.left) / res <= window[0] and \
+                (bounds.top - bounds.bottom) / res <= window[1]:
+            return zoom
+    return lowest
+
+
 def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-           pyramid) -> list[Path]:
+           pyramid, max_zoom=None) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
     paths written.
 
@@ -493,7 +545,7 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
             write_png(temp, picture, grid)
     if "qml" in paths:
         with outputs.writing(paths["qml"]) as temp:
-            write_qml(temp, rgba_lut, ramp_labels(counts, options))
+            write_qml(temp, rgba_lut, ramp_items(counts, options))
     if "csv" in paths:
         with outputs.writing(paths["csv"]) as temp:
             write_csv(temp, heat, grid, options.csv_min)
@@ -511,7 +563,12 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         ("rgba", ("uint8", 4, None, [], lambda level: coloured(level.heat))),
         ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
     overviews = overview_count(grid) if cogs else 0
-    pngs = visible_tiles(coloured(heat), grid.zoom) if archives else {}
+    max_zoom = grid.zoom if max_zoom is None else max_zoom
+    top_tiles = archives and min_zoom <= grid.zoom <= max_zoom
+    pngs = visible_tiles(coloured(heat), grid.zoom) if top_tiles else {}
+    local = options.normalize == "local"
+    legends = {grid.zoom: [] if local else legend_ticks(counts, options.scaling)} \
+        if top_tiles else {}
     first = paths[next(iter(cogs), None) or archives[0]]  # named if making a level fails
     folder = None
     try:
@@ -525,8 +582,15 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
                         files[kind].append(folder / f"{kind}-{factor}.tif")
                         write_overview(files[kind][-1], blocks(level), grid, level.grid,
                                        count=bands, dtype=dtype, nodata=nodata)
-                if archives and level.grid.zoom >= min_zoom:
+                if archives and min_zoom <= level.grid.zoom <= max_zoom:
                     pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
+                    legends[level.grid.zoom] = [] if local else legend_ticks(
+                        level.counts, options.scaling)
+            # The levels above the output's, to street zoom: each from its own counts.
+            for level in pyramid(_zooms_above(options, grid, max_zoom)):
+                pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
+                legends[level.grid.zoom] = [] if local else legend_ticks(
+                    level.counts, options.scaling)
         top = Level(grid, counts, heat)  # the output's own zoom
         for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
             with outputs.writing(paths[kind]) as temp:
@@ -545,13 +609,21 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         lonlat = tuple(float(v) for v in corners.ravel())
         centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
                                       (bounds.bottom + bounds.top) / 2]]))[0]
+        view = fitting_zoom(bounds, min_zoom, max_zoom)
+        # The page (geoheat serve FILE) draws its legend from this, level by level.
+        legend = {"legend": {str(z): ticks for z, ticks in sorted(legends.items())},
+                  "unit": "passes" if options.mode == "lines" else "track points",
+                  "local": local, "ramps": {options.colormap: css_stops(options.colormap)},
+                  "view": {"cmap": options.colormap}}
         for kind in archives:
             metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
-                                        lonlat)
+                                        lonlat, view)
+            metadata["maxzoom"] = str(max_zoom)
+            metadata["geoheat_legend"] = json.dumps(legend)
             with outputs.writing(paths[kind]) as temp:
                 if kind == "mbtiles":
                     write_mbtiles(temp, pngs, metadata)
                 else:
                     write_pmtiles(temp, pngs, metadata, lonlat,
-                                  (float(centre[0]), float(centre[1]), result.zoom))
+                                  (float(centre[0]), float(centre[1]), view))
     return list(paths.values())

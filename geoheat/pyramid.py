@@ -21,7 +21,7 @@ from .heat import blur_tiles
 from .tiles import Grid, TileKey
 
 Sparse = dict[TileKey, np.ndarray]
-Scaler = Callable[[Sparse], Sparse]
+Scaler = Callable[[Sparse, Grid], Sparse]  # counts on a grid -> heat
 
 
 class Level(NamedTuple):
@@ -86,7 +86,7 @@ def levels(counted: Iterable[tuple[Grid, Sparse]], scale: Scaler,
     the build counts every level in its one pass over the activities), one at a time:
     scaled by `scale`, blurred by sigma pixels of that zoom."""
     for low, counts in counted:
-        yield Level(low, counts, blur_tiles(scale(counts), sigma, low))
+        yield Level(low, counts, blur_tiles(scale(counts, low), sigma, low))
 
 
 def crop(sparse: Sparse, low: Grid, window: Window) -> Iterator[tuple[int, int, np.ndarray]]:

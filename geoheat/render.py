@@ -1,9 +1,9 @@
 """Heat tiles on request, at any zoom, the same as a build's: the renderer `geoheat serve`
 and `geoheat build --site` use.
 
-A build's heat at zoom z depends on the whole level, not just one tile: the CDF is
-over every lit pixel of the level (heat.SCALERS) and the blur is rescaled by the
-level's hottest pixel (heat.blur_tiles). So a `Level` (one zoom, one filter, one
+A build's heat at zoom z depends on the whole level, not just one tile: the rank is
+over every lit pixel of the level (heat.SCALERS; under --normalize local, within
+~2 km: contrast.local_scale_tiles). So a `Level` (one zoom, one filter, one
 scaling) is made once, from the build's own stage functions in the build's order
 (select_activities, extent.choose_area, rasterize.select_points, count_tracks,
 SCALERS, blur_tiles), and keeps each tile's heat as its colormap index (what
@@ -40,7 +40,7 @@ from .colormaps import COLORMAP_NAMES, lut, with_alpha
 from .colour import lut_index
 from .errors import GeoheatError
 from .extent import choose_area, inside
-from .heat import SCALERS, blur_tiles, kernel_radius
+from .heat import SCALERS, blur_tiles, kernel_radius, legend_ticks
 from .options import SCALINGS, BuildOptions, available_memory
 from .rasterize import count_tracks, select_points
 from .tiles import Bbox, Grid, TileKey
@@ -90,6 +90,7 @@ class Level:
     grid: Grid | None
     index: dict[TileKey, bytes]  # zlib of each (256, 256) uint8 colour.lut_index(heat)
     problem: str | None = None  # why the level is empty though there are tracks (too big)
+    ticks: tuple = ()  # its legend: (heat, count) pairs (heat.legend_ticks; local: none)
 
     @property
     def nbytes(self) -> int:
@@ -191,7 +192,7 @@ class Renderer:
             [(p.name, p.points, p.start, p.activity_type, float(p.xy.sum()) if p.points else 0)
              for p in self.parsed],
             options.mode, options.sigma, options.extent, options.bounds,
-            options.keep_duplicates)).encode())
+            options.keep_duplicates, options.normalize)).encode())
         self.fingerprint = identity.hexdigest()[:16]
 
     # The steps, each once per key (threads asking meanwhile wait for the first).
@@ -270,13 +271,24 @@ class Renderer:
                 self._warned.add(zoom)
                 self.warn(f"zoom {zoom}: no heat drawn: {err}")
             return Level(zoom, grid, {}, problem=str(err))
-        heat = blur_tiles(SCALERS[view.scaling](counts), self.options.sigma, grid)
+        heat = blur_tiles(self._scaler(view)(counts, grid), self.options.sigma, grid)
+        ticks = () if self.options.normalize == "local" else tuple(
+            legend_ticks(counts, view.scaling))
         index = {}
         for key, block in heat.items():
             block = lut_index(block)
             if block.any():  # mostly zeros: ~20x smaller deflated, ~0.1 ms to inflate
                 index[key] = zlib.compress(block.tobytes(), 1)
-        return Level(zoom, grid, index)
+        return Level(zoom, grid, index, ticks=ticks)
+
+    def _scaler(self, view: View):
+        """The build's scaler (pipeline._scaler): local contrast under --normalize local,
+        else the view's scaling."""
+        if self.options.normalize == "local":
+            from .contrast import local_scale_tiles
+
+            return local_scale_tiles
+        return SCALERS[view.scaling]
 
     @staticmethod
     def _crossing(chosen: Selection, box: Bbox):
@@ -392,6 +404,11 @@ class Renderer:
         for zoom in (start, start + 1, start - 1):
             if 0 <= zoom <= tiles.MAX_ZOOM:
                 self.level(zoom, self.default_view)
+
+    def legend(self, zoom: int, view: View | None = None) -> list[tuple[float, int]]:
+        """The level's legend, as the build's key and QGIS style give it: (heat, count)
+        pairs (none under --normalize local, whose key says fewer/more)."""
+        return list(self.level(zoom, view or self.default_view).ticks)
 
     def lit_tiles(self, zoom: int, view: View | None = None) -> list[TileKey]:
         """The tiles of a level that hold heat."""

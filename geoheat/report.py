@@ -251,21 +251,26 @@ def geotiff_tags(options: "BuildOptions", result: BuildResult) -> dict[str, obje
 def mbtiles_metadata(path: Path, centre_lonlat: tuple[float, float], min_zoom: int,
                      result: BuildResult, options: "BuildOptions | None" = None,
                      bounds_lonlat: tuple[float, float, float, float] | None = None,
-                     ) -> dict[str, str]:
+                     centre_zoom: int | None = None) -> dict[str, str]:
     """The metadata of the MBTiles (and PMTiles): what MBTiles 1.3 asks for, and what was
     drawn: the activities (by type and format), their dates and the filters."""
     lon, lat = centre_lonlat
     first, last = activity_dates(result)
     dates = f", {first} to {last}" if first else ""
+    n = result.activities
+    years = f", {first[:4]}" + (f"-{last[:4]}" if last[:4] != first[:4] else "") if first else ""
     metadata = {
-        "name": path.stem,
+        # A name a map viewer can list; the file's stem still names the file.
+        "name": f"{path.stem}: heat of {n} {'activity' if n == 1 else 'activities'}{years}",
         "format": "png",
         "description": f"geoheat heatmap of {_drawn(result)}{dates}, "
                        f"{result.points_used:,} points",
         "attribution": f"Heatmap made with geoheat {__version__}",
         "type": "overlay",
-        "version": "1.3",
-        "center": f"{lon:.6f},{lat:.6f},{result.zoom}",
+        # MBTiles 1.3: the tileset's own revision (a number), not the spec's: the newest
+        # activity's date, so a tileset with newer activities has a higher one.
+        "version": last.replace("-", "") if last else "1",
+        "center": f"{lon:.6f},{lat:.6f},{centre_zoom if centre_zoom is not None else result.zoom}",
         "minzoom": str(min_zoom),
         "maxzoom": str(result.zoom),
         "activities": str(result.activities),

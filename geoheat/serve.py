@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import __version__
+from . import __version__, tiles
 from .colormaps import COLORMAP_NAMES
 from .errors import InputError, OutputError
 from .options import SCALINGS, BuildOptions
@@ -40,6 +40,7 @@ WEB = Path(__file__).with_name("web")
 DEFAULT_PORT = 8000
 OSM_ATTRIBUTION = ('&copy; <a href="https://www.openstreetmap.org/copyright">'
                    "OpenStreetMap</a> contributors")
+LEGEND_PATH = re.compile(r"/legend/(0|[1-9][0-9]?)\.json")
 TILE_PATH = re.compile(r"/heat/(0|[1-9][0-9]?)/(0|[1-9][0-9]{0,6})/(0|[1-9][0-9]{0,6})\.png")
 YEARS = re.compile(r"([0-9]{4})-([0-9]{4})")
 HOST = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::([0-9]+))?")  # name, port
@@ -110,7 +111,16 @@ class RenderedTiles:
                      "scaling": view.scaling, "cmap": r.default_cmap},
             "description": self.description,
             "explorer": "explorer.json",  # the explorer tiles: a layer the page can show
+            **page_legend(r.options),
         }
+
+    def legend(self, z: int, query: str) -> bytes:
+        """The legend of zoom z for a tile URL's query (the view): JSON {"ticks": [[heat,
+        count], ...]}; NotFound for a bad query."""
+        view, _ = self.parse_query(query)
+        if not 0 <= z <= tiles.MAX_ZOOM:
+            raise NotFound(f"/legend/{z}.json")
+        return json.dumps({"ticks": self.renderer.legend(z, view)}).encode()
 
     def warm(self) -> None:
         """Make the levels the page opens at, in the background (see Renderer.warm)."""
@@ -194,7 +204,7 @@ class MBTilesFile:
         return _file_meta(self.path, rows.get("name"), self.format, bounds,
                           int(rows.get("minzoom", zooms[0] if zooms else 0)),
                           int(rows.get("maxzoom", zooms[-1] if zooms else 19)),
-                          rows.get("description", ""))
+                          rows.get("description", ""), rows.get("geoheat_legend"))
 
     def tile(self, z, x, y, query):
         if query:
@@ -244,7 +254,8 @@ class PMTilesFile:
         except Exception:  # noqa: BLE001
             metadata = {}
         return _file_meta(self.path, metadata.get("name"), self.format, bounds,
-                          h["min_zoom"], h["max_zoom"], metadata.get("description", ""))
+                          h["min_zoom"], h["max_zoom"], metadata.get("description", ""),
+                          metadata.get("geoheat_legend"))
 
     def tile(self, z, x, y, query):
         if query:
@@ -257,11 +268,28 @@ class PMTilesFile:
         return _etag(self.identity, z, x, y)
 
 
-def _file_meta(path, name, fmt, bounds, minzoom, maxzoom, description) -> dict:
-    return {"name": name or path.stem, "generator": f"geoheat {__version__}",
+def _file_meta(path, name, fmt, bounds, minzoom, maxzoom, description, legend=None) -> dict:
+    meta = {"name": name or path.stem, "generator": f"geoheat {__version__}",
             "dynamic": False, "tiles": "heat/{z}/{x}/{y}.png", "format": fmt,
             "bounds": bounds, "minzoom": minzoom, "maxzoom": maxzoom,
             "description": description or str(path.name)}
+    try:  # a geoheat build's tiles carry their legend, level by level (pipeline._write)
+        found = json.loads(legend) if legend else None
+    except ValueError:
+        found = None
+    if isinstance(found, dict):
+        meta.update(found)
+    return meta
+
+
+def page_legend(options) -> dict:
+    """What the page draws its legend with: each colormap's colours (17 stops, heat 0 to
+    1), the unit, whether heat is ranked nearby (--normalize local: fewer/more)."""
+    from .colormaps import css_stops
+
+    return {"ramps": {name: css_stops(name) for name in COLORMAP_NAMES},
+            "unit": "passes" if options.mode == "lines" else "track points",
+            "local": options.normalize == "local"}
 
 
 def _file_tile(data, fmt, etag):
@@ -408,6 +436,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/meta.json":
             return 200, {"Content-Type": TYPES[".json"], "Cache-Control": "no-cache"}, \
                 server.meta_json
+        legend = LEGEND_PATH.fullmatch(path)
+        if legend is not None and hasattr(server.source, "legend"):
+            return 200, {"Content-Type": TYPES[".json"], "Cache-Control": "max-age=60"}, \
+                server.source.legend(int(legend[1]), query)
         if path in server.files:
             file = server.files[path]
             return 200, {"Content-Type": TYPES[file.suffix], "Cache-Control": "max-age=3600"}, \
@@ -513,12 +545,19 @@ def _interrupt(signum, frame):
 # The static site
 
 def build_site(folder: Path, options: BuildOptions, zoom: int) -> int:
-    """The static site of a build (build --site): its tiles from zoom down to the MBTiles'
-    min_zoom (default zoom - 4), rendered as the build drew them (the parse cache makes the
-    second read cheap). Returns the number of tiles written."""
+    """The static site of a build (build --site): its tiles from street zoom (--max-zoom;
+    default 16, or the build's zoom if higher) down to --min-zoom (default: where the heat
+    fits one tile), rendered as the build drew them, each level from its own counts (the
+    parse cache makes the second read cheap). Returns the number of tiles written."""
+    from .pyramid import default_min_zoom
+
     renderer = load_renderer(options.replace(zoom=zoom))  # the build has warned already
-    min_zoom = max(zoom - 4, 0) if options.min_zoom is None else options.min_zoom
-    return write_site(folder, renderer, min(min_zoom, zoom), zoom)
+    max_zoom = options.tile_zoom(zoom)
+    min_zoom = options.min_zoom
+    if min_zoom is None:
+        area = renderer.selection(renderer.default_view).area
+        min_zoom = default_min_zoom(tiles.grid_covering(area, zoom)) if area else zoom
+    return write_site(folder, renderer, min(min_zoom, max_zoom), max_zoom)
 
 
 def check_site_folder(folder: Path) -> None:
@@ -554,6 +593,7 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
         meta = source.meta()
         meta.update(dynamic=False, tiles="tiles/{z}/{x}/{y}.png", minzoom=min_zoom,
                     maxzoom=max_zoom)
+        meta["legend"] = {str(z): renderer.legend(z) for z in range(min_zoom, max_zoom + 1)}
         (temp / "index.html").write_bytes(page(meta))
         (temp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         (temp / "explorer.json").write_bytes(source.explorer_json())

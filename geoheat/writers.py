@@ -256,9 +256,15 @@ def write_csvt(path: Path) -> None:
 
 
 def qml_style(rgba_lut: np.ndarray, stops: int = 16,
-              labels: Sequence[str] | None = None) -> str:
-    """A QGIS style (.qml) drawing band 1's heat in [0, 1] through a (256, 4) lookup table;
-    labels: the legend's text for each of the stops + 1 ramp items (default: the heat)."""
+              items: Sequence[tuple[float, str]] | None = None) -> str:
+    """A QGIS style (.qml) drawing band 1's heat in [0, 1] through a (256, 4) lookup table.
+
+    items: the ramp's (heat, label) items, e.g. legend.ramp_items: each count at the heat
+    its pixels are drawn with, labelled in passes, listed one by one in QGIS's layer
+    panel and print layouts (a discrete legend); default: stops + 1 items labelled with
+    their heat. QGIS interpolates the colours between items; the gradient behind them
+    (the layer's source ramp) has the table's colours at every stop.
+    """
     qgis = ET.Element("qgis", version="3.28.0", styleCategories="Symbology")
     pipe = ET.SubElement(qgis, "pipe")
     renderer = ET.SubElement(pipe, "rasterrenderer", type="singlebandpseudocolor", band="1",
@@ -281,11 +287,15 @@ def qml_style(rgba_lut: np.ndarray, stops: int = 16,
     for key, value in (("color1", rgba(indices[0])), ("color2", rgba(indices[-1])),
                        ("discrete", "0"), ("rampType", "gradient"), ("stops", inner)):
         ET.SubElement(options, "Option", name=key, type="QString", value=value)
-    labels = labels or [f"{p:g}" for p in positions]
-    for position, i, label in zip(positions, indices, labels):
-        r, g, b, a = (int(v) for v in rgba_lut[i])
-        ET.SubElement(shader, "item", value=f"{position:g}", label=label,
+    if items is None:
+        items = [(float(p), f"{p:g}") for p in positions]
+    for heat, label in items:
+        r, g, b, a = (int(v) for v in rgba_lut[int(np.clip(np.rint(heat * 255), 0, 255))])
+        ET.SubElement(shader, "item", value=f"{heat:.6g}", label=label,
                       color=f"#{r:02x}{g:02x}{b:02x}", alpha=str(a))
+    # QGIS 3.18+: list the items (not one continuous ramp named by its ends).
+    ET.SubElement(shader, "rampLegendSettings", useContinuousLegend="0", prefix="", suffix="",
+                  minimumLabel="", maximumLabel="", direction="0", orientation="2")
     ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
     ET.SubElement(pipe, "resampler", zoomedInResampler="bilinear", maxOversampling="2")
     ET.indent(qgis)
@@ -293,9 +303,10 @@ def qml_style(rgba_lut: np.ndarray, stops: int = 16,
         qgis, encoding="unicode") + "\n"
 
 
-def write_qml(path: Path, rgba_lut: np.ndarray, labels: Sequence[str] | None = None) -> None:
+def write_qml(path: Path, rgba_lut: np.ndarray,
+              items: Sequence[tuple[float, str]] | None = None) -> None:
     """The QGIS style file that QGIS loads with the GeoTIFF of the same name."""
-    path.write_text(qml_style(rgba_lut, labels=labels), encoding="utf-8")
+    path.write_text(qml_style(rgba_lut, items=items), encoding="utf-8")
 
 
 def png_tile(rgba: np.ndarray) -> bytes:

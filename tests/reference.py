@@ -21,14 +21,21 @@ def count_points(xy: np.ndarray, grid: Grid) -> np.ndarray:
     return counts
 
 
+LOW = 0.25  # the heat of the fewest passes' lower end (heat.LOW)
+
+
 def cdf_scale(counts: np.ndarray) -> np.ndarray:
-    """Each non-zero pixel's share of non-zero pixels with a count <= its own."""
+    """Each non-zero pixel's mid-rank among the non-zero pixels (the share with a smaller
+    count plus half the share with its count), from LOW to 1."""
     heat = np.zeros(counts.shape, dtype=np.float32)
     nonzero = counts > 0
-    values, freq = np.unique(counts[nonzero], return_counts=True)
-    if len(values):
-        cdf = (np.cumsum(freq) / freq.sum()).astype(np.float32)
-        heat[nonzero] = cdf[np.searchsorted(values, counts[nonzero])]
+    lit = counts[nonzero].astype(np.int64)
+    if lit.size:
+        ordered = np.sort(lit)
+        below = np.searchsorted(ordered, lit, side="left")
+        at_or_below = np.searchsorted(ordered, lit, side="right")
+        midrank = (below + at_or_below) / 2 / lit.size
+        heat[nonzero] = (LOW + (1 - LOW) * midrank).astype(np.float32)
     return heat
 
 
@@ -58,19 +65,24 @@ def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def blur(heat: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur over the whole grid (scipy.ndimage), rescaled so that a straight line
-    of heat 1 (or the hottest pixel, if lower) is 1, and clipped there."""
-    line = 1.0
-    if sigma > 0:
-        from scipy.ndimage import gaussian_filter as scipy_gaussian
+    """The heat softened over the whole grid (scipy.ndimage): pixels with heat keep it;
+    the others get blur(heat) / max(blur(footprint), a straight 1-pixel line's blurred
+    centre), the footprint being the pixels with heat, or 0 below 0.01."""
+    if sigma == 0:
+        return heat.astype(np.float32)
+    from scipy.ndimage import gaussian_filter as scipy_gaussian
 
-        heat = scipy_gaussian(heat.astype(np.float32), sigma, mode="constant", truncate=4.0)
-        n = 2 * int(4.0 * sigma + 0.5) + 1
-        straight = np.zeros((n, n))
-        straight[n // 2] = 1
-        line = scipy_gaussian(straight, sigma, mode="constant", truncate=4.0)[n // 2, n // 2]
-    top = min(heat.max(), line) if heat.size else 0
-    return np.minimum(heat / top, 1).astype(np.float32) if top > 0 else heat.astype(np.float32)
+    heat = heat.astype(np.float32)
+    blurred = scipy_gaussian(heat, sigma, mode="constant", truncate=4.0)
+    footprint = scipy_gaussian((heat > 0).astype(np.float32), sigma, mode="constant",
+                               truncate=4.0)
+    n = 2 * int(4.0 * sigma + 0.5) + 1
+    straight = np.zeros((n, n))
+    straight[n // 2] = 1
+    line = scipy_gaussian(straight, sigma, mode="constant", truncate=4.0)[n // 2, n // 2]
+    soft = np.clip(blurred / np.maximum(footprint, np.float32(line)), 0, 1)
+    soft[soft < 0.01] = 0  # too faint to see (heat.FRINGE_MIN)
+    return np.where(heat > 0, heat, soft).astype(np.float32)
 
 
 def from_dense(dense: np.ndarray, grid: Grid) -> dict:

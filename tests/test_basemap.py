@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from rasterio.io import MemoryFile
 
 import geoheat
+from geoheat.colormaps import lut
 from geoheat import basemap, tiles
 from geoheat.cli import cli
 from geoheat.errors import ParameterError
@@ -250,7 +251,34 @@ def test_map_lies_under_the_heat_tile_by_tile(tmp_path, tracks, tile_server):
         expected = round((255 - grey) * 0.6)  # 'hot' style: grey, inverted, dimmed to 0.6
         assert picture[:, r0 + row, c0 + col].tolist() == [expected] * 3, t
     hot = np.unravel_index(values.argmax(), values.shape)
-    assert picture[:, hot[0], hot[1]].min() >= 250  # the hottest pixel glows white
+    # One ride, one pass: the middle of 'hot' (orange), screened over the map: at least
+    # as bright as the colour itself.
+    colour = lut("hot")[int(round(values[hot] * 255))]
+    assert (picture[:, hot[0], hot[1]] >= colour).all() and picture[0, hot[0], hot[1]] == 255
+
+
+def test_the_light_style_keeps_a_light_map_light_and_lays_the_heat_over_it(
+        tmp_path, tracks, tile_server):
+    # --style light: the map grey and faded towards white (not inverted, not dimmed), the
+    # heat laid over it by its alpha, so its lines are dark on the light ground.
+    result, warnings = build(tracks, tmp_path, tile_server.url("ok"), style="light")
+    assert warnings == []
+    grid = result.grid
+    with rasterio.open(tmp_path / "h.png") as png, rasterio.open(tmp_path / "h-heat.tif") as tif:
+        picture, values = png.read(), tif.read(1)
+    for t in tiles.grid_tiles(grid)[:3]:
+        r0, c0 = t.y * 256 - grid.row_off, t.x * 256 - grid.col_off
+        cold = np.argwhere(values[r0:r0 + 256, c0:c0 + 256] == 0)
+        row, col = cold[len(cold) // 2]
+        red, green, blue = tile_colour(t.x, t.y)
+        grey = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+        expected = round(255 - (255 - grey) * 0.55)
+        assert picture[:, r0 + row, c0 + col].tolist() == [expected] * 3, t
+    line = values >= 0.25  # the tracks' own pixels: opaque ink, the table's colour
+    colours = picture[:, line].T
+    table = lut("light")[np.rint(values[line] * 255).astype(int)]
+    np.testing.assert_array_equal(colours, table)
+    assert colours.max(axis=1).mean() < 235  # darker than the light map around
 
 
 def test_user_agent_names_geoheat_and_at_most_two_connections(tmp_path, tracks, tile_server):

@@ -118,3 +118,27 @@ def test_the_picture_is_made_in_strips_from_the_tiles_as_from_one_dense_grid():
     np.testing.assert_array_equal(
         colour.over_map(view, rgb.copy(), have, STYLES["hot"], HOT, with_alpha(HOT)),
         colour.over_map(dense, rgb.copy(), have, STYLES["hot"], HOT, with_alpha(HOT)))
+
+
+def test_the_key_keeps_its_middle_ticks():
+    # Counts at the heats a real set draws them with (chengdu-runs, zoom 16): the old
+    # rule dropped the one before the last ("1 394"); now every label that fits between
+    # the others stays.
+    ticks = [(0.36, "1"), (0.51, "2"), (0.59, "4"), (0.68, "9"), (0.76, "20"), (0.84, "39"),
+             (0.99998, "180")]
+    picture = np.zeros((3, 100, 300), dtype=np.uint8)
+    full = legend.draw(picture.copy(), lut("hot"), ticks, "passes", bar=192)
+    for dropped in range(1, len(ticks) - 1):  # each middle label is drawn
+        fewer = legend.draw(picture.copy(), lut("hot"), ticks[:dropped] + ticks[dropped + 1:],
+                            "passes", bar=192)
+        assert (fewer != full).any(), ticks[dropped]
+
+
+def test_the_key_grows_with_the_picture():
+    # Fitted to a ~1000 px screen, the letters keep the font's own 7 px.
+    assert [legend.legend_scale(w) for w in (600, 1000, 1600, 4096)] == [1, 1, 2, 4]
+    picture = np.zeros((3, 600, 4096), dtype=np.uint8)
+    legend.draw(picture, lut("hot"), [(0.4, "1"), (1.0, "394")], "passes",
+                legend.legend_scale(4096), bar=192)
+    rows = np.nonzero((picture == 240).all(axis=0).any(axis=1))[0]  # the letters' rows
+    assert rows.max() - rows.min() + 1 >= 2 * 7 * 4  # the title and the labels, 28 px each

@@ -239,7 +239,8 @@ def test_another_zoom_or_output_counts_only_the_grids_not_counted_before(
     assert lower.counts_cached and grids_counted == []
     with_archive = build(rides, tmp_path / "c", store, zoom=15, min_zoom=6)
     assert not with_archive.counts_cached
-    assert set(grids_counted) == {tuple(z for z in range(15, 5, -1)
+    # The archive's levels below not counted before, and its level above (16).
+    assert set(grids_counted) == {tuple(z for z in (*range(15, 5, -1), 16)
                                         if z not in top_and_overviews)}
     for out, options in (("b", {"zoom": 14, "mbtiles": None}),
                          ("c", {"zoom": 15, "min_zoom": 6})):

@@ -21,9 +21,18 @@ def one_tile(array):
 
 def test_cdf_scale_known_values():
     counts = np.array([[0, 1, 1, 2], [0, 10, 0, 1]], dtype=np.uint32)
-    # Non-zero counts: 1, 1, 1, 2, 10 -> CDF at 1 is 3/5, at 2 is 4/5, at 10 is 1.
+    # Non-zero counts: 1, 1, 1, 2, 10 -> mid-ranks 0.3 (0 below, 3/5 at), 0.7, 0.9,
+    # drawn from LOW (0.25) to 1: 0.25 + 0.75 x mid-rank.
     scaled = heat.cdf_scale_tiles(one_tile(counts))[(35000, 23000)][:2, :4]
-    np.testing.assert_allclose(scaled, [[0, 0.6, 0.6, 0.8], [0, 1.0, 0, 0.6]])
+    np.testing.assert_allclose(scaled, [[0, 0.475, 0.475, 0.775], [0, 0.925, 0, 0.475]],
+                               rtol=1e-6)
+
+
+def test_one_count_everywhere_is_the_middle_colour_not_the_top():
+    counts = np.zeros((8, 8), dtype=np.uint32)
+    counts[2, :] = 1  # one track: it says "once", not "the busiest"
+    scaled = heat.cdf_scale_tiles(one_tile(counts))[(35000, 23000)]
+    assert scaled[2, 0] == pytest.approx(heat.LOW + (1 - heat.LOW) / 2)
 
 
 def test_cdf_is_over_all_tiles_together():
@@ -32,7 +41,7 @@ def test_cdf_is_over_all_tiles_together():
     a[0, 0], b[0, 0], b[0, 1] = 1, 2, 3
     scaled = heat.cdf_scale_tiles({(0, 0): a, (1, 0): b})
     assert [scaled[(0, 0)][0, 0], scaled[(1, 0)][0, 0], scaled[(1, 0)][0, 1]] == pytest.approx(
-        [1 / 3, 2 / 3, 1.0])
+        [0.25 + 0.75 / 6, 0.25 + 0.75 / 2, 0.25 + 0.75 * 5 / 6])
 
 
 def test_cdf_scale_is_monotonic_and_in_unit_interval():
@@ -42,7 +51,7 @@ def test_cdf_scale_is_monotonic_and_in_unit_interval():
     scaled = heat.cdf_scale_tiles(one_tile(counts))[(35000, 23000)]
     nonzero = counts > 0
     assert (scaled[~nonzero] == 0).all()
-    assert scaled[nonzero].min() > 0 and scaled.max() == pytest.approx(1.0)
+    assert scaled[nonzero].min() >= heat.LOW and scaled.max() == pytest.approx(1.0, abs=1e-4)
     order = np.argsort(counts[nonzero], kind="stable")
     assert (np.diff(scaled[nonzero][order]) >= 0).all()
 
@@ -53,18 +62,17 @@ def test_cdf_keeps_a_hot_pixel_from_washing_out_the_rest():
     linear = heat.linear_scale_tiles(one_tile(counts))[(35000, 23000)]
     cdf = heat.cdf_scale_tiles(one_tile(counts))[(35000, 23000)]
     assert linear[5, 5] == pytest.approx(1e-4)
-    assert cdf[5, 5] == pytest.approx(0.99)
+    assert cdf[5, 5] == pytest.approx(0.25 + 0.75 * 0.495)
 
 
-def test_blur_spreads_heat_and_rescales_to_one():
+def test_blur_softens_around_the_heat_and_keeps_its_scale():
     scaled = np.zeros((21, 21), dtype=np.float32)
     scaled[10, 10] = 0.5
     blurred = tiles.to_dense(heat.blur_tiles(one_tile(scaled), 2.0, ONE_TILE), ONE_TILE)
-    assert blurred.max() == pytest.approx(1.0)
-    assert np.unravel_index(blurred.argmax(), blurred.shape) == (10, 10)
-    assert 0 < blurred[10, 13] < blurred[10, 11]
+    assert blurred[10, 10] == 0.5 and blurred.max() == 0.5  # no rescale to 1
+    assert 0 < blurred[10, 13] < blurred[10, 11] < 0.5
     unblurred = heat.blur_tiles(one_tile(scaled), 0, ONE_TILE)[(35000, 23000)]
-    assert unblurred[10, 10] == 1.0 and unblurred.sum() == 1.0
+    assert unblurred[10, 10] == 0.5 and unblurred.sum() == 0.5
     for sigma in (-1, 51, float("nan")):
         with pytest.raises(ParameterError, match="sigma"):
             heat.blur_tiles(one_tile(scaled), sigma, ONE_TILE)
@@ -103,6 +111,23 @@ def test_blur_has_no_seam_at_tile_borders():
     assert blurred[124, 255] > 0 and blurred[124, 256] > 0
 
 
+def test_a_bundle_of_lines_keeps_its_heat_instead_of_summing_to_the_top():
+    # Five parallel 1-pixel tracks side by side (a street run by a few people): the old
+    # blur divided by a lone line's peak, so the bundle hit 1; now every line keeps its
+    # heat and the fringe never exceeds the lines beside it.
+    scaled = np.zeros((40, 40), dtype=np.float32)
+    scaled[10:15, :] = 0.4
+    blurred = tiles.to_dense(heat.blur_tiles(one_tile(scaled), 1.0, ONE_TILE), ONE_TILE)
+    np.testing.assert_array_equal(blurred[10:15, :40], np.float32(0.4))
+    assert 0 < blurred[16, 20] < blurred[15, 20] <= np.float32(0.4)
+    # Beside a lone line the fringe is the line blurred as a line: at 1 pixel, the
+    # Gaussian's weight there over its centre weight.
+    lone = np.zeros((40, 40), dtype=np.float32)
+    lone[20, :] = 0.6
+    blurred = tiles.to_dense(heat.blur_tiles(one_tile(lone), 1.0, ONE_TILE), ONE_TILE)
+    assert blurred[21, 20] == pytest.approx(0.6 * np.exp(-0.5), rel=1e-4)
+
+
 def test_legend_ticks_give_each_count_the_heat_of_its_colour():
     counts = {(0, 0): np.zeros((256, 256), dtype=np.uint32)}
     counts[(0, 0)][0, :60] = 1  # 60 pixels ridden once, 30 twice, 9 five times, 1 forty times
@@ -110,11 +135,15 @@ def test_legend_ticks_give_each_count_the_heat_of_its_colour():
     counts[(0, 0)][2, :9] = 5
     counts[(0, 0)][3, 0] = 40
     ticks = heat.legend_ticks(counts, "cdf")
-    assert ticks == [(0.6, 1), (0.9, 2), (1.0, 40)]
+    # Mid-ranks 0.3, 0.75, 0.945, 0.995; from 0.25 to 1.
+    assert [n for _, n in ticks] == [1, 2, 5, 40]
+    assert [h for h, _ in ticks] == pytest.approx([0.475, 0.8125, 0.95875, 0.99625])
     scaled = heat.cdf_scale_tiles(counts)[(0, 0)]
     for h, n in ticks:  # the heat a tick sits at is the heat of that count
         assert scaled[counts[(0, 0)] == n][0] == pytest.approx(h)
-    assert heat.passes_at(counts, "cdf", [0.1, 0.6, 0.61, 0.95, 1.0]) == [1, 1, 2, 5, 40]
-    assert heat.legend_ticks(counts, "linear") == [(1 / 40, 1), (0.25, 10), (0.5, 20), (1.0, 40)]
-    assert heat.passes_at(counts, "linear", [0.5, 1.0]) == [20, 40]
+    assert heat.passes_at(counts, "cdf", [0.1, 0.475, 0.48, 0.95, 1.0]) == [1, 1, 2, 5, 40]
+    linear = heat.legend_ticks(counts, "linear", items=5)
+    assert [n for _, n in linear] == [1, 5, 40]
+    assert [h for h, _ in linear] == pytest.approx([1 / 40, 0.125, 1.0])
+    assert heat.passes_at(counts, "linear", [0.05, 1.0]) == [2, 40]
     assert heat.legend_ticks({}, "cdf") == [] and heat.passes_at({}, "cdf", [0.5]) == [1]

@@ -103,7 +103,8 @@ def server(samples_renderer):
 ])
 def test_rendered_tiles_are_the_builds_mbtiles_tiles(tmp_path, settings):
     options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=ZOOM,
-                           mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM, **settings)
+                           mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM, max_zoom=ZOOM,
+                           **settings)
     geoheat.build(options)
     built = mbtiles_tiles(tmp_path / "h.mbtiles")
     renderer = renderer_for(options)
@@ -115,13 +116,14 @@ def test_rendered_tiles_are_the_builds_mbtiles_tiles(tmp_path, settings):
 
 
 def test_every_pyramid_level_of_the_mbtiles_is_served_the_same(tmp_path):
-    # The build's levels below its zoom come from their own counts (issue 12); the
-    # renderer makes any zoom the same way: every stored tile, every level, is served.
+    # The build's levels below its zoom and above it (to street zoom, 16) come from their
+    # own counts (issues 12, 20); the renderer makes any zoom the same way: every stored
+    # tile, every level, is served.
     options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=ZOOM,
                            mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM - 5)
     geoheat.build(options)
     built = mbtiles_tiles(tmp_path / "h.mbtiles")
-    assert {z for z, _, _ in built} == set(range(ZOOM - 5, ZOOM + 1))
+    assert {z for z, _, _ in built} == set(range(ZOOM - 5, 17))
     renderer = renderer_for(options)
     for (z, x, y), pixels in built.items():
         np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels,
@@ -137,7 +139,7 @@ def test_real_runs_tiles_are_the_builds(tmp_path):
     cache = tmp_path / "cache"
     for zoom in (15, 17):
         options = BuildOptions(inputs=[folder], output=tmp_path / "h.png", zoom=zoom,
-                               mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom,
+                               mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom, max_zoom=zoom,
                                parse_cache=cache, jobs=2, sigma=1.5)
         geoheat.build(options)
         built = mbtiles_tiles(tmp_path / "h.mbtiles")
@@ -149,9 +151,9 @@ def test_real_runs_tiles_are_the_builds(tmp_path):
 
 @pytest.mark.parametrize("zoom", [11, 12, 15])
 def test_every_zoom_is_that_zooms_build(tmp_path, samples_renderer, zoom):
-    """A level is a build at its zoom: the CDF and the blur's rescale over that level."""
+    """A level is a build at its zoom: the ranks over that level."""
     options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=zoom,
-                           mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom)
+                           mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom, max_zoom=zoom)
     geoheat.build(options)
     built = mbtiles_tiles(tmp_path / "h.mbtiles")
     assert len(built) == len(samples_renderer.lit_tiles(zoom))
@@ -242,6 +244,32 @@ def test_page_meta_and_leaflet_are_served(server, samples_renderer):
     assert status == 200 and body == b"" and int(headers["Content-Length"]) > 1000
 
 
+def test_the_legend_over_http_is_the_builds(server, samples_renderer, tmp_path):
+    # The page's legend for a zoom is the build's at that zoom: the QGIS style's items
+    # (count and heat), for the view the tiles' query names.
+    import re
+    from xml.etree import ElementTree as ET
+
+    status, headers, body = get(server, f"/legend/{ZOOM}.json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    ticks = json.loads(body)["ticks"]
+    assert ticks == [list(t) for t in samples_renderer.legend(ZOOM)] and len(ticks) >= 3
+    geoheat.build([SAMPLES], tmp_path / "h.tif", zoom=ZOOM)
+    items = ET.parse(tmp_path / "h.qml").getroot().findall(".//colorrampshader/item")[1:]
+    built = [(float(i.get("value")), int(re.match(r"[\d,]+", i.get("label"))[0].replace(",", "")))
+             for i in items]
+    assert [n for _, n in built] == [n for _, n in ticks]
+    assert [h for h, _ in built] == pytest.approx([h for h, _ in ticks], abs=1e-5)
+    # Another view, another legend; a bad query is refused like a tile's.
+    runs = json.loads(get(server, f"/legend/{ZOOM}.json?t=Run&s=linear")[2])["ticks"]
+    view = samples_renderer.view(["Run"], None, "linear")
+    assert runs == [list(t) for t in samples_renderer.legend(ZOOM, view)] and runs != ticks
+    assert get(server, f"/legend/{ZOOM}.json?c=nope")[0] == 404
+    assert get(server, "/legend/99.json")[0] == 404
+    meta = json.loads(get(server, "/meta.json")[2])
+    assert meta["unit"] == "passes" and not meta["local"] and len(meta["ramps"]["light"]) == 17
+
+
 def test_tiles_over_http_with_etags(server, samples_renderer):
     view = samples_renderer.view(types=["Run"], years=[2023, 2024], scaling="linear")
     x, y = samples_renderer.lit_tiles(ZOOM, view)[0]
@@ -311,7 +339,7 @@ def test_other_methods_and_a_broken_request_get_no_traceback(server):
 def built_mbtiles(tmp_path_factory):
     folder = tmp_path_factory.mktemp("built")
     geoheat.build([SAMPLES], folder / "h.png", zoom=ZOOM, mbtiles=folder / "h.mbtiles",
-                  min_zoom=ZOOM - 2)
+                  min_zoom=ZOOM - 2, max_zoom=ZOOM)
     return folder / "h.mbtiles"
 
 
@@ -480,15 +508,19 @@ def expected_screen(renderer, zoom, origin, size, background, view=None, cmap=No
     return np.rint(rgb).astype(np.uint8), picture[3]
 
 
-@pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear"])
+@pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear",
+                                     "&cmap=light"])
 def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, tmp_path,
                                                      filters):
     """Chromium loads the page (no internet: the OSM basemap fails, the heat shows) and
     the screenshot has the heat's own colours exactly where the tiles put them; the
-    filters and colormap in the URL's hash are the ones drawn."""
+    filters and colormap in the URL's hash are the ones drawn (the light colormap over
+    the light ground)."""
     view, cmap = None, None
-    if filters:
+    if "viridis" in filters:
         view, cmap = samples_renderer.view(["Run"], [2024, 2025], "linear"), "viridis"
+    elif filters:
+        cmap = "light"
     assert_heat_on_screen(server.url, samples_renderer, ZOOM, filters, view, cmap,
                           tmp_path / "page.png")
 
@@ -510,9 +542,13 @@ def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
         -ORIGIN_SHIFT + (centre[0] + 0.25) * res, ORIGIN_SHIFT - (centre[1] + 0.25) * res]]))[0])
     shot = screenshot(f"{url}#map={zoom}/{lat!r}/{lon!r}{filters}", shot_path,
                       size)
-    # Leave out the controls: zoom buttons (top left), filters (top right), attribution.
+    # Leave out the controls: zoom buttons (top left), filters (top right), attribution,
+    # the legend (bottom left).
     free = np.ones((size[1], size[0]), dtype=bool)
-    free[:90, :60] = free[:170, 600:] = free[-30:, 420:] = False
+    free[:90, :60] = free[:170, 600:] = free[-30:, 420:] = free[-100:, :270] = False
+    # The legend is there: its pale box, bottom left, over the dark (or light) ground.
+    box = shot[:, -40:-25, 20:200].astype(float).mean(axis=0)
+    assert np.median(box) > 200 or cmap == "light", np.median(box)
     # Where Leaflet puts the view's corner, within a pixel or two (headless Chromium's
     # viewport may be a pixel shorter than its window): the best of the small shifts.
     best = (0.0, 0.0, 0, None)
@@ -521,7 +557,8 @@ def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
             want, alpha = expected_screen(
                 renderer, zoom,
                 (centre[0] - size[0] // 2 + dx, centre[1] - size[1] // 2 + dy), size,
-                (17, 17, 17), view, cmap)  # the map's background (app.css): no basemap offline
+                (242, 239, 233) if cmap == "light" else (17, 17, 17),  # app.css's, no basemap
+                view, cmap)
             hot, cold = free & (alpha == 255), free & (alpha == 0)
             close = np.abs(shot.astype(int) - want.astype(int)).max(axis=0) <= 8
             best = max(best, (close[hot].mean(), close[cold].mean(), int(hot.sum()), (dx, dy)))
@@ -560,14 +597,14 @@ def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
     result = CliRunner().invoke(cli, [
         "build", str(SAMPLES), "--zoom", str(ZOOM), "-o", str(tmp_path / "h.png"),
         "--basemap", "none", "--mbtiles", str(tmp_path / "h.mbtiles"), "--min-zoom",
-        str(ZOOM), "--site", str(site), "--no-cache", "-j", "1"])
+        str(ZOOM), "--max-zoom", str(ZOOM), "--site", str(site), "--no-cache", "-j", "1"])
     assert result.exit_code == 0, result.output
     assert f"-> {site}/index.html" in result.stderr
     built = mbtiles_tiles(tmp_path / "h.mbtiles")
     written = {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
                for p in (site / "tiles").glob("*/*/*.png")}
     assert {key for key in written if key[0] == ZOOM} == set(built)
-    assert {z for z, _, _ in written} == {ZOOM}  # --min-zoom
+    assert {z for z, _, _ in written} == {ZOOM}  # --min-zoom, --max-zoom
     for (z, x, y), pixels in built.items():
         np.testing.assert_array_equal(decode((site / f"tiles/{z}/{x}/{y}.png").read_bytes()),
                                       pixels)
@@ -585,7 +622,12 @@ def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
         "build", str(SAMPLES), "--zoom", "12", "-o", str(tmp_path / "h.png"), "--basemap",
         "none", "--site", str(site), "--no-cache", "-j", "1"])
     assert again.exit_code == 0, again.output
-    assert {int(p.name) for p in (site / "tiles").iterdir()} == {8, 9, 10, 11, 12}
+    # By default from where the heat fits one tile to street zoom (16), with the legend of
+    # each level.
+    zooms = sorted(int(p.name) for p in (site / "tiles").iterdir())
+    assert zooms == list(range(zooms[0], 17)) and zooms[0] <= 10
+    meta = json.loads((site / "meta.json").read_text())
+    assert sorted(map(int, meta["legend"])) == zooms and meta["maxzoom"] == 16
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     refused = CliRunner().invoke(cli, ["build", str(SAMPLES), "-o", str(tmp_path / "x.png"),

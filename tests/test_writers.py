@@ -18,7 +18,7 @@ from rio_cogeo.cogeo import cog_validate
 
 import geoheat
 import geoheat.samples
-from geoheat import colour, tiles
+from geoheat import colour, legend, tiles
 from geoheat.colormaps import lut, with_alpha
 from geoheat.projection import project
 
@@ -73,7 +73,8 @@ def test_heat_cog_is_hot_at_the_track(built):
     out, _ = built
     with rasterio.open(out / "heat-heat.tif") as src:
         assert (src.dtypes[0], src.nodata, src.descriptions[0]) == ("float32", 0, "heat")
-        assert src.read(1)[spot_pixel(src)] == pytest.approx(1.0)
+        # The spot visited most is the hottest pixel: its count's rank, the top colour.
+        assert src.read(1)[spot_pixel(src)] == src.read(1).max() > 0.95
         assert src.read(1, out_shape=(256, 256)).max() > 0.5  # the overview is hot too
 
 
@@ -105,11 +106,17 @@ def test_qml_is_a_qgis_pseudocolour_style(built):
     assert renderer.get("type") == "singlebandpseudocolor" and renderer.get("band") == "1"
     shader = renderer.find("rastershader/colorrampshader")
     assert shader.find("colorramp").get("type") == "gradient"
+    # QGIS lists the items one by one (a discrete legend), not a ramp named by its ends.
+    assert shader.find("rampLegendSettings").get("useContinuousLegend") == "0"
     items = shader.findall("item")
-    assert len(items) >= 8
-    assert (items[0].get("value"), items[0].get("alpha")) == ("0", "0")  # no heat: transparent
-    assert items[-1].get("value") == "1" and items[-1].get("color") == "#ffffff"
-    assert [float(i.get("value")) for i in items] == sorted(float(i.get("value")) for i in items)
+    assert len(items) >= 3
+    assert (items[0].get("value"), items[0].get("alpha"), items[0].get("label")) == (
+        "0", "0", "none")  # no heat: transparent
+    values = [float(i.get("value")) for i in items]
+    assert values == sorted(values) and values[-1] <= 1
+    for item, value in zip(items[1:], values[1:]):  # each item has the table's colour there
+        r, g, b, a = (int(v) for v in with_alpha(HOT)[int(round(value * 255))])
+        assert (item.get("color"), item.get("alpha")) == (f"#{r:02x}{g:02x}{b:02x}", str(a))
 
 
 def test_png_world_file_places_pixel_zero_at_grid_origin(built):
@@ -162,14 +169,29 @@ def test_mbtiles_top_level_is_exactly_the_tiles_with_heat(built):
 def test_mbtiles_levels_and_metadata(built):
     out, result = built
     metadata, rows = read_tiles(out / "heat.mbtiles")
-    assert sorted({z for z, *_ in rows}) == [11, 12, 13, 14]
+    # From where the heat fits one tile up to street zoom (16), above the output's 14:
+    # each level from its own counts.
+    assert sorted({z for z, *_ in rows}) == [11, 12, 13, 14, 15, 16]
     assert metadata["format"] == "png" and metadata["type"] == "overlay"
-    assert (metadata["minzoom"], metadata["maxzoom"]) == ("11", "14")
-    assert metadata["name"] == "heat" and "geoheat" in metadata["attribution"]
+    assert (metadata["minzoom"], metadata["maxzoom"]) == ("11", "16")
+    # MBTiles 1.3: a readable name; version is the tileset's revision (a number: the
+    # newest activity's date), not the spec's "1.3".
+    assert metadata["name"].startswith("heat: heat of ") and "geoheat" in metadata["attribution"]
+    assert metadata["version"].isdigit() and metadata["version"] != "1.3"
     assert f"{result.points_used:,} points" in metadata["description"]
     lon, lat, zoom = metadata["center"].split(",")
     west, south, east, north = map(float, metadata["bounds"].split(","))
-    assert west < float(lon) < east and south < float(lat) < north and zoom == "14"
+    assert west < float(lon) < east and south < float(lat) < north
+    # The centre's zoom shows all the heat in a 1280 x 800 window.
+    bounds = tiles.grid_bounds(result.grid)
+    res = tiles.resolution(int(zoom))
+    assert (bounds.right - bounds.left) / res <= 1280 and (bounds.top - bounds.bottom) / res <= 800
+    assert 11 <= int(zoom) <= 16
+    assert (bounds.right - bounds.left) / res > 640 or (bounds.top - bounds.bottom) / res > 400 \
+        or zoom == "16"
+    legend = json.loads(metadata["geoheat_legend"])
+    assert set(legend["legend"]) == {str(z) for z in range(11, 17)}
+    assert legend["unit"] == "track points"
     assert west <= SPOT[0] <= east and south <= SPOT[1] <= north
     with rasterio.open(out / "heat.mbtiles") as src:
         assert src.driver == "MBTiles" and src.count == 4 and src.crs.to_epsg() == 3857
@@ -187,7 +209,8 @@ def test_bad_mbtiles_options(tmp_path, write_gpx):
 
 QGIS_SCRIPT = """
 import json, os, sys
-from qgis.core import QgsApplication, QgsRasterLayer
+from qgis.core import QgsApplication, QgsLayerTreeLayer, QgsRasterLayer
+from qgis.PyQt.QtCore import Qt
 app = QgsApplication([], False)
 app.initQgis()
 report = {}
@@ -197,7 +220,11 @@ for path in sys.argv[1:]:
     report[path] = {"valid": layer.isValid(), "crs": layer.crs().authid(),
                     "extent": [e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()],
                     "renderer": layer.renderer().type() if layer.renderer() else None,
-                    "legend": [label for label, _ in layer.renderer().legendSymbologyItems()]}
+                    "legend": [label for label, _ in layer.renderer().legendSymbologyItems()],
+                    # What the layer panel and print layouts show under the layer.
+                    "nodes": [[type(n).__name__, n.data(Qt.DisplayRole)] for n in
+                              layer.legend().createLayerTreeModelLegendNodes(
+                                  QgsLayerTreeLayer(layer))]}
 print(json.dumps(report), flush=True)
 os._exit(0)  # QGIS 3.22 can crash in exitQgis(); the report is already out
 """
@@ -238,6 +265,13 @@ def test_qgis_loads_the_layers(built):
     assert report[paths[0]]["renderer"] == "singlebandpseudocolor"
     legend = [label for label in report[paths[0]]["legend"] if label]
     assert legend[0] == "none" and legend[-1].endswith("track points")
+    # The layer panel lists the items one by one (QGIS 3.18+ reads rampLegendSettings; a
+    # continuous ramp would be one QgsColorRampLegendNode named by the heat's ends).
+    nodes = report[paths[0]]["nodes"]
+    items = [text for kind, text in nodes if kind == "QgsRasterSymbolLegendNode"]
+    assert items == legend and len(items) >= 3
+    assert all(re.fullmatch(r"[\d,]+ track points?", text) for text in items[1:])
+    assert not any(kind == "QgsColorRampLegendNode" for kind, _ in nodes)
     # ...and the PNG in its own colours, not through the GeoTIFF's ramp.
     assert report[paths[1]]["renderer"] == "multibandcolor"
 
@@ -351,7 +385,9 @@ def test_png_legend_and_qgis_ramp_speak_in_passes(mixed, built, tmp_path):
         keyed, plain = k.read(), n.read()
     differ = (keyed != plain).any(axis=0)
     rows, cols = np.nonzero(differ)
-    assert differ.any() and rows.min() >= keyed.shape[1] - 60 and cols.max() < 160
+    scale = legend.legend_scale(keyed.shape[2])  # the key grows with the picture
+    assert differ.any() and rows.min() >= keyed.shape[1] - 34 * scale
+    assert cols.max() < 200 * scale
     items = ET.parse(tmp_path / "k-heat.qml").getroot().findall(".//colorrampshader/item")
     labels = [item.get("label") for item in items]
     named = [x for x in labels[1:] if x]  # each count named once, where the ramp reaches it

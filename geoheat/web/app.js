@@ -51,8 +51,61 @@
     return url + "?" + query.join("&");
   }
 
+  // The legend: the passes the colours stand for at this zoom, each at the heat its lines
+  // are drawn with (the build's key and QGIS style give the same), on the colormap's bar.
+  function legendTicks(z, done) {
+    if (meta.legend) {  // a site or a tile file: the build's legend, level by level
+      var zooms = Object.keys(meta.legend).map(Number);
+      if (!zooms.length) { return done([]); }
+      var near = zooms.reduce(function (a, b) { return Math.abs(b - z) < Math.abs(a - z) ? b : a; });
+      return done(meta.legend[String(near)] || []);
+    }
+    if (!meta.dynamic) { return done(null); }
+    fetch("legend/" + z + ".json?" + tileUrl().split("?")[1])
+      .then(function (r) { return r.ok ? r.json() : { ticks: [] }; })
+      .then(function (j) { done(j.ticks); }, function () { done([]); });
+  }
+
+  function drawLegend() {
+    if (!legendBox) { return; }
+    var z = map.getZoom();
+    legendTicks(z, function (ticks) {
+      if (ticks === null || !meta.ramps) { legendBox.style.display = "none"; return; }
+      legendBox.style.display = "";
+      var ramp = meta.ramps[state.cmap] || meta.ramps[Object.keys(meta.ramps)[0]];
+      var unit = meta.unit || "passes";
+      var html = '<div class="geoheat-legend-title">' + (meta.local ? unit + ", ranked nearby" : unit) + "</div>" +
+        '<div class="geoheat-legend-bar" style="background: linear-gradient(to right, ' + ramp.join(", ") + ')"></div>' +
+        '<div class="geoheat-legend-ticks">';
+      var shown = meta.local ? [[0.25, "fewer"], [1, "more"]] :
+        ticks.map(function (t) { return [t[0], Number(t[1]).toLocaleString("en")]; });
+      var lastRight = -1, marks = [];
+      shown.forEach(function (t, i) {  // left out where it would overlap (the last stays)
+        var at = Math.max(0, Math.min(1, t[0])) * 100;
+        marks.push({ at: at, text: t[1], last: i === shown.length - 1 });
+      });
+      marks.filter(function (m, i) {
+        var width = 1.6 * String(m.text).length + 2;  // in % of the bar
+        var last = marks[marks.length - 1];
+        if (!m.last && Math.abs(last.at - m.at) < width) { return false; }
+        if (m.at - width / 2 < lastRight && !m.last) { return false; }
+        lastRight = m.at + width / 2;
+        return true;
+      }).forEach(function (m) {
+        html += '<span style="left: ' + m.at.toFixed(1) + '%">' + m.text + "</span>";
+      });
+      legendBox.innerHTML = html + "</div>";
+    });
+  }
+
+  // A light colormap is drawn over the light map; the others over the dark one.
+  function applyStyle() {
+    document.getElementById("map").classList.toggle("geoheat-light", state.cmap === "light");
+  }
+
   readHash();
   var map = L.map("map", { maxZoom: 19, zoomSnap: 1 });
+  var legendBox = null;
   L.tileLayer("https://tile.openstreetmap.org/{z}/{x}/{y}.png", {
     maxZoom: 19,
     className: "geoheat-basemap",
@@ -90,6 +143,8 @@
   function update() {
     heat.setUrl(tileUrl());
     writeHash();
+    applyStyle();
+    drawLegend();
   }
 
   if (meta.dynamic) {
@@ -140,7 +195,20 @@
       });
     });
   }
+  var Legend = L.Control.extend({
+    options: { position: "bottomleft" },
+    onAdd: function () {
+      var div = L.DomUtil.create("div", "geoheat-legend");
+      div.id = "geoheat-legend";
+      return div;
+    }
+  });
+  new Legend().addTo(map);
+  legendBox = document.getElementById("geoheat-legend");
   map.on("moveend", writeHash);
+  map.on("zoomend", drawLegend);
   writeHash();
+  applyStyle();
+  drawLegend();
   window.geoheat = { map: map, heat: heat, meta: meta, state: state };
 })();
