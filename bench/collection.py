@@ -2,7 +2,8 @@
 
 The real runs in ../shared/data (chengdu-runs: ~500,000 points in one town) are copied
 side by side into `places` places a few kilometres apart (a club pooling its members'
-exports over one city), each copy another year, so no copy is a duplicate of another.
+exports over one city), each copy a year earlier (never in the future, which the
+build takes for an unset clock), so no copy is a duplicate of another.
 `city(folder, copies=4, places=16)` gives about 2 M points over a ~15 x 10 km area;
 `--data gpx` (the samples) gives a tiny one for the smoke tests. Written as plain GPX
 1.1 with times, made once per folder and reused.
@@ -59,7 +60,7 @@ def make_collection(folder: Path, data: Path = SHARED_RUNS, copies: int = 4,
                 continue
             shifted = [s + [dx, dy] for s in activity.segments]
             when = [[activity.start.fromtimestamp(t, activity.start.tzinfo)
-                     + timedelta(days=365 * copy) for t in times] for times in activity.times]
+                     - timedelta(days=365 * copy) for t in times] for times in activity.times]
             out = folder / f"{copy:03d}-{path.name}"
             out.write_text(gpx_document(shifted, activity_type=activity.sport, times=when))
             points += sum(len(s) for s in shifted)

@@ -121,9 +121,9 @@ def main(argv=None) -> None:
         inputs = list(args.inputs)
         if args.copies:
             sys.path.insert(0, str(Path(__file__).parent))
-            from bench_scale import make_collection
+            from collection import make_collection  # bench/collection.py
 
-            make_collection(work / "set", args.copies)
+            print(make_collection(work / "set", copies=args.copies).description)
             inputs.append(str(work / "set"))
         if not inputs:
             parser.error("no inputs (name files or folders, or --copies N)")

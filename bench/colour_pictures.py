@@ -95,6 +95,7 @@ def main() -> None:
         panel = build(args.data, folder, 15, style)
         label(panel, style, (30, 30, 30) if style == "light" else (240, 240, 240))
         styles.append(panel)
+    args.out.mkdir(parents=True, exist_ok=True)
     write_png(args.out / "styles.png", row(styles))
     rows = []
     for style in ("hot", "light"):
