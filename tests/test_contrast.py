@@ -123,10 +123,9 @@ def test_build_with_local_contrast(tmp_path, write_gpx):
     import geoheat
     import rasterio
 
-    busy = [(14.50 + 0.0004 * i, 46.05) for i in range(60)]
     quiet = [(14.70 + 0.0004 * i, 46.05) for i in range(60)]
-    for i in range(15):
-        write_gpx(f"busy{i}.gpx", busy)
+    for i in range(15):  # 15 rides of one street: each its own (its points a hair apart)
+        write_gpx(f"busy{i}.gpx", [(14.50 + 0.0004 * j, 46.05 + 1e-7 * i) for j in range(60)])
     write_gpx("quiet.gpx", quiet)
     heats = {}
     for mode in ("global", "local"):
