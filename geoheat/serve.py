@@ -653,8 +653,8 @@ class HeatServer(ThreadingHTTPServer):
             return
         try:
             super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
+        except RuntimeError:  # no thread started: the slot is free again. (Not on Ctrl-C:
+            self.slots.release()  # the thread may be running, and gives it back itself.)
             raise
 
     def process_request_thread(self, request, client_address) -> None:

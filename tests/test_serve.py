@@ -5,6 +5,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -1028,3 +1029,142 @@ def test_the_listen_backlog_takes_a_burst_of_connections(samples_renderer):
         for sock in sockets:
             sock.close()
         server.server_close()
+
+
+# Start-up (issue 27): no deadlock when a thread holds an import lock as the reading
+# pool starts, and Ctrl-C ends a start-up whatever its workers do.
+
+HOLD_AN_IMPORT_LOCK = """
+import importlib._bootstrap as bootstrap, sys, threading
+import geoheat.reading as reading
+
+# A thread in the middle of importing geoheat.fit (serve's own thread was importing
+# scipy, and with it importlib.resources) while the reading pool starts: a worker
+# forked now inherits that lock, held by a thread it does not have, and needs it to
+# read a FIT file. The thread finishes when the reading is done.
+holding, done = threading.Event(), threading.Event()
+
+def hold():
+    with bootstrap._ModuleLockManager("geoheat.fit"):
+        holding.set()
+        done.wait()
+
+threading.Thread(target=hold, daemon=True).start()
+holding.wait()
+real = reading.read_files
+
+def read_files(*args, **kwargs):
+    try:
+        return real(*args, **kwargs)
+    finally:
+        done.set()
+
+reading.read_files = read_files
+sys.argv = ["geoheat", "serve", *sys.argv[1:]]
+from geoheat.cli import main
+main()
+"""
+
+STUCK_WORKERS = """
+import os, sys, threading
+import geoheat.reading as reading
+
+def stuck(source, *args):  # a worker that never ends (forked: it is the workers' too)
+    os.write(2, f"worker {os.getpid()} stuck\\n".encode())  # one write: whole lines
+    threading.Event().wait()
+
+reading.parse_and_cache = stuck
+sys.argv = ["geoheat", "serve", *sys.argv[1:]]
+from geoheat.cli import main
+main()
+"""
+
+
+@pytest.fixture
+def fit_rides(tmp_path):
+    """Four FIT activities around Ljubljana, a folder of their own."""
+    from .test_fit import activity
+
+    folder = tmp_path / "fit"
+    folder.mkdir()
+    for i in range(4):
+        points = [(14.50 + 0.0004 * k, 46.05 + 0.0003 * i + 0.0001 * k) for k in range(60)]
+        (folder / f"r{i}.fit").write_bytes(activity(points).bytes())
+    return folder
+
+
+def start_script(script: str, *args, wait_for: str, count: int = 1):
+    """`python -c script ARGS` (killed after 120 s if still running); the process and
+    its stderr lines, read until count lines hold wait_for."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", script,
+                                *map(str, args)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "".join(lines).count(wait_for) >= count:
+            break
+    else:  # the end of its output: it ended
+        process.wait()
+    watchdog.cancel()
+    if process.poll() is not None:
+        raise AssertionError(f"ended ({process.returncode}) before {wait_for!r}:\n"
+                             + "".join(lines))
+    return process, lines
+
+
+def interrupt(process) -> str:
+    """Ctrl-C; the rest of its stderr once it ended. Not ended in 60 s: its threads'
+    stacks (faulthandler, on SIGABRT) in the failure."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        process.wait()
+        raise AssertionError("Ctrl-C did not end it:\n" + process.stderr.read()) from None
+    return process.stderr.read()
+
+
+def test_a_thread_holding_an_import_lock_as_the_pool_starts_does_not_hang_serve(fit_rides):
+    """1 start in 15 hung for good beside a build: a worker forked while another
+    thread held an import lock waited for it forever, and Ctrl-C could not end it."""
+    process, lines = start_script(HOLD_AN_IMPORT_LOCK, fit_rides, "--port", "0", "--no-cache",
+                                  "-j", "2", wait_for="serving at")
+    try:
+        url = lines[-1].split("serving at ")[1].split()[0]
+        host, port = url.removeprefix("http://").strip("/").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/meta.json")
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["bounds"]
+        connection.close()
+    finally:
+        rest = interrupt(process)
+    assert process.returncode == 0 and rest.strip() == "geoheat: stopped", rest
+
+
+def test_ctrl_c_ends_a_start_up_whose_workers_are_stuck(fit_rides):
+    """The pool's shutdown waited for its workers: Ctrl-C while one was stuck (on an
+    inherited lock, say) never ended the start-up."""
+    process, lines = start_script(STUCK_WORKERS, fit_rides, "--port", "0", "--no-cache",
+                                  "-j", "2", wait_for="stuck", count=2)
+    workers = [int(pid) for pid in re.findall(r"worker ([0-9]+) stuck", "".join(lines))]
+    assert len(workers) == 2
+    rest = interrupt(process)
+    assert process.returncode == 130 and rest.strip() == "geoheat: interrupted", rest
+    for pid in workers:  # and the workers are gone (or zombies, for init to reap)
+        for _ in range(100):
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            if state in "ZX":
+                break
+            threading.Event().wait(0.1)
+        else:
+            raise AssertionError(f"worker {pid} still running")
