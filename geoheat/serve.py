@@ -620,7 +620,7 @@ class HeatServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # the listen backlog: 5 made 300 connections take 44 s
     max_threads = 64  # connections served at once; a browser opens about six
-    request_seconds = 30.0  # a request's whole head, however slowly it trickles in
+    request_seconds = 10.0  # a request's whole head, however slowly it trickles (a browser: ms)
 
     def __init__(self, address, source, quiet: bool = True):
         self.source = source
