@@ -15,6 +15,7 @@ an MBTiles or PMTiles file. Responses carry an ETag (If-None-Match gets 304) and
 Cache-Control. Errors are one line on stderr and a 500, never a traceback to the client.
 """
 
+import errno
 import hashlib
 import importlib
 import io
@@ -679,6 +680,10 @@ class HeatServer(ThreadingHTTPServer):
         anything else is one line, never a traceback."""
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        if isinstance(error, OSError) and error.errno == errno.EBADF:
+            # Ctrl-C landed while serve_forever was starting this connection's thread:
+            # socketserver then closes the connection under the thread. It is stopping.
             return
         print(f"geoheat: error: a request from {client_address[0]}: "
               f"{type(error).__name__}: {error}", file=sys.stderr)
