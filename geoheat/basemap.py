@@ -42,7 +42,7 @@ from rasterio.io import MemoryFile
 
 from . import __version__, tiles
 from .options import DEFAULT_DEADLINE, DEFAULT_MAX_TILES, DEFAULT_TIMEOUT
-from .cache import default_cache_dir, write_atomic
+from .cache import default_cache_dir, read_regular, write_atomic
 from .errors import ParameterError
 from .tiles import Grid, Tile
 
@@ -51,6 +51,7 @@ MAX_CONNECTIONS = 2
 DEFAULT_FRESHNESS = 7 * 24 * 3600  # the OSM policy's minimum when a server sends no expiry
 OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 MAX_TILE_BYTES = 4 * 2**20  # a map tile is ~20 KB: a larger answer is not one, nor read whole
+MAX_META_BYTES = 8192  # a cached tile's side file: an expiry and two validators
 MAX_TILE_SIDE = 1024  # px: tiles are 256 or 512 square; a larger image is a decompression bomb
 
 
@@ -173,11 +174,12 @@ def expiry(headers, now: float) -> float | None:
 def read_cache(path: Path) -> tuple[bytes, dict] | None:
     """A cached tile's bytes and metadata, or None (absent, unreadable or damaged)."""
     try:
-        meta = json.loads(path.with_suffix(".json").read_text())
+        # Regular files only (a FIFO would hold the build), no larger than they can be.
+        meta = json.loads(read_regular(path.with_suffix(".json"), MAX_META_BYTES))
         if not _valid_meta(meta):  # e.g. `null`, or an expiry that is no number
             return None
-        with path.open("rb") as f:  # no more than a tile can be (decode_tile refuses more)
-            return f.read(MAX_TILE_BYTES + 1), meta
+        # No more than a tile can be (decode_tile refuses more).
+        return read_regular(path, MAX_TILE_BYTES + 1), meta
     except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
         return None
 

@@ -20,6 +20,7 @@ cache holds more than MAX_CACHE_BYTES, the least recently used go (see prune).
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 import zlib
@@ -50,6 +51,31 @@ def checksum(header_and_body) -> bytes:
     per 8 MB where BLAKE2b costs ~6 (bench/bench_cache.py); it guards no secret.
     """
     return b"%08x" % zlib.crc32(header_and_body)
+
+
+def open_regular(path):
+    """A cache entry opened for reading (binary), only if it is a regular file: a FIFO
+    would hold the build forever, and a link (to /dev/zero, say) is not what geoheat
+    wrote there. OSError for anything else. Callers read at most its fstat size, so
+    nothing is read without end."""
+    flags = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_NONBLOCK", 0))  # O_NONBLOCK: opening a FIFO does not wait
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path}: not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (see open_regular): at most its size when opened,
+    and at most limit."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        return f.read(size if limit is None else min(size, limit))
 
 
 def default_cache_dir() -> Path:
@@ -152,12 +178,12 @@ def load(cache_dir: Path, source, points: bool = True) -> ParsedFile | None:
     try:
         key = identity(source)
         path = entry_path(cache_dir, key)
-        with open(path, "rb") as f:
-            data = f.read() if points else f.read(_HEAD_READ)
+        with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
+            data = f.read(size if points else min(size, _HEAD_READ))
             header_end = data.find(b"\n", _CHECKSUMS_END + 1)
             if header_end < 0 and not points:  # a header longer than one read
-                data += f.read()
+                data += f.read(size - len(data))
                 header_end = data.find(b"\n", _CHECKSUMS_END + 1)
         if (header_end < 0 or not data.startswith(_MAGIC)
                 or data[_CHECKSUMS_END:_CHECKSUMS_END + 1] != b"\n"):

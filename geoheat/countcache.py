@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cache import checksum, identity, write_atomic
+from .cache import checksum, identity, read_regular, write_atomic
 from .rasterize import BYTES_PER_DATA_TILE, TooBig
 from .tiles import TILE_SIZE, Grid, TileKey
 
@@ -97,7 +97,7 @@ def load(cache_dir: Path, key: dict, grid: Grid, memory: int | None = None) -> C
     bytes the build's tiles may take (TooBig beyond it, before any tile is made)."""
     path = entry_path(cache_dir, key, grid)
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a FIFO or a link there is no entry
     except OSError:
         return None
     try:

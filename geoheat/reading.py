@@ -160,6 +160,34 @@ def _die_with_parent() -> None:
         pass
 
 
+def _pool_context():
+    """How to start worker processes: fork (fast: the modules are loaded already), but
+    not while other threads run. A thread may hold an import lock (serve imports scipy
+    in one); a worker forked then inherits it held by a thread that does not exist
+    there, and waits for it forever. Then a fresh interpreter (forkserver, else spawn),
+    which holds no lock."""
+    import multiprocessing
+    import threading
+
+    if multiprocessing.get_start_method() != "fork" or threading.active_count() == 1:
+        return None  # the default
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload([__name__])  # each worker forks with it loaded
+    return context
+
+
+def _stop_workers(pool) -> None:
+    """End a pool's workers now: a worker stuck (on a lock, say) would make the pool's
+    shutdown, and so Ctrl-C, wait forever."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except (OSError, AttributeError, ValueError):
+            pass  # ended meanwhile
+
+
 def read_files(
     paths: Sequence[Source | Path],
     cache_dir: Path | None = None,
@@ -196,7 +224,9 @@ def read_files(
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only when used
 
-        pool = ProcessPoolExecutor(workers, initializer=_die_with_parent)
+        pool = ProcessPoolExecutor(workers, mp_context=_pool_context(),
+                                   initializer=_die_with_parent)
+    finished = False
     try:
         if pool is not None:
             # Small chunks keep both processes busy to the end; order is kept by map.
@@ -210,9 +240,12 @@ def read_files(
             parsed_iter = progress(parsed_iter, "Reading activities", len(to_read))
         for i, (parsed, stored) in zip(misses, parsed_iter):
             results[i] = kept(parsed, stored)
+        finished = True
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            if not finished:  # Ctrl-C, or a failure: a worker may never end by itself
+                _stop_workers(pool)
+            pool.shutdown(wait=finished, cancel_futures=True)
     # Entries were added: the oldest may go. Not for a file or two added to thousands
     # (listing 7,000 entries takes ~60 ms): an export read again is all new files.
     if prune and cache_dir is not None and to_read and len(to_read) * 100 >= len(paths):

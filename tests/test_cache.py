@@ -1,5 +1,6 @@
 """The parse cache never serves bad data, and never stops a build (issue 11)."""
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -262,3 +263,65 @@ def test_the_least_recently_used_entries_go_when_the_cache_outgrows_its_limit(
     # A warm build adds nothing, and removes nothing.
     monkeypatch.setattr(cache, "prune", lambda *args, **kwargs: pytest.fail("pruned"))
     reading.read_files(new, store)
+
+
+def in_thread(call, fifos=()):
+    """call()'s result, or "hung" when it has not returned in 60 s: then a writer is
+    opened on each FIFO (a reader stuck opening one goes on to read nothing)."""
+    import threading
+
+    box = []
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
+    thread.start()
+    thread.join(60)
+    if not thread.is_alive():
+        return box[0]
+    for fifo in fifos:
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    return "hung"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link"])
+def test_cache_entries_that_are_no_regular_files_are_no_entries(tmp_path, ride, kind):
+    """A FIFO as an entry held the build forever (the open waits for a writer); a link
+    was followed (one to /dev/zero read without end). Neither is an entry geoheat wrote:
+    the files are read and counted again, and the entries written again as files."""
+    store = tmp_path / "cache"
+    first = geoheat.build([ride.parent], tmp_path / "a.png", zoom=15, parse_cache=store)
+    entries = sorted(store.rglob("*.bin"))
+    assert {p.relative_to(store).parts[0] for p in entries} == {"parsed", "counts"}
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for i, entry in enumerate(entries):
+        entry.rename(aside / f"{i}.bin")
+        if kind == "fifo":
+            os.mkfifo(entry)
+        else:  # a link to the very entry geoheat wrote: still not one it made there
+            entry.symlink_to(aside / f"{i}.bin")
+    kept = {p: p.read_bytes() for p in aside.iterdir()}
+    again = in_thread(lambda: geoheat.build([ride.parent], tmp_path / "b.png", zoom=15,
+                                            parse_cache=store), entries)
+    assert again != "hung"
+    assert not again.counts_cached and again.points_used == first.points_used
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert all(p.is_file() and not p.is_symlink() for p in entries)
+    assert {p: p.read_bytes() for p in aside.iterdir()} == kept  # links' targets untouched
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link"])
+@pytest.mark.parametrize("which", ["tile", "side file"])
+def test_a_basemap_tile_cache_entry_that_is_no_regular_file_is_no_entry(tmp_path, kind,
+                                                                         which):
+    from geoheat import basemap
+
+    path = tmp_path / "tiles" / "osm" / "15" / "1" / "2.tile"
+    basemap.store_cache(path, b"\x89PNG\r\n\x1a\n" + bytes(100), {"expires": 1e12})
+    assert basemap.read_cache(path) is not None
+    entry = path if which == "tile" else path.with_suffix(".json")
+    entry.rename(tmp_path / "aside")
+    if kind == "fifo":
+        os.mkfifo(entry)
+    else:
+        entry.symlink_to(tmp_path / "aside")
+    assert in_thread(lambda: basemap.read_cache(path), [entry]) is None

@@ -5,6 +5,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -710,3 +711,535 @@ def test_run_server_prints_the_url_opens_it_and_stops(samples_renderer, monkeypa
     run_server(server, lines.append, open_browser=True, ready=stop_soon)
     assert opened == [server.url] and answers == [200]
     assert lines == [f"geoheat: serving at {server.url} (Ctrl-C stops)", "geoheat: stopped"]
+
+
+# Damaged tile files: refused at start in one line, or a 500 for the bad tile while the
+# rest is served (issue 19).
+
+def noise_png(seed: int, size: int = 64) -> bytes:
+    """A PNG that does not deflate much (~size * size * 4 bytes)."""
+    rng = np.random.default_rng(seed)
+    return encode_png(rng.integers(0, 256, (4, size, size), dtype=np.uint8))
+
+
+def mbtiles_file(path: Path, metadata: dict, tiles: dict) -> Path:
+    """An MBTiles file of tiles {(z, x, y): data} (XYZ rows) with this metadata."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA page_size = 4096")
+        db.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
+        db.executemany("INSERT INTO metadata VALUES (?, ?)", metadata.items())
+        db.execute("CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, "
+                   "tile_row INTEGER, tile_data BLOB)")
+        db.execute("CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row)")
+        db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)",
+                       [(z, x, 2**z - 1 - y, data) for (z, x, y), data in tiles.items()])
+        db.commit()
+    return path
+
+
+GOOD_METADATA = {"name": "heat", "format": "png", "minzoom": "3", "maxzoom": "3",
+                 "bounds": "14.4,46.0,14.6,46.1"}
+TILE_KEYS = [(3, x, y) for x in range(8) for y in range(8)]
+
+
+def refusal(path: Path, monkeypatch) -> tuple[int, list[str]]:
+    """`geoheat serve PATH`'s exit code and stderr lines, up to serving (not served)."""
+    import geoheat.serve as serve_module
+
+    monkeypatch.setattr(serve_module, "run_server", lambda *a, **k: None)
+    result = CliRunner().invoke(cli, ["serve", str(path), "--port", "0"])
+    assert "Traceback" not in result.output and result.exception is None or \
+        isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"minzoom": "abc"}, "its metadata's minzoom is not a zoom 0-30: 'abc'"),
+    ({"maxzoom": "15.5"}, "its metadata's maxzoom is not a zoom 0-30: '15.5'"),
+    ({"minzoom": "9"}, "its metadata's minzoom 9 is above its maxzoom 3"),
+    ({"bounds": "nan,nan,nan,nan"}, "its metadata's bounds are not west,south,east,north"),
+    ({"bounds": "14.4,46.0,14.6"}, "its metadata's bounds are not west,south,east,north"),
+    ({"bounds": "14.4,46.0,194.6,46.1"}, "its metadata's bounds are not west,south,east,north"),
+])
+def test_an_mbtiles_file_with_unusable_metadata_is_refused_in_one_line(tmp_path, monkeypatch,
+                                                                        change, words):
+    path = mbtiles_file(tmp_path / "h.mbtiles", {**GOOD_METADATA, **change},
+                        {TILE_KEYS[0]: noise_png(0)})
+    code, lines = refusal(path, monkeypatch)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"geoheat: error: {path}: {words}")
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("DROP TABLE tiles", "no such table: tiles"),
+    ("ALTER TABLE tiles RENAME COLUMN tile_data TO data", "no such column: tile_data"),
+    ("DROP TABLE metadata", "no such table: metadata"),
+    ("UPDATE tiles SET zoom_level = 'x'; DELETE FROM metadata WHERE name LIKE '%zoom'",
+     "damaged (a tile's zoom_level is not a zoom 0-30)"),
+])
+def test_an_mbtiles_file_without_its_tables_is_refused_in_one_line(tmp_path, monkeypatch,
+                                                                    damage, words):
+    path = mbtiles_file(tmp_path / "h.mbtiles", GOOD_METADATA, {TILE_KEYS[0]: noise_png(0)})
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(damage)
+    code, lines = refusal(path, monkeypatch)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"geoheat: error: {path}: ")
+    assert words in lines[0]
+
+
+def test_without_zooms_in_its_metadata_an_mbtiles_file_has_its_tiles_zooms(tmp_path):
+    metadata = {k: v for k, v in GOOD_METADATA.items() if "zoom" not in k}
+    path = mbtiles_file(tmp_path / "h.mbtiles", metadata,
+                        {(2, 1, 1): noise_png(0), (5, 3, 3): noise_png(1)})
+    meta = MBTilesFile(path).meta()
+    assert (meta["minzoom"], meta["maxzoom"], meta["bounds"]) == (2, 5, [14.4, 46.0, 14.6, 46.1])
+
+
+def test_damaged_mbtiles_tiles_are_500_and_the_rest_is_served(tmp_path, capfd):
+    """Garbage pages in the tiles' part of the file, a tile that is no blob (bytes(5) made
+    five zero bytes of it): 500 for those, one line each, the others served."""
+    tiles = {key: noise_png(i) for i, key in enumerate(TILE_KEYS)}
+    path = mbtiles_file(tmp_path / "h.mbtiles", GOOD_METADATA, tiles)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE tiles SET tile_data = 5 WHERE zoom_level = 3 AND tile_column = 0 "
+                   "AND tile_row = 7")  # 3/0/0
+        db.commit()
+    data = bytearray(path.read_bytes())
+    half = len(data) // 2 // 4096 * 4096
+    data[half:] = np.random.default_rng(7).integers(0, 256, len(data) - half,
+                                                    dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    source = MBTilesFile(path)  # opens: metadata and schema are in the first pages
+    with running(source) as server:
+        answers = {key: get(server, "/heat/{}/{}/{}.png".format(*key)) for key in TILE_KEYS}
+        assert get(server, "/meta.json")[0] == 200  # still serving
+    assert answers[3, 0, 0][:3:2] == (500, b"damaged tile\n")
+    statuses = {status for status, _, _ in answers.values()}
+    assert statuses == {200, 500}
+    for key, (status, _, body) in answers.items():
+        assert status == 500 and body == b"damaged tile\n" or body == tiles[key], key
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert f"{path}: tile 3/0/0 is no image (an integer, not a blob)" in err
+    assert err.count("geoheat: error: ") == sum(s == 500 for s, _, _ in answers.values())
+
+
+def pmtiles_bytes(tiles: dict | None = None, *, root=None, leaves=b"", metadata=b"{}",
+                  **header) -> bytes:
+    """A PMTiles v3 file: tiles {(z, x, y): data} in the root directory, or the given
+    (gzipped) root and leaf directories; header fields override the usual ones."""
+    import gzip
+
+    from pmtiles.tile import (Compression, Entry, TileType, serialize_directory,
+                              serialize_header, zxy_to_tileid)
+
+    tiles = tiles or {}
+    entries, data = [], b""
+    for key in sorted(tiles, key=lambda k: zxy_to_tileid(*k)):
+        entries.append(Entry(zxy_to_tileid(*key), len(data), len(tiles[key]), 1))
+        data += tiles[key]
+    root = serialize_directory(entries) if root is None else root
+    metadata = gzip.compress(metadata, mtime=0)
+    at = 127
+    fields = {
+        "version": 3, "root_offset": at, "root_length": len(root),
+        "metadata_offset": at + len(root), "metadata_length": len(metadata),
+        "leaf_directory_offset": at + len(root) + len(metadata),
+        "leaf_directory_length": len(leaves),
+        "tile_data_offset": at + len(root) + len(metadata) + len(leaves),
+        "tile_data_length": len(data), "addressed_tiles_count": len(tiles),
+        "tile_entries_count": len(tiles), "tile_contents_count": len(tiles),
+        "clustered": True, "internal_compression": Compression.GZIP,
+        "tile_compression": Compression.NONE, "tile_type": TileType.PNG,
+        "min_zoom": 0, "max_zoom": 3, "min_lon_e7": 144_000_000, "min_lat_e7": 460_000_000,
+        "max_lon_e7": 146_000_000, "max_lat_e7": 461_000_000, "center_zoom": 3,
+        "center_lon_e7": 145_000_000, "center_lat_e7": 460_500_000, **header}
+    return serialize_header(fields) + root + metadata + leaves + data
+
+
+@pytest.mark.parametrize("name, data, words", [
+    ("v2", b"PM\x02\x00" + bytes(600), "PMTiles version 2; geoheat reads version 3 "
+                                       "(convert it: pmtiles convert)"),
+    ("v4", b"PMTiles\x04" + bytes(600), "PMTiles version 4; geoheat reads version 3"),
+    ("png", noise_png(0), "not a PMTiles file (no PMTiles header)"),
+    ("short", b"PMTiles\x03" + bytes(20), "its header lies beyond the end of the file"),
+    ("bomb", pmtiles_bytes(root=__import__("gzip").compress(bytes(64 * 2**20))),
+     "its root directory inflates beyond 8 MiB (damaged, or a decompression bomb)"),
+    ("cut", pmtiles_bytes({(0, 0, 0): noise_png(0)})[:140],
+     "its root directory lies beyond the end of the file"),
+    ("garbage root", pmtiles_bytes(root=b"\x1f\x8b not gzip"), "its root directory is damaged"),
+    ("bounds", pmtiles_bytes(min_lat_e7=-950_000_000), "its header's bounds are not on Earth"),
+    ("zooms", pmtiles_bytes(min_zoom=9, max_zoom=3), "its header's zooms are not zooms 0-30"),
+])
+def test_a_damaged_pmtiles_file_is_refused_in_one_line(tmp_path, monkeypatch, name, data, words):
+    path = tmp_path / "h.pmtiles"
+    path.write_bytes(data)
+    code, lines = refusal(path, monkeypatch)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"geoheat: error: {path}: ")
+    assert words in lines[0]
+
+
+def test_pmtiles_metadata_that_is_no_object_leaves_the_name_to_the_file(tmp_path):
+    for metadata in (b"[1, 2]", b"not json", b'{"name": 5}'):
+        path = tmp_path / "h.pmtiles"
+        path.write_bytes(pmtiles_bytes({(0, 0, 0): noise_png(0)}, metadata=metadata))
+        meta = PMTilesFile(path).meta()
+        assert meta["name"] == "h" and meta["bounds"] == [14.4, 46.0, 14.6, 46.1]
+        json.dumps(meta, allow_nan=False)
+
+
+def test_a_pmtiles_leaf_directory_bomb_is_a_500_inflated_once(tmp_path, monkeypatch, capfd):
+    """Each request inflated the bomb again (6-22 s, 0.8 GB): now a bounded inflate,
+    once; its tiles are 500 and the others are served."""
+    import gzip
+
+    import geoheat.serve as serve_module
+    from pmtiles.tile import Entry, serialize_directory, zxy_to_tileid
+
+    bomb = gzip.compress(bytes(64 * 2**20))
+    png = noise_png(1)
+    # Tiles of ids 0-20 in a leaf (the bomb); tile 3/7/7 (its id well above) in the root.
+    good = zxy_to_tileid(3, 7, 7)
+    root = serialize_directory([Entry(0, 0, len(bomb), 0), Entry(good, 0, len(png), 1)])
+    path = tmp_path / "h.pmtiles"
+    path.write_bytes(pmtiles_bytes(root=root, leaves=bomb) + png)
+    inflated = []
+    real = serve_module.PMTilesFile._inflate
+
+    def spy(self, data, compressed, limit, what):
+        inflated.append(what)
+        return real(self, data, compressed, limit, what)
+
+    monkeypatch.setattr(serve_module.PMTilesFile, "_inflate", spy)
+    with running(PMTilesFile(path)) as server:
+        for _ in range(3):
+            assert get(server, "/heat/0/0/0.png")[:3:2] == (500, b"damaged tile\n")
+            assert get(server, "/heat/1/1/0.png")[0] == 500  # the same leaf
+            assert get(server, "/heat/3/7/7.png")[::2] == (200, png)
+    assert sum("directory at" in what for what in inflated) == 1
+    err = capfd.readouterr().err
+    assert "inflates beyond 8 MiB" in err and "Traceback" not in err
+
+
+def test_a_pmtiles_file_cut_short_while_served_is_a_500_not_a_crash(tmp_path):
+    """It was mapped into memory: reading a tile beyond its new end killed the server
+    (SIGBUS). Read with pread, sizes checked: a 500, and serving goes on."""
+    big = noise_png(2, size=96)  # ~37 KB: pages beyond the cut
+    path = tmp_path / "h.pmtiles"
+    path.write_bytes(pmtiles_bytes({(0, 0, 0): big, (1, 0, 0): noise_png(3)}))
+    process, url, _ = start_command(path, "--port", "0")
+    try:
+        host, port = url.removeprefix("http://").strip("/").split(":")
+
+        def ask(target):
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            try:
+                connection.request("GET", target)
+                response = connection.getresponse()
+                return response.status, response.read()
+            finally:
+                connection.close()
+
+        assert ask("/heat/0/0/0.png") == (200, big)
+        os.truncate(path, path.stat().st_size - len(big) // 2)
+        assert ask("/heat/0/0/0.png") == (500, b"damaged tile\n")
+        assert ask("/meta.json")[0] == 200
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    rest = process.stderr.read()
+    assert process.returncode == 0, rest
+    assert "cut short since it was opened" in rest and "Traceback" not in rest
+
+
+def test_a_loopback_address_other_than_127_0_0_1_answers_its_own_name(samples_renderer):
+    """--host 127.0.0.2 printed a URL that answered 403 to every request."""
+    source = RenderedTiles(samples_renderer)
+    server = make_server(source, "127.0.0.2", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        assert server.url.startswith("http://127.0.0.2:")
+        assert get(server, "/meta.json")[0] == 200  # Host: 127.0.0.2:PORT
+        port = server.server_address[1]
+        assert get(server, "/meta.json", {"Host": f"localhost:{port}"})[0] == 200
+        assert get(server, "/meta.json", {"Host": f"127.0.0.3:{port}"})[0] == 403
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+# Slow and many clients (issue 28).
+
+def test_a_request_trickling_in_is_cut_off_at_its_deadline(server, monkeypatch):
+    """A header line every 25 s held a thread for as long as the client went on: the
+    timeout was per read. Now the whole head must come within request_seconds."""
+    import select
+    import socket
+
+    from geoheat.serve import HeatServer
+
+    monkeypatch.setattr(HeatServer, "request_seconds", 1.0, raising=False)
+    host, port = server.server_address[:2]
+    with contextlib.closing(socket.create_connection((host, port), 5)) as sock:
+        sock.sendall(b"GET /meta.json HTTP/1.1\r\n")
+        for line in range(100):  # up to 20 s: a header line every 0.2 s
+            readable, _, _ = select.select([sock], [], [], 0.2)
+            if readable:
+                break
+            try:
+                sock.sendall(b"X-Slow-%d: yes\r\n" % line)
+            except OSError:
+                break
+        else:
+            raise AssertionError("the server waited for 100 header lines over 20 s")
+        try:
+            assert sock.recv(4096) == b""  # closed, no answer
+        except ConnectionResetError:
+            pass
+    assert get(server, "/meta.json")[0] == 200
+
+
+def test_past_max_threads_a_connection_gets_503_and_a_freed_thread_serves(samples_renderer,
+                                                                           monkeypatch):
+    from geoheat.serve import HeatServer
+
+    monkeypatch.setattr(HeatServer, "max_threads", 2, raising=False)
+    with running(RenderedTiles(samples_renderer)) as server:
+        assert_two_threads_at_most(server)
+
+
+def assert_two_threads_at_most(server):
+    import socket
+
+    host, port = server.server_address[:2]
+    held = []
+    for _ in range(2):  # two keep-alive connections: a thread each, waiting for more
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request("GET", "/meta.json")
+        response = connection.getresponse()
+        assert response.status == 200
+        response.read()
+        held.append(connection)
+    with contextlib.closing(socket.create_connection((host, port), 5)) as sock:
+        sock.sendall(f"GET /meta.json HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(b"\r\n\r\nbusy\n")
+    held.pop().close()  # its thread sees the end, and is given back
+    for _ in range(200):
+        status = get(server, "/meta.json")[0]
+        if status != 503:
+            break
+        threading.Event().wait(0.05)
+    assert status == 200
+    for connection in held:
+        connection.close()
+
+
+def test_the_listen_backlog_takes_a_burst_of_connections(samples_renderer):
+    """The backlog was 5: of 100 clients connecting at once before the server accepted,
+    the rest waited for SYN retries (300 connections took 44 s)."""
+    import select
+    import socket
+
+    somaxconn = Path("/proc/sys/net/core/somaxconn")
+    if not somaxconn.exists() or int(somaxconn.read_text()) < 128:
+        pytest.skip("not Linux, or a system that caps listen backlogs below 128")
+    server = make_server(RenderedTiles(samples_renderer), "127.0.0.1", 0)  # not accepting
+    sockets = []
+    try:
+        for _ in range(100):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(server.server_address)
+            sockets.append(sock)
+        pending = set(sockets)
+        for _ in range(50):  # up to 5 s
+            _, writable, _ = select.select([], list(pending), [], 0.1)
+            pending -= set(writable)
+            if not pending:
+                break
+        connected = sum(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                        for s in sockets if s not in pending)
+        assert connected == 100
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.server_close()
+
+
+# Start-up (issue 27): no deadlock when a thread holds an import lock as the reading
+# pool starts, and Ctrl-C ends a start-up whatever its workers do.
+
+HOLD_AN_IMPORT_LOCK = """
+import importlib._bootstrap as bootstrap, sys, threading
+import geoheat.reading as reading
+
+# A thread in the middle of importing geoheat.fit (serve's own thread was importing
+# scipy, and with it importlib.resources) while the reading pool starts: a worker
+# forked now inherits that lock, held by a thread it does not have, and needs it to
+# read a FIT file. The thread finishes when the reading is done.
+holding, done = threading.Event(), threading.Event()
+
+def hold():
+    with bootstrap._ModuleLockManager("geoheat.fit"):
+        holding.set()
+        done.wait()
+
+threading.Thread(target=hold, daemon=True).start()
+holding.wait()
+real = reading.read_files
+
+def read_files(*args, **kwargs):
+    try:
+        return real(*args, **kwargs)
+    finally:
+        done.set()
+
+reading.read_files = read_files
+sys.argv = ["geoheat", "serve", *sys.argv[1:]]
+from geoheat.cli import main
+main()
+"""
+
+STUCK_WORKERS = """
+import os, sys, threading
+import geoheat.reading as reading
+
+def stuck(source, *args):  # a worker that never ends (forked: it is the workers' too)
+    os.write(2, f"worker {os.getpid()} stuck\\n".encode())  # one write: whole lines
+    threading.Event().wait()
+
+reading.parse_and_cache = stuck
+sys.argv = ["geoheat", "serve", *sys.argv[1:]]
+from geoheat.cli import main
+main()
+"""
+
+
+@pytest.fixture
+def fit_rides(tmp_path):
+    """Four FIT activities around Ljubljana, a folder of their own."""
+    from .test_fit import activity
+
+    folder = tmp_path / "fit"
+    folder.mkdir()
+    for i in range(4):
+        points = [(14.50 + 0.0004 * k, 46.05 + 0.0003 * i + 0.0001 * k) for k in range(60)]
+        (folder / f"r{i}.fit").write_bytes(activity(points).bytes())
+    return folder
+
+
+def start_script(script: str, *args, wait_for: str, count: int = 1):
+    """`python -c script ARGS` (killed after 120 s if still running); the process and
+    its stderr lines, read until count lines hold wait_for."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", script,
+                                *map(str, args)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "".join(lines).count(wait_for) >= count:
+            break
+    else:  # the end of its output: it ended
+        process.wait()
+    watchdog.cancel()
+    if process.poll() is not None:
+        raise AssertionError(f"ended ({process.returncode}) before {wait_for!r}:\n"
+                             + "".join(lines))
+    return process, lines
+
+
+def interrupt(process) -> str:
+    """Ctrl-C; the rest of its stderr once it ended. Not ended in 60 s: its threads'
+    stacks (faulthandler, on SIGABRT) in the failure."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        process.wait()
+        raise AssertionError("Ctrl-C did not end it:\n" + process.stderr.read()) from None
+    return process.stderr.read()
+
+
+def test_a_thread_holding_an_import_lock_as_the_pool_starts_does_not_hang_serve(fit_rides):
+    """1 start in 15 hung for good beside a build: a worker forked while another
+    thread held an import lock waited for it forever, and Ctrl-C could not end it."""
+    process, lines = start_script(HOLD_AN_IMPORT_LOCK, fit_rides, "--port", "0", "--no-cache",
+                                  "-j", "2", wait_for="serving at")
+    try:
+        url = lines[-1].split("serving at ")[1].split()[0]
+        host, port = url.removeprefix("http://").strip("/").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/meta.json")
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["bounds"]
+        connection.close()
+    finally:
+        rest = interrupt(process)
+    assert process.returncode == 0 and rest.strip() == "geoheat: stopped", rest
+
+
+def test_ctrl_c_ends_a_start_up_whose_workers_are_stuck(fit_rides):
+    """The pool's shutdown waited for its workers: Ctrl-C while one was stuck (on an
+    inherited lock, say) never ended the start-up."""
+    process, lines = start_script(STUCK_WORKERS, fit_rides, "--port", "0", "--no-cache",
+                                  "-j", "2", wait_for="stuck", count=2)
+    workers = [int(pid) for pid in re.findall(r"worker ([0-9]+) stuck", "".join(lines))]
+    assert len(workers) == 2
+    rest = interrupt(process)
+    assert process.returncode == 130 and rest.strip() == "geoheat: interrupted", rest
+    for pid in workers:  # and the workers are gone (or zombies, for init to reap)
+        for _ in range(100):
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            if state in "ZX":
+                break
+            threading.Event().wait(0.1)
+        else:
+            raise AssertionError(f"worker {pid} still running")
+
+
+def test_ctrl_c_as_a_connection_thread_starts_leaves_no_error_line(samples_renderer, capfd,
+                                                                    monkeypatch):
+    """socketserver closes the connection when Ctrl-C lands while it starts the thread
+    for it (1 stop in 30 printed 'OSError: [Errno 9] Bad file descriptor'): the server
+    is stopping, nothing to report."""
+    import socket
+
+    from geoheat.serve import HeatServer
+
+    real = HeatServer.process_request
+
+    def interrupted(self, request, client_address):
+        real(self, request, client_address)  # the thread is running
+        raise KeyboardInterrupt  # as if Ctrl-C came now
+
+    monkeypatch.setattr(HeatServer, "process_request", interrupted)
+    server = make_server(RenderedTiles(samples_renderer), "127.0.0.1", 0)
+    server.timeout = 10
+    try:
+        with contextlib.closing(socket.create_connection(server.server_address, 5)) as sock:
+            sock.sendall(b"GET /meta.json HTTP/1.1\r\n\r\n")
+            with pytest.raises(KeyboardInterrupt):
+                server.handle_request()
+            for thread in threading.enumerate():
+                if "process_request_thread" in thread.name:
+                    thread.join(10)
+    finally:
+        server.server_close()
+    err = capfd.readouterr().err
+    assert "geoheat: error" not in err and "Traceback" not in err, err
