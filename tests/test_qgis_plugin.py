@@ -16,6 +16,8 @@ from click.testing import CliRunner
 
 from geoheat import __version__
 from geoheat.cli import cli
+from geoheat.colormaps import STYLE_NAMES
+from geoheat.privacy import SHARE_HINT
 from geoheat.qgis_plugin import command
 
 from .conftest import shared_folder
@@ -46,7 +48,7 @@ def test_the_plugin_folder_holds_the_package_files(tmp_path):
     assert "\nhasProcessingProvider=yes\n" in metadata and "\nname=geoheat\n" in metadata
     record = json.loads((plugin / "geoheat.json").read_text())
     assert record == {"written_by": "geoheat qgis-plugin", "version": __version__,
-                      "styles": ["hot", "strava"], "command": [sys.executable, "-m", "geoheat"]}
+                      "styles": list(STYLE_NAMES), "command": [sys.executable, "-m", "geoheat"]}
     assert stat.S_IMODE(plugin.stat().st_mode) == 0o755
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
@@ -293,7 +295,8 @@ def test_a_build_in_qgis_makes_the_styled_geotiff(qgis):
         "skipped 6 files: no track points: "
         f"{shared_folder('garmin-tree')}/GPX_OUT/446724793.gpx, "
         f"{shared_folder('garmin-tree')}/GPX_OUT/454815506.gpx, "
-        f"{shared_folder('garmin-tree')}/GPX_OUT/454815507.gpx and 3 more (--verbose lists them)"]
+        f"{shared_folder('garmin-tree')}/GPX_OUT/454815507.gpx and 3 more (--verbose lists them)",
+        SHARE_HINT]  # it writes MBTiles, made to be shared
     assert "Reading activities" in case["seen"]["progress"]
     assert any(line.startswith("geoheat: 31 files read") for line in case["seen"]["info"])
     options = case["seen"]["command"][0].split(" -- ")[0]
