@@ -33,7 +33,9 @@ FIT_EARLIEST = datetime(1989, 12, 31, tzinfo=timezone.utc) + timedelta(seconds=0
 _TAG = rb"(?:[\w.-]{1,64}:)?"  # an optional namespace prefix (bounded: scans stay linear)
 _FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
 _FIRST_TRACK = re.compile(rb"<" + _TAG + rb"trk[\s>]")
-_TIME = re.compile(rb"<" + _TAG + rb"time>\s*([^<\s]{1,64})\s*</")
+# A time's text: RFC 3339 allows a space for the 'T' ('2024-05-01 10:00:00Z').
+_TIME_TEXT = rb"([^<\s]{1,64}(?: [^<\s]{1,64})?)"
+_TIME = re.compile(rb"<" + _TAG + rb"time>\s*" + _TIME_TEXT + rb"\s*</")
 _TRKPT_OPEN = re.compile(rb"<" + _TAG + rb"trkpt[\s>/]")
 _GPX_ROOT = re.compile(rb"<" + _TAG + rb"gpx[\s>/]")
 _ROUTE = re.compile(rb"<" + _TAG + rb"rte[\s>]")
@@ -42,11 +44,12 @@ _WAYPOINT = re.compile(rb"<" + _TAG + rb"wpt[\s>]")
 # </trkpt>, <trkseg>, and <time>TEXT</time>.
 _POINT_TOKENS = re.compile(
     rb"<(/?)" + _TAG + rb"(trkpt|trkseg|time)(?=[\s>/])[^<>]{0,4096}?(/?)>"
-    rb"(?:(?<=time>)\s*([^<\s]{1,64})\s*<)?")
+    rb"(?:(?<=time>)\s*" + _TIME_TEXT + rb"\s*<)?")
 # A <trkpt> whose first child is its <time> (after an <ele>, as GPX 1.1 orders them):
 # pairs a point with its time in one C-speed pass. Found once per point -> paired.
 _PLAIN_TIME = re.compile(
-    rb"<trkpt\b[^>]*(?<!/)>\s*(?:<ele>[^<]{0,64}</ele>\s*)?<time>\s*([^<\s]{1,64})\s*</time>")
+    rb"<trkpt\b[^>]*(?<!/)>\s*(?:<ele>[^<]{0,64}</ele>\s*)?<time>\s*" + _TIME_TEXT
+    + rb"\s*</time>")
 # A time whose datetime and POSIX seconds agree to the microsecond both ways (UTC,
 # whole microseconds at most): the start it gives is the same however it is read.
 _UTC_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\Z")
@@ -110,11 +113,12 @@ def xml_bytes(data: bytes, strict: bool = True) -> bytes:
 
 
 def parse_time(text: bytes | str) -> datetime | None:
-    """An ISO 8601 GPX time as a datetime, or None if it is not one."""
+    """An ISO 8601 GPX time as a datetime, or None if it is not one. RFC 3339's
+    lower-case 't' and 'z' ('2024-05-01t10:00:00z') and a space for the 't' are times."""
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
     try:
-        return datetime.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip().upper())
     except ValueError:
         return None
 
@@ -164,7 +168,7 @@ def posix_times(texts: list[bytes]) -> np.ndarray:
     # The common case in numpy: every time 'YYYY-MM-DDTHH:MM:SS[.fff]Z', computed from
     # its digits. Not numpy's own string parsing: casting a large array holding one
     # malformed string to datetime64 crashes the process (numpy 2.4, found by fuzzing).
-    if 20 <= width <= 40 and first.endswith(b"Z") and first[10:11] == b"T":
+    if 20 <= width <= 40 and first[-1:] in b"Zz" and first[10:11] in (b"T", b"t", b" "):
         raw = np.array(texts, dtype=f"S{width}")
         if raw.dtype.itemsize == width:
             fast = _utc_layout_times(raw.view(np.uint8).reshape(n, width))
@@ -190,11 +194,13 @@ def _utc_layout_times(chars: np.ndarray) -> np.ndarray | None:
     """Rows of 'YYYY-MM-DDTHH:MM:SS[.fff]Z' bytes as POSIX seconds, NaN for a row that is
     no valid time; None unless every row has that layout's punctuation."""
     width = chars.shape[1]
-    punctuation = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", width - 1: b"Z"}
+    punctuation = {4: b"-", 7: b"-", 10: b"Tt ", 13: b":", 16: b":", width - 1: b"Zz"}
     if width > 20:
         punctuation[19] = b"."
-    if not all((chars[:, at] == ord(c)).all() for at, c in punctuation.items()):
-        return None
+    for at, allowed in punctuation.items():
+        column = chars[:, at]
+        if not np.logical_or.reduce([column == c for c in allowed]).all():
+            return None
     digit_columns = [i for i in range(width - 1) if i not in punctuation]
     digits = chars[:, digit_columns].astype(np.int64) - ord("0")
     ok = ((digits >= 0) & (digits <= 9)).all(axis=1)

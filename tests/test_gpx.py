@@ -239,3 +239,27 @@ def test_a_tcx_coordinate_that_is_no_number_is_dropped_and_counted():
     lat = activity.segments[0][:, 1]
     assert np.isnan(lat[1::2]).all() and (lat[::2] > 46.04).all()
     assert note == "x.tcx: coordinates that are not numbers ('46,0500'); dropped 5 track points as invalid"
+
+
+@pytest.mark.parametrize("text", ["2024-05-01t10:00:00z", "2024-05-01 10:00:00Z",
+                                  "2024-05-01T10:00:00z", "2024-05-01 10:00:00.000z"])
+@pytest.mark.parametrize("broken", [False, True])
+def test_rfc3339_times_with_lower_case_or_a_space_are_times(text, broken):
+    from geoheat.formats import read_tcx
+
+    rows = "".join(f'<trkpt lat="{46.05 + 0.01 * i}" lon="14.5"><time>{text[:18]}{i}'
+                   f"{text[19:]}</time></trkpt>" for i in range(3))
+    data = ('<?xml version="1.0"?><gpx version="1.1" creator="t" '
+            f'xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>{rows}</trkseg></trk>'
+            + ("<trk><trkseg><trkpt" if broken else "</gpx>")).encode()
+    activity, note = read_gpx_data(data, "x.gpx")
+    assert (note is not None) == broken
+    assert activity.start == datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+    np.testing.assert_array_equal(np.concatenate(activity.times),
+                                  activity.start.timestamp() + np.arange(3))
+    tcx = ('<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/'
+           f'TrainingCenterDatabase/v2"><Activities><Activity Sport="Running"><Id>{text}</Id>'
+           f"<Lap><Track><Trackpoint><Time>{text}</Time><Position><LatitudeDegrees>46.05"
+           "</LatitudeDegrees><LongitudeDegrees>14.5</LongitudeDegrees></Position></Trackpoint>"
+           "</Track></Lap></Activity></Activities></TrainingCenterDatabase>").encode()
+    assert read_tcx(tcx, "x.tcx")[0].start == activity.start
