@@ -130,9 +130,12 @@ def identity(source) -> dict:
         source = Source(Path(source))
     stat = os.stat(source.path)
     # os.path.realpath is Path.resolve without making Path objects: twice as fast.
-    return {"path": os.path.realpath(source.path), "member": source.member,
-            "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
-            "inode": stat.st_ino, "format": CACHE_FORMAT}
+    key = {"path": os.path.realpath(source.path), "member": source.member,
+           "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+           "inode": stat.st_ino, "format": CACHE_FORMAT}
+    if getattr(source, "copy", None) is not None:  # one of a zip's members of one name
+        key["copy"] = source.copy
+    return key
 
 
 def entry_path(cache_dir: Path, identity: dict) -> Path:

@@ -142,7 +142,8 @@ def parse_and_cache(source: Source, cache_dir: Path | None,
     whether it is there now. light: once stored, return it without its points (see
     read_files' keep_points), so a worker process sends back a summary, not the points."""
     parsed = parse_file(source, max_bytes)
-    if cache_dir is None or (parsed.error or "").endswith(TOO_LARGE):  # the limit may change
+    if (cache_dir is None or (parsed.error or "").endswith(TOO_LARGE)  # the limit may change
+            or getattr(source, "unread", None)):  # not read: nothing to keep
         return parsed, False
     stored = cache.store(cache_dir, source, parsed)
     return (parsed.without_points() if light and stored else parsed), stored
@@ -182,6 +183,8 @@ def read_files(
         return parsed.without_points() if light and cached and parsed is not None else parsed
 
     def cached(source: Source) -> cache.ParsedFile | None:
+        if source.unread:
+            return None  # parse_file says why at once
         found = cache.load(cache_dir, source, points=not light)
         # Over the limit now (kept under a larger one): read, to be refused as without
         # a cache.
