@@ -11,11 +11,12 @@ An entry is keyed by the file's absolute path, size, modification time, inode an
 status-change time (ctime) and by CACHE_FORMAT, so a changed file is read again,
 even one whose size and mtime were put back (touch cannot set ctime), and a new
 geoheat never trusts an old layout. Entries are written to a temporary file and
-renamed, so two runs at once never see half an entry; a small one (under 64 KB) is
-written in place, in one write (see _write_entry), and half of one fails the checks. An entry that cannot be
+renamed, so two runs at once never see half an entry. An entry that cannot be
 read, fails its checksum (a flipped bit would silently move a ride) or holds a
 point that is not finite is ignored and rewritten. When a build adds entries and the
 cache holds more than MAX_CACHE_BYTES, the least recently used go (see prune).
+A small entry (under 64 KB) is written in place instead, in one write (see
+_write_entry): half of one fails those checks.
 """
 
 import hashlib

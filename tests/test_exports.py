@@ -267,8 +267,8 @@ def test_every_file_an_export_lists_but_lacks_is_named_in_warnings_and_report(
     if verbose:
         assert [w for w in warnings if why in w] == [f"skipped {n}: {why}" for n in names]
     else:
-        assert f"skipped 4 files: {why}: {', '.join(names[:3])} and 1 more (--verbose lists them)" \
-            in warnings
+        assert (f"skipped 4 files: {why}: {', '.join(names[:3])} and 1 more "
+                "(--verbose lists them)") in warnings
     files = json.loads((tmp_path / "r.json").read_text())["files"]
     assert [(f["path"], f["status"], f["reason"], f["type"]) for f in files
             if f["reason"] == why] == [(n, "skipped", why, "Ride") for n in names]

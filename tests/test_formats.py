@@ -178,7 +178,8 @@ def test_tcx_empty_latitude_skips_that_point():
     lonlat = np.concatenate(activity.segments)
     assert np.isnan(lonlat[3]).any() and np.isnan(lonlat[5]).any()
     # An empty one is no position; 'east' is a coordinate that is not a number: said.
-    assert note == "x.tcx: coordinates that are not numbers ('east'); dropped 1 track point as invalid"
+    assert note == ("x.tcx: coordinates that are not numbers ('east'); "
+                    "dropped 1 track point as invalid")
 
 
 def test_tcx_odd_values_count_as_invalid_points(tmp_path):

@@ -171,9 +171,11 @@ def test_garmin_style_times_are_paired_only_when_asked_for():
 
 def _gpx_with_latitudes(texts):
     """A GPX track of 50 points along a line, the latitudes written as texts[i % len]."""
-    rows = [f'<trkpt lat="{texts[i % len(texts)] if texts[i % len(texts)] else 46.05 + 0.0001 * i:}" '
-            f'lon="{14.5 + 0.0001 * i:.6f}"><time>2024-05-03T07:00:{i % 60:02d}Z</time></trkpt>'
-            for i in range(50)]
+    rows = []
+    for i in range(50):
+        lat = texts[i % len(texts)] or f"{46.05 + 0.0001 * i:.6f}"
+        rows.append(f'<trkpt lat="{lat}" lon="{14.5 + 0.0001 * i:.6f}">'
+                    f"<time>2024-05-03T07:00:{i % 60:02d}Z</time></trkpt>")
     return ('<?xml version="1.0"?><gpx version="1.1" creator="t" '
             'xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>'
             + "".join(rows) + "</trkseg></trk></gpx>").encode()
@@ -238,7 +240,8 @@ def test_a_tcx_coordinate_that_is_no_number_is_dropped_and_counted():
     activity, note = read_tcx(data, "x.tcx")
     lat = activity.segments[0][:, 1]
     assert np.isnan(lat[1::2]).all() and (lat[::2] > 46.04).all()
-    assert note == "x.tcx: coordinates that are not numbers ('46,0500'); dropped 5 track points as invalid"
+    assert note == ("x.tcx: coordinates that are not numbers ('46,0500'); "
+                    "dropped 5 track points as invalid")
 
 
 @pytest.mark.parametrize("text", ["2024-05-01t10:00:00z", "2024-05-01 10:00:00Z",
