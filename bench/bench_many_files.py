@@ -12,8 +12,8 @@ imports included, as a user sees them):
 - warm: from it again, at another sigma (the parse cache, then the counts again).
 
 --compare TREE also runs each case with another geoheat source tree (PYTHONPATH=TREE,
-e.g. `git archive` of an older commit), right after this one's, so the machine's
-drifting load hits both alike. Printed per tree and case: the median wall seconds and
+e.g. `git archive` of an older commit), next to this one's (first in every other
+round), so the machine's drifting load hits both alike. Printed per tree and case: the median wall seconds and
 the median CPU seconds (user + system of the build process: what contention for the
 2 shared cores inflates least), and cold / no cache for each. Issue 28 measured
 100,000 such files at 585 s cold, 201 s warm, 381 s with no cache.
@@ -84,8 +84,11 @@ def main() -> None:
         runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for round_ in range(args.rounds):
             caches = {name: work / f"cache-{name}-{round_}" for name in trees}
+            # Each round in the other order: a build's writes still being flushed slow
+            # the next one down.
+            order = list(trees.items())[::1 if round_ % 2 == 0 else -1]
             for case in CASES:
-                for name, tree in trees.items():
+                for name, tree in order:
                     options = {"no cache": ("--no-cache",),
                                "cold": ("--cache", str(caches[name])),
                                "warm": ("--cache", str(caches[name]), "--sigma", "2")}[case]
