@@ -134,6 +134,8 @@ def test_localised_header_and_dates_are_read_by_their_values(tmp_path):
     ("2019/02/17 오후 6:26:44", (2019, 2, 17, 18, 26, 44)),
     ("2019年2月17日 下午6:26:44", (2019, 2, 17, 18, 26, 44)),
     ("17 Dez. 2019, 06:26:44", (2019, 12, 17, 6, 26, 44)),
+    ("2024-05-01t10:00:00z", (2024, 5, 1, 10, 0, 0)),  # RFC 3339, lower case
+    ("2024-05-01 10:00:00Z", (2024, 5, 1, 10, 0, 0)),
     ("03/04/2019 06:26", None),  # March or April: the file's own time decides
     ("", None), ("yesterday", None)])
 def test_strava_dates(text, expected):
