@@ -15,6 +15,8 @@ renamed, so two runs at once never see half an entry. An entry that cannot be
 read, fails its checksum (a flipped bit would silently move a ride) or holds a
 point that is not finite is ignored and rewritten. When a build adds entries and the
 cache holds more than MAX_CACHE_BYTES, the least recently used go (see prune).
+A small entry (under 64 KB) is written in place instead, in one write (see
+_write_entry): half of one fails those checks.
 """
 
 import hashlib
@@ -104,6 +106,40 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+_ENTRY_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+# An entry this small is written in place (see _write_entry); a larger one under a
+# temporary name, then renamed.
+IN_PLACE_BYTES = 64 * 1024
+
+
+def _write_entry(path: Path, data: bytes) -> None:
+    """Write a parse entry. A small one (a tiny file's: 100,000 of them cost the cold
+    build more than parsing them, bench/bench_many_files.py) is created in place with
+    O_EXCL, in one write: a third of write_atomic's cost (no random temporary name, no
+    rename, its folder made only when missing). A reader never trusts half of one: load
+    checks the size and checksums, and refuses it. An entry already there (damaged, or
+    being written by another build) is replaced by write_atomic, as is a large one."""
+    if len(data) > IN_PLACE_BYTES:
+        write_atomic(path, data)
+        return
+    try:
+        try:
+            fd = os.open(path, _ENTRY_FLAGS, 0o600)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, _ENTRY_FLAGS, 0o600)
+    except FileExistsError:
+        write_atomic(path, data)
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except BaseException:
+        path.unlink(missing_ok=True)  # a partial entry: not left to be read
+        raise
+
+
 class ParsedFile(NamedTuple):
     """One activity file as the pipeline uses it: EPSG:3857 points, cut into segments.
 
@@ -159,9 +195,12 @@ def identity(source) -> dict:
         source = Source(Path(source))
     stat = os.stat(source.path)
     # os.path.realpath is Path.resolve without making Path objects: twice as fast.
-    return {"path": os.path.realpath(source.path), "member": source.member,
-            "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
-            "inode": stat.st_ino, "format": CACHE_FORMAT}
+    key = {"path": os.path.realpath(source.path), "member": source.member,
+           "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+           "inode": stat.st_ino, "format": CACHE_FORMAT}
+    if getattr(source, "copy", None) is not None:  # one of a zip's members of one name
+        key["copy"] = source.copy
+    return key
 
 
 def entry_path(cache_dir: Path, identity: dict) -> Path:
@@ -280,16 +319,17 @@ def prune(cache_dir: Path, keep=(), limit: int | None = None) -> int:
     return removed
 
 
-def store(cache_dir: Path, source, parsed: ParsedFile) -> bool:
+def store(cache_dir: Path, source, parsed: ParsedFile, key: dict | None = None) -> bool:
     """Cache a source's parse; a cache that cannot be written (read-only, full, a file
-    in the way) is skipped, and the run goes on."""
+    in the way) is skipped, and the run goes on. key: the source's identity, if taken
+    already (before it was read: a file changed meanwhile is then read again)."""
     try:
         offsets = np.ascontiguousarray(parsed.offsets, dtype="<i8")
         xy = np.ascontiguousarray(parsed.xy, dtype="<f8")
         times = None if parsed.times is None else np.ascontiguousarray(parsed.times, dtype="<f8")
         if not _plausible(offsets, xy) or (times is not None and len(times) != len(xy)):
             return False  # load would refuse it
-        meta = {"identity": identity(source),
+        meta = {"identity": key or identity(source),
                 "start": parsed.start.isoformat() if parsed.start else None,
                 "routes": parsed.routes, "waypoints": parsed.waypoints,
                 "invalid": parsed.invalid, "error": parsed.error,
@@ -301,7 +341,7 @@ def store(cache_dir: Path, source, parsed: ParsedFile) -> bool:
         header = json.dumps(meta).encode()
         body = (offsets.tobytes() + xy.tobytes()
                 + (times.tobytes() if times is not None else b""))
-        write_atomic(entry_path(cache_dir, meta["identity"]),
+        _write_entry(entry_path(cache_dir, meta["identity"]),
                      _MAGIC + checksum(header) + checksum(body) + b"\n" + header + b"\n"
                      + body)
     except (OSError, ValueError):  # ValueError: json cannot write what it was given

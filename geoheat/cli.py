@@ -5,6 +5,7 @@ rasterio, ...) is imported inside the command, so `geoheat --help` is instant.
 """
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -320,16 +321,23 @@ def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, 
     run_server(server, lambda line: click.echo(line, err=True), open_browser)
 
 
+MAX_SIZE_LIMIT = 2**62  # the largest --max-file-size taken
+
+
 def parse_size(text: str) -> int:
     """'512M', '2G', '300k', '1000000' as bytes (K, M, G: powers of 1024)."""
     units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
     number = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = number[-1:] if number[-1:] in units else ""
     try:
-        value = float(number[:len(number) - len(unit)])
+        value = float(number[:len(number) - len(unit)]) * units[unit]
     except ValueError:
-        raise UserError(f"--max-file-size: not a size such as 512M or 2G: {text!r}") from None
-    return max(int(value * units[unit]), 0)
+        value = math.nan
+    # nan, inf and 1e999 (inf) are no size; beyond 2**62 bytes no limit is meant either,
+    # and zlib and read() take at most a signed 64-bit length.
+    if not math.isfinite(value) or value > MAX_SIZE_LIMIT:
+        raise UserError(f"--max-file-size: not a size such as 512M or 2G: {text!r}")
+    return max(int(value), 0)
 
 
 def warn(message: str) -> None:

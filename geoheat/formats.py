@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 import numpy as np
 
 from .errors import GPXError
-from .gpx import Activity, parse_time, plausible_start, posix_times, xml_bytes
+from .gpx import (Activity, bad_coordinates_note, coordinate, parse_time, plausible_start,
+                  posix_times, xml_bytes)
 
 SEMICIRCLE = 180.0 / 2**31  # degrees per FIT semicircle
 
@@ -108,13 +109,13 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _number(text: str | None) -> float:
-    """A coordinate's text as a float; NaN (dropped and counted) for an empty
-    <LatitudeDegrees/> or a value that is no number."""
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return float("nan")
+def _coordinate(text: str | None) -> tuple[float, str | None]:
+    """A coordinate's text as a float, NaN (dropped and counted) if it is no number
+    ('46,05', '４６': gpx.coordinate); and that text, if it is there but no number."""
+    value = coordinate(text)
+    if value == value or not text or not text.strip():
+        return value, None
+    return value, text.strip()[:20]
 
 
 def read_tcx(data: bytes, name: str) -> tuple[Activity, str | None]:
@@ -127,6 +128,7 @@ def read_tcx(data: bytes, name: str) -> tuple[Activity, str | None]:
     sport = identity = None
     note = None
     lat = lon = when = None
+    bad_points, example, point_bad = 0, None, None  # coordinates that are not numbers
 
     def close_track():
         if current:
@@ -148,17 +150,22 @@ def read_tcx(data: bytes, name: str) -> tuple[Activity, str | None]:
                 elif tag == "Track":
                     close_track()
                 elif tag == "Trackpoint":
-                    lat = lon = when = None
+                    lat = lon = when = point_bad = None
                 continue
             if tag == "Id" and identity is None:
                 identity = parse_time(element.text or "")
             elif tag == "LatitudeDegrees":
-                lat = _number(element.text)
+                lat, bad = _coordinate(element.text)
+                point_bad = point_bad or bad
             elif tag == "LongitudeDegrees":
-                lon = _number(element.text)
+                lon, bad = _coordinate(element.text)
+                point_bad = point_bad or bad
             elif tag == "Time":
                 when = (element.text or "").strip().encode() or None
             elif tag == "Trackpoint":
+                if point_bad:
+                    bad_points += 1
+                    example = example or point_bad
                 if lat is not None and lon is not None:
                     current.append((lon, lat))
                     stamps.append(when)
@@ -180,4 +187,7 @@ def read_tcx(data: bytes, name: str) -> tuple[Activity, str | None]:
     first = next((t[np.isfinite(t)][0] for t in times if np.isfinite(t).any()), None)
     start = datetime.fromtimestamp(float(first), timezone.utc) if first is not None else identity
     start, time_note = plausible_start(start)
+    if bad_points:
+        more = bad_coordinates_note(name, bad_points, f"'{example}'")
+        note = f"{note}; {more.removeprefix(f'{name}: ')}" if note else more
     return Activity(name, segments, start, 0, 0, sport, times or None, time_note), note

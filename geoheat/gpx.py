@@ -33,7 +33,9 @@ FIT_EARLIEST = datetime(1989, 12, 31, tzinfo=timezone.utc) + timedelta(seconds=0
 _TAG = rb"(?:[\w.-]{1,64}:)?"  # an optional namespace prefix (bounded: scans stay linear)
 _FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
 _FIRST_TRACK = re.compile(rb"<" + _TAG + rb"trk[\s>]")
-_TIME = re.compile(rb"<" + _TAG + rb"time>\s*([^<\s]{1,64})\s*</")
+# A time's text: RFC 3339 allows a space for the 'T' ('2024-05-01 10:00:00Z').
+_TIME_TEXT = rb"([^<\s]{1,64}(?: [^<\s]{1,64})?)"
+_TIME = re.compile(rb"<" + _TAG + rb"time>\s*" + _TIME_TEXT + rb"\s*</")
 _TRKPT_OPEN = re.compile(rb"<" + _TAG + rb"trkpt[\s>/]")
 _GPX_ROOT = re.compile(rb"<" + _TAG + rb"gpx[\s>/]")
 _ROUTE = re.compile(rb"<" + _TAG + rb"rte[\s>]")
@@ -42,15 +44,26 @@ _WAYPOINT = re.compile(rb"<" + _TAG + rb"wpt[\s>]")
 # </trkpt>, <trkseg>, and <time>TEXT</time>.
 _POINT_TOKENS = re.compile(
     rb"<(/?)" + _TAG + rb"(trkpt|trkseg|time)(?=[\s>/])[^<>]{0,4096}?(/?)>"
-    rb"(?:(?<=time>)\s*([^<\s]{1,64})\s*<)?")
+    rb"(?:(?<=time>)\s*" + _TIME_TEXT + rb"\s*<)?")
 # A <trkpt> whose first child is its <time> (after an <ele>, as GPX 1.1 orders them):
 # pairs a point with its time in one C-speed pass. Found once per point -> paired.
 _PLAIN_TIME = re.compile(
-    rb"<trkpt\b[^>]*(?<!/)>\s*(?:<ele>[^<]{0,64}</ele>\s*)?<time>\s*([^<\s]{1,64})\s*</time>")
+    rb"<trkpt\b[^>]*(?<!/)>\s*(?:<ele>[^<]{0,64}</ele>\s*)?<time>\s*" + _TIME_TEXT
+    + rb"\s*</time>")
 # A time whose datetime and POSIX seconds agree to the microsecond both ways (UTC,
 # whole microseconds at most): the start it gives is the same however it is read.
 _UTC_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\Z")
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
+# A coordinate as GPX writes it (xsd:decimal, an exponent allowed): ASCII digits, one
+# point, a sign. GDAL (strtod) and float() read '46,0500' as 46, '0x2E' as 46, '4_6.05'
+# as 4 or 46.05, full-width digits as 0 or 46: none of them is a position.
+_NUMBER = rb"[ \t\r\n]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\r\n]*"
+_COORDINATE = re.compile(_NUMBER + rb"\Z")
+# A lat or lon attribute whose value is not such a number; a file holding one is read
+# the slow (strict) way. The scan costs ~6% of a read, so it is run only on a file GDAL
+# gave a coordinate with at most two decimals (see _maybe_misread).
+_BAD_COORDINATE = re.compile(
+    rb"(?:lat|lon)\s*=\s*(?:\"(?!" + _NUMBER + rb"\")|'(?!" + _NUMBER + rb"'))")
 
 
 class Activity(NamedTuple):
@@ -100,11 +113,12 @@ def xml_bytes(data: bytes, strict: bool = True) -> bytes:
 
 
 def parse_time(text: bytes | str) -> datetime | None:
-    """An ISO 8601 GPX time as a datetime, or None if it is not one."""
+    """An ISO 8601 GPX time as a datetime, or None if it is not one. RFC 3339's
+    lower-case 't' and 'z' ('2024-05-01t10:00:00z') and a space for the 't' are times."""
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
     try:
-        return datetime.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip().upper())
     except ValueError:
         return None
 
@@ -154,7 +168,7 @@ def posix_times(texts: list[bytes]) -> np.ndarray:
     # The common case in numpy: every time 'YYYY-MM-DDTHH:MM:SS[.fff]Z', computed from
     # its digits. Not numpy's own string parsing: casting a large array holding one
     # malformed string to datetime64 crashes the process (numpy 2.4, found by fuzzing).
-    if 20 <= width <= 40 and first.endswith(b"Z") and first[10:11] == b"T":
+    if 20 <= width <= 40 and first[-1:] in b"Zz" and first[10:11] in (b"T", b"t", b" "):
         raw = np.array(texts, dtype=f"S{width}")
         if raw.dtype.itemsize == width:
             fast = _utc_layout_times(raw.view(np.uint8).reshape(n, width))
@@ -180,11 +194,13 @@ def _utc_layout_times(chars: np.ndarray) -> np.ndarray | None:
     """Rows of 'YYYY-MM-DDTHH:MM:SS[.fff]Z' bytes as POSIX seconds, NaN for a row that is
     no valid time; None unless every row has that layout's punctuation."""
     width = chars.shape[1]
-    punctuation = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", width - 1: b"Z"}
+    punctuation = {4: b"-", 7: b"-", 10: b"Tt ", 13: b":", 16: b":", width - 1: b"Zz"}
     if width > 20:
         punctuation[19] = b"."
-    if not all((chars[:, at] == ord(c)).all() for at, c in punctuation.items()):
-        return None
+    for at, allowed in punctuation.items():
+        column = chars[:, at]
+        if not np.logical_or.reduce([column == c for c in allowed]).all():
+            return None
     digit_columns = [i for i in range(width - 1) if i not in punctuation]
     digits = chars[:, digit_columns].astype(np.int64) - ord("0")
     ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
@@ -274,26 +290,46 @@ def _first_point_start(data: bytes, track_at: int) -> datetime | None:
     return when if plausible_start(when)[1] is None else None
 
 
-def _number(text: str | None) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return float("nan")  # dropped, and counted, as no position
+def coordinate(text: str | bytes | None) -> float:
+    """A coordinate's text as a float; NaN (dropped, and counted, as no position) for
+    no text or text that is not a plain decimal number (see _NUMBER)."""
+    if text is None:
+        return float("nan")
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    if not _COORDINATE.match(raw):
+        return float("nan")
+    return float(raw)
 
 
-def stream_tracks(data: bytes) -> tuple[list[np.ndarray], list[list[bytes | None]], int, int,
-                                        str | None, str | None]:
-    """GPX tracks by a streaming expat parse, keeping every point closed before a break.
+def bad_coordinates_note(name: str | Path, count: int, example: str) -> str:
+    """The note for a file with coordinates that are not numbers (report.warnings
+    groups notes by their words before the parenthesis)."""
+    return (f"{name}: coordinates that are not numbers ({example}); dropped "
+            f"{count:,} track point{'' if count == 1 else 's'} as invalid")
 
-    Returns (segments, per-segment time texts, routes, waypoints, sport, the error
-    that broke it off or None).
-    """
+
+class Streamed(NamedTuple):
+    """What stream_tracks read."""
+
+    segments: list[np.ndarray]
+    times: list[list[bytes | None]]  # per segment, each point's time text or None
+    routes: int
+    waypoints: int
+    sport: str | None
+    error: str | None  # what broke it off, or None
+    not_numbers: int = 0  # track points with a coordinate that is not a number
+    example: str | None = None  # the first such coordinate, as the file has it
+
+
+def stream_tracks(data: bytes) -> Streamed:
+    """GPX tracks by a streaming expat parse, keeping every point closed before a break;
+    a coordinate that is not a number (see coordinate) is NaN, and counted."""
     segments: list[np.ndarray] = []
     seg_times: list[list[bytes | None]] = []
     current: list[tuple[float, float]] = []
     current_times: list[bytes | None] = []
     state = {"point": None, "time": None, "text": None, "routes": 0, "waypoints": 0,
-             "sport": None, "depth_trk": 0}
+             "sport": None, "depth_trk": 0, "bad": 0, "example": None}
 
     def local(name: str) -> str:
         return name.rsplit(":", 1)[-1]
@@ -301,8 +337,16 @@ def stream_tracks(data: bytes) -> tuple[list[np.ndarray], list[list[bytes | None
     def start(name, attrs):
         tag = local(name)
         if tag == "trkpt":
-            state["point"] = (_number(attrs.get("lon")), _number(attrs.get("lat")))
+            lon, lat = attrs.get("lon"), attrs.get("lat")
+            state["point"] = point = (coordinate(lon), coordinate(lat))
             state["time"] = None
+            if np.isnan(point).any():  # no number: say which, unless it says nan
+                for key, text in (("lat", lat), ("lon", lon)):
+                    if text is not None and not _COORDINATE.match(text.encode("utf-8",
+                                                                              "replace")):
+                        state["bad"] += 1
+                        state["example"] = state["example"] or f'{key}="{text[:20]}"'
+                        break
         elif tag == "trk":
             state["depth_trk"] += 1
         elif tag == "trkseg":
@@ -357,7 +401,8 @@ def stream_tracks(data: bytes) -> tuple[list[np.ndarray], list[list[bytes | None
     except RecursionError:
         error = "nested too deeply"
     flush()
-    return segments, seg_times, state["routes"], state["waypoints"], state["sport"], error
+    return Streamed(segments, seg_times, state["routes"], state["waypoints"], state["sport"],
+                    error, state["bad"], state["example"])
 
 
 def read_gpx(path: str | Path) -> Activity:
@@ -424,6 +469,8 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
         if isinstance(err, (KeyboardInterrupt, MemoryError)):
             raise
         return _read_broken(data, name)
+    if _maybe_misread(segments) and _BAD_COORDINATE.search(data):
+        return _read_broken(data, name)  # GDAL read '46,0500' as 46: read it strictly
     # GPX puts waypoints and routes before tracks: counting them there spares a
     # scan of the (much larger) track data.
     first_track = _FIRST_TRACK.search(data)
@@ -450,14 +497,28 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
     ), None
 
 
+def _maybe_misread(segments: list[np.ndarray]) -> bool:
+    """Whether GDAL may have read a coordinate that is no number: it reads the number
+    the text starts with ('46,0500', '0x2E', '4_6.05', '４６' give 46, 0, 4, 0), which
+    has few decimals, where a device writes 5 to 9. A coordinate with at most two is
+    rare enough in real tracks (about 1 in 100,000) to check the text then; a bad text
+    whose start has three decimals or more is within ~100 m of what it could mean."""
+    for segment in segments:
+        hundredths = segment * 100.0
+        if (np.abs(hundredths - np.rint(hundredths)) < 1e-6).any():
+            return True
+    return False
+
+
 def _read_broken(data: bytes, name: str | Path) -> tuple[Activity, str | None]:
-    """What GDAL refused: the points before the break, by a streaming parse; GPXError
-    if there are none."""
+    """What GDAL refused, or would misread (a coordinate that is not a number): the
+    points before any break, by a streaming parse; GPXError if there are none."""
     if not data.strip():
         raise GPXError(f"{name}: empty file")
     if not _GPX_ROOT.search(data[:HEAD_BYTES]):
         raise GPXError(f"{name}: not a GPX file (no <gpx> element)")
-    segments, texts, routes, waypoints, sport, error = stream_tracks(data)
+    streamed = stream_tracks(data)
+    segments, texts, routes, waypoints, sport, error = streamed[:6]
     points = sum(len(s) for s in segments)
     if error is None and not points and not routes and not waypoints:
         raise GPXError(f"{name}: GDAL's GPX driver cannot read it")
@@ -472,9 +533,13 @@ def _read_broken(data: bytes, name: str | Path) -> tuple[Activity, str | None]:
             flat[timed] = posix_times([seg[i] for i in timed])
             point_times.append(flat)
     start, time_note = _start_of(point_times, data, bool(points))
-    note = None
+    notes = []
     if error is not None:
         cause = error.removeprefix("broken or truncated XML (").removesuffix(")")
-        note = f"{name}: broken off ({cause}); kept the {points:,} positions before it"
+        notes.append(f"{name}: broken off ({cause}); kept the {points:,} positions before it")
+    if streamed.not_numbers:
+        note = bad_coordinates_note(name, streamed.not_numbers, streamed.example)
+        notes.append(note.removeprefix(f"{name}: ") if notes else note)
+    note = "; ".join(notes) or None
     return Activity(name, segments, start, routes, waypoints, sport, point_times,
                     time_note), note

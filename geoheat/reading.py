@@ -27,6 +27,13 @@ READERS = {"gpx": read_gpx_data, "fit": read_fit, "tcx": read_tcx}
 
 Progress = Callable[..., Iterable]  # progress(iterable, label, length) -> iterable
 
+# Without points (keep_points=False), a file's points stay in the parse cache and are
+# loaded again to be counted: for a tiny file, that reload costs more than holding its
+# points. Files of at most SMALL_POINTS points keep them, up to KEPT_POINTS in all
+# (~24 bytes a point: ~100 MB), so memory stays bounded whatever the number of files.
+SMALL_POINTS = 2_000
+KEPT_POINTS = 4_000_000
+
 
 class _Track:
     """An activity's segments as parse_file keeps them: positions only, projected, with
@@ -141,11 +148,23 @@ def parse_and_cache(source: Source, cache_dir: Path | None,
     """parse_file, then store the result in the parse cache (if there is one); and
     whether it is there now. light: once stored, return it without its points (see
     read_files' keep_points), so a worker process sends back a summary, not the points."""
+    key = _identity(source) if cache_dir is not None else None
     parsed = parse_file(source, max_bytes)
-    if cache_dir is None or (parsed.error or "").endswith(TOO_LARGE):  # the limit may change
+    if (key is None or (parsed.error or "").endswith(TOO_LARGE)  # the limit may change
+            or getattr(source, "unread", None)):  # not read: nothing to keep
         return parsed, False
-    stored = cache.store(cache_dir, source, parsed)
-    return (parsed.without_points() if light and stored else parsed), stored
+    # The identity taken before reading: a file changed meanwhile is read again next time.
+    stored = cache.store(cache_dir, source, parsed, key)
+    small = parsed.points <= SMALL_POINTS  # read_files decides whether to hold them
+    return (parsed.without_points() if light and stored and not small else parsed), stored
+
+
+def _identity(source: Source) -> dict | None:
+    """cache.identity, or None where the file cannot be stat'ed (it is not cached)."""
+    try:
+        return cache.identity(source)
+    except OSError:
+        return None
 
 
 def _die_with_parent() -> None:
@@ -205,11 +224,19 @@ def read_files(
     size alone (a batch of a build, which knows only its own files)."""
     paths = [p if isinstance(p, Source) else Source(Path(p)) for p in paths]
     light = not keep_points and cache_dir is not None
+    budget = [KEPT_POINTS]  # points of small files held (see SMALL_POINTS)
 
     def kept(parsed: cache.ParsedFile | None, cached: bool = True) -> cache.ParsedFile | None:
-        return parsed.without_points() if light and cached and parsed is not None else parsed
+        if not (light and cached and parsed is not None and parsed.loaded):
+            return parsed
+        if parsed.points <= SMALL_POINTS and parsed.points <= budget[0]:
+            budget[0] -= parsed.points
+            return parsed
+        return parsed.without_points()
 
     def cached(source: Source) -> cache.ParsedFile | None:
+        if source.unread:
+            return None  # parse_file says why at once
         found = cache.load(cache_dir, source, points=not light)
         # Over the limit now (kept under a larger one): read, to be refused as without
         # a cache.

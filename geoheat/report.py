@@ -112,8 +112,10 @@ def warnings(result: BuildResult, verbose: bool = False) -> Iterator[str]:
             line = f"skipped {entry.path}: {entry.reason}"
             groups["skipped", _kind_of(entry.reason or "")].append((entry.path, line))
     for note in result.notes:
-        name = note.split(": ", 1)[0]
-        groups["partly read", "broken off, kept what came before the break"].append((name, note))
+        name, _, what = note.partition(": ")
+        kind = ("broken off, kept what came before the break" if what.startswith("broken off")
+                else _kind_of(what))  # e.g. 'coordinates that are not numbers'
+        groups["partly read", kind].append((name, note))
     for name, why in result.time_notes:
         groups["found no time in", "implausible times, counted as no time"].append(
             (name, f"{name}: {why}; counted as no time"))

@@ -14,11 +14,13 @@ import csv
 import fnmatch
 import io
 import os
+import posixpath
 import re
 import stat
 import struct
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -27,7 +29,7 @@ from typing import NamedTuple
 from .errors import GPXError, InputError
 from .options import DEFAULT_MAX_FILE_SIZE
 from .formats import TYPES, activity_type
-from .gpx import xml_bytes
+from .gpx import plausible_start, xml_bytes
 
 FORMATS = ("gpx", "fit", "tcx")
 SUFFIXES = tuple(f".{fmt}{gz}" for fmt in FORMATS for gz in ("", ".gz"))
@@ -48,17 +50,28 @@ Warn = Callable[[str], None]
 
 
 class Source(NamedTuple):
-    """One activity file: on disk, or a member of a zip; with what activities.csv says."""
+    """One activity file: on disk, or a member of a zip; with what activities.csv says.
+
+    A file found but not to be read (listed by activities.csv but not in the export, not
+    listed, a zip inside a zip) is a Source too, with the reason in `unread`: reading it
+    fails with that reason, so it is counted, warned about and reported as skipped."""
 
     path: Path  # the file on disk (the zip, for a member)
     member: str | None = None  # the file's name inside the zip
     activity_type: str | None = None  # from activities.csv ("Activity Type")
     date: datetime | None = None  # from activities.csv ("Activity Date"), UTC
+    unread: str | None = None  # why it is not read; None: it is read
+    # Which of the zip's members of this name (0 the first), where several have it;
+    # None where the name is the zip's only one of that name.
+    copy: int | None = None
 
     @property
     def name(self) -> str:
-        """How messages name it: the path, or zip:member."""
-        return f"{self.path}:{self.member}" if self.member else str(self.path)
+        """How messages name it: the path, or zip:member (and which one of that name)."""
+        if not self.member:
+            return str(self.path)
+        which = f" (copy {self.copy + 1} of that name)" if self.copy else ""
+        return f"{self.path}:{self.member}{which}"
 
     @property
     def format(self) -> str:
@@ -219,12 +232,13 @@ class _Salvaged(NamedTuple):
     file_size: int  # uncompressed size its header gives (0 if in a data descriptor)
 
 
-_SALVAGED: dict[Path, tuple[tuple, dict[str, _Salvaged]]] = {}
+_SALVAGED: dict[Path, tuple[tuple, dict[str, list[_Salvaged]]]] = {}
 
 
-def salvage_zip(path: Path) -> dict[str, _Salvaged]:
+def salvage_zip(path: Path) -> dict[str, list[_Salvaged]]:
     """The members of a zip whose central directory is missing (a download cut short),
-    from the local headers that precede each member; the last may be cut short.
+    from the local headers that precede each member (each name's, in order: a zip may
+    hold a name twice); the last may be cut short.
 
     A member whose sizes follow its data (a 'data descriptor') is found by inflating
     it to its end. Cached per zip and process, like open_zip.
@@ -234,7 +248,7 @@ def salvage_zip(path: Path) -> dict[str, _Salvaged]:
     hit = _SALVAGED.get(path)
     if hit is not None and hit[0] == key:
         return hit[1]
-    members: dict[str, _Salvaged] = {}
+    members: dict[str, list[_Salvaged]] = {}
     with open(path, "rb") as f:
         at = 0
         while True:
@@ -269,7 +283,8 @@ def salvage_zip(path: Path) -> dict[str, _Salvaged]:
                 next_at = data_at + size
             size = max(0, min(size, st.st_size - data_at))
             if not name.endswith("/"):
-                members[name] = _Salvaged(data_at, size, method, flags, file_size)
+                members.setdefault(name, []).append(
+                    _Salvaged(data_at, size, method, flags, file_size))
             if next_at <= at or next_at >= st.st_size:
                 break
             at = next_at
@@ -293,8 +308,9 @@ def _deflated_length(f, data_at: int) -> int:
     return fed - len(inflater.unused_data)  # at the end, the rest is unused_data
 
 
-def _read_salvaged(path: Path, member: str, name: str, limit: int) -> bytes:
-    entry = salvage_zip(path)[member]
+def _read_salvaged(path: Path, member: str, name: str, limit: int,
+                   copy: int | None = None) -> bytes:
+    entry = salvage_zip(path)[member][copy or 0]
     if entry.flags & 0x1:
         raise GPXError(f"{name}: encrypted in the zip (geoheat reads no passwords); skipped")
     if entry.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -332,6 +348,8 @@ def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
     """A source's bytes, unzipped and gunzipped in memory, at most max_bytes of them;
     GPXError (one line naming it) if that fails."""
     name = source.name
+    if source.unread:
+        raise GPXError(f"{name}: {source.unread}")
     try:
         if source.member is None:
             try:
@@ -350,8 +368,11 @@ def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
         try:
             archive = open_zip(source.path)
         except zipfile.BadZipFile:  # no central directory: read it from its local header
-            return _read_salvaged(source.path, source.member, name, max_bytes)
-        info = archive.getinfo(source.member)
+            return _read_salvaged(source.path, source.member, name, max_bytes, source.copy)
+        if source.copy is None:
+            info = archive.getinfo(source.member)
+        else:  # getinfo gives the last of a name held twice
+            info = [i for i in archive.infolist() if i.filename == source.member][source.copy]
         if info.flag_bits & 0x1:
             raise GPXError(f"{name}: encrypted in the zip (geoheat reads no passwords); "
                            "skipped")
@@ -366,8 +387,8 @@ def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
     except OSError as err:
         reason = err.strerror or str(err)
         raise GPXError(f"{name}: cannot read ({reason})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, NotImplementedError,
-            RuntimeError) as err:
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError,
+            NotImplementedError, RuntimeError) as err:
         raise GPXError(f"{name}: damaged compressed data ({err})") from None
 
 
@@ -457,11 +478,16 @@ _FILE_VALUE = re.compile(r"^[^,]*\.(?:gpx|fit|tcx)(?:\.gz)?$", re.I)
 
 def _column(header: list[str], rows: list[list[str]], names: tuple[str, ...],
             looks_right: Callable[[str], bool]) -> int | None:
-    """The first column named one of names (Strava repeats some names), else the column
-    whose filled values mostly look right (a header in another language)."""
-    for i, title in enumerate(header):
-        if title in names:
+    """The first column named one of names whose values look right (Strava repeats some
+    names; an edited index may have an empty 'Filename' before the filled one), else
+    the first so named, else the column whose filled values mostly look right (a
+    header in another language)."""
+    named = [i for i, title in enumerate(header) if title in names]
+    for i in named:
+        if any(looks_right(row[i].strip()) for row in rows[:200] if i < len(row)):
             return i
+    if named:
+        return named[0]
     best, best_share = None, 0.5
     for i in range(len(header)):
         values = [row[i].strip() for row in rows[:200] if i < len(row) and row[i].strip()]
@@ -510,9 +536,19 @@ def read_export_index(text: str) -> list[tuple[str, str | None, datetime | None]
             continue  # a manual entry: no file
         kind = row[type_col] if type_col is not None and type_col < len(row) else None
         date = row[date_col] if date_col is not None and date_col < len(row) else None
+        # 1970-01-01 or 9999-12-31 is no start: the file's own time is used instead.
+        start = plausible_start(parse_strava_date(date))[0] if date else None
         listed.append((filename, activity_type(kind.strip()) if kind and kind.strip() else None,
-                       parse_strava_date(date) if date else None))
+                       start))
     return listed
+
+
+def listed_name(filename: str) -> str:
+    """A file name as activities.csv gives it, as a relative POSIX path: '\\' is '/',
+    and './activities/x.gpx', 'activities//x.gpx' and '/activities/x.gpx' are
+    'activities/x.gpx'."""
+    name = posixpath.normpath(filename.strip().replace("\\", "/")).lstrip("/")
+    return "" if name == "." else name
 
 
 def _decode_csv(data: bytes) -> str:
@@ -546,11 +582,24 @@ def _gz_key(name: str) -> str:
     return name.lower().removesuffix(".gz")
 
 
+# Why a file found is not read (Source.unread): each a reason of its own in warnings.
+NOT_IN_EXPORT = "listed in activities.csv but not in the export"
+NOT_LISTED = "in the export but not listed in its activities.csv"
+SECOND_COPY = "another copy of a file activities.csv lists (read once)"
+ROUTE = "a planned route of the export, not an activity"
+NESTED_ZIP = "a zip inside the zip, not read (unzip the outer zip and give its folder)"
+
+
 def _tree_sources(files: list[str], read_index: Callable[[str], bytes],
                   make: Callable[[str, str | None, datetime | None], Source], label: str,
                   pattern: str | None, warn: Warn) -> list[Source]:
     """The sources among `files` (relative POSIX paths of a folder or zip): each
-    activities.csv's listed files for the tree under it, and matching files elsewhere."""
+    activities.csv's listed files for the tree under it, and matching files elsewhere.
+
+    A listed file the export lacks, and an activity file it holds but does not list,
+    are Sources with the reason in `unread` where `make` gives sources.Source (a URL
+    tree's sources have no such field: those files are named in one warning instead).
+    """
     files = [f for f in files if not _hidden(f)]
     indexes = sorted((f for f in files if PurePosixPath(f).name.lower() == EXPORT_INDEX),
                      key=lambda f: (f.count("/"), f))
@@ -563,18 +612,30 @@ def _tree_sources(files: list[str], read_index: Callable[[str], bytes],
     def under(f: str, root: str) -> bool:
         return root == "." or f.startswith(root + "/")
 
+    unread: list[tuple[str, str, str | None, datetime | None]] = []  # (file, why, type, date)
     sources = [make(f, None, None) for f in sorted(files)
                if not any(under(f, r) for r in roots) and _matches(f, pattern)]
     for root, index in roots.items():
         members = [f for f in files if under(f, root)]
         where = f"{label}/{index}" if label else index
+
+        def every_file(why: str) -> list[Source]:
+            found = [make(f, None, None) for f in sorted(members) if _matches(f, pattern)]
+            if found:
+                warn(f"{where}: {why}; reading every activity file in the export instead, "
+                     "without its types and dates")
+            return found
+
         try:
             listed = read_export_index(_decode_csv(read_index(index)))
         except (ExportIndexError, OSError, GPXError, zipfile.BadZipFile,
                 RuntimeError, NotImplementedError) as err:
-            warn(f"{where}: cannot be understood ({err}); reading every activity file "
-                 "in the export instead, without its types and dates")
-            sources += [make(f, None, None) for f in sorted(members) if _matches(f, pattern)]
+            sources += every_file(f"cannot be understood ({err})")
+            continue
+        listed = [(listed_name(filename), kind, date) for filename, kind, date in listed]
+        listed = [entry for entry in listed if entry[0]]
+        if not listed:  # header only, or no file in the column found: still an export
+            sources += every_file("lists no activity file")
             continue
         present: dict[str, str] = {}
         for f in members:
@@ -582,22 +643,51 @@ def _tree_sources(files: list[str], read_index: Callable[[str], bytes],
             present.setdefault(_gz_key(relative), f)
         for f in members:  # a listed name without its folder: by base name
             present.setdefault(_gz_key(PurePosixPath(f).name), f)
-        missing = 0
-        found = []
+        found, missing, read = [], [], set()
         for filename, kind, date in listed:
-            member = present.get(_gz_key(filename.replace("\\", "/").lstrip("/")))
+            member = present.get(_gz_key(filename))
             if member is None:
-                missing += 1
-            elif _matches(member, pattern):
+                missing.append((f"{root}/{filename}" if root != "." else filename, kind, date))
+            elif _matches(member, pattern) and member not in read:
+                read.add(member)
                 found.append(make(member, kind, date))
-        if listed and missing == len(listed):
-            warn(f"{where}: none of the {len(listed):,} files it lists is in the export; "
-                 "reading every activity file in the export instead")
-            found = [make(f, None, None) for f in sorted(members) if _matches(f, pattern)]
-        elif missing:
-            warn(f"{where}: {missing:,} of the {len(listed):,} files it lists are missing")
+        if len(missing) == len(listed):
+            sources += every_file(f"none of the {len(listed):,} files it lists is in the "
+                                  "export")
+            continue
+        unread += [(f, NOT_IN_EXPORT, kind, date) for f, kind, date in missing
+                   if _matches(f, pattern)]
+        listed_keys = {_gz_key(filename) for filename, _, _ in listed}
+        listed_keys |= {_gz_key(PurePosixPath(filename).name) for filename, _, _ in listed}
+
+        def why_not_listed(f: str) -> str:
+            relative = f if root == "." else f[len(root) + 1:]
+            if _gz_key(relative) in listed_keys or _gz_key(PurePosixPath(f).name) in listed_keys:
+                return SECOND_COPY
+            return ROUTE if relative.lower().startswith("routes/") else NOT_LISTED
+
+        unread += [(f, why_not_listed(f), None, None) for f in sorted(members)
+                   if f not in read and _matches(f, pattern)]
         sources += found
-    return sources
+    return sources + _unread_sources(unread, make, label, warn)
+
+
+def _unread_sources(unread: list[tuple[str, str, str | None, datetime | None]],
+                    make: Callable[[str, str | None, datetime | None], Source], label: str,
+                    warn: Warn) -> list[Source]:
+    """Sources that say why they are not read; or, where make gives sources of another
+    kind (a URL tree), one warning per reason naming them."""
+    made = [(make(f, kind, date), why) for f, why, kind, date in unread]
+    if all(isinstance(source, Source) for source, _ in made):
+        return [source._replace(unread=why) for source, why in made]
+    by_reason: dict[str, list[str]] = {}
+    for f, why, _, _ in unread:
+        by_reason.setdefault(why, []).append(f)
+    for why, names in by_reason.items():
+        more = f" and {len(names) - 20:,} more" if len(names) > 20 else ""
+        warn(f"{label}: not read, {why}: {len(names):,} file{'' if len(names) == 1 else 's'}"
+             f" ({', '.join(names[:20])}{more})")
+    return []
 
 
 def _walk(folder: Path) -> list[str]:
@@ -637,7 +727,7 @@ def _from_zip(path: Path, pattern: str | None, warn: Warn) -> list[Source]:
         names = [n for n in archive.namelist() if not n.endswith("/")]
     except zipfile.BadZipFile as err:
         try:
-            names = list(salvage_zip(path))
+            names = [name for name, copies in salvage_zip(path).items() for _ in copies]
         except (OSError, struct.error, zlib.error):
             names = []
         if not names:
@@ -650,17 +740,54 @@ def _from_zip(path: Path, pattern: str | None, warn: Warn) -> list[Source]:
     def read_index(member: str) -> bytes:
         return read_source(Source(path, member), CSV_FIELD_LIMIT * 4)
 
-    return _tree_sources(names, read_index, lambda m, kind, date: Source(path, m, kind, date),
-                         str(path), pattern, warn)
+    copies = Counter(names)
+    unique = list(copies)
+    sources = _tree_sources(unique, read_index,
+                            lambda m, kind, date: Source(path, m, kind, date), str(path),
+                            pattern, warn)
+    twice = [name for name, n in copies.items() if n > 1]
+    if twice:  # zipfile would read the last of them only: each is read, and named
+        shown = ", ".join(twice[:3]) + (f" and {len(twice) - 3:,} more" if len(twice) > 3 else "")
+        warn(f"{path}: {len(twice):,} name{' is' if len(twice) == 1 else 's are'} held by "
+             f"more than one member ({shown}); reading each")
+        sources = [copy for source in sources for copy in (
+            [source._replace(copy=i) for i in range(copies[source.member])]
+            if copies[source.member] > 1 else [source])]
+    nested = [Source(path, name, unread=NESTED_ZIP) for name in unique
+              if name.lower().endswith(".zip") and not _hidden(name)]
+    return sources + nested
 
 
 def _from_folder(folder: Path, pattern: str | None, warn: Warn) -> list[Source]:
+    """The sources in a folder, and in the zips in it that hold activity files (Strava
+    export zips kept where they were downloaded, several exports side by side)."""
     def read_index(relative: str) -> bytes:
         return read_source(Source(folder / relative), CSV_FIELD_LIMIT * 4)
 
-    return _tree_sources(_walk(folder), read_index,
-                         lambda rel, kind, date: Source(folder / rel, None, kind, date),
-                         str(folder), pattern, warn)
+    files = _walk(folder)
+    sources = _tree_sources(files, read_index,
+                            lambda rel, kind, date: Source(folder / rel, None, kind, date),
+                            str(folder), pattern, warn)
+    for relative in files:
+        if relative.lower().endswith(".zip") and not _hidden(relative):
+            sources += _zip_in_folder(folder / relative, pattern, warn)
+    return sources
+
+
+def _zip_in_folder(path: Path, pattern: str | None, warn: Warn) -> list[Source]:
+    """A zip found in a folder: its activity files; none, silently, for a zip of
+    something else (photos); one unread Source if it cannot be opened, saying why."""
+    try:
+        what = _not_regular(os.stat(path).st_mode)  # opening a FIFO would block
+    except OSError as err:
+        what = "a broken link" if os.path.islink(path) else (err.strerror or str(err))
+    if what:
+        return [Source(path, unread=f"a zip that cannot be read ({what})")]
+    try:
+        return _from_zip(path, pattern, warn)
+    except InputError as err:
+        reason = str(err).removeprefix(f"{path}: ")
+        return [Source(path, unread=reason)]
 
 
 def _starts_like_zip(path: Path) -> bool:
@@ -688,7 +815,7 @@ def find_sources(inputs: Iterable[str | Path], pattern: str | None = None, *,
     nothing matches (saying why if a zip could not be opened).
     """
     warn = on_warning or (lambda message: None)
-    found: dict[tuple[Path, str | None], Source] = {}
+    found: dict[tuple[Path, str | None, int | None], Source] = {}
     inputs = [Path(item) for item in inputs]
     unreadable: list[str] = []
     for item in inputs:
@@ -706,7 +833,7 @@ def find_sources(inputs: Iterable[str | Path], pattern: str | None = None, *,
         else:
             raise InputError(f"{item}: no such file or folder")
         for source in sources:
-            found.setdefault((source.path, source.member), source)
+            found.setdefault((source.path, source.member, source.copy), source)
     if not found and unreadable:
         raise InputError("; ".join(unreadable))
     if not found:

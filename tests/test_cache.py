@@ -175,11 +175,24 @@ def unwritable(kind: str, store: Path, monkeypatch):
             return os.open("/dev/full", os.O_WRONLY), name
 
         monkeypatch.setattr(cache, "tempfile", SimpleNamespace(mkstemp=mkstemp))
+
+        def create(path, flags, mode=0o777):  # a small entry, written in place
+            fd = os.open(path, flags, mode)
+            os.close(fd)
+            return os.open("/dev/full", os.O_WRONLY)
     else:  # read-only: root ignores chmod, so the file system says EROFS
         def mkstemp(*args, **kwargs):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
         monkeypatch.setattr(cache, "tempfile", SimpleNamespace(mkstemp=mkstemp))
+
+        def create(path, flags, mode=0o777):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    if kind in ("disk full", "read-only"):  # also for entries created in place (os.open)
+        def open_(path, flags, mode=0o777):
+            return (create if flags & os.O_CREAT else os.open)(path, flags, mode)
+
+        monkeypatch.setattr(cache, "os", SimpleNamespace(**{**vars(os), "open": open_}))
 
 
 @pytest.mark.parametrize("kind", ["a file in the way", "a file under it", "disk full",
@@ -325,3 +338,23 @@ def test_a_basemap_tile_cache_entry_that_is_no_regular_file_is_no_entry(tmp_path
     else:
         entry.symlink_to(tmp_path / "aside")
     assert in_thread(lambda: basemap.read_cache(path), [entry]) is None
+
+
+@pytest.mark.parametrize("cut", [1, 40, 0.5, -1])
+def test_a_small_entry_written_in_place_and_cut_short_is_read_again_and_replaced(
+        tmp_path, ride, parses, cut):
+    # Small entries are created in place (no temporary name and rename: half the cost for
+    # many tiny files): one left half-written (a crash, or a build still writing it) is
+    # refused by its checks, and the next build replaces it whole.
+    store = tmp_path / "cache"
+    first = reading.read_files([ride], store)[0]
+    path = cache.entry_path(store, cache.identity(ride))
+    whole = path.read_bytes()
+    assert len(whole) <= cache.IN_PLACE_BYTES and not list(path.parent.glob("*.tmp"))
+    path.write_bytes(whole[:int(len(whole) * cut) if isinstance(cut, float) else cut])
+    assert cache.load(store, ride) is None
+    parses.clear()
+    again = reading.read_files([ride], store)[0]
+    assert parses == [ride] and path.read_bytes() == whole
+    assert np.array_equal(again.xy, first.xy)
+    assert np.array_equal(cache.load(store, ride).xy, first.xy)

@@ -240,3 +240,18 @@ def test_basemap_deadline_and_tile_timeout_reach_the_build(tmp_path, tracks, mon
     assert (seen["timeout"], seen["deadline"]) == (2.0, 5.0)
     bad = run(tracks, "-o", tmp_path / "h.png", "--basemap-deadline", "0")
     assert "basemap deadline must be > 0 seconds" in error_line(bad)
+
+
+@pytest.mark.parametrize("size", ["nan", "inf", "1e999", "-inf", "1e30"])
+@pytest.mark.parametrize("command", ["build", "serve"])
+def test_a_max_file_size_that_is_no_size_is_refused_in_one_line(tmp_path, tracks, size,
+                                                                 command):
+    # nan, inf and 1e999 were ValueError/OverflowError tracebacks.
+    args = [command, str(tracks), "--max-file-size", size, "--no-cache"]
+    if command == "build":
+        args += ["-o", str(tmp_path / "h.png"), "--basemap", "none"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        f"geoheat: error: --max-file-size: not a size such as 512M or 2G: {size!r}")
+    assert not list(tmp_path.glob("h*"))

@@ -143,9 +143,10 @@ def heat_of(inputs, out, **kwargs):
 def test_export_zip_gives_the_same_heat_as_plain_files(tmp_path, plain):
     export = make_export(plain, tmp_path / "export.zip")
     sources = find_sources([export])
-    assert [s.member for s in sources] == ["activities/1.gpx.gz", "activities/2.tcx.gz",
-                                           "activities/3.gpx"]
-    assert [s.activity_type for s in sources] == ["Ride", "Run", "Walk"]
+    assert [(s.member, s.unread) for s in sources] == [
+        ("activities/1.gpx.gz", None), ("activities/2.tcx.gz", None), ("activities/3.gpx", None),
+        ("activities/999.gpx", "in the export but not listed in its activities.csv")]
+    assert [s.activity_type for s in sources] == ["Ride", "Run", "Walk", None]
     zipped, transform, result = heat_of([export], tmp_path / "z.png")
     flat, flat_transform, _ = heat_of([plain], tmp_path / "p.png")
     assert transform == flat_transform
@@ -197,8 +198,10 @@ def test_a_corrupt_member_in_the_zip_is_skipped(tmp_path, plain):
     warnings = []
     result = geoheat.build([broken], tmp_path / "h.png", on_warning=warnings.append)
     assert result.types == {"Ride": 1, "Walk": 1}
-    assert len(result.skipped) == 1 and "2.tcx.gz" in result.skipped[0][0]
-    assert len(warnings) == 1 and "damaged compressed data" in warnings[0]
+    assert [name.rsplit(":", 1)[-1] for name, _ in result.skipped] == [
+        "activities/2.tcx.gz", "activities/999.gpx"]  # damaged; not listed
+    assert len(warnings) == 2 and "damaged compressed data" in warnings[0]
+    assert warnings[1].endswith("999.gpx: in the export but not listed in its activities.csv")
 
 
 def test_folder_scan_finds_every_format(tmp_path, plain):
@@ -239,3 +242,59 @@ def test_an_old_export_builds_like_the_plain_files(tmp_path, plain):
     assert result.types == {"Ride": 1, "Run": 1, "Walk": 1}
     in_2023 = heat_of([export], tmp_path / "y.png", years=[2023])[2]
     assert in_2023.types == {"Run": 1}
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_every_file_an_export_lists_but_lacks_is_named_in_warnings_and_report(
+        tmp_path, plain, verbose):
+    import json
+
+    export = make_export(plain, tmp_path / "export.zip")
+    lacking = tmp_path / "lacking.zip"
+    with zipfile.ZipFile(export) as old, zipfile.ZipFile(lacking, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename == "activities.csv":  # four more listed, not in the zip
+                data += "".join(f'{n},"May 3, 2024, 7:00:00 AM",Morning,Ride,activities/{n}.gpx\n'
+                                for n in range(5, 9)).encode()
+            new.writestr(item, data)
+    warnings = []
+    result = geoheat.build([lacking], tmp_path / "h.png", on_warning=warnings.append,
+                           report=tmp_path / "r.json", verbose=verbose)
+    assert result.types == {"Ride": 1, "Run": 1, "Walk": 1}
+    why = "listed in activities.csv but not in the export"
+    names = [f"{lacking}:activities/{n}.gpx" for n in range(5, 9)]
+    if verbose:
+        assert [w for w in warnings if why in w] == [f"skipped {n}: {why}" for n in names]
+    else:
+        assert (f"skipped 4 files: {why}: {', '.join(names[:3])} and 1 more "
+                "(--verbose lists them)") in warnings
+    files = json.loads((tmp_path / "r.json").read_text())["files"]
+    assert [(f["path"], f["status"], f["reason"], f["type"]) for f in files
+            if f["reason"] == why] == [(n, "skipped", why, "Ride") for n in names]
+    assert [(f["path"], f["reason"]) for f in files if "999" in f["path"]] == [
+        (f"{lacking}:activities/999.gpx", "in the export but not listed in its activities.csv")]
+
+
+def test_two_exports_in_a_folder_and_a_zip_in_a_zip_are_read_or_named(tmp_path, plain):
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    make_export(plain, downloads / "export_1.zip")
+    outer = downloads / "old.zip"
+    with zipfile.ZipFile(outer, "w") as archive:
+        archive.write(downloads / "export_1.zip", "export_2.zip")
+    warnings = []
+    result = geoheat.build([downloads], tmp_path / "h.png", on_warning=warnings.append)
+    assert result.types == {"Ride": 1, "Run": 1, "Walk": 1}  # was: "no file matches"
+    assert f"skipped {outer}:export_2.zip: a zip inside the zip, not read (unzip the outer " \
+           "zip and give its folder)" in warnings
+
+
+def test_two_members_of_one_name_are_both_drawn(tmp_path):
+    path = tmp_path / "twice.zip"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("activities/a.gpx", gpx_document([np.array(RIDE)], start=on(2024)))
+            archive.writestr("activities/a.gpx", gpx_document([np.array(RUN)], start=on(2023)))
+    result = geoheat.build([path], tmp_path / "h.tif", zoom=14, png=False, extent="all")
+    assert result.activities == 2 and result.points_used == len(RIDE) + len(RUN)

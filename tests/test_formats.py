@@ -176,7 +176,10 @@ def test_tcx_empty_latitude_skips_that_point():
         "<LongitudeDegrees>east</LongitudeDegrees>", 1)
     activity, note = read_tcx(document.encode(), "x.tcx")
     lonlat = np.concatenate(activity.segments)
-    assert note is None and np.isnan(lonlat[3]).any() and np.isnan(lonlat[5]).any()
+    assert np.isnan(lonlat[3]).any() and np.isnan(lonlat[5]).any()
+    # An empty one is no position; 'east' is a coordinate that is not a number: said.
+    assert note == ("x.tcx: coordinates that are not numbers ('east'); "
+                    "dropped 1 track point as invalid")
 
 
 def test_tcx_odd_values_count_as_invalid_points(tmp_path):

@@ -167,3 +167,102 @@ def test_garmin_style_times_are_paired_only_when_asked_for():
     wanted = read_gpx_data(data, "t.gpx", times=lambda segments: True)[0]
     assert wanted.times[0].tolist() == [START.timestamp() + i for i in range(6)]
     assert wanted.start == START and wanted.times[0][0] == wanted.start.timestamp()
+
+
+def _gpx_with_latitudes(texts):
+    """A GPX track of 50 points along a line, the latitudes written as texts[i % len]."""
+    rows = []
+    for i in range(50):
+        lat = texts[i % len(texts)] or f"{46.05 + 0.0001 * i:.6f}"
+        rows.append(f'<trkpt lat="{lat}" lon="{14.5 + 0.0001 * i:.6f}">'
+                    f"<time>2024-05-03T07:00:{i % 60:02d}Z</time></trkpt>")
+    return ('<?xml version="1.0"?><gpx version="1.1" creator="t" '
+            'xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>'
+            + "".join(rows) + "</trkseg></trk></gpx>").encode()
+
+
+@pytest.mark.parametrize("text", ["46,0500", "0x2E", "4_6.05", "４６.０５", "46.05.1", "abc"])
+@pytest.mark.parametrize("every", ["all", "alternate"])
+def test_a_coordinate_that_is_no_number_is_dropped_and_counted(tmp_path, text, every):
+    # GDAL (strtod) read the number the text starts with: all 50 points at 46.0, or a
+    # zig-zag between the track and 46.0 / 4.0 / 0.0 (the equator).
+    from geoheat.projection import unproject
+    from geoheat.reading import parse_file
+
+    path = tmp_path / "odd.gpx"
+    path.write_bytes(_gpx_with_latitudes([text] if every == "all" else [text, None]))
+    parsed = parse_file(path)
+    bad = 50 if every == "all" else 25
+    assert (parsed.invalid, parsed.points) == (bad, 50 - bad)
+    lat = unproject(parsed.xy)[:, 1] if parsed.points else np.empty(0)
+    assert ((lat > 46.04) & (lat < 46.06)).all()  # only the real track is left
+    assert parsed.note == (f'{path}: coordinates that are not numbers (lat="{text}"); '
+                           f"dropped {bad} track points as invalid")
+
+
+def test_plain_decimal_coordinates_in_every_form_are_read(tmp_path):
+    from geoheat.gpx import coordinate
+
+    for text, value in [("46.05", 46.05), (" +46.05 ", 46.05), ("4.605e1", 46.05),
+                        (".5", 0.5), ("46.", 46.0), ("-0", 0.0), ("46", 46.0)]:
+        assert coordinate(text) == value, text
+    for text in ["46,05", "0x2E", "4_6.05", "４６", "", "1e", "--1", "46.0.5", None]:
+        assert np.isnan(coordinate(text)), text
+
+
+def test_coordinates_that_are_no_numbers_are_one_grouped_warning(tmp_path):
+    import geoheat
+
+    folder = tmp_path / "tracks"
+    folder.mkdir()
+    for i, text in enumerate(["46,0500", "0x2E", "4_6.05", "４６.０５"]):
+        (folder / f"{i}.gpx").write_bytes(_gpx_with_latitudes([text, None]))
+    warnings = []
+    result = geoheat.build([folder], tmp_path / "h.tif", on_warning=warnings.append,
+                           zoom=14, png=False, keep_duplicates=True)
+    assert result.points_invalid == 100 and result.points_used == 100
+    assert warnings == ["partly read 4 files: coordinates that are not numbers: "
+                        f"{folder / '0.gpx'}, {folder / '1.gpx'}, {folder / '2.gpx'} "
+                        "and 1 more (--verbose lists them)"]
+
+
+def test_a_tcx_coordinate_that_is_no_number_is_dropped_and_counted():
+    from geoheat.formats import read_tcx
+
+    rows = "".join(
+        f"<Trackpoint><Time>2024-05-03T07:00:{i:02d}Z</Time><Position>"
+        f"<LatitudeDegrees>{'46,0500' if i % 2 else 46.05 + 0.0001 * i}</LatitudeDegrees>"
+        f"<LongitudeDegrees>{14.5 + 0.0001 * i}</LongitudeDegrees></Position></Trackpoint>"
+        for i in range(10))
+    data = ('<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/'
+            'TrainingCenterDatabase/v2"><Activities><Activity Sport="Running"><Lap><Track>'
+            f"{rows}</Track></Lap></Activity></Activities></TrainingCenterDatabase>").encode()
+    activity, note = read_tcx(data, "x.tcx")
+    lat = activity.segments[0][:, 1]
+    assert np.isnan(lat[1::2]).all() and (lat[::2] > 46.04).all()
+    assert note == ("x.tcx: coordinates that are not numbers ('46,0500'); "
+                    "dropped 5 track points as invalid")
+
+
+@pytest.mark.parametrize("text", ["2024-05-01t10:00:00z", "2024-05-01 10:00:00Z",
+                                  "2024-05-01T10:00:00z", "2024-05-01 10:00:00.000z"])
+@pytest.mark.parametrize("broken", [False, True])
+def test_rfc3339_times_with_lower_case_or_a_space_are_times(text, broken):
+    from geoheat.formats import read_tcx
+
+    rows = "".join(f'<trkpt lat="{46.05 + 0.01 * i}" lon="14.5"><time>{text[:18]}{i}'
+                   f"{text[19:]}</time></trkpt>" for i in range(3))
+    data = ('<?xml version="1.0"?><gpx version="1.1" creator="t" '
+            f'xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>{rows}</trkseg></trk>'
+            + ("<trk><trkseg><trkpt" if broken else "</gpx>")).encode()
+    activity, note = read_gpx_data(data, "x.gpx")
+    assert (note is not None) == broken
+    assert activity.start == datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+    np.testing.assert_array_equal(np.concatenate(activity.times),
+                                  activity.start.timestamp() + np.arange(3))
+    tcx = ('<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/'
+           f'TrainingCenterDatabase/v2"><Activities><Activity Sport="Running"><Id>{text}</Id>'
+           f"<Lap><Track><Trackpoint><Time>{text}</Time><Position><LatitudeDegrees>46.05"
+           "</LatitudeDegrees><LongitudeDegrees>14.5</LongitudeDegrees></Position></Trackpoint>"
+           "</Track></Lap></Activity></Activities></TrainingCenterDatabase>").encode()
+    assert read_tcx(tcx, "x.tcx")[0].start == activity.start

@@ -110,6 +110,7 @@ def test_worker_processes_send_back_summaries_not_points(tmp_path, rides, monkey
         return parsed, stored
 
     monkeypatch.setattr(reading, "parse_and_cache", spy)
+    monkeypatch.setattr(reading, "SMALL_POINTS", 30)  # these files are larger than "small"
     light = reading.read_files(sorted(rides.glob("*.gpx")), store, keep_points=False)
     assert len(sent) == 6 and all(xy == 0 and points > 30 and stored
                                   for xy, points, stored in sent)
@@ -127,6 +128,28 @@ def test_worker_processes_send_back_summaries_not_points(tmp_path, rides, monkey
     one = geoheat.build([rides], tmp_path / "one.png", zoom=15, jobs=1)
     assert tif_bytes(tmp_path / "one.png") == tif_bytes(tmp_path / "two.png")
     assert two.points_used == one.points_used
+
+
+def test_small_files_keep_their_points_up_to_a_budget_and_are_not_loaded_again(
+        tmp_path, rides, monkeypatch):
+    # Reloading a tiny file's points from its cache entry to count them cost more than
+    # holding them: a cold build of many tiny files was slower than one with no cache.
+    store = tmp_path / "cache"
+    paths = sorted(rides.glob("*.gpx"))
+    full = reading.read_files(paths, None)
+    monkeypatch.setattr(reading, "KEPT_POINTS", sum(p.points for p in full[:4]))  # four of six
+    light = reading.read_files(paths, store, keep_points=False)
+    assert [p.loaded for p in light] == [True] * 4 + [False] * 2
+    assert all(cache.load(store, path) is not None for path in paths)  # all cached
+    loads = []
+    real_load = cache.load
+    monkeypatch.setattr(cache, "load", lambda *a, **k: loads.append(a[1]) or real_load(*a, **k))
+    for mine, theirs, path in zip(light, full, paths):
+        loaded = reading.load_points(mine, reading.Source(path), store)
+        assert np.array_equal(loaded.xy, theirs.xy)
+    assert [Path(source.path).name for source in loads] == [p.name for p in paths[4:]]
+    # From the cache (headers only), the budget is not used: the points are loaded later.
+    assert not any(p.loaded for p in reading.read_files(paths, store, keep_points=False))
 
 
 def test_a_file_over_the_size_limit_is_not_cached_as_skipped(tmp_path, rides):

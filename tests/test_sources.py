@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from geoheat import InputError
+from geoheat import sources as sources_module
 from geoheat.reading import parse_file
 from geoheat.samples import gpx_document
 from geoheat.sources import (MAX_ACTIVITY_BYTES, Source, find_sources, open_zip,
@@ -69,7 +70,15 @@ def both(tmp_path, header, rows, files, encoding="utf-8"):
 
 
 def names(sources):
-    return [(s.member or s.path.as_posix()).rsplit("activities/", 1)[-1] for s in sources]
+    """The sources to read, by name below activities/."""
+    return [(s.member or s.path.as_posix()).rsplit("activities/", 1)[-1] for s in sources
+            if s.unread is None]
+
+
+def unread(sources):
+    """The files found but not to be read: {name below the export: why}."""
+    return {(s.member or s.path.as_posix()).rsplit("export/", 1)[-1]: s.unread
+            for s in sources if s.unread is not None}
 
 
 def test_old_lowercase_export_is_read_through_its_index(tmp_path):
@@ -80,7 +89,8 @@ def test_old_lowercase_export_is_read_through_its_index(tmp_path):
                                                    "activities/99.gpx"]):
         sources = find_sources([export])
         assert names(sources) == ["1.gpx", "2.gpx.gz"], export  # 99 is not listed
-        assert [s.activity_type for s in sources] == ["Ride", "Run"]
+        assert unread(sources) == {"activities/99.gpx": sources_module.NOT_LISTED}
+        assert [s.activity_type for s in sources if not s.unread] == ["Ride", "Run"]
         assert sources[0].date == datetime(2018, 6, 8, 18, 28, 52, tzinfo=timezone.utc)
 
 
@@ -124,6 +134,8 @@ def test_localised_header_and_dates_are_read_by_their_values(tmp_path):
     ("2019/02/17 오후 6:26:44", (2019, 2, 17, 18, 26, 44)),
     ("2019年2月17日 下午6:26:44", (2019, 2, 17, 18, 26, 44)),
     ("17 Dez. 2019, 06:26:44", (2019, 12, 17, 6, 26, 44)),
+    ("2024-05-01t10:00:00z", (2024, 5, 1, 10, 0, 0)),  # RFC 3339, lower case
+    ("2024-05-01 10:00:00Z", (2024, 5, 1, 10, 0, 0)),
     ("03/04/2019 06:26", None),  # March or April: the file's own time decides
     ("", None), ("yesterday", None)])
 def test_strava_dates(text, expected):
@@ -189,8 +201,10 @@ def test_folders_are_searched_recursively_and_an_export_below_is_read_by_its_ind
                                                         "activities/2.gpx"])
     sources = find_sources([tmp_path])
     relative = [s.path.relative_to(tmp_path).as_posix() for s in sources]
-    assert relative == ["GPX_OUT/a.gpx", "GPX_OUT/deep/deeper/b.GPX", "strava/activities/1.gpx"]
-    assert sources[-1].activity_type == "Ride"  # through its activities.csv
+    assert relative == ["GPX_OUT/a.gpx", "GPX_OUT/deep/deeper/b.GPX", "strava/activities/1.gpx",
+                        "strava/activities/2.gpx"]
+    assert sources[2].activity_type == "Ride"  # through its activities.csv
+    assert sources[3].unread == sources_module.NOT_LISTED  # found, not read, and said
     assert [s.path.name for s in find_sources([tmp_path], "b.*")] == ["b.GPX"]
     assert [s.path.name for s in find_sources([tmp_path], "GPX_OUT/*")] == ["a.gpx", "b.GPX"]
 
@@ -392,3 +406,167 @@ def test_an_export_saved_without_zip_in_its_name_is_read_as_one(tmp_path):
     export = zip_folder(folder, tmp_path / "export_12345")
     assert [(s.member, s.activity_type) for s in find_sources([export])] == [
         ("activities/1.gpx", "Ride")]
+
+
+# --- what is not read is named (issues 21 and 28) ------------------------------------
+
+def test_listed_files_the_export_lacks_are_each_named(tmp_path):
+    rows = [old_row(i, "2018-06-08 18:28:52", "Ride", f"activities/{i}.gpx") for i in range(1, 6)]
+    for export in both(tmp_path, OLD_HEADER, rows, ["activities/1.gpx", "activities/2.gpx"]):
+        warnings = []
+        sources = find_sources([export], on_warning=warnings.append)
+        assert names(sources) == ["1.gpx", "2.gpx"], export
+        assert unread(sources) == {f"activities/{i}.gpx": sources_module.NOT_IN_EXPORT
+                                   for i in (3, 4, 5)}
+        assert not warnings  # the build names them, as skipped files (test_exports)
+        missing = [s for s in sources if s.unread]
+        assert all(s.activity_type == "Ride" for s in missing)  # what the index says
+        for source in missing:
+            parsed = parse_file(source)
+            assert parsed.error == f"{source.name}: {sources_module.NOT_IN_EXPORT}"
+
+
+@pytest.mark.parametrize("written", ["./activities/{}.gpx", "activities//{}.gpx",
+                                     "/activities/{}.gpx", "activities/./{}.gpx",
+                                     "activities\\{}.gpx"])
+def test_listed_names_with_dot_slashes_or_double_slashes_are_found(tmp_path, written):
+    rows = [old_row(i, "2018-06-08 18:28:52", "Ride", written.format(i)) for i in (1, 2)]
+    for export in both(tmp_path, OLD_HEADER, rows, ["activities/1.gpx", "activities/2.gpx"]):
+        sources = find_sources([export])
+        assert names(sources) == ["1.gpx", "2.gpx"] and not unread(sources), export
+        assert [s.activity_type for s in sources] == ["Ride", "Ride"]
+
+
+@pytest.mark.parametrize("date", ["1970-01-01 00:00:00", "9999-12-31 23:59:59",
+                                  "\"Jan 1, 1970, 12:00:00 AM\""])
+def test_an_implausible_index_date_gives_way_to_the_files_own(tmp_path, date):
+    from geoheat.samples import gpx_document
+
+    own = datetime(2023, 6, 1, 7, 0, tzinfo=timezone.utc)
+    folder = tmp_path / "export"
+    (folder / "activities").mkdir(parents=True)
+    (folder / "activities.csv").write_text(
+        "\n".join([OLD_HEADER, old_row(1, date, "Ride", "activities/1.gpx"), ""]))
+    (folder / "activities" / "1.gpx").write_text(gpx_document([TRACK], start=own))
+    (source,) = find_sources([folder])
+    assert source.date is None and source.activity_type == "Ride"
+    import geoheat
+
+    result = geoheat.build([folder], tmp_path / "h.tif", years=[2023], zoom=14, png=False)
+    assert result.types == {"Ride": 1}  # drawn for 2023, its own year
+
+
+@pytest.mark.parametrize("index", [
+    OLD_HEADER + "\n",  # the header alone
+    OLD_HEADER + "\n" + old_row(1, "2018-06-08 18:28:52", "Ride", ""),  # manual entries only
+    "Activity ID,Activity Date,Activity Type,Filename,Filename\n"
+    '1,"Feb 17, 2019, 6:26:44 AM",Ride,,\n',  # two Filename columns, both empty
+])
+def test_an_index_listing_no_file_reads_the_files_the_export_holds(tmp_path, index):
+    files = ["activities/1.gpx", "activities/2.gpx.gz"]
+    folder = write_export(tmp_path / "export", OLD_HEADER, [], files)
+    (folder / "activities.csv").write_text(index)
+    for export in (folder, zip_folder(folder, tmp_path / "export.zip")):
+        warnings = []
+        sources = find_sources([export], on_warning=warnings.append)
+        assert names(sources) == ["1.gpx", "2.gpx.gz"], export
+        assert len(warnings) == 1 and "lists no activity file" in warnings[0]
+        assert "reading every activity file" in warnings[0]
+
+
+def test_the_filled_one_of_two_filename_columns_is_read(tmp_path):
+    index = ("Activity ID,Activity Date,Activity Type,Filename,Filename\n"
+             '1,"Feb 17, 2019, 6:26:44 AM",Ride,,activities/1.gpx\n'
+             '2,"Feb 18, 2019, 6:26:44 AM",Run,,activities/2.gpx.gz\n')
+    folder = write_export(tmp_path / "export", OLD_HEADER, [],
+                          ["activities/1.gpx", "activities/2.gpx.gz"])
+    (folder / "activities.csv").write_text(index)
+    sources = find_sources([folder])
+    assert [s.activity_type for s in sources] == ["Ride", "Run"] and not unread(sources)
+
+
+def test_export_zips_in_a_folder_are_read(tmp_path):
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    for n in (1, 2):  # a parent folder of two exports, as downloaded
+        rows = [old_row(n, "2018-06-08 18:28:52", "Run", f"activities/{n}.gpx")]
+        folder = write_export(tmp_path / f"unpacked{n}", OLD_HEADER, rows, [f"activities/{n}.gpx"])
+        zip_folder(folder, downloads / f"export_1234{n}.zip")
+    with zipfile.ZipFile(downloads / "photos.zip", "w") as archive:
+        archive.writestr("a.jpg", b"\xff\xd8\xff")  # no activity: not read, not named
+    (downloads / "damaged.zip").write_bytes(b"PK\x05\x06" + bytes(10))
+    warnings = []
+    sources = find_sources([downloads], on_warning=warnings.append)
+    assert [(s.path.name, s.member, s.activity_type) for s in sources if not s.unread] == [
+        ("export_12341.zip", "activities/1.gpx", "Run"),
+        ("export_12342.zip", "activities/2.gpx", "Run")]
+    (damaged,) = [s for s in sources if s.unread]
+    assert damaged.path.name == "damaged.zip" and damaged.member is None
+    assert damaged.unread.startswith("not a readable zip file")
+    assert not warnings
+
+
+def test_a_folder_holding_only_an_export_zip_is_read(tmp_path):
+    rows = [old_row(1, "2018-06-08 18:28:52", "Ride", "activities/1.gpx")]
+    folder = write_export(tmp_path / "x", OLD_HEADER, rows, ["activities/1.gpx"])
+    (tmp_path / "dl").mkdir()
+    zip_folder(folder, tmp_path / "dl" / "export_12345.zip")  # was: "no file matches"
+    (source,) = find_sources([tmp_path / "dl"])
+    assert (source.member, source.activity_type) == ("activities/1.gpx", "Ride")
+    assert parse_file(source).points == len(TRACK)
+
+
+def test_a_fifo_named_zip_in_a_folder_is_named_not_opened(tmp_path):
+    (tmp_path / "a.gpx").write_bytes(GPX)
+    os.mkfifo(tmp_path / "export.zip")
+    sources = find_sources([tmp_path])  # opening the FIFO would block for ever
+    assert [(s.path.name, s.unread) for s in sources] == [
+        ("a.gpx", None), ("export.zip", "a zip that cannot be read (a FIFO)")]
+
+
+def test_two_members_of_one_name_are_both_read_and_named(tmp_path):
+    other = gpx_document([TRACK + 0.01]).encode()
+    path = tmp_path / "twice.zip"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("activities/a.gpx", GPX)
+            archive.writestr("activities/a.gpx", other)
+            archive.writestr("activities/b.gpx", GPX)
+    warnings = []
+    sources = find_sources([path], on_warning=warnings.append)
+    assert [(s.member, s.copy) for s in sources] == [
+        ("activities/a.gpx", 0), ("activities/a.gpx", 1), ("activities/b.gpx", None)]
+    assert warnings == [f"{path}: 1 name is held by more than one member (activities/a.gpx); "
+                        "reading each"]
+    assert [read_source(s) for s in sources] == [GPX, other, GPX]
+    assert len({s.name for s in sources}) == 3
+    assert sources[1].name == f"{path}:activities/a.gpx (copy 2 of that name)"
+
+
+def test_two_members_of_one_name_have_their_own_cache_entries(tmp_path):
+    from geoheat.reading import read_files
+
+    other = gpx_document([TRACK + 0.01]).encode()
+    path = tmp_path / "twice.zip"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("a.gpx", GPX)
+            archive.writestr("a.gpx", other)
+    sources = find_sources([path])
+    cold = read_files(sources, tmp_path / "cache")
+    warm = read_files(sources, tmp_path / "cache")
+    for parsed in (cold, warm):
+        assert not np.array_equal(parsed[0].xy, parsed[1].xy)
+        np.testing.assert_array_equal(parsed[1].xy, parse_file(sources[1]).xy)
+
+
+def test_a_zip_inside_the_zip_is_named(tmp_path):
+    rows = [old_row(1, "2018-06-08 18:28:52", "Ride", "activities/1.gpx")]
+    inner = zip_folder(write_export(tmp_path / "x", OLD_HEADER, rows, ["activities/1.gpx"]),
+                       tmp_path / "export_1.zip")
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w") as archive:
+        archive.write(inner, "Downloads/export_1.zip")
+    (source,) = find_sources([outer])  # was: "no file matches"
+    assert source.member == "Downloads/export_1.zip"
+    assert source.unread == sources_module.NESTED_ZIP
