@@ -27,6 +27,7 @@ SMOKE = {
     "bench_cluster.py": (["--data", GPX, "--repeat", "1", "--zoom", "12", "--street-zoom", "13"],
                          GPX + ": 18,519 points read"),
     "bench_fit.py": (["--reps", "1", "--decoder-reps", "1", "--skip-decoders"], "FIT_OUT"),
+    "bench_many_files.py": (["--files", "30", "--rounds", "1"], "cold / no cache"),
     "bench_outputs.py": (["--data", GPX, "--zoom", "12", "--repeat", "1"], GPX + " at zoom 12"),
     "bench_pyramid.py": (["--data", GPX, "--zoom", "13", "--min-zoom", "11"], "gpx: "),
     "bench_scale.py": (["--data", GPX, "--copies", "1", "--zooms", "12"],
