@@ -405,3 +405,102 @@ def test_an_unforeseen_error_in_the_fast_reader_falls_back_to_the_sdk(monkeypatc
     monkeypatch.setattr(fit, "read_fit_sdk", SDK)
     act, note = fit.read_fit(activity(POINTS[:7]).bytes(), "x.fit")
     assert act.points == 7 and note is None
+
+
+# Damaged files (issue 19): a damaged message ends the reading, or its positions are left
+# out; never a position off the track. tests/test_fuzz.py checks many mutations.
+
+def off_track_km(lonlat_mutated, lonlat_original):
+    """How far the farthest mutated position is from every original one (km, roughly)."""
+    if not len(lonlat_mutated):
+        return 0.0
+    dlat = lonlat_mutated[:, None, 1] - lonlat_original[None, :, 1]
+    dlon = (lonlat_mutated[:, None, 0] - lonlat_original[None, :, 0]) * np.cos(
+        np.radians(lonlat_original[None, :, 1]))
+    return float((np.hypot(dlat, dlon).min(axis=1) * 111.2).max())
+
+
+def test_a_record_header_read_as_compressed_ends_the_reading():
+    """The Fenix 2 case: the first record's header 0x03 with bit 7 set reads as a
+    compressed-timestamp header of local type 0 (the file_id), of another size: the walk
+    went on out of step and drew 2,808 positions near (0, 0), 6,575 km off."""
+    name = "activity-small-fenix2-run.fit"
+    data = (shared_folder("fit-tcx") / name).read_bytes()
+    original = lonlat(fit.read_fit(data, name))
+    at = fit_header_of_a_record(data) - 2 * 43  # the first record (43 bytes each)
+    assert data[at] == 0x03
+    damaged = bytearray(data)
+    damaged[at] |= 0x80
+    act, note = fit.read_fit(bytes(damaged), name)
+    assert off_track_km(lonlat((act, note)), original) < 1
+    assert "broken off" in note and "out of step" in note
+    sdk, sdk_note = SDK(bytes(damaged), name)  # the SDK stops there too
+    assert act.points == sdk.points == 0 and sdk_note
+
+
+@pytest.mark.parametrize("at", [5000, 40000, 90000, 120000])
+def test_a_record_header_flipped_anywhere_never_draws_garbage(at):
+    name = "activity-small-fenix2-run.fit"
+    data = (shared_folder("fit-tcx") / name).read_bytes()
+    original = lonlat(fit.read_fit(data, name))
+    # the next record header at or after `at`: records are 43 bytes from byte 174
+    at = 174 + -(-(at - 174) // 43) * 43
+    assert data[at] == 0x03
+    for value in (0x83, 0xA3, 0xC3, 0xE3, 0x00, 0x01, 0x02):
+        damaged = bytearray(data)
+        damaged[at] = value
+        act, note = fit.read_fit(bytes(damaged), name)
+        assert off_track_km(lonlat((act, note)), original) < 1, hex(value)
+        assert note or value == 0xE3, hex(value)  # 0xE3: the same record, time compressed
+        assert act.points >= (at - 174) // 43 - 3, hex(value)  # what came before stays
+
+
+def test_a_flipped_coordinate_bit_is_left_out_when_the_crc_says_damaged():
+    name = "garmin-fenix-5-run.fit"
+    data = (shared_folder("fit-tcx") / name).read_bytes()
+    original = lonlat(fit.read_fit(data, name))
+    third = fit_header_of_a_record(data)
+    lat = semicircles(original[2, 1])
+    at = data.index(struct.pack("<i", lat), third)
+    damaged = bytearray(data)
+    damaged[at + 3] ^= 0x10  # bit 28 of its latitude: 22 degrees off
+    act, note = fit.read_fit(bytes(damaged), name)
+    assert act.points == len(original) - 1
+    np.testing.assert_allclose(lonlat((act, note)), np.delete(original, 2, axis=0), atol=1e-7)
+    assert note == (f"{name}: damaged (its CRC does not match); left out 1 position "
+                    "out of step with the track")
+    sdk, _ = SDK(bytes(damaged), name)  # the SDK draws it
+    assert off_track_km(lonlat((sdk, None)), original) > 2000
+
+
+def test_an_undamaged_file_keeps_its_glitches():
+    """A GPS glitch in a file whose CRC matches (or has none) is the device's: kept."""
+    points = POINTS[:30]
+    points[10] = (104.06 + 3, 30.65)  # 300 km east for one record
+    data = activity(points).bytes()  # CRC 0: not computed
+    act, note = assert_same_as_sdk(data)
+    assert act.points == 30 and note is None
+    body = data[:-2]
+    with_crc = body + struct.pack("<H", fit.crc16(body))
+    act, note = assert_same_as_sdk(with_crc)
+    assert act.points == 30 and note is None
+    wrong = body + struct.pack("<H", fit.crc16(body) ^ 1)
+    act, note = fit.read_fit(wrong, "x.fit")
+    assert act.points == 29 and "CRC does not match" in note
+
+
+def test_the_crc_is_the_fit_crc():
+    for path in shared_fit_files()[:3] or [None]:
+        if path is None:
+            shared_folder("fit-tcx")
+        data = path.read_bytes()
+        end = data[0] + int.from_bytes(data[4:8], "little")
+        assert fit.crc16(data[:end]) == int.from_bytes(data[end:end + 2], "little"), path
+    assert fit.crc16(b"123456789") == 0xBB3D  # CRC-16/ARC's check value
+    long = bytes(range(256)) * 40 + b"tail"  # long enough for the lanes
+    crc = 0
+    for byte in long:  # bit by bit, as the FIT protocol describes it
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    assert fit.crc16(long) == crc
