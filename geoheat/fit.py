@@ -431,17 +431,22 @@ def _off_track(lat: np.ndarray, lon: np.ndarray, stamps: np.ndarray,
     if not suspect.any() and (step <= NEAR_SEMICIRCLES / 2**0.5).all():
         return suspect  # every position within NEAR_KM of the next one
     coslat = np.cos(np.radians(lat64 * SEMICIRCLE))
-    near = np.zeros(n, bool)
+    closes = []  # (k, whether position i and i + k are within NEAR_KM)
     for k in (1, 2):
-        if k >= n:
-            break
-        dy = (lat64[k:] - lat64[:-k]).astype(float)
-        dx = ((lon64[k:] - lon64[:-k] + 2**31) % 2**32 - 2**31) * np.minimum(coslat[k:],
-                                                                          coslat[:-k])
-        close = np.hypot(dx, dy) <= NEAR_SEMICIRCLES
-        near[k:] |= close & ~suspect[:-k]
-        near[:-k] |= close & ~suspect[k:]
-    return ~near
+        if k < n:
+            dy = (lat64[k:] - lat64[:-k]).astype(float)
+            dx = ((lon64[k:] - lon64[:-k] + 2**31) % 2**32 - 2**31) * np.minimum(
+                coslat[k:], coslat[:-k])
+            closes.append((k, np.hypot(dx, dy) <= NEAR_SEMICIRCLES))
+    trusted = ~suspect
+    while True:  # a trusted position no trusted neighbour vouches for is trusted no more
+        near = np.zeros(n, bool)
+        for k, close in closes:
+            near[k:] |= close & trusted[:-k]
+            near[:-k] |= close & trusted[k:]
+        if not (trusted & ~near).any():
+            return ~near
+        trusted &= near
 
 
 def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
