@@ -50,7 +50,9 @@ _INTEGER_TYPES = {
 }
 _BASE_TYPES = range(17)
 # The fields read from each message type besides the timestamp (253).
-_WANTED = {FILE_ID: (0, 4), SPORT: (0,), SESSION: (2, 5), RECORD: (0, 1)}
+# session: start_time, sport, sub_sport, total_elapsed_time, total_distance
+_SESSION_FIELDS = (2, 5, 6, 7, 9)
+_WANTED = {FILE_ID: (0, 4), SPORT: (0, 1), SESSION: _SESSION_FIELDS, RECORD: (0, 1)}
 
 
 class _Unsupported(Exception):
@@ -170,7 +172,9 @@ class _Scan:
         self.one_time: list[int] = []
         self.records = 0
         self.first_time = None  # the first record's timestamp
-        self.file_type = self.session = self.sport = None
+        self.file_type = self.sport = None
+        self.sessions: list[tuple] = []  # each session's _SESSION_FIELDS' values
+        self.unfinished = False  # a header with no data size: read to the last message
         self.created = None  # the file_id's time_created
         self.file_ids = 0
         self.problem = None
@@ -211,6 +215,9 @@ def _scan(data: bytes) -> _Scan:
             if found is None:
                 raise _Broken(start, "no FIT file header")
             header_size, records_size = found
+            if records_size == 0 and size > start + header_size + 2:
+                # Never finalised (a crash, a flat battery): the records run to the end.
+                scan.unfinished, records_size = True, size - start - header_size
             p, end = start + header_size, min(start + header_size + records_size, size)
             while p < end:
                 header = data[p]
@@ -295,6 +302,8 @@ def _scan(data: bytes) -> _Scan:
                         if last is not None:
                             last_time = last
                 p += k * stride
+            if scan.unfinished:
+                break  # no CRC follows
             if p < start + header_size + records_size:
                 raise _Broken(p, "ends before its last message")
             if p + 2 > size:
@@ -320,11 +329,13 @@ def _other(scan: _Scan, d: _Definition, data: bytes, p: int, count: int = 1) -> 
             scan.file_type = field.value(data, p) if field else None
             scan.created = created.value(data, p) if created else None
         scan.file_ids += 1
-    elif d.number == SESSION and scan.session is None:
-        scan.session = tuple(d.fields[n].value(data, p) if n in d.fields else None
-                             for n in (2, 5))
+    elif d.number == SESSION:  # every session: a multisport file has one a leg
+        for at in range(p, p + count * d.stride, d.stride):
+            scan.sessions.append(tuple(d.fields[n].value(data, at) if n in d.fields else None
+                                       for n in _SESSION_FIELDS))
     elif d.number == SPORT and scan.sport is None:
-        scan.sport = d.fields[0].value(data, p) if 0 in d.fields else None
+        scan.sport = tuple(d.fields[n].value(data, p) if n in d.fields else None
+                           for n in (0, 1))
 
 
 def _names(kind: str) -> dict:
@@ -334,8 +345,34 @@ def _names(kind: str) -> dict:
     return Profile["types"].get(kind) or {}
 
 
-def _time(value: int) -> datetime:
+def _time(value: int | None) -> datetime | None:
+    """A FIT time as a datetime; None for one no calendar holds (a uint64 field of 2^63:
+    an unset clock, say)."""
+    if value is None or not 0 <= value <= 0xFFFFFFFF:
+        return None
     return datetime.fromtimestamp(value + FIT_EPOCH, timezone.utc)
+
+
+# Strava's type for a sub-sport that changes it: Zwift's rides are cycling with the
+# sub-sport virtual_activity; a treadmill or virtual run is a VirtualRun.
+_VIRTUAL = {("cycling", "virtual_activity"): "VirtualRide",
+            ("running", "virtual_activity"): "VirtualRun",
+            ("running", "treadmill"): "VirtualRun"}
+
+
+def activity_sport(legs: list[tuple]) -> str | None:
+    """The sport of an activity from its sessions' (sport, sub-sport, seconds, metres),
+    named as the FIT profile names them: a multisport file (a triathlon: swim, bike, run,
+    and transitions between) takes its longest leg's sport, by distance (by duration if
+    none has a distance); Zwift's rides are VirtualRide, virtual runs VirtualRun."""
+    legs = [leg for leg in legs if leg[0] not in (None, "transition")]
+    if not legs:
+        return None
+    if len(legs) > 1:
+        by = 3 if any(leg[3] for leg in legs) else 2
+        legs = [max(legs, key=lambda leg: leg[by] or 0)]  # the first of equals
+    sport, sub_sport = (str(x) if x is not None else None for x in legs[0][:2])
+    return _VIRTUAL.get((sport, sub_sport), sport)
 
 
 # A damaged file (issue 19): one changed byte can make a position thousands of km off
@@ -468,7 +505,8 @@ def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
     left_out = 0
     if valid.any():
         off = _off_track(lat[valid], lon[valid], stamps[valid], scan.created)
-        if off.any() and (scan.problem or _crc_mismatch(data, scan.files)):
+        if off.any() and (scan.problem or scan.unfinished
+                          or _crc_mismatch(data, scan.files)):
             left_out = int(off.sum())
             valid[np.flatnonzero(valid)[off]] = False
     points = int(valid.sum())
@@ -477,22 +515,29 @@ def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
     stamps = stamps[valid]
     seconds = np.where(stamps == INVALID_UINT32, np.nan, (stamps + FIT_EPOCH).astype(float))
     times = [seconds] if points and np.isfinite(seconds).any() else None
-    # As the SDK path: the first session's start time and sport, else the first sport
-    # message's sport; the start falls back to the first record's timestamp.
-    start_time, sport = scan.session if scan.session is not None else (None, scan.sport)
-    if start_time is None:
-        start_time = scan.first_time
-    if sport is not None:
-        sport = str(_names("sport").get(sport, sport))
+    # As the SDK path: the first session's start time, else the first record's timestamp;
+    # the sessions' sport (activity_sport), else the first sport message's.
+    start = _time(scan.sessions[0][0]) if scan.sessions else None
+    if start is None:
+        start = _time(scan.first_time)
+    sports, sub_sports = _names("sport"), _names("sub_sport")
+    legs = [(sports.get(sport, sport), sub_sports.get(sub, sub), seconds, metres)
+            for _, sport, sub, seconds, metres in scan.sessions]
+    if not legs and scan.sport is not None:
+        legs = [(sports.get(scan.sport[0], scan.sport[0]),
+                 sub_sports.get(scan.sport[1], scan.sport[1]), None, None)]
+    sport = activity_sport(legs)
     note = None
-    if scan.problem:
+    if scan.unfinished:
+        note = (f"{name}: unfinished (no data size in its header: a recording never "
+                f"finalised?); read to its last whole message, {points:,} positions")
+    elif scan.problem:
         note = f"{name}: broken off ({scan.problem}); kept the {points:,} positions before it"
     if left_out:
         damage = note or f"{name}: damaged (its CRC does not match)"
         note = (f"{damage}; left out {left_out:,} position{'s' if left_out > 1 else ''} "
                 "out of step with the track")
-    return Activity(name, segments, _time(start_time) if start_time is not None else None,
-                    0, 0, sport or None, times), note
+    return Activity(name, segments, start, 0, 0, sport or None, times), note
 
 
 def read_fit_sdk(data: bytes, name: str) -> tuple[Activity, str | None]:
@@ -518,11 +563,15 @@ def read_fit_sdk(data: bytes, name: str) -> tuple[Activity, str | None]:
                         else np.nan for r in placed], dtype=float)
     times = [seconds] if len(seconds) and np.isfinite(seconds).any() else None
     sessions = messages.get("session_mesgs") or messages.get("sport_mesgs") or [{}]
-    start = sessions[0].get("start_time") or next(
-        (r["timestamp"] for r in records if r.get("timestamp")), None)
+    start = sessions[0].get("start_time")
+    if not isinstance(start, datetime):  # none, or no calendar time
+        start = next((r["timestamp"] for r in records
+                      if isinstance(r.get("timestamp"), datetime)), None)
     segments = [np.column_stack([lon, lat]) * SEMICIRCLE] if len(lat) else []
     note = None
     if errors:
         note = f"{name}: broken off ({errors[0]}); kept the {len(lat):,} positions before it"
+    sport = activity_sport([(x.get("sport"), x.get("sub_sport"), x.get("total_elapsed_time"),
+                             x.get("total_distance")) for x in sessions])
     return Activity(name, segments, start if isinstance(start, datetime) else None, 0, 0,
-                    str(sessions[0].get("sport") or "") or None, times), note
+                    sport or None, times), note

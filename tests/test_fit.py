@@ -504,3 +504,97 @@ def test_the_crc_is_the_fit_crc():
         for _ in range(8):
             crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
     assert fit.crc16(long) == crc
+
+
+# The start, the sport and unfinished files (issues 19 and 21).
+
+START_TIME64 = (2, "Q", 0x8F)  # start_time declared as a uint64
+SUB_SPORT, ELAPSED, DISTANCE = (6, "B", 0x00), (7, "I", 0x86), (9, "I", 0x86)
+
+
+@pytest.mark.parametrize("start", [2**63, 2**40])
+def test_an_absurd_session_start_is_an_unset_clock(tmp_path, start):
+    """A session's start_time as a uint64 of 2^63 raised OverflowError outside the
+    reader's try: all 21 positions were lost. Now the first record's time is the start."""
+    from geoheat.reading import parse_file
+
+    e = activity(POINTS[:21], session=False)
+    e.define(2, 18, [TIMESTAMP, START_TIME64, SESSION_SPORT]).write(2, T0 + 30, start, 1)
+    act, note = fit.read_fit(e.bytes(), "x.fit")
+    assert act.points == 21 and act.start == fit_time(T0) and act.sport == "running"
+    assert note is None
+    path = tmp_path / "run.fit"
+    path.write_bytes(e.bytes())
+    parsed = parse_file(path)
+    assert parsed.error is None and parsed.points == 21 and parsed.start == fit_time(T0)
+
+
+def legs_file(legs, sport_message=None):
+    """An activity of one record, then a session per leg: (sport, sub_sport, seconds,
+    metres); or no session but a sport message of (sport, sub_sport)."""
+    e = activity(POINTS[:5], session=False)
+    if sport_message:
+        e.define(3, 12, [SPORT_FIELD, (1, "B", 0x00)]).write(3, *sport_message)
+    e.define(2, 18, [TIMESTAMP, START_TIME, SESSION_SPORT, SUB_SPORT, ELAPSED, DISTANCE])
+    for i, (sport, sub_sport, seconds, metres) in enumerate(legs):
+        e.write(2, T0 + 9000, T0 + i, sport, sub_sport, seconds * 1000, metres * 100)
+    return e.bytes()
+
+
+@pytest.mark.parametrize("legs, sport, kind", [
+    # a triathlon: swim, transition, bike, transition, run: the longest leg, the ride
+    ([(5, 17, 1800, 1500), (3, 0, 120, 0), (2, 7, 4000, 40000), (3, 0, 60, 0),
+      (1, 0, 2700, 10000)], "cycling", "Ride"),
+    # no distances: the longest leg by duration
+    ([(5, 0, 1800, 0), (11, 0, 3600, 0)], "walking", "Walk"),
+    ([(2, 58, 3600, 30000)], "VirtualRide", "VirtualRide"),  # Zwift
+    ([(1, 58, 1800, 5000)], "VirtualRun", "VirtualRun"),
+    ([(1, 1, 1800, 5000)], "VirtualRun", "VirtualRun"),  # a treadmill
+    ([(2, 6, 3600, 30000)], "cycling", "Ride"),  # indoor_cycling: a trainer ride
+    ([(2, 0, 3600, 30000)], "cycling", "Ride"),
+], ids=["triathlon", "by-duration", "zwift", "virtual-run", "treadmill", "indoor", "ride"])
+def test_the_sport_of_each_session(tmp_path, legs, sport, kind):
+    from geoheat.reading import parse_file
+
+    data = legs_file(legs)
+    act, _ = assert_same_as_sdk(data)
+    assert act.sport == sport
+    path = tmp_path / "x.fit"
+    path.write_bytes(data)
+    assert parse_file(path).activity_type == kind
+
+
+def test_a_virtual_sub_sport_in_the_sport_message():
+    e = activity(POINTS[:5], session=False)
+    e.define(3, 12, [SPORT_FIELD, (1, "B", 0x00)]).write(3, 2, 58)
+    act, _ = fit.read_fit(e.bytes(), "x.fit")
+    assert act.sport == "VirtualRide"
+
+
+def test_an_unfinished_file_is_read_to_its_last_whole_message(tmp_path):
+    """Issue 21: a recording never finalised (a crash, a flat battery) has 0 as the data
+    size in its header: it was 'no positions (an indoor activity?)'."""
+    from geoheat.reading import parse_file
+
+    name = "activity-small-fenix2-run.fit"
+    data = (shared_folder("fit-tcx") / name).read_bytes()
+    finished, _ = fit.read_fit(data, name)
+    unfinished = data[:4] + bytes(4) + data[8:]  # the data size zeroed
+    for cut in (len(data), len(data) - 2, len(data) - 300, len(data) // 2):
+        act, note = fit.read_fit(unfinished[:cut], name)
+        assert note.startswith(f"{name}: unfinished (no data size in its header"), note
+        assert f"{act.points:,} positions" in note
+        expected = finished.points if cut >= len(data) - 300 else None
+        if expected is not None:
+            assert act.points == expected, cut
+        else:
+            assert 0.4 * finished.points < act.points < 0.6 * finished.points
+        np.testing.assert_array_equal(lonlat((act, note)),
+                                      lonlat((finished, None))[:act.points])
+        assert act.start == finished.start  # the first record's time without a session
+        assert act.sport == (finished.sport if cut >= len(data) - 2 else None)
+    path = tmp_path / name
+    path.write_bytes(unfinished)
+    parsed = parse_file(path)
+    assert parsed.error is None and parsed.points == finished.points
+    assert parsed.note.startswith(f"{path}: unfinished")
