@@ -201,6 +201,75 @@ def _run_length(codes: np.ndarray, p: int, stride: int, header: int, most: int) 
     return most
 
 
+CYCLE_PERIODS = range(2, 5)  # cycles of 2 to 4 messages (1: a run, read apart)
+
+
+def _cycle(data: bytes, p: int, end: int, definitions: list) -> tuple | int:
+    """A cycle of data messages from p on: ((offset, header, definition) of each, its
+    length in bytes), if the next messages repeat one of CYCLE_PERIODS messages twice;
+    else where the messages looked at end (no cycle starts before). Only records and
+    messages geoheat skips take part (file_id, session, sport are read one by one)."""
+    seen, q = [], p
+    while len(seen) < 2 * CYCLE_PERIODS[-1] and q < end:
+        header = data[q]
+        d = definitions[header & 0x0F] if not header & 0xC0 else None
+        if d is None or d.number in (FILE_ID, SESSION, SPORT) or q + d.stride > end:
+            break
+        seen.append((q - p, header, d))
+        q += d.stride
+    for m in CYCLE_PERIODS:
+        if len(seen) >= 2 * m and all(seen[i][1] == seen[i - m][1] for i in range(m, 2 * m)):
+            return seen[:m], seen[m][0]
+    return q
+
+
+def _read_cycle(scan: _Scan, codes: np.ndarray, data: bytes, p: int, end: int,
+                cycle: tuple) -> tuple[int, int | None]:
+    """Read the repeats of a cycle from p on (two at least, known): the records'
+    positions as columns, in file order. Where the repeats end, and the last timestamp."""
+    members, length = cycle
+    most = min(end, len(data)) - p
+    most = (most - max(offset + d.stride for offset, _, d in members)) // length + 1
+    repeats = min(_run_length(codes, p + offset, length, header, most)
+                  for offset, header, _ in members)
+    records = [(offset, d) for offset, _, d in members if d.number == RECORD]
+    scan.records += repeats * len(records)
+    columns = {"lat": [], "lon": [], "time": []}
+    for offset, d in records:
+        view = np.ndarray((repeats,), d.dtype, data, p + offset, (length,))
+        for name in ("lat", "lon", "time"):
+            columns[name].append(view[name] if name in d.dtype.names else None)
+    if records:
+        scan.flush()
+        times = [t if t is not None else np.full(repeats, INVALID_UINT32, np.uint32)
+                 for t in columns["time"]]
+        # Records of several definitions: interleaved back in file order.
+        times = np.column_stack(times).ravel() if len(times) > 1 else times[0]
+        placed = [i for i, lat in enumerate(columns["lat"]) if lat is not None]
+        if len(placed) == len(records):
+            for name, column in (("lat", columns["lat"]), ("lon", columns["lon"])):
+                getattr(scan, name).append(np.column_stack(column).ravel()
+                                           if len(column) > 1 else column[0])
+            scan.time.append(times)
+        elif placed:  # some definitions without a position: the others' records only
+            for name in ("lat", "lon"):
+                getattr(scan, name).append(np.column_stack(
+                    [columns[name][i] for i in placed]).ravel())
+            scan.time.append(np.column_stack(
+                [times.reshape(repeats, -1)[:, i] for i in placed]).ravel())
+        good = times != INVALID_UINT32
+        if scan.first_time is None and good.any():
+            scan.first_time = int(times[int(np.argmax(good))])
+    last = p + (repeats - 1) * length
+    stamp = None
+    for offset, _, d in reversed(members):  # the last timestamp of the last repeat
+        if d.timestamp is not None:
+            stamp = d.timestamp.value(data, last + offset)
+            if stamp is not None:
+                break
+    return p + repeats * length, stamp
+
+
 def _scan(data: bytes) -> _Scan:
     """Walk every message of every chained FIT file in data."""
     scan, size = _Scan(), len(data)
@@ -208,6 +277,7 @@ def _scan(data: bytes) -> _Scan:
     definitions: list[_Definition | None] = [None] * 16  # by local message type
     known: dict[bytes, _Definition] = {}  # by the definition message's bytes
     last_time = None  # the time reference of compressed timestamps
+    no_cycle_before = 0  # _cycle found none starting before this byte
     start = 0
     try:
         while start < size:
@@ -266,6 +336,18 @@ def _scan(data: bytes) -> _Scan:
                 if nxt + stride <= size and nxt < end and data[nxt] == header:
                     most = min((end - p + stride - 1) // stride, (size - p) // stride)
                     k = _run_length(codes, p, stride, header, most)
+                elif p >= no_cycle_before:
+                    # Messages of several local types in turn (two record definitions,
+                    # or a heart-rate message after each record): a cycle of them read
+                    # at once, as one run is (issue 27).
+                    cycle = _cycle(data, p, end, definitions)
+                    if isinstance(cycle, int):
+                        no_cycle_before = cycle  # none starts before there: no new look
+                    else:
+                        p, stamp = _read_cycle(scan, codes, data, p, end, cycle)
+                        if stamp is not None:
+                            last_time = stamp
+                        continue
                 if d.number == RECORD and k == 1:  # struct beats numpy for one
                     scan.records += 1
                     stamp = d.timestamp.value(data, p) if d.timestamp is not None else None
