@@ -6,13 +6,18 @@ official decoder (garmin-fit-sdk) decodes every field of every message in Python
 about 60 us a position (issue 15). This reader walks the message headers in
 Python, skips every message it does not need by its size, and takes the
 positions out of a run of consecutive records of one definition (all of one
-size) at once, as columns of a numpy structured view over the bytes: about
+size), or of a cycle of local types that repeats (records of two definitions in
+turn, or a heart-rate message after each record), at once, as columns of numpy
+structured views over the bytes: about
 0.15 us a position, faster than every other decoder measured, fitfast's Rust
 included (bench/bench_fit.py and bench/README.md give the numbers).
 
 It reads what the SDK reads, and gives the same answer (tests/test_fit.py checks
 every FIT file in ../shared against the SDK): the SDK stops at the first damaged
-message and keeps what came before, and so does this reader. Beyond the SDK it
+message and keeps what came before, and so does this reader. Unlike the SDK, it
+draws nothing out of step from a damaged file (see _off_track), reads an unfinished
+file (no data size in its header) to its last message, and types an activity by
+all its sessions (activity_sport). Beyond the SDK it
 reads compressed-timestamp headers (the SDK stops at them). A layout it does not
 model (a position field that is not a 4-byte sint32, say) makes it hand the whole
 file to the SDK (read_fit_sdk), which is also the reference the tests compare with.
