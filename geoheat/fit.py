@@ -527,11 +527,11 @@ def _crc_mismatch(data: bytes, files: list[tuple[int, int]]) -> bool:
 def _off_track(lat: np.ndarray, lon: np.ndarray, stamps: np.ndarray,
                created: int | None = None) -> np.ndarray:
     """Which positions (semicircles, in file order; stamps INVALID_UINT32 where none) are
-    out of step with the others: timed far from the file's time_created (`created`) or
+    out of step with the others: timed far from the file's time_created (`created`, a
+    time some record agrees with) or
     from the others' median, or as the record before or after, or more than NEAR_KM
     from every trusted position among the two records before and after. A damaged file
-    leaves these out. Cheap for a sound track: a few tests on
-    consecutive steps."""
+    leaves these out. Cheap for a sound track: a few tests on consecutive steps."""
     n = len(lat)
     suspect = np.zeros(n, bool)
     timed = stamps != INVALID_UINT32
@@ -545,9 +545,8 @@ def _off_track(lat: np.ndarray, lon: np.ndarray, stamps: np.ndarray,
         same = timed[1:] & (stamps[1:] == stamps[:-1])
         suspect[1:] |= same
         suspect[:-1] |= same
-    if created is not None and created >= 0x10000000:  # a calendar time: the anchor
-        span = TIME_SPAN_DAYS * 86400
-        suspect |= timed & (np.abs(stamps - created) > span)
+    if created is not None:
+        suspect |= timed & (np.abs(stamps - created) > TIME_SPAN_DAYS * 86400)
     if n < 2:  # a lone position: out of step only by its time
         return suspect
     lat64, lon64 = lat.astype(np.int64), lon.astype(np.int64)
@@ -591,7 +590,13 @@ def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
     valid = (lat != INVALID_SINT32) & (lon != INVALID_SINT32)
     left_out = 0
     if valid.any():
-        off = _off_track(lat[valid], lon[valid], stamps[valid], scan.created)
+        # The file_id's time_created anchors the records' times if it is a calendar
+        # time some record agrees with (not one written long after, say).
+        created = scan.created
+        if created is None or created < 0x10000000 or not (
+                np.abs(stamps - created) <= TIME_SPAN_DAYS * 86400).any():
+            created = None
+        off = _off_track(lat[valid], lon[valid], stamps[valid], created)
         if off.any() and (scan.problem or scan.unfinished
                           or _crc_mismatch(data, scan.files)):
             left_out = int(off.sum())

@@ -675,3 +675,14 @@ def test_a_cycle_broken_by_a_damaged_header_keeps_what_came_before():
     act, note = assert_same_as_sdk(bytes(data))
     np.testing.assert_allclose(act.segments[0], points[:101], atol=1e-7)
     assert "undefined local type 9" in note
+
+
+@pytest.mark.parametrize("created", [T0 - 400 * 86400, T0 + 5 * 365 * 86400])
+def test_a_damaged_file_created_long_before_or_after_keeps_its_positions(created):
+    """time_created anchors the records' times only when some record agrees with it."""
+    e = Encoder().define(0, 0, [FILE_TYPE, (4, "I", 0x86)]).write(0, 4, created)
+    e.define(1, 20, [TIMESTAMP, LAT, LON])
+    for i, (lon, lat) in enumerate(POINTS[:50]):
+        e.write(1, T0 + i, semicircles(lat), semicircles(lon))
+    act, note = assert_same_as_sdk(e.bytes()[:-20])  # broken off in the last records
+    assert act.points == 48 and "broken off" in note and "left out" not in note
