@@ -535,9 +535,9 @@ def _off_track(lat: np.ndarray, lon: np.ndarray, stamps: np.ndarray,
     n = len(lat)
     suspect = np.zeros(n, bool)
     timed = stamps != INVALID_UINT32
-    if timed.sum() >= 3:
+    if np.count_nonzero(timed) >= 3:
         span = TIME_SPAN_DAYS * 86400
-        seconds = stamps[timed]
+        seconds = stamps if timed.all() else stamps[timed]
         if seconds.max() - seconds.min() > span:
             suspect[timed] = np.abs(seconds - np.median(seconds)) > span
         # A record timed as the one before or after it: an out-of-step walk reads the
@@ -549,10 +549,12 @@ def _off_track(lat: np.ndarray, lon: np.ndarray, stamps: np.ndarray,
         suspect |= timed & (np.abs(stamps - created) > TIME_SPAN_DAYS * 86400)
     if n < 2:  # a lone position: out of step only by its time
         return suspect
+    if not suspect.any():
+        step = np.abs(np.subtract(lat[1:], lat[:-1], dtype=np.int64))
+        np.maximum(step, np.abs(np.subtract(lon[1:], lon[:-1], dtype=np.int64)), out=step)
+        if step.max() <= NEAR_SEMICIRCLES / 2**0.5:
+            return suspect  # every position within NEAR_KM of the next one
     lat64, lon64 = lat.astype(np.int64), lon.astype(np.int64)
-    step = np.maximum(np.abs(np.diff(lat64)), np.abs(np.diff(lon64)))
-    if not suspect.any() and (step <= NEAR_SEMICIRCLES / 2**0.5).all():
-        return suspect  # every position within NEAR_KM of the next one
     coslat = np.cos(np.radians(lat64 * SEMICIRCLE))
     closes = []  # (k, whether position i and i + k are within NEAR_KM)
     for k in (1, 2):
