@@ -625,6 +625,8 @@ def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
     if scan.unfinished:
         note = (f"{name}: unfinished (no data size in its header: a recording never "
                 f"finalised?); read to its last whole message, {points:,} positions")
+    elif scan.problem and not points:  # parse_file gives this as the reason it skips
+        note = f"{name}: broken off before any position ({scan.problem})"
     elif scan.problem:
         note = f"{name}: broken off ({scan.problem}); kept the {points:,} positions before it"
     if left_out:

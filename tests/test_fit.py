@@ -420,7 +420,7 @@ def off_track_km(lonlat_mutated, lonlat_original):
     return float((np.hypot(dlat, dlon).min(axis=1) * 111.2).max())
 
 
-def test_a_record_header_read_as_compressed_ends_the_reading():
+def test_a_record_header_read_as_compressed_ends_the_reading(tmp_path):
     """The Fenix 2 case: the first record's header 0x03 with bit 7 set reads as a
     compressed-timestamp header of local type 0 (the file_id), of another size: the walk
     went on out of step and drew 2,808 positions near (0, 0), 6,575 km off."""
@@ -436,6 +436,13 @@ def test_a_record_header_read_as_compressed_ends_the_reading():
     assert "broken off" in note and "out of step" in note
     sdk, sdk_note = SDK(bytes(damaged), name)  # the SDK stops there too
     assert act.points == sdk.points == 0 and sdk_note
+    from geoheat.reading import parse_file
+
+    path = tmp_path / name
+    path.write_bytes(damaged)
+    assert parse_file(path).error == (  # not "no positions (an indoor activity?)"
+        f"{path}: broken off before any position (a second file_id message (out of step) "
+        f"at byte {at})")
 
 
 @pytest.mark.parametrize("at", [5000, 40000, 90000, 120000])
