@@ -693,3 +693,16 @@ def test_a_damaged_file_created_long_before_or_after_keeps_its_positions(created
         e.write(1, T0 + i, semicircles(lat), semicircles(lon))
     act, note = assert_same_as_sdk(e.bytes()[:-20])  # broken off in the last records
     assert act.points == 48 and "broken off" in note and "left out" not in note
+
+
+def test_records_read_from_no_value_bytes_are_left_out_of_a_damaged_file():
+    """Seen in a fuzz run: a duplicated chunk made the walk read four records out of
+    step, longitude 0xFFFFFFFF (-1 semicircle), latitude a counter, times plausible."""
+    e = activity(POINTS[:30], session=False)
+    for i in range(4):
+        e.write(1, T0 + 40 + 20 * i, -16776405 + i, -1, 0)
+    act, note = fit.read_fit(e.bytes()[:-2], "x.fit")  # no CRC: damaged
+    np.testing.assert_allclose(act.segments[0], POINTS[:30], atol=1e-7)
+    assert note.endswith("left out 4 positions out of step with the track")
+    act, note = assert_same_as_sdk(e.bytes())  # a sound file keeps what it holds
+    assert act.points == 34 and note is None
