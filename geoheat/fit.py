@@ -529,9 +529,10 @@ def _off_track(lat: np.ndarray, lon: np.ndarray, stamps: np.ndarray,
     """Which positions (semicircles, in file order; stamps INVALID_UINT32 where none) are
     out of step with the others: timed far from the file's time_created (`created`, a
     time some record agrees with) or from the others' median, or as the record before
-    or after, or with a coordinate of 0 or -1 semicircles; or more than NEAR_KM from
-    every trusted position among the two records before and after. A damaged file
-    leaves these out. Cheap for a sound track: a few tests on consecutive steps."""
+    or after, or with a coordinate of 0 or -1 semicircles, or by 0, 0; or more than
+    NEAR_KM from every trusted position among the two records before and after. A
+    damaged file leaves these out. Cheap for a sound track: a few tests on consecutive
+    steps."""
     n = len(lat)
     suspect = np.zeros(n, bool)
     timed = stamps != INVALID_UINT32
@@ -547,9 +548,11 @@ def _off_track(lat: np.ndarray, lon: np.ndarray, stamps: np.ndarray,
         suspect[:-1] |= same
     if created is not None:
         suspect |= timed & (np.abs(stamps - created) > TIME_SPAN_DAYS * 86400)
-    # A coordinate of 0 or -1 semicircles: zero or 0xFF bytes (an unsigned field's "no
-    # value") read as a position. Still kept if a trusted neighbour is near.
+    # A coordinate of 0 or -1 semicircles, or both within NEAR_KM of 0, 0: zero or 0xFF
+    # bytes (an unsigned field's "no value") read as a position. Still kept if a trusted
+    # neighbour is near.
     suspect |= (lat == 0) | (lat == -1) | (lon == 0) | (lon == -1)
+    suspect |= (np.abs(lat) <= NEAR_SEMICIRCLES) & (np.abs(lon) <= NEAR_SEMICIRCLES)
     if n < 2:  # a lone position: out of step only by its time
         return suspect
     if not suspect.any():

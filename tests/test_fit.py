@@ -706,3 +706,16 @@ def test_records_read_from_no_value_bytes_are_left_out_of_a_damaged_file():
     assert note.endswith("left out 4 positions out of step with the track")
     act, note = assert_same_as_sdk(e.bytes())  # a sound file keeps what it holds
     assert act.points == 34 and note is None
+
+
+def test_a_lone_position_by_0_0_is_left_out_of_a_damaged_file():
+    """Seen in a fuzz run: a deleted chunk in an indoor ride left one record whose
+    position was 2 m from 0, 0 (the positions there are 'no value')."""
+    e = Encoder().define(0, 0, [FILE_TYPE]).write(0, 4).define(1, 20, [TIMESTAMP, LAT, LON])
+    for i in range(20):
+        e.write(1, T0 + i, INVALID, INVALID)
+    e.write(1, T0 + 20, -188, -129)
+    act, note = fit.read_fit(e.bytes()[:-2], "x.fit")  # no CRC: damaged
+    assert act.points == 0 and "left out 1 position" in note
+    act, note = assert_same_as_sdk(e.bytes())  # a sound file keeps it
+    assert act.points == 1 and note is None
