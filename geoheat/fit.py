@@ -88,6 +88,13 @@ class _Field:
         value = self.format.unpack_from(data, start + self.offset)[0]
         return None if value == self.invalid else value
 
+    def value_or_none(self, data: bytes, start: int):
+        """value(), or None for a field that is not one integer (a damaged definition,
+        say): the file_id, session and sport fields are not worth the SDK's reading."""
+        if self.format is None or self.format.size != self.size:
+            return None
+        return self.value(data, start)
+
 
 class _Definition:
     """A definition message: the global message number, the size of its data messages
@@ -413,15 +420,15 @@ def _other(scan: _Scan, d: _Definition, data: bytes, p: int, count: int = 1) -> 
             raise _Broken(at, "a second file_id message (out of step)")
         if not scan.file_ids:
             field, created = d.fields.get(0), d.fields.get(4)
-            scan.file_type = field.value(data, p) if field else None
-            scan.created = created.value(data, p) if created else None
+            scan.file_type = field.value_or_none(data, p) if field else None
+            scan.created = created.value_or_none(data, p) if created else None
         scan.file_ids += 1
     elif d.number == SESSION:  # every session: a multisport file has one a leg
         for at in range(p, p + count * d.stride, d.stride):
-            scan.sessions.append(tuple(d.fields[n].value(data, at) if n in d.fields else None
-                                       for n in _SESSION_FIELDS))
+            scan.sessions.append(tuple(d.fields[n].value_or_none(data, at)
+                                       if n in d.fields else None for n in _SESSION_FIELDS))
     elif d.number == SPORT and scan.sport is None:
-        scan.sport = tuple(d.fields[n].value(data, p) if n in d.fields else None
+        scan.sport = tuple(d.fields[n].value_or_none(data, p) if n in d.fields else None
                            for n in (0, 1))
 
 
@@ -553,8 +560,8 @@ def _off_track(lat: np.ndarray, lon: np.ndarray, stamps: np.ndarray,
     # neighbour is near.
     suspect |= (lat == 0) | (lat == -1) | (lon == 0) | (lon == -1)
     suspect |= (np.abs(lat) <= NEAR_SEMICIRCLES) & (np.abs(lon) <= NEAR_SEMICIRCLES)
-    if n < 2:  # a lone position: out of step only by its time
-        return suspect
+    if n < 2:  # a lone position: no neighbour vouches for it
+        return np.ones(n, bool)
     if not suspect.any():
         step = np.abs(np.subtract(lat[1:], lat[:-1], dtype=np.int64))
         np.maximum(step, np.abs(np.subtract(lon[1:], lon[:-1], dtype=np.int64)), out=step)
@@ -588,7 +595,7 @@ def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
     try:
         scan = _scan(data)
     except Exception:  # a layout not modelled here (_Unsupported), or not foreseen
-        return read_fit_sdk(data, name)
+        return _sdk_checked(read_fit_sdk(data, name), data)
     if scan.file_type not in (None, 4) and not scan.records:  # 4: activity
         kind = _names("file").get(scan.file_type, scan.file_type)
         raise GPXError(f"{name}: not an activity (a FIT {kind} file)")
@@ -640,6 +647,32 @@ def read_fit(data: bytes, name: str) -> tuple[Activity, str | None]:
         note = (f"{damage}; left out {left_out:,} position{'s' if left_out > 1 else ''} "
                 "out of step with the track")
     return Activity(name, segments, start, 0, 0, sport or None, times), note
+
+
+def _sdk_checked(result: tuple[Activity, str | None], data: bytes
+                 ) -> tuple[Activity, str | None]:
+    """The SDK's reading of a file the fast reader handed over, with positions out of
+    step left out as read_fit leaves them out (if the file is damaged: the SDK stopped
+    early, or the CRC does not match)."""
+    activity, note = result
+    if not activity.segments:
+        return result
+    lonlat = activity.segments[0]
+    seconds = activity.times[0] if activity.times else np.full(len(lonlat), np.nan)
+    stamps = np.where(np.isfinite(seconds), np.nan_to_num(seconds) - FIT_EPOCH,
+                      INVALID_UINT32).astype(np.int64)
+    off = _off_track(np.round(lonlat[:, 1] / SEMICIRCLE).astype(np.int64),
+                     np.round(lonlat[:, 0] / SEMICIRCLE).astype(np.int64), stamps)
+    header_size, records_size = _header(data, 0)
+    if not off.any() or not (note or _crc_mismatch(data, [(0, header_size + records_size)])):
+        return result
+    keep = ~off
+    damage = note or f"{activity.path}: damaged (its CRC does not match)"
+    note = (f"{damage}; left out {int(off.sum()):,} position{'s' if off.sum() > 1 else ''} "
+            "out of step with the track")
+    segments = [lonlat[keep]] if keep.any() else []
+    times = [seconds[keep]] if activity.times and keep.any() else None
+    return activity._replace(segments=segments, times=times), note
 
 
 def read_fit_sdk(data: bytes, name: str) -> tuple[Activity, str | None]:
