@@ -20,6 +20,11 @@ same (shared, noisy) machine:
 3. Where a FIT build's time goes, to explain the --jobs ratio: reading alone
    (geoheat.reading.read_files with jobs 1 and 2), and a build of one small FIT
    file (start-up, imports, heat and writers, with almost nothing to read).
+4. Local message types (issue 27): generated FIT files of --records records, all
+   of one local type, alternating two local types of one definition, and records
+   alternating with another message (a device writing heart rate between them),
+   each read by geoheat.fit.read_fit in a fresh process: seconds and peak RSS.
+   `--local-types-only` runs just this part.
 """
 
 import argparse
@@ -127,6 +132,56 @@ total = sum(positions(data, name) for data, name in blobs)
 print(total, time.perf_counter() - started)
 """
 
+# Run as `python -c READ_ONE FILE`: prints "positions seconds" of fit.read_fit alone.
+READ_ONE = r"""
+import sys, time
+from pathlib import Path
+from geoheat import fit
+
+data = Path(sys.argv[1]).read_bytes()
+started = time.perf_counter()
+activity, note = fit.read_fit(data, "x.fit")
+print(activity.points, time.perf_counter() - started)
+"""
+
+
+def generated_fit(records: int, layout: str) -> bytes:
+    """A FIT activity of `records` records a second apart on a line (timestamp, lat, lon,
+    speed): layout 'one' (local type 1 throughout), 'alternating' (local types 1 and 2,
+    one definition, in turn) or 'interleaved' (a heart-rate message, local type 3,
+    after each record). The bytes are made with numpy: 4 M records in a second."""
+    import numpy as np
+
+    def definition(local, number, fields):
+        out = bytes([0x40 | local, 0, 0]) + number.to_bytes(2, "little") + bytes([len(fields)])
+        return out + b"".join(bytes(f) for f in fields)
+
+    body = definition(0, 0, [(0, 1, 0)]) + bytes([0, 4])  # file_id: an activity
+    record_fields = [(253, 4, 0x86), (0, 4, 0x85), (1, 4, 0x85), (6, 2, 0x84)]
+    body += definition(1, 20, record_fields) + definition(2, 20, record_fields)
+    body += definition(3, 132, [(253, 4, 0x86), (0, 1, 2)])  # hr: timestamp, heart rate
+    record = np.dtype([("h", "u1"), ("t", "<u4"), ("lat", "<i4"), ("lon", "<i4"),
+                       ("speed", "<u2")])
+    rows = np.zeros(records, record)
+    i = np.arange(records)
+    rows["h"] = 1 + (i % 2) if layout == "alternating" else 1
+    rows["t"] = 1_100_000_000 + i
+    rows["lat"] = (30.0 + i * 1e-6) * 2**31 / 180
+    rows["lon"] = (104.0 + i * 1e-6) * 2**31 / 180
+    rows["speed"] = 5000
+    if layout == "interleaved":
+        hr = np.dtype([("h", "u1"), ("t", "<u4"), ("bpm", "u1")])
+        pair = np.zeros(records, [("record", record), ("hr", hr)])
+        pair["record"] = rows
+        pair["hr"]["h"], pair["hr"]["t"], pair["hr"]["bpm"] = 3, rows["t"], 130
+        body += pair.tobytes()
+    else:
+        body += rows.tobytes()
+    header = (14).to_bytes(1, "little") + bytes([0x20]) + (2132).to_bytes(2, "little")
+    header += len(body).to_bytes(4, "little") + b".FIT" + bytes(2)
+    return header + body + bytes(2)
+
+
 DECODERS = {
     "geoheat.fit": "geoheat_fit",
     "garmin-fit-sdk, as geoheat called it": "geoheat_sdk",
@@ -154,7 +209,14 @@ def main() -> None:
     parser.add_argument("--decoder-reps", type=int, default=3)
     parser.add_argument("--skip-decoders", action="store_true",
                         help="measure only geoheat's own readers, not the other decoders")
+    parser.add_argument("--records", type=int, default=4_000_000,
+                        help="records in each generated file of part 4")
+    parser.add_argument("--local-types-only", action="store_true",
+                        help="measure only part 4, the local message types")
     args = parser.parse_args()
+    if args.local_types_only:
+        local_types(args.records, args.reps)
+        return
     fit_files = sorted(str(p) for p in FIT_DIR.glob("*.fit"))
     gpx_files = sorted(str(p) for p in GPX_DIR.glob("*.gpx"))
     if not fit_files or not gpx_files:
@@ -259,6 +321,37 @@ def main() -> None:
     print(f"| build of one small FIT file / FIT_OUT build, --jobs 1 | | "
           f"{median['build one small FIT file'] / median['build FIT_OUT --jobs 1']:.2f} |")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}; outputs in {work}")
+    local_types(args.records, args.reps)
+
+
+def local_types(records: int, reps: int) -> None:
+    """Part 4: generated files of each layout, read alone in fresh processes, alternated."""
+    py, work = sys.executable, Path(tempfile.mkdtemp(prefix="geoheat-bench-fit-types-"))
+    files = {}
+    for layout in ("one", "alternating", "interleaved"):
+        files[layout] = work / f"{layout}.fit"
+        files[layout].write_bytes(generated_fit(records, layout))
+    seconds: dict[str, list[float]] = {layout: [] for layout in files}
+    peaks: dict[str, list[float]] = {layout: [] for layout in files}
+    positions = {}
+    for _ in range(reps):
+        for layout, path in files.items():
+            measured = run([py, "-c", READ_ONE, str(path)])
+            count, inner = measured.stdout.split()
+            positions[layout] = int(count)
+            seconds[layout].append(float(inner))
+            peaks[layout].append(measured.peak_mb)
+    print(f"\n| generated FIT, {records:,} records (median of {reps}) | MB | positions |"
+          " read_fit s | peak RSS MB | us/position |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for layout, path in files.items():
+        median = statistics.median(seconds[layout])
+        print(f"| {layout} | {path.stat().st_size / 1e6:.0f} | {positions[layout]:,} | "
+              f"{median:.2f} | {statistics.median(peaks[layout]):.0f} | "
+              f"{median / positions[layout] * 1e6:.2f} |")
+    for path in files.values():
+        path.unlink()
+    work.rmdir()
 
 
 if __name__ == "__main__":

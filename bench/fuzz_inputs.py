@@ -18,7 +18,13 @@ Counted:
 - hangs: a file over the time limit;
 - data lost: a truncated GPX or TCX keeping fewer points than a prefix parse could
   (the complete trackpoints before the cut);
-- bad messages: a failure whose message is not one line starting with the file's name.
+- bad messages: a failure whose message is not one line starting with the file's name;
+- off track (FIT): a mutated FIT file read with positions more than 1 km from every
+  position of the original file (target 0: a damaged message must end the reading or be
+  left out, never be drawn as garbage). With compare_sdk (the default on the command
+  line), the same count for Garmin's SDK on the same bytes, for comparison.
+FIT files also get mutations of their own: one byte set to a random value, and a
+message header byte changed (a record read as a compressed-timestamp header, say).
 Same seed, same mutations.
 """
 
@@ -37,6 +43,8 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -99,6 +107,33 @@ def _elements(data: bytes, tag: bytes) -> list[re.Match]:
                             + rb">)", data, re.S))
 
 
+def fit_message_starts(data: bytes) -> list[int]:
+    """Where each message of a FIT file's first chained file starts (its header byte),
+    by a plain walk; stops at the first thing it cannot follow."""
+    if len(data) < 14 or data[0] not in (12, 14) or data[8:12] != b".FIT":
+        return []
+    p, end = data[0], min(len(data), data[0] + int.from_bytes(data[4:8], "little"))
+    sizes, starts = {}, []
+    try:
+        while p < end:
+            h, starts = data[p], starts + [p]
+            if h & 0x80:
+                p += sizes[(h >> 5) & 3]
+            elif h & 0x40:
+                n = data[p + 5]
+                size = 1 + sum(data[p + 7 + 3 * i] for i in range(n))
+                q = p + 6 + 3 * n
+                if h & 0x20:
+                    size += sum(data[q + 2 + 3 * i] for i in range(data[q]))
+                    q += 1 + 3 * data[q]
+                sizes[h & 0x0F], p = size, q
+            else:
+                p += sizes[h & 0x0F]
+    except (KeyError, IndexError):
+        pass
+    return starts
+
+
 def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[str, bytes, int | None]:
     """(mutation name, mutated bytes, points a prefix parse keeps if it is a truncation)."""
     xml = kind in ("gpx", "tcx")
@@ -106,8 +141,23 @@ def mutate(rng: random.Random, data: bytes, kind: str) -> tuple[str, bytes, int 
     if xml:
         choices += ["drop-point", "dup-point", "odd-latlon", "odd-time", "bom-blanks",
                     "utf16", "unclosed", "html", "flip-in-tags", "self-close"]
+    else:
+        choices += ["one-byte", "one-byte", "header-byte", "header-byte"]
     how = rng.choice(choices)
     n = len(data)
+    if how == "one-byte":
+        out = bytearray(data)
+        out[rng.randrange(n)] = rng.randrange(256)
+        return how, bytes(out), None
+    if how == "header-byte":
+        starts = fit_message_starts(data)
+        if not starts:
+            return how, data, None
+        out = bytearray(data)
+        at = rng.choice(starts)
+        # Bit 7 (a compressed-timestamp header), or another local type or kind.
+        out[at] = out[at] ^ 0x80 if rng.random() < 0.5 else rng.randrange(256)
+        return how, bytes(out), None
     if how == "flip":
         out = bytearray(data)
         for _ in range(rng.randint(1, 20)):
@@ -190,7 +240,51 @@ def _alarm(signum, frame):
 
 
 def _summary(parsed):
-    return parsed.error, parsed.note, parsed.points, parsed.invalid
+    return parsed.error, parsed.note, parsed.points, parsed.invalid, parsed.xy
+
+
+EARTH_KM = 6371.0088
+
+
+def _unit_vectors(lonlat):
+    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
+    return np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+
+
+class Track:
+    """An original file's positions: how far a mutated file's positions are from them."""
+
+    def __init__(self, lonlat):
+        from scipy.spatial import cKDTree
+
+        self.tree = cKDTree(_unit_vectors(lonlat)) if len(lonlat) else None
+
+    def off(self, lonlat, km: float = 1.0) -> tuple[int, float]:
+        """(how many positions are more than km from every original one, the farthest km)."""
+        if not len(lonlat):
+            return 0, 0.0
+        if self.tree is None:
+            return len(lonlat), float("inf")
+        chord, _ = self.tree.query(_unit_vectors(lonlat))
+        distance = 2 * EARTH_KM * np.arcsin(np.minimum(chord / 2, 1.0))
+        return int((distance > km).sum()), float(distance.max())
+
+
+def xy_lonlat(xy):
+    from geoheat.projection import unproject
+
+    return unproject(xy) if len(xy) else np.empty((0, 2))
+
+
+def sdk_lonlat(data: bytes) -> "np.ndarray | None":
+    """The positions Garmin's SDK reads from the bytes (None if it reads none)."""
+    from geoheat import fit
+
+    try:
+        activity, _ = fit.read_fit_sdk(data, "mutated.fit")
+    except Exception:  # noqa: BLE001 - a GPXError, or the SDK's own failures
+        return None
+    return np.concatenate(activity.segments) if activity.segments else None
 
 
 def _escaped(err: BaseException) -> str:
@@ -253,8 +347,13 @@ class Figures:
     hangs: list = field(default_factory=list)
     data_lost: list = field(default_factory=list)
     bad_messages: list = field(default_factory=list)
+    off_track: list = field(default_factory=list)  # FIT: positions > 1 km from the original
+    fit_read: int = 0  # mutated FIT files read with positions
+    sdk_off_track: list = field(default_factory=list)  # the SDK on the same bytes
     by_mutation: Counter = field(default_factory=Counter)
     slowest: tuple = (0.0, "")
+    show: int = 8  # examples listed of each kind
+    sdk_compared: bool = False
 
     def lines(self) -> list[str]:
         out = [f"files tried       {self.tried:,}",
@@ -267,33 +366,41 @@ class Figures:
                f"hangs             {len(self.hangs):,}",
                f"data lost         {len(self.data_lost):,}",
                f"bad messages      {len(self.bad_messages):,}",
+               f"FIT off track     {len(self.off_track):,} of {self.fit_read:,} FIT files read "
+               "(positions > 1 km from the original track)",
+               f"  the SDK         {len(self.sdk_off_track):,} (the same bytes, Garmin's SDK)"
+               if self.sdk_compared else "  the SDK         not compared (--no-sdk)",
                f"slowest           {self.slowest[0]:.2f} s ({self.slowest[1]})",
                "mutations         " + ", ".join(f"{k} {v}" for k, v in
                                                 sorted(self.by_mutation.items()))]
         for label, items in (("crash", self.crashes), ("contained", self.contained),
                              ("hang", self.hangs), ("data lost", self.data_lost),
-                             ("bad message", self.bad_messages)):
-            for item in items[:8]:
+                             ("bad message", self.bad_messages),
+                             ("off track", self.off_track),
+                             ("SDK off track", self.sdk_off_track)):
+            for item in items[:self.show]:
                 out.append(f"  {label}: {item}")
         return out
 
 
 def run(files: int = 1500, seed: int = 1, time_limit: float = 10.0,
         sources: list[Path] | None = None, progress: bool = False,
-        in_process: bool = False) -> Figures:
-    """Mutate and read `files` files; the figures."""
+        in_process: bool = False, compare_sdk: bool = False, show: int = 8) -> Figures:
+    """Mutate and read `files` files; the figures. compare_sdk: also read each mutated
+    FIT file with Garmin's SDK and count its positions off the track."""
     read = read_in_process if in_process else read_in_child
     rng = random.Random(seed)
     sources = sources if sources is not None else seed_files()
     if not sources:
         raise SystemExit(f"no seed files under {SHARED}")
     originals = {p: p.read_bytes() for p in sources}
+    tracks: dict[Path, Track] = {}  # each FIT original's positions, read once
     # Each format as often as the others: real folders hold far more GPX than TCX.
     by_kind: dict[str, list[Path]] = {}
     for p in sources:
         by_kind.setdefault(_kind(p), []).append(p)
     kinds = sorted(by_kind)
-    figures = Figures()
+    figures = Figures(show=show, sdk_compared=compare_sdk)
     previous = signal.signal(signal.SIGALRM, _alarm)
     with tempfile.TemporaryDirectory(prefix="geoheat-fuzz-") as temp:
         try:
@@ -307,7 +414,7 @@ def run(files: int = 1500, seed: int = 1, time_limit: float = 10.0,
                 figures.by_mutation[how] += 1
                 started = time.monotonic()
                 try:
-                    error, note, points, invalid = read(path, time_limit)
+                    error, note, points, invalid, xy = read(path, time_limit)
                 except Timeout:
                     figures.hangs.append(f"{path.name} (> {time_limit:g} s)")
                     continue
@@ -328,6 +435,24 @@ def run(files: int = 1500, seed: int = 1, time_limit: float = 10.0,
                     figures.partial += note is not None
                     if note is not None and (not note.startswith(f"{path}: ") or "\n" in note):
                         figures.bad_messages.append(note[:200])
+                if kind == "fit":
+                    if original not in tracks:
+                        tracks[original] = Track(xy_lonlat(parse_file(original).xy))
+                    track = tracks[original]
+                    if not error and points:
+                        figures.fit_read += 1
+                        off, farthest = track.off(xy_lonlat(xy))
+                        if off:
+                            figures.off_track.append(f"{path.name}: {off:,} of {points:,} "
+                                                     f"positions off, up to {farthest:,.0f} km")
+                    if compare_sdk:
+                        theirs = sdk_lonlat(data)
+                        off, farthest = track.off(theirs if theirs is not None
+                                                  else np.empty((0, 2)))
+                        if off:
+                            figures.sdk_off_track.append(
+                                f"{path.name}: {off:,} of {len(theirs):,} positions off, "
+                                f"up to {farthest:,.0f} km")
                 if keep is not None:
                     got = 0 if error else points + invalid
                     if got < keep:
@@ -348,13 +473,20 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=10.0, help="seconds per file")
     parser.add_argument("--in-process", action="store_true",
                         help="read in this process (faster; a segfault ends the run)")
+    parser.add_argument("--fit-only", action="store_true",
+                        help="mutate only the FIT files (the off-track check)")
+    parser.add_argument("--show", type=int, default=8, help="examples listed of each kind")
+    parser.add_argument("--no-sdk", action="store_true",
+                        help="do not read the mutated FIT files with the SDK too")
     args = parser.parse_args()
     started = time.monotonic()
-    figures = run(args.files, args.seed, args.time_limit, progress=True,
-                  in_process=args.in_process)
+    sources = [p for p in seed_files() if _kind(p) == "fit"] if args.fit_only else None
+    figures = run(args.files, args.seed, args.time_limit, sources=sources, progress=True,
+                  in_process=args.in_process, compare_sdk=not args.no_sdk,
+                  show=args.show)
     print("\n".join(figures.lines()))
     print(f"took {time.monotonic() - started:.1f} s")
-    sys.exit(1 if figures.crashes or figures.hangs else 0)
+    sys.exit(1 if figures.crashes or figures.hangs or figures.off_track else 0)
 
 
 if __name__ == "__main__":

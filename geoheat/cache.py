@@ -34,7 +34,7 @@ import numpy as np
 
 from .summary import Summary
 
-CACHE_FORMAT = 9
+CACHE_FORMAT = 10
 _MAGIC = b"geoheat-parsed\n"  # then the checksum line, one JSON line, the offsets and points
 _CHECKSUM_SIZE = 4  # bytes of a CRC-32; the checksum line holds two, in hex: header, body
 _CHECKSUMS_END = len(_MAGIC) + 4 * _CHECKSUM_SIZE  # where the checksum line's newline is

@@ -124,6 +124,8 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES, *,
                  ((activity.routes, "route"), (activity.waypoints, "waypoint")) if n]
         what = "track points" if fmt == "gpx" else "positions (an indoor activity?)"
         reason = f"{name}: no {what}" + (f" (only {', '.join(extra)})" if extra else "")
+        if fmt == "fit" and note:  # it broke off (or was damaged) before any position
+            reason = note
         return failed(reason, fmt, start=start, routes=activity.routes,
                       waypoints=activity.waypoints, activity_type=kind, time_note=time_note)
     track = next((t for t in tracks if t.segments is activity.segments), None)

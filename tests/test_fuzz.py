@@ -37,3 +37,17 @@ def test_mutated_real_files_are_read_or_skipped_with_a_reason(fuzz, seed):
     assert not figures.data_lost, report
     assert not figures.contained, report  # no reader raised anything but GPXError
     assert figures.read and figures.skipped and figures.partial, report
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_mutated_fit_files_never_draw_a_position_off_the_track(fuzz, seed):
+    """Issue 19: one changed byte made the reader walk on out of step and draw positions
+    thousands of km off. Mutated real FIT files (bytes flipped or set, a header changed,
+    chunks deleted or duplicated) against each original: no position > 1 km off."""
+    folder = shared_folder("fit-tcx")
+    sources = sorted(p for p in folder.glob("*.fit") if p.stat().st_size < 300_000)
+    figures = fuzz.run(files=150, seed=seed, time_limit=20, sources=sources, in_process=True)
+    report = "\n".join(figures.lines())
+    assert figures.tried == 150 and figures.fit_read > 50, report
+    assert not figures.off_track, report
+    assert not figures.crashes and not figures.hangs and not figures.bad_messages, report
