@@ -448,10 +448,10 @@ def _time(value: int | None) -> datetime | None:
 
 
 # Strava's type for a sub-sport that changes it: Zwift's rides are cycling with the
-# sub-sport virtual_activity; a treadmill or virtual run is a VirtualRun.
+# sub-sport virtual_activity, a virtual run running with it. A treadmill run stays a Run
+# (as Strava types a Garmin treadmill run), like a trainer ride stays a Ride.
 _VIRTUAL = {("cycling", "virtual_activity"): "VirtualRide",
-            ("running", "virtual_activity"): "VirtualRun",
-            ("running", "treadmill"): "VirtualRun"}
+            ("running", "virtual_activity"): "VirtualRun"}
 
 
 def activity_sport(legs: list[tuple]) -> str | None:

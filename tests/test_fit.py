@@ -559,7 +559,7 @@ def legs_file(legs, sport_message=None):
     ([(5, 0, 1800, 0), (11, 0, 3600, 0)], "walking", "Walk"),
     ([(2, 58, 3600, 30000)], "VirtualRide", "VirtualRide"),  # Zwift
     ([(1, 58, 1800, 5000)], "VirtualRun", "VirtualRun"),
-    ([(1, 1, 1800, 5000)], "VirtualRun", "VirtualRun"),  # a treadmill
+    ([(1, 1, 1800, 5000)], "running", "Run"),  # a treadmill: a Run, as Strava has it
     ([(2, 6, 3600, 30000)], "cycling", "Ride"),  # indoor_cycling: a trainer ride
     ([(2, 0, 3600, 30000)], "cycling", "Ride"),
 ], ids=["triathlon", "by-duration", "zwift", "virtual-run", "treadmill", "indoor", "ride"])
