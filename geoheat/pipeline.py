@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,9 +22,10 @@ from .colour import over_map, shade_rgba, shade_strips
 from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom
 from .legend import add_legend, ramp_items
-from .heat import SCALERS, blur_tiles, legend_ticks
+from .heat import blur_tiles
+from .level import level_scale, plan_of, scaled
 from .options import BuildOptions, available_memory
-from .projection import unproject
+from .projection import lonlat_bounds, unproject
 from .rasterize import count_activity
 from .reading import Progress, load_points, read_files
 from .report import (BuildResult, FileEntry, describe_inputs, geotiff_tags, mbtiles_metadata,
@@ -68,8 +70,10 @@ def build(inputs: Iterable[str | Path] | BuildOptions = ("gpx",),
 
 
 def run(options: BuildOptions, on_warning: Warn | None = None,
-        progress: Progress | None = None) -> BuildResult:
-    """The stages of a build, in order, over checked options."""
+        progress: Progress | None = None, keep_tiles: bool = False) -> BuildResult:
+    """The stages of a build, in order, over checked options. keep_tiles: keep the heat
+    tiles the build makes (as its MBTiles hold them) in result.tiles (a TileSet), for
+    build --site."""
     started = time.perf_counter()
     warn = on_warning or (lambda message: None)
     provider = _basemap_provider(options)  # a bad basemap fails before any work
@@ -77,7 +81,7 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
         check_writable_folder(path)  # one probe per folder, named by --output
     with OutputSet(options.outputs.values(), options.output) as outputs, \
             _cluster(options) as cluster:
-        result = _build(options, outputs, provider, warn, progress, cluster)
+        result = _build(options, outputs, provider, warn, progress, cluster, keep_tiles)
         result.seconds = time.perf_counter() - started
         if options.report is not None:
             with outputs.writing(options.report) as temp:
@@ -86,7 +90,8 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     return result
 
 
-def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildResult:
+def _build(options, outputs, provider, warn, progress, cluster=None,
+           keep_tiles=False) -> BuildResult:
     """The stages, in order: read, select, rasterise, scale and blur, colour, write.
     cluster: a cluster.Session (--scheduler) that reads and counts on Dask workers."""
     # Read
@@ -114,7 +119,8 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
 
     # Rasterise: each activity's points counted on the output's grid and on the grid of
     # every pyramid level below it, and summed (map-reduce: one activity's points at a time)
-    grids = [grid] + [level_grid(grid, zoom) for zoom in _pyramid_zooms(options, grid, min_zoom)]
+    grids = [grid] + [level_grid(grid, zoom)
+                      for zoom in _pyramid_zooms(options, grid, min_zoom, keep_tiles)]
     source_of = {source.name: source for source in sources}
     if cluster is None:
         counts, *below = count_activities(kept, source_of, box, grids, options, result, warn)
@@ -123,7 +129,8 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
         cluster.close()  # the rest is the client's: free the workers now
 
     # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
-    scale = _scaler(options)
+    plan = plan_of([a.summary for a in kept], area)
+    scale = _scaler(options, plan)
     heat = blur_tiles(scale(counts, grid), options.sigma, grid)
     result.data_tiles = len(heat)
 
@@ -147,7 +154,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None) -> BuildRes
 
     # Write
     result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-                            pyramid)
+                            pyramid, plan, keep_tiles)
     return result
 
 
@@ -232,24 +239,27 @@ def _recorded(counts, used, outside, drawn, kept, result) -> list[dict]:
     return counts
 
 
-def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:
+def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int,
+                   keep_tiles: bool = False) -> range:
     """The zooms below the output's that its outputs need: the GeoTIFFs' overviews (down
-    to one 256-pixel block) and the tile archives' levels (down to min_zoom)."""
+    to one 256-pixel block) and the tile archives' (and kept tiles') levels (down to
+    min_zoom)."""
     cogs = any(kind in options.outputs for kind in ("tif", "rgba", "counts"))
-    archives = any(kind in options.outputs for kind in ("mbtiles", "pmtiles"))
+    archives = keep_tiles or any(kind in options.outputs for kind in ("mbtiles", "pmtiles"))
     lowest = min([grid.zoom - (overview_count(grid) if cogs else 0)]
                  + ([min_zoom] if archives else []))
     return zooms_below(grid, lowest)
 
 
-def _scaler(options: BuildOptions):
-    """Counts on a grid to heat in [0, 1], the same at every level: the global scaling,
-    or local contrast (each pixel ranked within its ~2 km neighbourhood)."""
-    if options.normalize == "local":
-        from .contrast import local_scale_tiles
+def _scaler(options: BuildOptions, plan):
+    """Counts on a grid to heat in [0, 1], the same at every level and as `geoheat serve`
+    makes them (level.py): the global scaling over the level's counts (a sample of its
+    tiles when it is large), or local contrast (each pixel ranked within ~2 km)."""
+    def scale(counts, grid):
+        return scaled(counts, grid, level_scale(counts, grid, options.scaling,
+                                                options.normalize, plan))
 
-        return local_scale_tiles
-    return SCALERS[options.scaling]
+    return scale
 
 
 def _cluster(options: BuildOptions):
@@ -315,8 +325,17 @@ def fitting_zoom(bounds, lowest: int, highest: int, window=(1280, 800)) -> int:
     return lowest
 
 
+class TileSet(NamedTuple):
+    """The heat tiles a build made, as its MBTiles hold them (build --site writes them)."""
+
+    pngs: dict  # tiles.Tile -> PNG bytes, the tiles with heat, min_zoom..max_zoom
+    min_zoom: int
+    max_zoom: int
+    metadata: dict  # the MBTiles' metadata rows (geoheat_legend: the page's legend)
+
+
 def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-           pyramid) -> list[Path]:
+           pyramid, plan, keep_tiles=False) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
     paths written.
 
@@ -345,6 +364,7 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         return {key: shade_rgba(block, rgba_lut) for key, block in sparse.items()}
 
     archives = [kind for kind in ("mbtiles", "pmtiles") if kind in paths]
+    tiled = bool(archives) or keep_tiles
     what = "passes" if options.mode == "lines" else "trackpoints"
     # The GeoTIFFs: kind -> (dtype, bands, nodata, band names, a level's blocks of them)
     cogs = {kind: spec for kind, spec in (
@@ -352,25 +372,29 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         ("rgba", ("uint8", 4, None, [], lambda level: coloured(level.heat))),
         ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
     overviews = overview_count(grid) if cogs else 0
-    pngs = visible_tiles(coloured(heat), grid.zoom) if archives else {}
+    pngs = visible_tiles(coloured(heat), grid.zoom) if tiled else {}
     local = options.normalize == "local"
-    legends = {grid.zoom: [] if local else legend_ticks(counts, options.scaling)}
-    first = paths[next(iter(cogs), None) or archives[0]]  # named if making a level fails
+
+    def ticks(level_counts, level_grid):  # the level's legend, as geoheat serve gives it
+        scale = level_scale(level_counts, level_grid, options.scaling, options.normalize, plan)
+        return [] if scale is None else [list(t) for t in scale.ticks]
+
+    legends = {grid.zoom: ticks(counts, grid)} if tiled else {}
+    first = paths[next(iter(cogs), None) or (archives or list(paths))[0]]
     folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=outputs.temp(first).parent))
     try:
         files = {kind: [] for kind in cogs}
         with outputs.writing(first):
-            for level in pyramid(_pyramid_zooms(options, grid, min_zoom)):
+            for level in pyramid(_pyramid_zooms(options, grid, min_zoom, keep_tiles)):
                 factor = grid.zoom - level.grid.zoom
                 for kind, (dtype, bands, nodata, _, blocks) in cogs.items():
                     if factor <= overviews:
                         files[kind].append(folder / f"{kind}-{factor}.tif")
                         write_overview(files[kind][-1], blocks(level), grid, level.grid,
                                        count=bands, dtype=dtype, nodata=nodata)
-                if archives and level.grid.zoom >= min_zoom:
+                if tiled and level.grid.zoom >= min_zoom:
                     pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
-                    legends[level.grid.zoom] = [] if local else legend_ticks(
-                        level.counts, options.scaling)
+                    legends[level.grid.zoom] = ticks(level.counts, level.grid)
         top = Level(grid, counts, heat)  # the output's own zoom
         for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
             with outputs.writing(paths[kind]) as temp:
@@ -382,10 +406,9 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
                                     overviews=files[kind])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if archives:
+    if tiled:
         bounds = tiles.grid_bounds(grid)
-        corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))
-        lonlat = tuple(float(v) for v in corners.ravel())
+        lonlat = lonlat_bounds(bounds)
         centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
                                       (bounds.bottom + bounds.top) / 2]]))[0]
         view = fitting_zoom(bounds, min_zoom, grid.zoom)
@@ -394,6 +417,11 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
                   "unit": "passes" if options.mode == "lines" else "track points",
                   "local": local, "ramps": {options.colormap: css_stops(options.colormap)},
                   "view": {"cmap": options.colormap}}
+        if keep_tiles:
+            metadata = mbtiles_metadata(Path(options.output).with_suffix(".mbtiles"),
+                                        tuple(centre), min_zoom, result, options, lonlat, view)
+            metadata["geoheat_legend"] = json.dumps(legend)
+            result.tiles = TileSet(pngs, min_zoom, grid.zoom, metadata)
         for kind in archives:
             metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
                                         lonlat, view)

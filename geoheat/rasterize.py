@@ -191,13 +191,19 @@ def count_activity(parsed, box, grids, mode: str, memory: int | None,
     """Add one parsed activity's points inside box (None: all) to the sparse counts on
     each of grids (the output's and the pyramid levels'): the map step of a build, the
     same on one machine and on a cluster's workers. The number of points drawn."""
+    xy, segments = cut_to_box(parsed, box, mode)  # gaps split once, for every grid
+    for grid, into in zip(grids, counts):
+        count_tracks(xy, segments, grid, mode, memory, into=into, gaps_split=True)
+    return len(xy)
+
+
+def cut_to_box(parsed, box, mode: str):
+    """An activity's points inside box (None: all) and their segment offsets, split at
+    real gaps in lines mode (points mode does not use them): the one cut of points to
+    the box, the build's and geoheat serve's."""
     from .extent import inside
 
     keep = inside(parsed.xy, box) if box is not None else np.ones(len(parsed.xy), dtype=bool)
     xy, offsets = select_points(parsed.xy, parsed.offsets, keep)
     times = parsed.times[keep] if parsed.times is not None else None
-    # Gaps split once, for every grid (points mode does not use them).
-    segments = split_gaps(xy, offsets, times) if mode == "lines" else offsets
-    for grid, into in zip(grids, counts):
-        count_tracks(xy, segments, grid, mode, memory, into=into, gaps_split=True)
-    return len(xy)
+    return xy, (split_gaps(xy, offsets, times) if mode == "lines" else offsets)

@@ -8,7 +8,7 @@ is ever taken from the URL; anything else is 404):
     /app.js, /app.css          the page's own script and style (geoheat/web)
     /meta.json                 what there is to show: bounds, zooms, types, years, ...
     /leaflet/...               Leaflet's files, from the installed xstatic-leaflet package
-    /heat/{z}/{x}/{y}.png      a heat tile (?c=colormap&s=scaling&t=types&y=FROM-TO)
+    /heat/{z}/{x}/{y}.png      a heat tile (?c=colormap&s=scaling&n=normalize&t=types&y=FROM-TO)
 
 Tiles are rendered on request by geoheat.render (the build's own stages), or read from
 an MBTiles or PMTiles file. Responses carry an ETag (If-None-Match gets 304) and
@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 from . import __version__
 from .colormaps import COLORMAP_NAMES
 from .errors import InputError, OutputError
-from .options import SCALINGS, BuildOptions
+from .options import NORMALIZES, SCALINGS, BuildOptions
 
 WEB = Path(__file__).with_name("web")
 DEFAULT_PORT = 8000
@@ -102,11 +102,13 @@ class RenderedTiles:
             "startzoom": r.start_zoom(),
             "types": r.types, "years": r.years,
             "cmaps": list(COLORMAP_NAMES), "scalings": list(SCALINGS),
+            "normalizes": list(NORMALIZES),
             "view": {"types": list(view.types) if view.types else None,
                      "years": [years[0], years[-1]] if years else None,
-                     "scaling": view.scaling, "cmap": r.default_cmap},
+                     "scaling": view.scaling, "normalize": view.normalize,
+                     "cmap": r.default_cmap},
             "description": self.description,
-            **page_legend(r.options),
+            **page_legend(r.options, view.normalize),
         }
 
     def legend(self, z: int, query: str) -> bytes:
@@ -134,13 +136,14 @@ class RenderedTiles:
 
     def parse_query(self, query: str):
         """The view and colormap a tile URL's query asks for: c (colormap), s (scaling),
-        t (types, comma-separated; empty: all), y (FROM-TO years; empty: all)."""
+        n (normalize: global or local), t (types, comma-separated; empty: all), y
+        (FROM-TO years; empty: all)."""
         try:
             fields = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query),
-                              max_num_fields=4)
+                              max_num_fields=5)
         except ValueError:
             raise NotFound("bad query") from None
-        if set(fields) - {"c", "s", "t", "y"} or any(len(v) != 1 for v in fields.values()):
+        if set(fields) - {"c", "s", "n", "t", "y"} or any(len(v) != 1 for v in fields.values()):
             raise NotFound("bad query")
         one = {key: values[0] for key, values in fields.items()}
         cmap = one.get("c")
@@ -149,6 +152,9 @@ class RenderedTiles:
         scaling = one.get("s")
         if scaling is not None and scaling not in SCALINGS:
             raise NotFound("no such scaling")
+        normalize = one.get("n")
+        if normalize is not None and normalize not in NORMALIZES:
+            raise NotFound("no such normalisation")
         types = None
         if "t" in one:
             types = tuple(t for t in one["t"].split(",") if t)
@@ -163,7 +169,7 @@ class RenderedTiles:
                 if not match or not 1900 <= int(match[1]) <= int(match[2]) <= 2200:
                     raise NotFound("bad years")
                 years = tuple(range(int(match[1]), int(match[2]) + 1))
-        return self.renderer.view(types, years, scaling), cmap
+        return self.renderer.view(types, years, scaling, normalize), cmap
 
 
 class MBTilesFile:
@@ -275,14 +281,14 @@ def _file_meta(path, name, fmt, bounds, minzoom, maxzoom, description, legend=No
     return meta
 
 
-def page_legend(options) -> dict:
+def page_legend(options, normalize: str | None = None) -> dict:
     """What the page draws its legend with: each colormap's colours (17 stops, heat 0 to
     1), the unit, whether heat is ranked nearby (--normalize local: fewer/more)."""
     from .colormaps import css_stops
 
     return {"ramps": {name: css_stops(name) for name in COLORMAP_NAMES},
             "unit": "passes" if options.mode == "lines" else "track points",
-            "local": options.normalize == "local"}
+            "local": (normalize or options.normalize) == "local"}
 
 
 def _file_tile(data, fmt, etag):
@@ -534,13 +540,11 @@ def _interrupt(signum, frame):
 
 # The static site
 
-def build_site(folder: Path, options: BuildOptions, zoom: int) -> int:
-    """The static site of a build (build --site): its tiles from zoom down to the MBTiles'
-    min_zoom (default zoom - 4), rendered as the build drew them (the parse cache makes the
-    second read cheap). Returns the number of tiles written."""
-    renderer = load_renderer(options.replace(zoom=zoom))  # the build has warned already
-    min_zoom = max(zoom - 4, 0) if options.min_zoom is None else options.min_zoom
-    return write_site(folder, renderer, min(min_zoom, zoom), zoom)
+def build_site(folder: Path, options: BuildOptions, result) -> int:
+    """The static site of a build (build --site): the heat tiles the build made (its
+    result.tiles, from pipeline.run(keep_tiles=True)), as its MBTiles hold them.
+    Returns the number of tiles written."""
+    return write_site(folder, result.tiles)
 
 
 def check_site_folder(folder: Path) -> None:
@@ -552,10 +556,21 @@ def check_site_folder(folder: Path) -> None:
         raise OutputError(f"{folder}: its folder {folder.resolve().parent} does not exist")
 
 
-def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
-               progress=None) -> int:
+def site_meta(tileset) -> dict:
+    """The page's settings for a site of a build's tiles (what serving its MBTiles gives)."""
+    rows = tileset.metadata
+    meta = _file_meta(Path(rows.get("name", "geoheat")), rows.get("name"), "png",
+                      [float(v) for v in rows["bounds"].split(",")], tileset.min_zoom,
+                      tileset.max_zoom, rows.get("description", ""), rows.get("geoheat_legend"))
+    meta.update(tiles="tiles/{z}/{x}/{y}.png", index="tiles/index.json")
+    return meta
+
+
+def write_site(folder: Path, tileset, progress=None) -> int:
     """A static site in folder: index.html, the page's files, Leaflet's (copied from the
-    installed package) and the heat as an XYZ folder tiles/z/x/y.png, min_zoom..max_zoom.
+    installed package) and a build's heat tiles (a pipeline.TileSet) as an XYZ folder
+    tiles/z/x/y.png, with tiles/index.json listing them (the page asks for no tile the
+    site lacks: no 404 in the browser's console).
 
     Written beside the folder and renamed into place, replacing an earlier geoheat site
     there; a folder that is not one is refused. Returns the number of tiles written.
@@ -567,11 +582,7 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
     shutil.rmtree(temp, ignore_errors=True)
     try:
         temp.mkdir()
-        source = RenderedTiles(renderer)
-        meta = source.meta()
-        meta.update(dynamic=False, tiles="tiles/{z}/{x}/{y}.png", minzoom=min_zoom,
-                    maxzoom=max_zoom)
-        meta["legend"] = {str(z): renderer.legend(z) for z in range(min_zoom, max_zoom + 1)}
+        meta = site_meta(tileset)
         (temp / "index.html").write_bytes(page(meta))
         (temp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         for name in OWN_FILES:
@@ -581,14 +592,16 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
             if (leaflet / name).is_file():
                 (temp / "leaflet" / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(leaflet / name, temp / "leaflet" / name)
-        written = 0
-        zooms = range(min_zoom, max_zoom + 1)
-        for z in (progress(zooms, "Site tiles", len(zooms)) if progress else zooms):
-            for x, y in renderer.lit_tiles(z):
-                path = temp / "tiles" / str(z) / str(x) / f"{y}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(renderer.png_tile(z, x, y))
-                written += 1
+        index: dict = {}
+        (temp / "tiles").mkdir()
+        items = sorted(tileset.pngs.items())
+        for tile, data in (progress(items, "Site tiles", len(items)) if progress else items):
+            path = temp / "tiles" / str(tile.z) / str(tile.x) / f"{tile.y}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            index.setdefault(str(tile.z), {}).setdefault(str(tile.x), []).append(tile.y)
+        (temp / "tiles" / "index.json").write_text(json.dumps(index, separators=(",", ":")),
+                                                  encoding="utf-8")
         if folder.exists():
             old = parent / f".{folder.name}.geoheat-site-old"
             shutil.rmtree(old, ignore_errors=True)
@@ -600,7 +613,7 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
     except OSError as err:
         shutil.rmtree(temp, ignore_errors=True)
         raise OutputError(f"{folder}: cannot write the site: {err.strerror or err}") from None
-    return written
+    return len(items)
 
 
 def _is_site(folder: Path) -> bool:

@@ -25,7 +25,7 @@ import geoheat
 from geoheat.cli import cli
 from geoheat.options import BuildOptions
 from geoheat.reading import read_files
-from geoheat.render import EMPTY_PNG, BytesLRU, Renderer, encode_png
+from geoheat.render import EMPTY_PNG, METATILE, BytesLRU, Renderer, encode_png
 from geoheat.serve import MBTilesFile, PMTilesFile, RenderedTiles, leaflet_dir, make_server
 from geoheat.sources import find_sources
 
@@ -147,6 +147,59 @@ def test_real_runs_tiles_are_the_builds(tmp_path):
             np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels)
 
 
+def mbtiles_bytes(path: Path) -> dict:
+    """{(z, x, y): PNG bytes} of an MBTiles file, XYZ rows."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles")
+        return {(z, x, 2**z - 1 - row): bytes(data) for z, x, row, data in rows}
+
+
+@pytest.mark.parametrize("normalize", ["global", "local"])
+@pytest.mark.parametrize("sample_tiles", [None, 3])
+def test_served_site_and_mbtiles_tiles_are_byte_equal(tmp_path, monkeypatch, normalize,
+                                                      sample_tiles):
+    """One way to make a level (issue 22): build --site writes the tiles the build put in
+    its MBTiles, and geoheat serve (with the build's --normalize, or a default server
+    asked for it with ?n=) answers the same bytes over HTTP; also when the levels are
+    large enough to be ranked on a sample of their tiles (sample_tiles)."""
+    import geoheat.level
+
+    if sample_tiles is not None:
+        monkeypatch.setattr(geoheat.level, "SAMPLE_TILES", sample_tiles)
+    site, mbtiles = tmp_path / "site", tmp_path / "h.mbtiles"
+    result = CliRunner().invoke(cli, [
+        "build", str(SAMPLES), "--zoom", "15", "-o", str(tmp_path / "h.png"), "--basemap",
+        "none", "--mbtiles", str(mbtiles), "--min-zoom", "12", "--normalize", normalize,
+        "--sigma", "1.5", "--site", str(site), "--no-cache", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    built = mbtiles_bytes(mbtiles)
+    assert {z for z, _, _ in built} == {12, 13, 14, 15} and len(built) > 40
+    if sample_tiles is not None:  # the top levels really are sampled
+        renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
+        plan = renderer.selection(renderer.default_view).plan
+        assert geoheat.level.modulus(plan, 15) > 1
+    written = {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem)): p.read_bytes()
+               for p in (site / "tiles").glob("*/*/*.png")}
+    assert written == built
+    served = renderer_for(BuildOptions(inputs=[SAMPLES], normalize=normalize, sigma=1.5))
+    default = renderer_for(BuildOptions(inputs=[SAMPLES], sigma=1.5))
+    with running(RenderedTiles(served)) as one, running(RenderedTiles(default)) as other:
+        for (z, x, y), data in built.items():
+            status, headers, body = get(one, f"/heat/{z}/{x}/{y}.png")
+            assert status == 200 and body == data, (z, x, y)
+            status, _, body = get(other, f"/heat/{z}/{x}/{y}.png?n={normalize}")
+            assert status == 200 and body == data, (z, x, y)
+        # Every tile the build left out is empty when served.
+        for z in (12, 15):
+            for x, y in served.lit_tiles(z):
+                assert (z, x, y) in built
+    with contextlib.closing(sqlite3.connect(mbtiles)) as db:
+        legend = json.loads(db.execute(
+            "SELECT value FROM metadata WHERE name = 'geoheat_legend'").fetchone()[0])
+    for z in (12, 15):
+        assert legend["legend"][str(z)] == [list(t) for t in served.legend(z)]
+
+
 @pytest.mark.parametrize("zoom", [11, 12, 15])
 def test_every_zoom_is_that_zooms_build(tmp_path, samples_renderer, zoom):
     """A level is a build at its zoom: the CDF and the blur's rescale over that level."""
@@ -205,18 +258,21 @@ def test_caches_are_bounded_in_bytes():
     assert len(small.selections.items) == 1  # only the newest, however large
 
 
-def test_levels_are_made_once_under_concurrent_requests(monkeypatch):
+def test_each_metatile_and_scale_is_made_once_under_concurrent_requests(monkeypatch):
     renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
-    made = []
-    real = renderer._level
-    monkeypatch.setattr(renderer, "_level", lambda z, v: made.append(z) or real(z, v))
+    made, scales = [], []
+    real, real_scale = renderer._metatile, renderer._scale
+    monkeypatch.setattr(renderer, "_metatile",
+                        lambda z, mx, my, v: made.append((z, mx, my)) or real(z, mx, my, v))
+    monkeypatch.setattr(renderer, "_scale", lambda z, v: scales.append(z) or real_scale(z, v))
     keys = renderer_for(BuildOptions(inputs=[SAMPLES])).lit_tiles(ZOOM)
     threads = [threading.Thread(target=renderer.png_tile, args=(ZOOM, *key)) for key in keys]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert made == [ZOOM]
+    assert scales == [ZOOM]
+    assert sorted(made) == sorted({(ZOOM, x // METATILE, y // METATILE) for x, y in keys})
 
 
 # The server's routes, over HTTP.
@@ -594,7 +650,15 @@ def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
         "build", str(SAMPLES), "--zoom", "12", "-o", str(tmp_path / "h.png"), "--basemap",
         "none", "--site", str(site), "--no-cache", "-j", "1"])
     assert again.exit_code == 0, again.output
-    assert {int(p.name) for p in (site / "tiles").iterdir()} == {8, 9, 10, 11, 12}
+    meta = json.loads((site / "meta.json").read_text())
+    # Down to the min zoom the build's MBTiles would have (where the heat fits a tile).
+    assert meta["maxzoom"] == 12 and meta["minzoom"] <= 8
+    assert {int(p.name) for p in (site / "tiles").iterdir() if p.is_dir()} == set(
+        range(meta["minzoom"], 13))
+    index = json.loads((site / "tiles" / "index.json").read_text())
+    assert {(int(z), int(x), y) for z, xs in index.items() for x, ys in xs.items()
+            for y in ys} == {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
+                             for p in (site / "tiles").glob("*/*/*.png")}
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     refused = CliRunner().invoke(cli, ["build", str(SAMPLES), "-o", str(tmp_path / "x.png"),
