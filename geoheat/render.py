@@ -47,8 +47,12 @@ SIZE = tiles.TILE_SIZE
 LEVEL_CACHE_BYTES = 128 * 2**20
 TILE_CACHE_BYTES = 64 * 2**20
 SELECTION_CACHE_BYTES = 256 * 2**20  # the points of the filters asked for last
+COUNTS_CACHE_BYTES = 192 * 2**20  # small levels' counts (level.SAMPLE_TILES bounds one)
 # Tiles made together: one count and blur for the METATILE x METATILE tiles around.
-METATILE = 4
+METATILE = 2
+# The points are indexed by their tile at this zoom (~300 m at 30 degrees): a tile's
+# count reads the points of its cells and the cells next to them.
+INDEX_ZOOM = 17
 encode_png = png_tile  # the one PNG encoder (writers.png_tile)
 
 
@@ -71,10 +75,14 @@ class Selection(NamedTuple):
     activity_offsets: np.ndarray  # activity i's points: xy[a[i]:a[i + 1]]
     boxes: np.ndarray  # (activities, 4) left, bottom, right, top of each activity's points
     plan: Plan | None  # what a level's sample size is estimated from
+    cells: np.ndarray  # the points' INDEX_ZOOM tiles (y * 2**INDEX_ZOOM + x), sorted
+    order: np.ndarray  # the points in that order
+    long_steps: np.ndarray  # both ends of each step spanning more than a cell's neighbours
 
 
 EMPTY_SELECTION = Selection(np.empty((0, 2)), np.zeros(1, np.int64), None,
-                            np.zeros(1, np.int64), np.empty((0, 4)), None)
+                            np.zeros(1, np.int64), np.empty((0, 4)), None,
+                            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 @dataclass
@@ -158,6 +166,9 @@ class Renderer:
         self.default_cmap = options.colormap
         self.levels = BytesLRU(level_cache_bytes, lambda level: level.nbytes, keep_oversize=True)
         self.scales = BytesLRU(16 * 2**20, _scale_bytes, keep_oversize=True)
+        # The counts of small levels (counted whole for their scale): their tiles are cut
+        # from these instead of counted again.
+        self.counts = BytesLRU(COUNTS_CACHE_BYTES, _counts_bytes)
         self.pngs = BytesLRU(tile_cache_bytes)
         # The points of the last filters asked for (2 million points: ~40 MB each).
         self.selections = BytesLRU(selection_cache_bytes, _selection_bytes, keep_oversize=True)
@@ -216,9 +227,9 @@ class Renderer:
         starts = np.cumsum([0] + [len(xy) for xy, _ in parts])
         segments = np.concatenate([o[:-1] + s for (_, o), s in zip(parts, starts)]
                                   + [[starts[-1]]]).astype(np.int64)
-        return Selection(np.concatenate([p[0] for p in parts]), segments, area,
-                         starts.astype(np.int64), boxes,
-                         plan_of([a.summary for a in kept], area))
+        xy = np.concatenate([p[0] for p in parts])
+        return Selection(xy, segments, area, starts.astype(np.int64), boxes,
+                         plan_of([a.summary for a in kept], area), *point_index(xy, segments))
 
     def grid(self, zoom: int, view: View) -> Grid | None:
         """The level's grid: the whole tiles covering the view's extent (as the build's)."""
@@ -240,6 +251,8 @@ class Renderer:
         counts = count_region(chosen.xy, chosen.segments, self.options.mode, grid,
                               lambda tx, ty: sampled(tx, ty, m))
         scale = make_scale(counts, view.scaling)
+        if m == 1:  # the whole level: its tiles are cut from these counts
+            self.counts.put((zoom, view.types, view.years), counts)
         del counts
         give_back_memory()
         return scale
@@ -278,11 +291,20 @@ class Renderer:
         res = tiles.resolution(zoom) * SIZE
         box = Bbox(cx0 * res - tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT - cy1 * res,
                    cx1 * res - tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT - cy0 * res)
-        xy, segments = self._crossing(chosen, box)
-        counts = count_region(xy, segments, self.options.mode, grid,
-                              lambda tx, ty: (tx >= cx0) & (tx < cx1) & (ty >= cy0) & (ty < cy1))
+        whole = self.counts.get((zoom, view.types, view.years))
+        if whole is not None:
+            counts = {(x, y): block for (x, y), block in whole.items()
+                      if cx0 <= x < cx1 and cy0 <= y < cy1}
+        else:
+            xy, segments = self._near(chosen, zoom, (cx0, cy0, cx1, cy1), box)
+            counts = count_region(xy, segments, self.options.mode, grid,
+                                  lambda tx, ty: (tx >= cx0) & (tx < cx1) & (ty >= cy0)
+                                  & (ty < cy1))
         only = {(x, y) for x in range(x0, x1) for y in range(y0, y1)}
         heat = level_heat(counts, grid, scale, sigma, only=only)
+        if len(counts) > 64:  # a big region's temporaries (local contrast): give them back
+            del counts
+            give_back_memory()
         index = {}
         for key, block in heat.items():
             block = lut_index(block)
@@ -320,6 +342,38 @@ class Renderer:
                         found.add((x, y))
         return sorted({(x + dx, y + dy) for x, y in found for dx in (-1, 0, 1)
                        for dy in (-1, 0, 1)})
+
+    @staticmethod
+    def _near(chosen: Selection, zoom: int, region, box: Bbox):
+        """The points of the steps that can reach the tiles region (x0, y0, x1, y1 at
+        zoom; box: its bounds), with their segment offsets: the points in and next to
+        the region's cells of the point index, and the long steps' ends."""
+        x0, y0, x1, y1 = region
+        if zoom >= INDEX_ZOOM:
+            shift = zoom - INDEX_ZOOM
+            c0, r0, c1, r1 = x0 >> shift, y0 >> shift, (x1 - 1) >> shift, (y1 - 1) >> shift
+        else:
+            shift = INDEX_ZOOM - zoom
+            c0, r0, c1, r1 = x0 << shift, y0 << shift, (x1 << shift) - 1, (y1 << shift) - 1
+        c0, r0, c1, r1 = c0 - 1, r0 - 1, c1 + 1, r1 + 1  # a step reaches one cell over
+        if r1 - r0 > 4096:  # a low zoom: the activities' boxes are index enough
+            return Renderer._crossing(chosen, box)
+        across = 2**INDEX_ZOOM
+        rows = np.arange(max(r0, 0), min(r1, across - 1) + 1, dtype=np.int64) * across
+        lo = np.searchsorted(chosen.cells, rows + max(c0, 0))
+        hi = np.searchsorted(chosen.cells, rows + min(c1, across - 1), side="right")
+        found = [chosen.order[a:b] for a, b in zip(lo, hi) if b > a]
+        n = len(chosen.xy)
+        take = np.zeros(n, dtype=bool)
+        take[chosen.long_steps] = True
+        if found:
+            near = np.concatenate(found)
+            take[near] = True
+            take[np.maximum(near - 1, 0)] = True  # the steps into and out of the region
+            take[np.minimum(near + 1, n - 1)] = True
+        if take.all():
+            return chosen.xy, chosen.segments
+        return select_points(chosen.xy, chosen.segments, take)
 
     @staticmethod
     def _crossing(chosen: Selection, box: Bbox):
@@ -434,6 +488,21 @@ class Renderer:
         return None if area is None else lonlat_bounds(area)
 
 
+def point_index(xy: np.ndarray, segments: np.ndarray):
+    """The points' INDEX_ZOOM tiles, sorted, the points in that order, and the ends of the
+    steps longer than a cell's neighbours (which a region's cells would miss)."""
+    from .level import point_tiles
+
+    tx, ty = point_tiles(xy, INDEX_ZOOM)
+    cells = ty * 2**INDEX_ZOOM + tx
+    order = np.argsort(cells, kind="stable")
+    last = np.zeros(len(xy), dtype=bool)
+    last[np.asarray(segments[1:]) - 1] = True
+    far = ~last[:-1] & ((np.abs(np.diff(tx)) > 1) | (np.abs(np.diff(ty)) > 1))
+    ends = np.flatnonzero(far)
+    return cells[order], order, np.union1d(ends, ends + 1).astype(np.int64)
+
+
 def give_back_memory() -> None:
     """Return freed heap to the system (glibc keeps it otherwise, and a burst of big
     levels would hold the server's memory at its peak)."""
@@ -451,6 +520,10 @@ def give_back_memory() -> None:
 
 
 _malloc_trim = None
+
+
+def _counts_bytes(counts) -> int:
+    return sum(block.nbytes + 100 for block in counts.values()) + 512
 
 
 def _scale_bytes(scale) -> int:
