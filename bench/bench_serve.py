@@ -4,10 +4,10 @@ against the full build's time per tile, on about 2 million points.
     python bench/bench_serve.py [--data ../shared/data/chengdu-runs] [--copies 4]
                                 [--work /tmp/geoheat-bench-serve]
 
-The collection: the real runs of chengdu-runs (~500,000 points) and copies of them
-moved side by side (each copy one extent-width east or south of the others, its
-times a year later, so no copy is a duplicate of another and all make one area),
-written as GPX into --work (outside the repository; made once and reused). Then:
+The collection (bench/collection.py): the real runs of chengdu-runs (~500,000 points)
+copied side by side over a city's area (each copy a few km from the others, its times
+a year later, so no copy is a duplicate of another), written as GPX into --work
+(outside the repository; made once and reused). Then:
 
 1. a cold build fills the parse cache (not timed for the comparison);
 2. the full build, warm cache, zoom 14, no basemap (what `geoheat build` costs),
@@ -15,8 +15,10 @@ written as GPX into --work (outside the repository; made once and reused). Then:
 3. `geoheat serve` in a fresh process (imports included, as a user starts it), warm
    cache: the time from the process's start, and from its "serving at" line, to the
    first zoom-14 tile over HTTP;
-4. the first tile at each zoom (a level made on request, or ahead: serve makes the
-   levels the page opens at while the browser starts) and after a filter change;
+4. the first tile at each zoom (--zooms, 13-18 by default: the busiest tile of the
+   tracks at that zoom, as a user zooming in on their streets asks it), then 50 tiles
+   around it (p95), and the server's peak memory (VmHWM) after each zoom; and the first
+   tile after a filter change;
 5. panning at zoom 14 (and 16): a 1280x800 px window moved a tile at a time over the
    whole extent, row by row, each step requesting the tiles it newly shows with 6
    connections at once (as a browser does), each tile timed over HTTP.
@@ -32,63 +34,15 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
+from collection import SHARED_RUNS, make_collection  # bench/collection.py
+
 ZOOM = 14
 WINDOW = (1280, 800)
 CONNECTIONS = 6
-
-
-def make_collection(data: Path, folder: Path, copies: int, cache: Path) -> int:
-    """The runs and `copies - 1` moved copies as GPX files in folder; the points written."""
-    from geoheat.activities import join_tracks, select_activities
-    from geoheat.extent import main_area
-    from geoheat.projection import unproject
-    from geoheat.reading import read_files
-    from geoheat.samples import gpx_document
-    from geoheat.sources import find_sources
-
-    done = folder / ".complete"
-    if done.is_file():
-        return int(done.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    parsed = read_files(find_sources([data], None), cache, os.cpu_count() or 1)
-    kept, _ = select_activities(parsed)
-    tracks = join_tracks(kept)
-    area = main_area(tracks.xy, tracks.activity_offsets)
-    width, height = area.right - area.left, area.top - area.bottom
-    side = math.ceil(math.sqrt(copies))
-    points = 0
-    for k in range(copies):
-        shift = np.array([(k % side) * width, -(k // side) * height])
-        for i, activity in enumerate(kept):
-            segments, times = [], []
-            for a, b in zip(activity.offsets[:-1], activity.offsets[1:]):
-                segments.append(unproject(activity.xy[a:b] + shift))
-                if activity.times is not None:
-                    times.append([_when(t, k) for t in activity.times[a:b]])
-            start = activity.start + timedelta(days=366 * k) if activity.start else None
-            text = gpx_document(segments, name=f"copy {k} of {activity.name}",
-                                activity_type=activity.activity_type, start=start,
-                                times=times if activity.times is not None else None)
-            (folder / f"copy{k}-{i:04d}.gpx").write_text(text, encoding="utf-8")
-            points += activity.points
-    done.write_text(str(points))
-    return points
-
-
-def _when(posix: float, k: int):
-    from datetime import datetime, timezone
-
-    if not math.isfinite(posix):
-        return datetime(2020, 1, 1, tzinfo=timezone.utc)
-    return datetime.fromtimestamp(posix, timezone.utc) + timedelta(days=366 * k)
 
 
 def geoheat(*args, cache: Path) -> float:
@@ -137,7 +91,28 @@ def pan_paths(grid, zoom: int) -> list[list[str]]:
     return steps
 
 
-def png_encoders(renderer, zoom: int = 16) -> None:
+def busiest_tile(xy, zoom: int) -> tuple[int, int]:
+    """The tile at zoom holding the most track points."""
+    from geoheat.tiles import world_pixels
+
+    col, row = world_pixels(xy, zoom)
+    tx, ty = (col // 256).astype(np.int64), (row // 256).astype(np.int64)
+    keys, counts = np.unique(tx * 2**zoom + ty, return_counts=True)
+    key = int(keys[np.argmax(counts)])
+    return key // 2**zoom, key % 2**zoom
+
+
+def server_memory(pid: int) -> tuple[float, float]:
+    """The server's peak and current resident memory, GiB (Linux /proc)."""
+    values = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(("VmHWM", "VmRSS")):
+                values[line.split(":")[0]] = int(line.split()[1]) / 2**20
+    return values.get("VmHWM", float("nan")), values.get("VmRSS", float("nan"))
+
+
+def png_encoders(renderer, keys, zoom: int) -> None:
     """Time per tile and size of geoheat's zlib PNG writer (levels 1, 6) and GDAL's PNG
     driver (through rasterio's MemoryFile), on the heat tiles of a level."""
     import warnings
@@ -155,9 +130,10 @@ def png_encoders(renderer, zoom: int = 16) -> None:
                     dst.write(rgba)
                 return mem.read()
 
-    tiles = [renderer.rgba_tile(zoom, x, y) for x, y in renderer.lit_tiles(zoom)]
-    for name, encode in (("zlib level 1 (served)", lambda a: encode_png(a, 1)),
-                         ("zlib level 6", lambda a: encode_png(a, 6)),
+    tiles = [t for t in (renderer.rgba_tile(zoom, x, y) for x, y in keys) if t is not None]
+    for name, encode in (("zlib level 1", lambda a: encode_png(a, 1)),
+                         ("zlib level 6 (built and served)", lambda a: encode_png(a, 6)),
+                         ("zlib level 9", lambda a: encode_png(a, 9)),
                          ("rasterio PNG driver", gdal)):
         encode(tiles[0])
         started = time.perf_counter()
@@ -173,17 +149,20 @@ def percentile(values, q) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=SHARED_RUNS)
     parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--places", type=int, default=None,
+                        help="places the copies take turns in (default: a place each)")
+    parser.add_argument("--zooms", type=int, nargs="+", default=[13, 14, 15, 16, 17, 18],
+                        help="zooms whose first tile is timed (besides the start zoom and 14)")
+    parser.add_argument("--pan-zooms", type=int, nargs="*", default=[ZOOM, 16])
     parser.add_argument("--work", type=Path, default=Path("/tmp/geoheat-bench-serve"))
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: not found (the real runs live in ../shared/data)")
-    folder, cache = args.work / f"runs-x{args.copies}", args.work / "cache"
-    points = make_collection(args.data, folder, args.copies, cache)
-    files = len(list(folder.glob("*.gpx")))
-    print(f"collection: {files} GPX files, {points:,} points ({args.copies} copies of "
-          f"{args.data.name})")
+    folder, cache = args.work / f"{args.data.name}-x{args.copies}", args.work / "cache"
+    made = make_collection(folder, args.data, args.copies, args.places)
+    print(f"collection: {made.description}")
 
     out = args.work / "out"
     out.mkdir(exist_ok=True)
@@ -197,14 +176,18 @@ def main() -> None:
 
     renderer = load_renderer(BuildOptions(inputs=[folder], parse_cache=cache))
     start_zoom = renderer.start_zoom()
-    zooms = sorted({start_zoom, ZOOM, 12, 13, 15, 16, 17})
-    lit = {z: renderer.lit_tiles(z) for z in zooms}
-    grids = {z: renderer.level(z, renderer.default_view).grid for z in zooms}
+    zooms = sorted({start_zoom, ZOOM, *args.zooms})
+    chosen = renderer.selection(renderer.default_view)
+    from geoheat.tiles import grid_covering
+
+    busiest = {z: busiest_tile(chosen.xy, z) for z in zooms}
+    grids = {z: grid_covering(chosen.area, z) for z in {*zooms, *args.pan_zooms}}
     years, types = renderer.years, renderer.types
-    png_encoders(renderer)
-    del renderer
-    per_tile_build = build_s / len(lit[ZOOM])
-    print(f"full build, warm cache, zoom {ZOOM}: {build_s:.2f} s for {len(lit[ZOOM])} heat "
+    lit_zoom = renderer.lit_tiles(ZOOM)
+    png_encoders(renderer, lit_zoom, ZOOM)
+    del renderer, chosen
+    per_tile_build = build_s / len(lit_zoom)
+    print(f"full build, warm cache, zoom {ZOOM}: {build_s:.2f} s for {len(lit_zoom)} heat "
           f"tiles = {per_tile_build * 1000:.1f} ms per tile")
 
     started = time.perf_counter()
@@ -221,7 +204,7 @@ def main() -> None:
         url = line.split("serving at ")[1].split()[0]
         host, port = url.removeprefix("http://").strip("/").split(":")
         client = Client(host, int(port))
-        x, y = lit[start_zoom][len(lit[start_zoom]) // 2]
+        x, y = busiest[start_zoom]
         seconds, status, _ = client.get(f"/heat/{start_zoom}/{x}/{y}.png")
         first = time.perf_counter() - started
         assert status == 200
@@ -229,15 +212,15 @@ def main() -> None:
               f"where a 1280x800 page opens) {first:.2f} s after start, "
               f"{(first - (ready - started)) * 1000:.0f} ms after ready")
         for zoom in zooms:
-            keys = lit[zoom]
-            kx, ky = keys[len(keys) // 2]
+            kx, ky = busiest[zoom]
             seconds, status, _ = client.get(f"/heat/{zoom}/{kx}/{ky}.png")
-            again = [client.get(f"/heat/{zoom}/{a}/{b}.png")[0] for a, b in keys[:50]]
-            ahead = abs(zoom - start_zoom) <= 1
-            print(f"zoom {zoom}: first tile {seconds * 1000:.0f} ms ("
-                  f"{'made ahead' if ahead else 'makes'} the level of {len(keys)} heat tiles), "
-                  f"then p95 {percentile(again, 95):.1f} ms")
-        for zoom in (ZOOM, 16):
+            around = [(kx + dx, ky + dy) for dy in range(-2, 3) for dx in range(-5, 5)]
+            again = [client.get(f"/heat/{zoom}/{a}/{b}.png")[0] for a, b in around]
+            peak, now = server_memory(server.pid)
+            print(f"zoom {zoom}: first tile {seconds * 1000:.0f} ms, then 50 tiles around it "
+                  f"p95 {percentile(again, 95):.1f} ms; server peak memory {peak:.2f} GiB "
+                  f"(now {now:.2f})")
+        for zoom in args.pan_zooms:
             steps = pan_paths(grids[zoom], zoom)
             times = []
             with concurrent.futures.ThreadPoolExecutor(CONNECTIONS) as pool:
@@ -254,12 +237,15 @@ def main() -> None:
             if zoom == ZOOM:
                 print(f"  p95 per tile / the full build's time per tile: "
                       f"{percentile(times, 95) / 1000 / per_tile_build:.3f}")
-        x, y = lit[ZOOM][len(lit[ZOOM]) // 2]
-        query = f"t={types[0]}&y={years[len(years) // 2]}-{years[-1]}&c=viridis"
+        x, y = busiest[ZOOM]
+        query = "&".join([*([f"t={types[0]}"] if types else []),
+                          *([f"y={years[len(years) // 2]}-{years[-1]}"] if years else []),
+                          "c=viridis"])
         seconds, status, _ = client.get(f"/heat/{ZOOM}/{x}/{y}.png?{query}")
         assert status == 200
         print(f"a filter change ({query}): first tile {seconds * 1000:.0f} ms (a new "
               f"selection and level)")
+        print(f"server peak memory over the run: {server_memory(server.pid)[0]:.2f} GiB")
     finally:
         server.terminate()
         server.wait()
