@@ -8,8 +8,9 @@ distribution, from the level's lit tiles or, when the level is large, a fixed sa
 of them: level.modulus) or by local contrast (the counts ~2 km around), blurred,
 looked up in the colormap (colour.shade_rgba's table) and PNG-encoded
 (writers.png_tile): byte-equal to the build's MBTiles tile. Tiles are made
-METATILE x METATILE at a time (one count and blur for 16 tiles a page shows
-together) and kept as colormap indices, deflated.
+METATILE x METATILE at a time (one count and blur for the tiles a page shows
+together; under local contrast LOCAL_METATILE, whose counts reach ~2 km around) and
+kept as colormap indices, deflated.
 
 Selections (the points of a filter), levels' scales, metatiles and encoded tiles are
 kept in LRU caches bounded in bytes, shared by every view that agrees on what they
@@ -50,6 +51,9 @@ SELECTION_CACHE_BYTES = 256 * 2**20  # the points of the filters asked for last
 COUNTS_CACHE_BYTES = 192 * 2**20  # small levels' counts (level.SAMPLE_TILES bounds one)
 # Tiles made together: one count and blur for the METATILE x METATILE tiles around.
 METATILE = 2
+# Under local contrast a tile's counts reach 2 blocks (~1.3 km) around it: more tiles
+# share that count.
+LOCAL_METATILE = 8
 # The points are indexed by their tile at this zoom (~300 m at 30 degrees): a tile's
 # count reads the points of its cells and the cells next to them.
 INDEX_ZOOM = 17
@@ -258,7 +262,7 @@ class Renderer:
         return scale
 
     def metatile(self, zoom: int, mx: int, my: int, view: View) -> Level:
-        """The heat of the METATILE x METATILE tiles from (mx, my) x METATILE."""
+        """The heat of the side x side tiles from (mx, my) x side (side: metatile_side)."""
         key = (zoom, mx, my, view.types, view.years,
                "local" if view.normalize == "local" else view.scaling)
         return self._once(self.levels, key, lambda: self._metatile(zoom, mx, my, view))
@@ -270,8 +274,9 @@ class Renderer:
             return Level(zoom, None, {})
         gx0, gy0 = grid.col_off // SIZE, grid.row_off // SIZE
         gx1, gy1 = gx0 + grid.width // SIZE, gy0 + grid.height // SIZE
-        x0, y0 = max(mx * METATILE, gx0), max(my * METATILE, gy0)
-        x1, y1 = min(mx * METATILE + METATILE, gx1), min(my * METATILE + METATILE, gy1)
+        side = metatile_side(view)
+        x0, y0 = max(mx * side, gx0), max(my * side, gy0)
+        x1, y1 = min(mx * side + side, gx1), min(my * side + side, gy1)
         if x0 >= x1 or y0 >= y1:
             return Level(zoom, grid, {})
         scale = self.scale(zoom, view)
@@ -330,15 +335,16 @@ class Renderer:
 
         # Lines between points may cross tiles without a point: their boxes' tiles too.
         tx, ty = point_tiles(chosen.xy, zoom)
-        mx, my = tx // METATILE, ty // METATILE
+        side = metatile_side(view)
+        mx, my = tx // side, ty // side
         found = set(zip(mx.tolist(), my.tolist()))
         if self.options.mode == "lines" and len(tx) > 1:
             jump = (np.abs(np.diff(tx)) > 0) | (np.abs(np.diff(ty)) > 0)
             for i in np.flatnonzero(jump):
-                for x in range(min(tx[i], tx[i + 1]) // METATILE,
-                               max(tx[i], tx[i + 1]) // METATILE + 1):
-                    for y in range(min(ty[i], ty[i + 1]) // METATILE,
-                                   max(ty[i], ty[i + 1]) // METATILE + 1):
+                for x in range(min(tx[i], tx[i + 1]) // side,
+                               max(tx[i], tx[i + 1]) // side + 1):
+                    for y in range(min(ty[i], ty[i + 1]) // side,
+                                   max(ty[i], ty[i + 1]) // side + 1):
                         found.add((x, y))
         return sorted({(x + dx, y + dy) for x, y in found for dx in (-1, 0, 1)
                        for dy in (-1, 0, 1)})
@@ -406,7 +412,8 @@ class Renderer:
         """Tile z/x/y's colormap indices (uint8, 256x256), or None where it has no heat."""
         if not valid_tile(z, x, y) or not self.near_tracks(z, x, y, view):
             return None
-        return self.metatile(z, x // METATILE, y // METATILE, view).block((x, y))
+        side = metatile_side(view)
+        return self.metatile(z, x // side, y // side, view).block((x, y))
 
     def rgba_tile(self, z: int, x: int, y: int, view: View | None = None,
                   cmap: str | None = None) -> np.ndarray | None:
@@ -486,6 +493,11 @@ class Renderer:
 
         area = self.selection(view or self.default_view).area
         return None if area is None else lonlat_bounds(area)
+
+
+def metatile_side(view: View) -> int:
+    """How many tiles across a view's tiles are made together."""
+    return LOCAL_METATILE if view.normalize == "local" else METATILE
 
 
 def point_index(xy: np.ndarray, segments: np.ndarray):
