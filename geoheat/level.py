@@ -49,14 +49,26 @@ def plan_of(summaries, area: Bbox) -> Plan:
                 (area.bottom + area.top) / 2)
 
 
-def modulus(plan: Plan, zoom: int) -> int:
-    """1 in how many tiles of the level at zoom its distribution is made from (1: all):
-    the lit tiles are at most the tracks' length over a tile's ground width, and at most
-    the cells' tiles at that zoom."""
+def most_tiles(plan: Plan, zoom: int) -> float:
+    """About how many tiles the level at zoom may light: the tracks' length over a tile's
+    ground width, and at most the cells' tiles at that zoom."""
     ground = tiles.resolution(zoom) * tiles.TILE_SIZE / math.cosh(plan.middle_y
                                                                   / tiles.EARTH_RADIUS)
-    most = min(plan.length / ground + 1, plan.cells * 4.0 ** max(zoom - CELL_ZOOM, 0))
-    return max(1, math.ceil(most / SAMPLE_TILES))
+    return min(plan.length / ground + 1, plan.cells * 4.0 ** max(zoom - CELL_ZOOM, 0))
+
+
+def modulus(plan: Plan, zoom: int) -> int:
+    """1 in how many tiles of the level at zoom its distribution is made from (1: all)."""
+    return max(1, math.ceil(most_tiles(plan, zoom) / SAMPLE_TILES))
+
+
+def sample_of(counts: Sparse, m: int) -> Sparse:
+    """The counts of the tiles in the 1-in-m sample."""
+    if m <= 1:
+        return counts
+    keys = list(counts)
+    keep = sampled(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), m)
+    return {key: counts[key] for key, kept in zip(keys, keep) if kept}
 
 
 def sampled(tx: np.ndarray, ty: np.ndarray, m: int) -> np.ndarray:
@@ -136,12 +148,7 @@ def level_scale(counts: Sparse, grid: Grid, scaling: str, normalize: str,
     (all of them when the level is small); None under --normalize local."""
     if normalize == "local":
         return None
-    m = modulus(plan, grid.zoom)
-    if m > 1:
-        keys = list(counts)
-        keep = sampled(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), m)
-        counts = {key: counts[key] for key, kept in zip(keys, keep) if kept}
-    return make_scale(counts, scaling)
+    return make_scale(sample_of(counts, modulus(plan, grid.zoom)), scaling)
 
 
 def level_heat(counts: Sparse, grid: Grid, scale: Scale | None, sigma: float,
@@ -188,13 +195,15 @@ def count_region(xy: np.ndarray, segments: np.ndarray, mode: str, grid: Grid,
         last = np.zeros(len(xy), dtype=bool)
         last[np.asarray(segments[1:]) - 1] = True
         ax, ay, bx, by = tx[:-1], ty[:-1], tx[1:], ty[1:]
-        step = ~last[:-1] & ((np.abs(ax - bx) > 1) | (np.abs(ay - by) > 1) | keep[:-1]
-                             | keep[1:] | want(ax, by) | want(bx, ay))
+        step = (np.abs(ax - bx) > 1) | (np.abs(ay - by) > 1) | keep[:-1] | keep[1:]
+        corner = np.flatnonzero(~step & (ax != bx) & (ay != by))  # the box's other tiles
+        step[corner] = want(ax[corner], by[corner]) | want(bx[corner], ay[corner])
+        step &= ~last[:-1]
         keep[:-1] |= step
         keep[1:] |= step
     if not keep.any():
         return {}
-    part, offsets = select_points(xy, segments, keep)
+    part, offsets = (xy, segments) if keep.all() else select_points(xy, segments, keep)
     counts = count_tracks(part, offsets, grid, mode, gaps_split=True)
     if not counts:
         return {}

@@ -36,7 +36,8 @@ from .colormaps import COLORMAP_NAMES, lut, with_alpha
 from .colour import lut_index
 from .extent import choose_area
 from .heat import kernel_radius
-from .level import Plan, count_region, level_heat, make_scale, modulus, plan_of, sampled
+from .level import (Plan, count_region, level_heat, make_scale, modulus, most_tiles, plan_of,
+                    sample_of, sampled)
 from .options import NORMALIZES, SCALINGS, BuildOptions
 from .rasterize import cut_to_box, select_points
 from .tiles import Bbox, Grid, TileKey
@@ -48,7 +49,10 @@ SIZE = tiles.TILE_SIZE
 LEVEL_CACHE_BYTES = 128 * 2**20
 TILE_CACHE_BYTES = 64 * 2**20
 SELECTION_CACHE_BYTES = 256 * 2**20  # the points of the filters asked for last
-COUNTS_CACHE_BYTES = 192 * 2**20  # small levels' counts (level.SAMPLE_TILES bounds one)
+COUNTS_CACHE_BYTES = 320 * 2**20  # small levels' counts (WHOLE_TILES bounds one)
+# A level that may light up to this many tiles (~256 MB of counts) is counted whole, once,
+# and its tiles cut from the counts; a larger one is counted tile by tile, as asked.
+WHOLE_TILES = 1024
 # Tiles made together: one count and blur for the METATILE x METATILE tiles around.
 METATILE = 2
 # Under local contrast a tile's counts reach 2 blocks (~1.3 km) around it: more tiles
@@ -252,12 +256,15 @@ class Renderer:
         chosen = self.selection(view)
         grid = self.grid(zoom, view)
         m = modulus(chosen.plan, zoom)
-        counts = count_region(chosen.xy, chosen.segments, self.options.mode, grid,
-                              lambda tx, ty: sampled(tx, ty, m))
-        scale = make_scale(counts, view.scaling)
-        if m == 1:  # the whole level: its tiles are cut from these counts
+        if most_tiles(chosen.plan, zoom) <= WHOLE_TILES:  # counted whole: tiles cut from it
+            counts = count_region(chosen.xy, chosen.segments, self.options.mode, grid,
+                                  lambda tx, ty: np.ones(len(tx), dtype=bool))
             self.counts.put((zoom, view.types, view.years), counts)
-        del counts
+            scale = make_scale(sample_of(counts, m), view.scaling)
+        else:
+            scale = make_scale(count_region(chosen.xy, chosen.segments, self.options.mode,
+                                            grid, lambda tx, ty: sampled(tx, ty, m)),
+                               view.scaling)
         give_back_memory()
         return scale
 

@@ -163,9 +163,11 @@ def test_served_site_and_mbtiles_tiles_are_byte_equal(tmp_path, monkeypatch, nor
     asked for it with ?n=) answers the same bytes over HTTP; also when the levels are
     large enough to be ranked on a sample of their tiles (sample_tiles)."""
     import geoheat.level
+    import geoheat.render
 
-    if sample_tiles is not None:
+    if sample_tiles is not None:  # and served tile by tile, the sample counted alone
         monkeypatch.setattr(geoheat.level, "SAMPLE_TILES", sample_tiles)
+        monkeypatch.setattr(geoheat.render, "WHOLE_TILES", 0)
     site, mbtiles = tmp_path / "site", tmp_path / "h.mbtiles"
     result = CliRunner().invoke(cli, [
         "build", str(SAMPLES), "--zoom", "15", "-o", str(tmp_path / "h.png"), "--basemap",
