@@ -147,6 +147,68 @@ def percentile(values, q) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
+def start_server(folder: Path, cache: Path):
+    """`geoheat serve` on the folder in a fresh process: (process, Client)."""
+    server = subprocess.Popen([sys.executable, "-m", "geoheat", "serve", str(folder), "--port",
+                               "0", "--cache", str(cache), "-q"], stderr=subprocess.PIPE,
+                              text=True)
+    for line in server.stderr:
+        if "serving at" in line:
+            break
+    else:
+        sys.exit("serve did not start")
+    url = line.split("serving at ")[1].split()[0]
+    host, port = url.removeprefix("http://").strip("/").split(":")
+    return server, Client(host, int(port))
+
+
+def burst(folder: Path, cache: Path, zoom: int = 19, tiles: int = 60) -> None:
+    """4 clients at once, each asking `tiles` distinct tiles at zoom (where the tracks
+    are) under its own view (cdf, linear, the last years, local contrast); the server's
+    peak memory, and its memory 3 s after."""
+    import threading
+
+    from geoheat.options import BuildOptions
+    from geoheat.serve import load_renderer
+    from geoheat.tiles import world_pixels
+
+    renderer = load_renderer(BuildOptions(inputs=[folder], parse_cache=cache))
+    col, row = world_pixels(renderer.selection(renderer.default_view).xy, zoom)
+    keys = sorted(set(zip((col // 256).astype(int).tolist(), (row // 256).astype(int).tolist())))
+    years = renderer.years
+    del renderer
+    pick = [keys[i] for i in np.random.default_rng(0).choice(len(keys), min(tiles, len(keys)),
+                                                             replace=False)]
+    views = ["s=cdf", "s=linear", f"y={years[-2] if len(years) > 1 else years[0]}-{years[-1]}"
+             if years else "c=viridis", "n=local"]
+    server, _ = start_server(folder, cache)
+    try:
+        host, port = _.host, _.port
+        times = {}
+
+        def client(query):
+            own = Client(host, port)
+            times[query] = [own.get(f"/heat/{zoom}/{x}/{y}.png?{query}")[0] for x, y in pick]
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(q,)) for q in views]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        peak, now = server_memory(server.pid)
+        print(f"burst: 4 clients x {len(pick)} zoom-{zoom} tiles, views {', '.join(views)}: "
+              f"{time.perf_counter() - started:.1f} s; per view p95 / max (ms): " + ", ".join(
+                  f"{q} {percentile(t, 95):.0f} / {percentile(t, 100):.0f}"
+                  for q, t in times.items()))
+        time.sleep(3)
+        print(f"burst: server peak memory {peak:.2f} GiB; {server_memory(server.pid)[1]:.2f} "
+              f"GiB 3 s after")
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED_RUNS)
@@ -157,12 +219,17 @@ def main() -> None:
                         help="zooms whose first tile is timed (besides the start zoom and 14)")
     parser.add_argument("--pan-zooms", type=int, nargs="*", default=[ZOOM, 16])
     parser.add_argument("--work", type=Path, default=Path("/tmp/geoheat-bench-serve"))
+    parser.add_argument("--burst", action="store_true",
+                        help="only the burst: 4 clients at once, each 60 distinct zoom-19 "
+                             "tiles under its own view; the server's peak memory and after")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: not found (the real runs live in ../shared/data)")
     folder, cache = args.work / f"{args.data.name}-x{args.copies}", args.work / "cache"
     made = make_collection(folder, args.data, args.copies, args.places)
     print(f"collection: {made.description}")
+    if args.burst:
+        return burst(folder, args.work / "cache")
 
     out = args.work / "out"
     out.mkdir(exist_ok=True)
