@@ -601,12 +601,17 @@ def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
 # The static site.
 
 @contextlib.contextmanager
-def static_host(folder: Path):
-    """Any static web server: the standard library's, serving folder on 127.0.0.1."""
+def static_host(folder: Path, log: list | None = None):
+    """Any static web server: the standard library's, serving folder on 127.0.0.1 (log:
+    a list that gets each request's path and status)."""
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     class Quiet(SimpleHTTPRequestHandler):
+        def log_request(self, code="-", size="-"):
+            if log is not None:
+                log.append((self.path, int(code)))
+
         def log_message(self, *args):
             pass
 
@@ -645,8 +650,13 @@ def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
     assert (meta["minzoom"], meta["maxzoom"]) == (ZOOM, ZOOM)
     # In a browser, from a plain static server: the heat where the build put it.
     renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
-    with static_host(site) as url:
+    requests = []
+    with static_host(site, requests) as url:
         assert_heat_on_screen(url, renderer, ZOOM, "", None, None, tmp_path / "site.png")
+    # The page asked for tiles, and for none the site lacks (tiles/index.json): no 404
+    # in the browser's console for the empty tiles in view.
+    assert any(path.startswith("/tiles/14/") for path, _ in requests), requests
+    assert [r for r in requests if r[1] == 404 and "favicon" not in r[0]] == []
     # Written again over itself; a folder that is no site is refused before any work.
     again = CliRunner().invoke(cli, [
         "build", str(SAMPLES), "--zoom", "12", "-o", str(tmp_path / "h.png"), "--basemap",
@@ -657,6 +667,16 @@ def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
     assert meta["maxzoom"] == 12 and meta["minzoom"] <= 8
     assert {int(p.name) for p in (site / "tiles").iterdir() if p.is_dir()} == set(
         range(meta["minzoom"], 13))
+    # Zoomed out over the whole extent, where the view holds tiles without heat: the page
+    # asks for none of them (tiles/index.json), so the console shows no 404.
+    west, south, east, north = meta["bounds"]
+    requests = []
+    with static_host(site, requests) as url:
+        screenshot(f"{url}#map=11/{(south + north) / 2!r}/{(west + east) / 2!r}",
+                   tmp_path / "zoomed-out.png", (1200, 900))
+    asked = {path for path, _ in requests if path.startswith("/tiles/11/")}
+    assert asked, requests
+    assert [r for r in requests if r[1] == 404 and "favicon" not in r[0]] == []
     index = json.loads((site / "tiles" / "index.json").read_text())
     assert {(int(z), int(x), y) for z, xs in index.items() for x, ys in xs.items()
             for y in ys} == {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
