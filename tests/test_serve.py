@@ -539,7 +539,7 @@ def expected_screen(renderer, zoom, origin, size, background, view=None, cmap=No
 
 
 @pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear",
-                                     "&cmap=light"])
+                                     "&cmap=light", "&normalize=local"])
 def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, tmp_path,
                                                      filters):
     """Chromium loads the page (no internet: the OSM basemap fails, the heat shows) and
@@ -549,6 +549,8 @@ def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, 
     view, cmap = None, None
     if "viridis" in filters:
         view, cmap = samples_renderer.view(["Run"], [2024, 2025], "linear"), "viridis"
+    elif "local" in filters:  # the page's rank choice: the local build's tiles
+        view = samples_renderer.view(normalize="local")
     elif filters:
         cmap = "light"
     assert_heat_on_screen(server.url, samples_renderer, ZOOM, filters, view, cmap,
