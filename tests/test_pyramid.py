@@ -31,8 +31,9 @@ LOOP = [(104.03 + 0.003 * np.cos(a), 30.62 + 0.002 * np.sin(a))
 def built(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pyramid")
     (folder / "ride.gpx").write_text(geoheat.samples.gpx_document([np.array(RIDE)]))
-    for i in range(20):
-        (folder / f"loop{i}.gpx").write_text(geoheat.samples.gpx_document([np.array(LOOP)]))
+    for i in range(20):  # 20 rides of one loop, each its own (its points a hair apart)
+        loop = np.array(LOOP) + [0.0, 1e-7 * i]
+        (folder / f"loop{i}.gpx").write_text(geoheat.samples.gpx_document([loop]))
     out = folder / "out"
     out.mkdir()
     result = geoheat.build([folder], out / "h.tif", zoom=ZOOM, sigma=1, counts=True,
