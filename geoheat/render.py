@@ -7,7 +7,9 @@ the blur's halo: level.count_region), scaled by the level's Scale (its count
 distribution, from the level's lit tiles or, when the level is large, a fixed sample
 of them: level.modulus) or by local contrast (the counts ~2 km around), blurred,
 looked up in the colormap (colour.shade_rgba's table) and PNG-encoded
-(writers.png_tile): byte-equal to the build's MBTiles tile. Tiles are made
+(writers.png_tile): byte-equal to the build's MBTiles tile, privacy too (the build's
+zones and hidden ends: points mode drops the hidden points, lines hide their samples,
+as rasterize.count_activity). Tiles are made
 METATILE x METATILE at a time (one count and blur for the tiles a page shows
 together; under local contrast LOCAL_METATILE, whose counts reach ~2 km around) and
 kept as colormap indices, deflated.
