@@ -232,11 +232,12 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             nonlocal written
             from .serve import build_site
 
-            written = build_site(site, options, result.zoom)
+            written = build_site(site, options, result)
 
         result = run(options, on_warning=None if quiet else warn,
                      progress=None if quiet else stderr_progress(),
-                     before_commit=None if site is None else write_site)
+                     before_commit=None if site is None else write_site,
+                     keep_tiles=site is not None)
     except GeoheatError as err:
         raise UserError(str(err)) from None
     if not quiet:
@@ -267,6 +268,9 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
               help="Gaussian blur in pixels, 0-50; 0 for none.")
 @click.option("--scaling", type=click.Choice(SCALINGS), default="cdf", show_default=True,
               help="cdf (Strava's method) or linear (the page can change it).")
+@click.option("--normalize", type=click.Choice(NORMALIZES), default="global", show_default=True,
+              help="global: rank over the whole map; local: within ~2 km (the page can "
+                   "change it).")
 @click.option("--mode", type=click.Choice(MODES), default="lines", show_default=True,
               help="lines: draw each track between its points; points: count track points.")
 @click.option("--style", type=click.Choice(STYLE_NAMES), default="hot", show_default=True,

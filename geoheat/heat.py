@@ -91,7 +91,7 @@ def kernel_radius(sigma: float) -> int:
     return int(TRUNCATE * sigma + 0.5)
 
 
-def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid):
+def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only=None):
     """The heat softened by a Gaussian of sigma pixels, over sparse tiles, without
     changing the scale.
 
@@ -103,12 +103,14 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid):
     below FRINGE_MIN, nothing.
 
     No seams: each tile is blurred with a halo of its neighbours' pixels, and tiles
-    next to data (inside the grid) are added where the blur reaches them.
+    next to data (inside the grid) are added where the blur reaches them. only: the
+    tiles to make (None: all; a served tile makes its own, from the tiles around it).
     """
     check_sigma(sigma)
     size = tiles.TILE_SIZE
     if sigma == 0 or not scaled:
-        return {key: block.astype(np.float32) for key, block in scaled.items()}
+        return {key: block.astype(np.float32) for key, block in scaled.items()
+                if only is None or key in only}
     from scipy.ndimage import gaussian_filter  # 0.14 s to import: only when blurring
 
     peak = line_peak(sigma)
@@ -119,6 +121,8 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid):
     wanted = {(x + dx, y + dy) for x, y in scaled
               for dx in range(-reach, reach + 1) for dy in range(-reach, reach + 1)
               if tx0 <= x + dx < tx1 and ty0 <= y + dy < ty1}
+    if only is not None:
+        wanted &= set(only)
     blurred = {}
     # The heat and its footprint, blurred together (no blur across the first axis).
     window = np.empty((2, size + 2 * radius, size + 2 * radius), dtype=np.float32)

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,10 +24,11 @@ from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom, regions
 from .formats import UNTYPED
 from .legend import add_legend, ramp_items
-from .heat import SCALERS, blur_tiles, legend_ticks
+from .heat import blur_tiles
+from .level import level_scale, plan_of, scaled
 from .options import BuildOptions, available_memory
 from .places import name_area, slugify, unique_slugs
-from .projection import unproject
+from .projection import lonlat_bounds, unproject
 from .rasterize import count_activity
 from .reading import Progress, load_points, read_files
 from .report import (BuildResult, FileEntry, RegionEntry, describe_inputs, geotiff_tags,
@@ -72,10 +74,13 @@ def build(inputs: Iterable[str | Path] | BuildOptions = ("gpx",),
 
 def run(options: BuildOptions, on_warning: Warn | None = None,
         progress: Progress | None = None,
-        before_commit: Callable[[BuildResult], None] | None = None) -> BuildResult:
+        before_commit: Callable[[BuildResult], None] | None = None,
+        keep_tiles: bool = False) -> BuildResult:
     """The stages of a build, in order, over checked options. before_commit(result) runs
     once every output is written, before they replace the previous set (the CLI writes
-    the --site there: if it fails, the previous set stays as it was)."""
+    the --site there: if it fails, the previous set stays as it was). keep_tiles: keep
+    the heat tiles the build makes (as its MBTiles hold them) in result.tiles (a
+    TileSet), for build --site."""
     started = time.perf_counter()
     warn = on_warning or (lambda message: None)
     provider = _basemap_provider(options)  # a bad basemap fails before any work
@@ -86,7 +91,8 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     check_destinations({path: side_files(path) for path in options.outputs.values()})
     with OutputSet(options.outputs.values(), options.output, warn) as outputs, \
             _cluster(options) as cluster:
-        result = _build(options, outputs, provider, warn, progress, cluster)
+        result = _build(options, outputs, provider, warn, progress, cluster,
+                        keep_tiles=keep_tiles)
         result.seconds = time.perf_counter() - started
         if options.report is not None:
             with outputs.writing(options.report) as temp:
@@ -98,7 +104,7 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
 
 
 def _build(options, outputs, provider, warn, progress, cluster=None,
-           read=None) -> BuildResult:
+           read=None, keep_tiles=False) -> BuildResult:
     """The stages, in order: read, select, rasterise, scale and blur, colour, write.
     cluster: a cluster.Session (--scheduler) that reads and counts on Dask workers;
     read: (sources, parsed files) read before (one build per region)."""
@@ -128,7 +134,8 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
     max_zoom = options.tile_zoom(result.zoom)
-    if options.max_zoom is None and any(k in options.outputs for k in ("mbtiles", "pmtiles")):
+    if options.max_zoom is None and (keep_tiles or any(k in options.outputs
+                                                       for k in ("mbtiles", "pmtiles"))):
         max_zoom = _affordable_zoom(kept, grid, max_zoom, available_memory(), warn)
     if min_zoom > result.zoom:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
@@ -139,7 +146,8 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
     # every pyramid level below it (and, for tile outputs, above it up to max_zoom), and
     # summed (map-reduce: one activity's points at a time)
     grids = [grid] + [level_grid(grid, zoom) for zoom in (
-        *_pyramid_zooms(options, grid, min_zoom), *_zooms_above(options, grid, max_zoom))]
+        *_pyramid_zooms(options, grid, min_zoom, keep_tiles),
+        *_zooms_above(options, grid, max_zoom, keep_tiles))]
     source_of = {source.name: source for source in sources}
     if cluster is None:
         counts, *below = count_activities(kept, source_of, box, grids, options, result, warn,
@@ -152,7 +160,8 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
         _explore(kept, source_of, options, shield, outputs, result, warn)
 
     # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
-    scale = _scaler(options)
+    plan = plan_of([a.summary for a in kept], area)
+    scale = _scaler(options, plan)
     heat = blur_tiles(scale(counts, grid), options.sigma, grid)
     result.data_tiles = len(heat)
 
@@ -176,7 +185,7 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
 
     # Write
     result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-                            pyramid, max_zoom)
+                            pyramid, plan, max_zoom, keep_tiles)
     if result.regions:  # the drawn region: what was drawn there, and where
         result.regions[0] = result.regions[0]._replace(
             activities=result.activities, outputs=[str(p) for p in result.outputs])
@@ -412,11 +421,13 @@ def _explore(kept, source_of, options, shield, outputs, result, warn) -> None:
         explorer.write_geopackage(temp, found, score)
 
 
-def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int) -> range:
+def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int,
+                   keep_tiles: bool = False) -> range:
     """The zooms below the output's that its outputs need: the GeoTIFFs' overviews (down
-    to one 256-pixel block) and the tile archives' levels (down to min_zoom)."""
+    to one 256-pixel block) and the tile archives' (and kept tiles') levels (down to
+    min_zoom)."""
     cogs = any(kind in options.outputs for kind in ("tif", "rgba", "counts"))
-    archives = any(kind in options.outputs for kind in ("mbtiles", "pmtiles"))
+    archives = keep_tiles or any(kind in options.outputs for kind in ("mbtiles", "pmtiles"))
     lowest = min([grid.zoom - (overview_count(grid) if cogs else 0)]
                  + ([min_zoom] if archives else []))
     return zooms_below(grid, lowest)
@@ -446,21 +457,24 @@ def _affordable_zoom(kept, grid: Grid, max_zoom: int, memory: int, warn) -> int:
     return max_zoom
 
 
-def _zooms_above(options: BuildOptions, grid: Grid, max_zoom: int) -> range:
-    """The zooms above the output's that the tile archives need (up to max_zoom)."""
-    if not any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
+def _zooms_above(options: BuildOptions, grid: Grid, max_zoom: int,
+                 keep_tiles: bool = False) -> range:
+    """The zooms above the output's that the tile archives (and kept tiles) need (up to
+    max_zoom)."""
+    if not keep_tiles and not any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
         return range(0)
     return range(grid.zoom + 1, max_zoom + 1)
 
 
-def _scaler(options: BuildOptions):
-    """Counts on a grid to heat in [0, 1], the same at every level: the global scaling,
-    or local contrast (each pixel ranked within its ~2 km neighbourhood)."""
-    if options.normalize == "local":
-        from .contrast import local_scale_tiles
+def _scaler(options: BuildOptions, plan):
+    """Counts on a grid to heat in [0, 1], the same at every level and as `geoheat serve`
+    makes them (level.py): the global scaling over the level's counts (a sample of its
+    tiles when it is large), or local contrast (each pixel ranked within ~2 km)."""
+    def scale(counts, grid):
+        return scaled(counts, grid, level_scale(counts, grid, options.scaling,
+                                                options.normalize, plan))
 
-        return local_scale_tiles
-    return SCALERS[options.scaling]
+    return scale
 
 
 def _cluster(options: BuildOptions):
@@ -526,8 +540,17 @@ def fitting_zoom(bounds, lowest: int, highest: int, window=(1280, 800)) -> int:
     return lowest
 
 
+class TileSet(NamedTuple):
+    """The heat tiles a build made, as its MBTiles hold them (build --site writes them)."""
+
+    pngs: dict  # tiles.Tile -> PNG bytes, the tiles with heat, min_zoom..max_zoom
+    min_zoom: int
+    max_zoom: int
+    metadata: dict  # the MBTiles' metadata rows (geoheat_legend: the page's legend)
+
+
 def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-           pyramid, max_zoom=None) -> list[Path]:
+           pyramid, plan, max_zoom=None, keep_tiles=False) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
     paths written.
 
@@ -556,6 +579,7 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         return {key: shade_rgba(block, rgba_lut) for key, block in sparse.items()}
 
     archives = [kind for kind in ("mbtiles", "pmtiles") if kind in paths]
+    tiled = bool(archives) or keep_tiles
     what = "passes" if options.mode == "lines" else "trackpoints"
     # The GeoTIFFs: kind -> (dtype, bands, nodata, band names, a level's blocks of them)
     cogs = {kind: spec for kind, spec in (
@@ -564,33 +588,35 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
         ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
     overviews = overview_count(grid) if cogs else 0
     max_zoom = grid.zoom if max_zoom is None else max_zoom
-    top_tiles = archives and min_zoom <= grid.zoom <= max_zoom
+    top_tiles = tiled and min_zoom <= grid.zoom <= max_zoom
     pngs = visible_tiles(coloured(heat), grid.zoom) if top_tiles else {}
     local = options.normalize == "local"
-    legends = {grid.zoom: [] if local else legend_ticks(counts, options.scaling)} \
-        if top_tiles else {}
-    first = paths[next(iter(cogs), None) or archives[0]]  # named if making a level fails
+
+    def ticks(level_counts, level_grid):  # the level's legend, as geoheat serve gives it
+        scale = level_scale(level_counts, level_grid, options.scaling, options.normalize, plan)
+        return [] if scale is None else [list(t) for t in scale.ticks]
+
+    legends = {grid.zoom: ticks(counts, grid)} if top_tiles else {}
+    first = paths[next(iter(cogs), None) or (archives or list(paths))[0]]
     folder = None
     try:
         files = {kind: [] for kind in cogs}
         with outputs.writing(first) as staged:
             folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=staged.parent))
-            for level in pyramid(_pyramid_zooms(options, grid, min_zoom)):
+            for level in pyramid(_pyramid_zooms(options, grid, min_zoom, keep_tiles)):
                 factor = grid.zoom - level.grid.zoom
                 for kind, (dtype, bands, nodata, _, blocks) in cogs.items():
                     if factor <= overviews:
                         files[kind].append(folder / f"{kind}-{factor}.tif")
                         write_overview(files[kind][-1], blocks(level), grid, level.grid,
                                        count=bands, dtype=dtype, nodata=nodata)
-                if archives and min_zoom <= level.grid.zoom <= max_zoom:
+                if tiled and min_zoom <= level.grid.zoom <= max_zoom:
                     pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
-                    legends[level.grid.zoom] = [] if local else legend_ticks(
-                        level.counts, options.scaling)
+                    legends[level.grid.zoom] = ticks(level.counts, level.grid)
             # The levels above the output's, to street zoom: each from its own counts.
-            for level in pyramid(_zooms_above(options, grid, max_zoom)):
+            for level in pyramid(_zooms_above(options, grid, max_zoom, keep_tiles)):
                 pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
-                legends[level.grid.zoom] = [] if local else legend_ticks(
-                    level.counts, options.scaling)
+                legends[level.grid.zoom] = ticks(level.counts, level.grid)
         top = Level(grid, counts, heat)  # the output's own zoom
         for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
             with outputs.writing(paths[kind]) as temp:
@@ -603,10 +629,9 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-    if archives:
+    if tiled:
         bounds = tiles.grid_bounds(grid)
-        corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))
-        lonlat = tuple(float(v) for v in corners.ravel())
+        lonlat = lonlat_bounds(bounds)
         centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
                                       (bounds.bottom + bounds.top) / 2]]))[0]
         view = fitting_zoom(bounds, min_zoom, max_zoom)
@@ -615,6 +640,12 @@ def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
                   "unit": "passes" if options.mode == "lines" else "track points",
                   "local": local, "ramps": {options.colormap: css_stops(options.colormap)},
                   "view": {"cmap": options.colormap}}
+        if keep_tiles:
+            metadata = mbtiles_metadata(Path(options.output).with_suffix(".mbtiles"),
+                                        tuple(centre), min_zoom, result, options, lonlat, view)
+            metadata["maxzoom"] = str(max_zoom)
+            metadata["geoheat_legend"] = json.dumps(legend)
+            result.tiles = TileSet(pngs, min_zoom, max_zoom, metadata)
         for kind in archives:
             metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
                                         lonlat, view)

@@ -44,3 +44,10 @@ def lonlat_box_to_xy(lat_min: float, lat_max: float, lon_min: float, lon_max: fl
     """A latitude/longitude box (the original script's order) as EPSG:3857 bounds."""
     corners = project(np.array([[lon_min, lat_min], [lon_max, lat_max]], dtype=float))
     return Bbox(corners[0, 0], corners[0, 1], corners[1, 0], corners[1, 1])
+
+
+def lonlat_bounds(bounds: Bbox) -> tuple[float, float, float, float]:
+    """EPSG:3857 bounds as west, south, east, north degrees (the tile files' and the
+    page's bounds)."""
+    corners = unproject(np.array([[bounds.left, bounds.bottom], [bounds.right, bounds.top]]))
+    return tuple(float(v) for v in corners.ravel())

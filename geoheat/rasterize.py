@@ -233,3 +233,15 @@ def count_activity(parsed, box, grids, mode: str, memory: int | None,
         count_tracks(kept, segments, grid, mode, memory, into=into, gaps_split=True,
                      hidden=hide)
     return Drawn(int(shown.sum()), hidden)
+
+
+def cut_to_box(parsed, box, mode: str):
+    """An activity's points inside box (None: all) and their segment offsets, split at
+    real gaps in lines mode (points mode does not use them): the one cut of points to
+    the box, the build's and geoheat serve's."""
+    from .extent import inside
+
+    keep = inside(parsed.xy, box) if box is not None else np.ones(len(parsed.xy), dtype=bool)
+    xy, offsets = select_points(parsed.xy, parsed.offsets, keep)
+    times = parsed.times[keep] if parsed.times is not None else None
+    return xy, (split_gaps(xy, offsets, times) if mode == "lines" else offsets)

@@ -1,29 +1,28 @@
 """Heat tiles on request, at any zoom, the same as a build's: the renderer `geoheat serve`
-and `geoheat build --site` use.
+uses (build --site writes the build's own tiles).
 
-A build's heat at zoom z depends on the whole level, not just one tile: the rank is
-over every lit pixel of the level (heat.SCALERS; under --normalize local, within
-~2 km: contrast.local_scale_tiles). So a `Level` (one zoom, one filter, one
-scaling) is made once, from the build's own stage functions in the build's order
-(select_activities, extent.choose_area, rasterize.select_points, count_tracks,
-SCALERS, blur_tiles), and keeps each tile's heat as its colormap index (what
-colour.shade_rgba makes of it: colour.lut_index), deflated (a few KiB a tile). A
-tile is then that block looked up in the colormap and PNG-encoded: a millisecond.
+A tile is made by the build's functions (geoheat.level): the counts of the activities
+that touch it (each activity's bounding box, then the steps that reach the tile and
+the blur's halo: level.count_region), scaled by the level's Scale (its count
+distribution, from the level's lit tiles or, when the level is large, a fixed sample
+of them: level.modulus) or by local contrast (the counts ~2 km around), blurred,
+looked up in the colormap (colour.shade_rgba's table) and PNG-encoded
+(writers.png_tile): byte-equal to the build's MBTiles tile, privacy too (the build's
+zones and hidden ends: points mode drops the hidden points, lines hide their samples,
+as rasterize.count_activity). Tiles are made
+METATILE x METATILE at a time (one count and blur for the tiles a page shows
+together; under local contrast LOCAL_METATILE, whose counts reach ~2 km around) and
+kept as colormap indices, deflated.
 
-The spatial index is each activity's bounding box (after the extent cut): a level
-counts only the activities that cross its grid, and a tile that no activity comes
-near (within the blur's reach) is answered empty without making its level.
-
-Selections (the points of a filter), levels and encoded tiles are kept in LRU caches
-bounded in bytes; the newest selection and level stay even when one alone is larger
-(made again for every tile, it would cost far more than its memory). Everything here
-is safe to call from several threads: a level is made once, by the first thread that
-asks for it, while the others wait for it.
+Selections (the points of a filter), levels' scales, metatiles and encoded tiles are
+kept in LRU caches bounded in bytes, shared by every view that agrees on what they
+depend on. Everything here is safe to call from several threads: each is made once,
+by the first thread that asks for it, while the others wait for it. Memory freed
+after a burst of work is given back to the system (malloc_trim, where glibc).
 """
 
 import hashlib
 import json
-import struct
 import threading
 import zlib
 from collections import OrderedDict
@@ -38,23 +37,34 @@ from .activities import select_activities
 from .cache import ParsedFile
 from .colormaps import COLORMAP_NAMES, lut, with_alpha
 from .colour import lut_index
-from .errors import GeoheatError
-from .extent import choose_area, inside
-from .heat import SCALERS, blur_tiles, kernel_radius, legend_ticks
-from .options import SCALINGS, BuildOptions, available_memory
-from .rasterize import count_tracks, select_points
+from .extent import choose_area
+from .heat import kernel_radius
+from .level import (Plan, count_region, level_heat, make_scale, modulus, most_tiles, plan_of,
+                    sample_of, sampled)
+from .options import NORMALIZES, SCALINGS, BuildOptions
+from .rasterize import cut_to_box, select_points
 from .tiles import Bbox, Grid, TileKey
+from .writers import png_tile
 
 SIZE = tiles.TILE_SIZE
-# Default cache bounds: the levels' heat (deflated colormap indices, a few KiB a lit tile),
-# the encoded PNGs and the selections' points.
-LEVEL_CACHE_BYTES = 256 * 2**20
+# Default cache bounds: the metatiles' heat (deflated colormap indices, a few KiB a lit
+# tile), the encoded PNGs and the selections' points.
+LEVEL_CACHE_BYTES = 128 * 2**20
 TILE_CACHE_BYTES = 64 * 2**20
 SELECTION_CACHE_BYTES = 256 * 2**20  # the points of the filters asked for last
-# PNG deflate level: on heat tiles 1 takes half the time of 6 (1.0 against 2.0 ms a tile)
-# for 40% more bytes (6.3 against 4.4 KiB), and GDAL's PNG driver 5 ms
-# (bench/bench_serve.py); the bytes go over loopback or to a static host.
-PNG_LEVEL = 1
+COUNTS_CACHE_BYTES = 320 * 2**20  # small levels' counts (WHOLE_TILES bounds one)
+# A level that may light up to this many tiles (~256 MB of counts) is counted whole, once,
+# and its tiles cut from the counts; a larger one is counted tile by tile, as asked.
+WHOLE_TILES = 1024
+# Tiles made together: one count and blur for the METATILE x METATILE tiles around.
+METATILE = 2
+# Under local contrast a tile's counts reach 2 blocks (~1.3 km) around it: more tiles
+# share that count.
+LOCAL_METATILE = 8
+# The points are indexed by their tile at this zoom (~300 m at 30 degrees): a tile's
+# count reads the points of its cells and the cells next to them.
+INDEX_ZOOM = 17
+encode_png = png_tile  # the one PNG encoder (writers.png_tile)
 
 
 class View(NamedTuple):
@@ -64,33 +74,39 @@ class View(NamedTuple):
     types: tuple[str, ...] | None
     years: tuple[int, ...] | None
     scaling: str
+    normalize: str = "global"
 
 
 class Selection(NamedTuple):
     """The points a view draws (as a build with its filters would), with the index."""
 
     xy: np.ndarray
-    offsets: np.ndarray  # segment offsets into xy
-    times: np.ndarray
+    segments: np.ndarray  # segment offsets into xy, split at gaps (lines mode)
     area: Bbox | None  # the extent (None: nothing to draw)
     activity_offsets: np.ndarray  # activity i's points: xy[a[i]:a[i + 1]]
     boxes: np.ndarray  # (activities, 4) left, bottom, right, top of each activity's points
+    plan: Plan | None  # what a level's sample size is estimated from
+    cells: np.ndarray  # the points' INDEX_ZOOM tiles (y * 2**INDEX_ZOOM + x), sorted
+    order: np.ndarray  # the points in that order
+    long_steps: np.ndarray  # both ends of each step spanning more than a cell's neighbours
     ends: np.ndarray | None = None  # with hidden ends: privacy.end_distances of each point
 
 
-EMPTY_SELECTION = Selection(np.empty((0, 2)), np.zeros(1, np.int64), np.empty(0), None,
-                            np.zeros(1, np.int64), np.empty((0, 4)))
+EMPTY_SELECTION = Selection(np.empty((0, 2)), np.zeros(1, np.int64), None,
+                            np.zeros(1, np.int64), np.empty((0, 4)), None,
+                            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 @dataclass
 class Level:
-    """One zoom level's heat for one view: the grid and each lit tile's colormap index."""
+    """Heat of one zoom for one view: the grid and the lit tiles' colormap indices made
+    so far (a metatile's, or with lit_tiles the whole level's)."""
 
     zoom: int
     grid: Grid | None
     index: dict[TileKey, bytes]  # zlib of each (256, 256) uint8 colour.lut_index(heat)
-    problem: str | None = None  # why the level is empty though there are tracks (too big)
-    ticks: tuple = ()  # its legend: (heat, count) pairs (heat.legend_ticks; local: none)
+    problem: str | None = None
+    ticks: tuple = ()  # its legend: (heat, count) pairs (local: none)
 
     @property
     def nbytes(self) -> int:
@@ -135,23 +151,7 @@ class BytesLRU:
                 self.bytes -= self.size_of(old)
 
 
-def encode_png(rgba: np.ndarray, level: int = PNG_LEVEL) -> bytes:
-    """A (4, h, w) uint8 RGBA array as PNG bytes (8-bit RGBA, no filter, zlib deflate)."""
-    _, height, width = rgba.shape
-    rows = np.empty((height, 1 + width * 4), dtype=np.uint8)
-    rows[:, 0] = 0  # filter type None on every row
-    rows[:, 1:] = rgba.transpose(1, 2, 0).reshape(height, width * 4)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + chunk(b"IEND", b""))
-
-
-EMPTY_PNG = encode_png(np.zeros((4, SIZE, SIZE), dtype=np.uint8), 9)
+EMPTY_PNG = png_tile(np.zeros((4, SIZE, SIZE), dtype=np.uint8), 9)
 
 
 def valid_tile(z: int, x: int, y: int) -> bool:
@@ -163,7 +163,8 @@ class Renderer:
     """Heat tiles of parsed activity files, drawn with a build's settings.
 
     options: the build's settings (mode, sigma, extent, bounds, keep_duplicates, and the
-    default view: types, years, scaling, colormap). parsed: reading.read_files' result.
+    default view: types, years, scaling, normalize, colormap). parsed:
+    reading.read_files' result.
     """
 
     def __init__(self, options: BuildOptions, parsed: Sequence[ParsedFile],
@@ -172,21 +173,28 @@ class Renderer:
                  selection_cache_bytes: int = SELECTION_CACHE_BYTES, on_warning=None):
         self.options = options
         self.parsed = list(parsed)
-        self.default_view = View(options.types, options.years, options.scaling)
+        self.default_view = View(options.types, options.years, options.scaling,
+                                 options.normalize)
         self.default_cmap = options.colormap
         self.levels = BytesLRU(level_cache_bytes, lambda level: level.nbytes, keep_oversize=True)
+        self.scales = BytesLRU(16 * 2**20, _scale_bytes, keep_oversize=True)
+        # The counts of small levels (counted whole for their scale): their tiles are cut
+        # from these instead of counted again.
+        self.counts = BytesLRU(COUNTS_CACHE_BYTES, _counts_bytes)
         self.pngs = BytesLRU(tile_cache_bytes)
-        # The points of the last filters asked for (2 million points: ~80 MB each).
+        # The points of the last filters asked for (2 million points: ~40 MB each).
         self.selections = BytesLRU(selection_cache_bytes, _selection_bytes, keep_oversize=True)
         self._locks: dict = {}
         self._locks_lock = threading.Lock()
         self._json: dict[str, bytes] = {}
         self.warn = on_warning or (lambda message: None)
-        self._warned: set = set()
         drawable = [p for p in self.parsed if p.error is None and p.points]
         self.types = sorted({p.activity_type for p in drawable if p.activity_type})
         self.years = sorted({p.start.year for p in drawable if p.start is not None})
         self.privacy = _privacy(options, self.parsed)
+        # What the lines' counts hide (privacy.SampleFilter; points mode drops the points).
+        self._shield = (self.privacy if self.privacy is not None and self.privacy.active
+                        and options.mode == "lines" else None)
         # What the tiles depend on besides the view: the files' content and the settings.
         identity = hashlib.sha256(repr((self.privacy,
             [(p.name, p.points, p.start, p.activity_type, float(p.xy.sum()) if p.points else 0)
@@ -224,87 +232,192 @@ class Renderer:
         if not kept:
             return EMPTY_SELECTION
         box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
-        # Each activity's points inside the box, as the build cuts them (count_activities).
+        # Each activity's points inside the box, as the build cuts them (count_activity).
         parts, boxes = [], np.full((len(kept), 4), np.nan)
         ends = []
         for i, activity in enumerate(kept):
-            keep = (inside(activity.xy, box) if box is not None
-                    else np.ones(activity.points, dtype=bool))
-            keep, activity_ends = _hidden(activity, keep, self.privacy, options.mode)
-            xy, offsets = select_points(activity.xy, activity.offsets, keep)
-            times = activity.times[keep] if activity.times is not None else np.full(len(xy),
-                                                                                    np.nan)
-            parts.append((xy, offsets, times))
+            xy, segments, activity_ends = _cut(activity, box, options.mode, self.privacy)
+            parts.append((xy, segments))
             if activity_ends is not None:
-                ends.append(activity_ends[keep])
+                ends.append(activity_ends)
             if len(xy):
                 boxes[i] = xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max()
-        if not any(len(xy) for xy, _, _ in parts):  # no point inside --bounds
+        if not any(len(xy) for xy, _ in parts):  # no point inside --bounds
             return EMPTY_SELECTION
-        starts = np.cumsum([0] + [len(xy) for xy, _, _ in parts])
-        offsets = np.concatenate([o[:-1] + s for (_, o, _), s in zip(parts, starts)]
-                                 + [[starts[-1]]]).astype(np.int64)
-        return Selection(np.concatenate([p[0] for p in parts]), offsets,
-                         np.concatenate([p[2] for p in parts]), area, starts.astype(np.int64),
-                         boxes, np.concatenate(ends) if ends else None)
+        starts = np.cumsum([0] + [len(xy) for xy, _ in parts])
+        segments = np.concatenate([o[:-1] + s for (_, o), s in zip(parts, starts)]
+                                  + [[starts[-1]]]).astype(np.int64)
+        xy = np.concatenate([p[0] for p in parts])
+        return Selection(xy, segments, area, starts.astype(np.int64), boxes,
+                         plan_of([a.summary for a in kept], area), *point_index(xy, segments),
+                         np.concatenate(ends) if ends else None)
 
-    def level(self, zoom: int, view: View) -> Level:
-        """Zoom level `zoom`'s heat for a view, as a build at that zoom makes it."""
-        return self._once(self.levels, (zoom, view), lambda: self._level(zoom, view))
+    def grid(self, zoom: int, view: View) -> Grid | None:
+        """The level's grid: the whole tiles covering the view's extent (as the build's)."""
+        area = self.selection(view).area
+        return None if area is None else tiles.grid_covering(area, zoom)
 
-    def _level(self, zoom: int, view: View) -> Level:
+    def scale(self, zoom: int, view: View):
+        """The level's Scale (level.make_scale over its lit tiles, or a fixed sample of
+        them when it is large, as the build ranks it); None under local contrast."""
+        if view.normalize == "local":
+            return None
+        return self._once(self.scales, (zoom, view.types, view.years, view.scaling),
+                          lambda: self._scale(zoom, view))
+
+    def _scale(self, zoom: int, view: View):
         chosen = self.selection(view)
-        if chosen.area is None:
-            return Level(zoom, None, {})
-        grid = tiles.grid_covering(chosen.area, zoom)
-        xy, offsets, times, ends = self._crossing(chosen, tiles.grid_bounds(grid))
-        hidden = None
-        if self.privacy is not None and self.options.mode == "lines":
-            from .privacy import SampleFilter
+        grid = self.grid(zoom, view)
+        m = modulus(chosen.plan, zoom)
+        if most_tiles(chosen.plan, zoom) <= WHOLE_TILES:  # counted whole: tiles cut from it
+            counts = count_region(chosen.xy, chosen.segments, self.options.mode, grid,
+                                  lambda tx, ty: np.ones(len(tx), dtype=bool),
+                                  self._shield, chosen.ends)
+            self.counts.put((zoom, view.types, view.years), counts)
+            scale = make_scale(sample_of(counts, m), view.scaling)
+        else:
+            scale = make_scale(count_region(chosen.xy, chosen.segments, self.options.mode,
+                                            grid, lambda tx, ty: sampled(tx, ty, m),
+                                            self._shield, chosen.ends),
+                               view.scaling)
+        give_back_memory()
+        return scale
 
-            hidden = SampleFilter(xy, ends, self.privacy)
-        try:
-            counts = count_tracks(xy, offsets, grid, self.options.mode, available_memory(),
-                                  times, hidden=hidden)
-        except GeoheatError as err:  # rasterize.TooBig: more than memory holds
-            if zoom not in self._warned:
-                self._warned.add(zoom)
-                self.warn(f"zoom {zoom}: no heat drawn: {err}")
-            return Level(zoom, grid, {}, problem=str(err))
-        heat = blur_tiles(self._scaler(view)(counts, grid), self.options.sigma, grid)
-        ticks = () if self.options.normalize == "local" else tuple(
-            legend_ticks(counts, view.scaling))
+    def metatile(self, zoom: int, mx: int, my: int, view: View) -> Level:
+        """The heat of the side x side tiles from (mx, my) x side (side: metatile_side)."""
+        key = (zoom, mx, my, view.types, view.years,
+               "local" if view.normalize == "local" else view.scaling)
+        return self._once(self.levels, key, lambda: self._metatile(zoom, mx, my, view))
+
+    def _metatile(self, zoom: int, mx: int, my: int, view: View) -> Level:
+        chosen = self.selection(view)
+        grid = self.grid(zoom, view)
+        if grid is None:
+            return Level(zoom, None, {})
+        gx0, gy0 = grid.col_off // SIZE, grid.row_off // SIZE
+        gx1, gy1 = gx0 + grid.width // SIZE, gy0 + grid.height // SIZE
+        side = metatile_side(view)
+        x0, y0 = max(mx * side, gx0), max(my * side, gy0)
+        x1, y1 = min(mx * side + side, gx1), min(my * side + side, gy1)
+        if x0 >= x1 or y0 >= y1:
+            return Level(zoom, grid, {})
+        scale = self.scale(zoom, view)
+        sigma = self.options.sigma
+        reach = -(-kernel_radius(sigma) // SIZE) if sigma else 0
+        # The tiles whose counts the heat needs: the blur's halo, and under local contrast
+        # the neighbourhoods of its blocks (2 blocks on each side, see contrast.py).
+        cx0, cy0, cx1, cy1 = x0 - reach, y0 - reach, x1 + reach, y1 + reach
+        if scale is None:
+            from .contrast import block_pixels
+
+            side = block_pixels(grid)
+            cx0 = (cx0 * SIZE // side - 2) * side // SIZE
+            cy0 = (cy0 * SIZE // side - 2) * side // SIZE
+            cx1 = -(-((cx1 * SIZE - 1) // side + 3) * side // SIZE)
+            cy1 = -(-((cy1 * SIZE - 1) // side + 3) * side // SIZE)
+        res = tiles.resolution(zoom) * SIZE
+        box = Bbox(cx0 * res - tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT - cy1 * res,
+                   cx1 * res - tiles.ORIGIN_SHIFT, tiles.ORIGIN_SHIFT - cy0 * res)
+        whole = self.counts.get((zoom, view.types, view.years))
+        if whole is not None:
+            counts = {(x, y): block for (x, y), block in whole.items()
+                      if cx0 <= x < cx1 and cy0 <= y < cy1}
+        else:
+            xy, segments, ends = self._near(chosen, zoom, (cx0, cy0, cx1, cy1), box)
+            counts = count_region(xy, segments, self.options.mode, grid,
+                                  lambda tx, ty: (tx >= cx0) & (tx < cx1) & (ty >= cy0)
+                                  & (ty < cy1), self._shield, ends)
+        only = {(x, y) for x in range(x0, x1) for y in range(y0, y1)}
+        heat = level_heat(counts, grid, scale, sigma, only=only)
+        if len(counts) > 64:  # a big region's temporaries (local contrast): give them back
+            del counts
+            give_back_memory()
         index = {}
         for key, block in heat.items():
             block = lut_index(block)
             if block.any():  # mostly zeros: ~20x smaller deflated, ~0.1 ms to inflate
                 index[key] = zlib.compress(block.tobytes(), 1)
-        return Level(zoom, grid, index, ticks=ticks)
+        return Level(zoom, grid, index, ticks=() if scale is None else scale.ticks)
 
-    def _scaler(self, view: View):
-        """The build's scaler (pipeline._scaler): local contrast under --normalize local,
-        else the view's scaling."""
-        if self.options.normalize == "local":
-            from .contrast import local_scale_tiles
+    def level(self, zoom: int, view: View) -> Level:
+        """The whole level (every lit tile), as the build makes it: for tests and
+        benchmarks; a page asks for tiles."""
+        grid = self.grid(zoom, view)
+        index = {}
+        for mx, my in self._metatiles_near_tracks(zoom, view):
+            index.update(self.metatile(zoom, mx, my, view).index)
+        scale = self.scale(zoom, view) if grid is not None else None
+        return Level(zoom, grid, index, ticks=() if scale is None else scale.ticks)
 
-            return local_scale_tiles
-        return SCALERS[view.scaling]
+    def _metatiles_near_tracks(self, zoom: int, view: View) -> list[tuple[int, int]]:
+        chosen = self.selection(view)
+        if chosen.area is None:
+            return []
+        from .level import point_tiles
+
+        # Lines between points may cross tiles without a point: their boxes' tiles too.
+        tx, ty = point_tiles(chosen.xy, zoom)
+        side = metatile_side(view)
+        mx, my = tx // side, ty // side
+        found = set(zip(mx.tolist(), my.tolist()))
+        if self.options.mode == "lines" and len(tx) > 1:
+            jump = (np.abs(np.diff(tx)) > 0) | (np.abs(np.diff(ty)) > 0)
+            for i in np.flatnonzero(jump):
+                for x in range(min(tx[i], tx[i + 1]) // side,
+                               max(tx[i], tx[i + 1]) // side + 1):
+                    for y in range(min(ty[i], ty[i + 1]) // side,
+                                   max(ty[i], ty[i + 1]) // side + 1):
+                        found.add((x, y))
+        return sorted({(x + dx, y + dy) for x, y in found for dx in (-1, 0, 1)
+                       for dy in (-1, 0, 1)})
+
+    @staticmethod
+    def _near(chosen: Selection, zoom: int, region, box: Bbox):
+        """The points of the steps that can reach the tiles region (x0, y0, x1, y1 at
+        zoom; box: its bounds), with their segment offsets: the points in and next to
+        the region's cells of the point index, and the long steps' ends; and their
+        privacy.end_distances, as _crossing)."""
+        x0, y0, x1, y1 = region
+        if zoom >= INDEX_ZOOM:
+            shift = zoom - INDEX_ZOOM
+            c0, r0, c1, r1 = x0 >> shift, y0 >> shift, (x1 - 1) >> shift, (y1 - 1) >> shift
+        else:
+            shift = INDEX_ZOOM - zoom
+            c0, r0, c1, r1 = x0 << shift, y0 << shift, (x1 << shift) - 1, (y1 << shift) - 1
+        c0, r0, c1, r1 = c0 - 1, r0 - 1, c1 + 1, r1 + 1  # a step reaches one cell over
+        if r1 - r0 > 4096:  # a low zoom: the activities' boxes are index enough
+            return Renderer._crossing(chosen, box)
+        across = 2**INDEX_ZOOM
+        rows = np.arange(max(r0, 0), min(r1, across - 1) + 1, dtype=np.int64) * across
+        lo = np.searchsorted(chosen.cells, rows + max(c0, 0))
+        hi = np.searchsorted(chosen.cells, rows + min(c1, across - 1), side="right")
+        found = [chosen.order[a:b] for a, b in zip(lo, hi) if b > a]
+        n = len(chosen.xy)
+        take = np.zeros(n, dtype=bool)
+        take[chosen.long_steps] = True
+        if found:
+            near = np.concatenate(found)
+            take[near] = True
+            take[np.maximum(near - 1, 0)] = True  # the steps into and out of the region
+            take[np.minimum(near + 1, n - 1)] = True
+        if take.all():
+            return chosen.xy, chosen.segments, chosen.ends
+        return _taken(chosen, take)
 
     @staticmethod
     def _crossing(chosen: Selection, box: Bbox):
         """The points of the activities whose bounding box meets box (with their segment
-        offsets, times and privacy.end_distances): what a count over box needs, no more."""
+        offsets and privacy.end_distances): what a count over box needs, no more."""
         boxes = chosen.boxes
         meets = ((boxes[:, 0] <= box.right) & (boxes[:, 2] >= box.left)
                  & (boxes[:, 1] <= box.top) & (boxes[:, 3] >= box.bottom))
         if meets.all():
-            return chosen.xy, chosen.offsets, chosen.times, chosen.ends
+            return chosen.xy, chosen.segments, chosen.ends
         starts, ends = chosen.activity_offsets[:-1][meets], chosen.activity_offsets[1:][meets]
         take = np.zeros(len(chosen.xy), dtype=bool)
         for a, b in zip(starts, ends):
             take[a:b] = True
-        return (chosen.xy[take], select_points(chosen.xy, chosen.offsets, take)[1],
-                chosen.times[take], None if chosen.ends is None else chosen.ends[take])
+        return _taken(chosen, take)
 
     def once_json(self, name: str, make: Callable) -> bytes:
         """make()'s JSON, made once (threads asking meanwhile wait for the first)."""
@@ -344,7 +457,8 @@ class Renderer:
         """Tile z/x/y's colormap indices (uint8, 256x256), or None where it has no heat."""
         if not valid_tile(z, x, y) or not self.near_tracks(z, x, y, view):
             return None
-        return self.level(z, view).block((x, y))
+        side = metatile_side(view)
+        return self.metatile(z, x // side, y // side, view).block((x, y))
 
     def rgba_tile(self, z: int, x: int, y: int, view: View | None = None,
                   cmap: str | None = None) -> np.ndarray | None:
@@ -356,13 +470,14 @@ class Renderer:
 
     def png_tile(self, z: int, x: int, y: int, view: View | None = None,
                  cmap: str | None = None) -> bytes:
-        """Tile z/x/y as PNG bytes (a transparent tile where there is no heat)."""
+        """Tile z/x/y as PNG bytes: the build's MBTiles tile (a transparent tile where
+        there is no heat)."""
         view, cmap = view or self.default_view, cmap or self.default_cmap
         key = (z, x, y, view, cmap)
         data = self.pngs.get(key)
         if data is None:
             rgba = self.rgba_tile(z, x, y, view, cmap)
-            data = EMPTY_PNG if rgba is None else encode_png(rgba)
+            data = EMPTY_PNG if rgba is None else png_tile(rgba)
             self.pngs.put(key, data)
         return data
 
@@ -371,14 +486,16 @@ class Renderer:
         text = repr((self.fingerprint, view, cmap, z, x, y))
         return '"' + hashlib.sha256(text.encode()).hexdigest()[:24] + '"'
 
-    def view(self, types=None, years=None, scaling=None) -> View:
+    def view(self, types=None, years=None, scaling=None, normalize=None) -> View:
         """A view from the page's choices (None: the served default)."""
         if scaling is not None and scaling not in SCALINGS:
             raise ValueError(f"no scaling {scaling!r}")
+        if normalize is not None and normalize not in NORMALIZES:
+            raise ValueError(f"no normalisation {normalize!r}")
         default = self.default_view
         return View(default.types if types is None else (tuple(types) or None),
                     default.years if years is None else (tuple(years) or None),
-                    scaling or default.scaling)
+                    scaling or default.scaling, normalize or default.normalize)
 
     def start_zoom(self, window: tuple[int, int] = (1280, 800)) -> int | None:
         """The zoom at which the page first shows the default view's extent in a window of
@@ -394,8 +511,8 @@ class Renderer:
         return 0
 
     def warm(self) -> None:
-        """Make ahead the levels a page opens at (its start zoom, then one in, one out), so
-        the first tiles need not wait for them; and import the blur's scipy meanwhile."""
+        """Make ahead the scales of the levels a page opens at (its start zoom, one in,
+        one out), so the first tiles need not wait for them; and import scipy meanwhile."""
         import scipy.ndimage  # noqa: F401 - 0.25 s, else paid by the first tile
 
         start = self.start_zoom()
@@ -403,26 +520,24 @@ class Renderer:
             return
         for zoom in (start, start + 1, start - 1):
             if 0 <= zoom <= tiles.MAX_ZOOM:
-                self.level(zoom, self.default_view)
+                self.scale(zoom, self.default_view)
 
     def legend(self, zoom: int, view: View | None = None) -> list[tuple[float, int]]:
-        """The level's legend, as the build's key and QGIS style give it: (heat, count)
-        pairs (none under --normalize local, whose key says fewer/more)."""
-        return list(self.level(zoom, view or self.default_view).ticks)
+        """The level's legend, as the build's tile files give it: (heat, count) pairs
+        (none under --normalize local, whose key says fewer/more)."""
+        scale = self.scale(zoom, view or self.default_view)
+        return [] if scale is None else list(scale.ticks)
 
     def lit_tiles(self, zoom: int, view: View | None = None) -> list[TileKey]:
-        """The tiles of a level that hold heat."""
+        """The tiles of a level that hold heat (makes the whole level)."""
         return sorted(self.level(zoom, view or self.default_view).index)
 
     def bounds_lonlat(self, view: View | None = None) -> tuple[float, float, float, float] | None:
         """The view's extent as west, south, east, north degrees (None: nothing drawn)."""
-        from .projection import unproject
+        from .projection import lonlat_bounds
 
         area = self.selection(view or self.default_view).area
-        if area is None:
-            return None
-        corners = unproject(np.array([[area.left, area.bottom], [area.right, area.top]]))
-        return tuple(float(v) for v in corners.ravel())
+        return None if area is None else lonlat_bounds(area)
 
 
 def _privacy(options: BuildOptions, parsed):
@@ -436,23 +551,80 @@ def _privacy(options: BuildOptions, parsed):
     return of_build(options, [a.summary for a in kept])
 
 
-def _hidden(activity: ParsedFile, keep: np.ndarray, privacy, mode: str):
-    """What an activity's points inside the box draw under privacy, as
-    rasterize.count_activity has it: (the points kept, in points mode without the hidden
-    ones; each point's privacy.end_distances, or None where no ends are hidden)."""
-    if privacy is None:
-        return keep, None
+def _cut(activity: ParsedFile, box, mode: str, privacy):
+    """An activity's points inside box as rasterize.count_activity draws them (None box:
+    all): (the points, their segment offsets, split at gaps in lines mode; each point's
+    privacy.end_distances where lines hide their ends, else None). Points mode drops the
+    points privacy hides; lines keep them (the samples are hidden: privacy.SampleFilter)."""
+    if privacy is None or not privacy.active:
+        return (*cut_to_box(activity, box, mode), None)
+    from .extent import inside
     from .privacy import end_distances, hidden_points
     from .rasterize import split_gaps
 
-    segments = activity.offsets
-    if mode == "lines":
-        segments = split_gaps(activity.xy, activity.offsets, activity.times)
-    ends = end_distances(activity.xy, segments) if privacy.hide_ends > 0 else None
+    xy, segments = activity.xy, activity.offsets
+    keep = inside(xy, box) if box is not None else np.ones(len(xy), dtype=bool)
+    if mode == "lines":  # split on the whole track, as the build (its ends are the drawn ones)
+        segments = split_gaps(xy, segments, activity.times)
+    ends = end_distances(xy, segments) if privacy.hide_ends > 0 else None
     if mode != "lines":
-        keep = keep & ~hidden_points(activity.xy, ends, privacy)
-    return keep, ends
+        keep = keep & ~hidden_points(xy, ends, privacy)
+        ends = None
+    part, segments = select_points(xy, segments, keep)
+    return part, segments, None if ends is None else ends[keep]
 
+
+def _taken(chosen: Selection, take: np.ndarray):
+    """The selection's points marked by take: (points, segment offsets, end distances)."""
+    xy, segments = select_points(chosen.xy, chosen.segments, take)
+    return xy, segments, None if chosen.ends is None else chosen.ends[take]
+
+
+def metatile_side(view: View) -> int:
+    """How many tiles across a view's tiles are made together."""
+    return LOCAL_METATILE if view.normalize == "local" else METATILE
+
+
+def point_index(xy: np.ndarray, segments: np.ndarray):
+    """The points' INDEX_ZOOM tiles, sorted, the points in that order, and the ends of the
+    steps longer than a cell's neighbours (which a region's cells would miss)."""
+    from .level import point_tiles
+
+    tx, ty = point_tiles(xy, INDEX_ZOOM)
+    cells = ty * 2**INDEX_ZOOM + tx
+    order = np.argsort(cells, kind="stable")
+    last = np.zeros(len(xy), dtype=bool)
+    last[np.asarray(segments[1:]) - 1] = True
+    far = ~last[:-1] & ((np.abs(np.diff(tx)) > 1) | (np.abs(np.diff(ty)) > 1))
+    ends = np.flatnonzero(far)
+    return cells[order], order, np.union1d(ends, ends + 1).astype(np.int64)
+
+
+def give_back_memory() -> None:
+    """Return freed heap to the system (glibc keeps it otherwise, and a burst of big
+    levels would hold the server's memory at its peak)."""
+    import ctypes
+    import ctypes.util
+
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
+def _counts_bytes(counts) -> int:
+    return sum(block.nbytes + 100 for block in counts.values()) + 512
+
+
+def _scale_bytes(scale) -> int:
+    return 0 if scale is None else scale.values.nbytes * 3 + 1024
 
 def _selection_bytes(chosen: Selection) -> int:
     return sum(part.nbytes for part in chosen if isinstance(part, np.ndarray)) + 512

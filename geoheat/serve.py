@@ -8,7 +8,7 @@ is ever taken from the URL; anything else is 404):
     /app.js, /app.css          the page's own script and style (geoheat/web)
     /meta.json                 what there is to show: bounds, zooms, types, years, ...
     /leaflet/...               Leaflet's files, from the installed xstatic-leaflet package
-    /heat/{z}/{x}/{y}.png      a heat tile (?c=colormap&s=scaling&t=types&y=FROM-TO)
+    /heat/{z}/{x}/{y}.png      a heat tile (?c=colormap&s=scaling&n=normalize&t=types&y=FROM-TO)
 
 Tiles are rendered on request by geoheat.render (the build's own stages), or read from
 an MBTiles or PMTiles file. Responses carry an ETag (If-None-Match gets 304) and
@@ -43,7 +43,7 @@ import numpy as np
 from . import __version__, tiles
 from .colormaps import COLORMAP_NAMES
 from .errors import InputError, OutputError
-from .options import SCALINGS, BuildOptions
+from .options import NORMALIZES, SCALINGS, BuildOptions
 from .tiles import MAX_ZOOM
 
 WEB = Path(__file__).with_name("web")
@@ -140,12 +140,14 @@ class RenderedTiles:
             "startzoom": r.start_zoom(),
             "types": r.types, "years": r.years,
             "cmaps": list(COLORMAP_NAMES), "scalings": list(SCALINGS),
+            "normalizes": list(NORMALIZES),
             "view": {"types": list(view.types) if view.types else None,
                      "years": [years[0], years[-1]] if years else None,
-                     "scaling": view.scaling, "cmap": r.default_cmap},
+                     "scaling": view.scaling, "normalize": view.normalize,
+                     "cmap": r.default_cmap},
             "description": self.description,
             "explorer": "explorer.json",  # the explorer tiles: a layer the page can show
-            **page_legend(r.options),
+            **page_legend(r.options, view.normalize),
         }
 
     def legend(self, z: int, query: str) -> bytes:
@@ -175,13 +177,14 @@ class RenderedTiles:
 
     def parse_query(self, query: str):
         """The view and colormap a tile URL's query asks for: c (colormap), s (scaling),
-        t (types, comma-separated; empty: all), y (FROM-TO years; empty: all)."""
+        n (normalize: global or local), t (types, comma-separated; empty: all), y
+        (FROM-TO years; empty: all)."""
         try:
             fields = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query),
-                              max_num_fields=4)
+                              max_num_fields=5)
         except ValueError:
             raise NotFound("bad query") from None
-        if set(fields) - {"c", "s", "t", "y"} or any(len(v) != 1 for v in fields.values()):
+        if set(fields) - {"c", "s", "n", "t", "y"} or any(len(v) != 1 for v in fields.values()):
             raise NotFound("bad query")
         one = {key: values[0] for key, values in fields.items()}
         cmap = one.get("c")
@@ -190,6 +193,9 @@ class RenderedTiles:
         scaling = one.get("s")
         if scaling is not None and scaling not in SCALINGS:
             raise NotFound("no such scaling")
+        normalize = one.get("n")
+        if normalize is not None and normalize not in NORMALIZES:
+            raise NotFound("no such normalisation")
         types = None
         if "t" in one:
             types = tuple(t for t in one["t"].split(",") if t)
@@ -204,7 +210,7 @@ class RenderedTiles:
                 if not match or not 1900 <= int(match[1]) <= int(match[2]) <= 2200:
                     raise NotFound("bad years")
                 years = tuple(range(int(match[1]), int(match[2]) + 1))
-        return self.renderer.view(types, years, scaling), cmap
+        return self.renderer.view(types, years, scaling, normalize), cmap
 
 
 class MBTilesFile:
@@ -607,14 +613,14 @@ def _file_meta(path, name, fmt, bounds, minzoom, maxzoom, description, legend=No
     return meta
 
 
-def page_legend(options) -> dict:
+def page_legend(options, normalize: str | None = None) -> dict:
     """What the page draws its legend with: each colormap's colours (17 stops, heat 0 to
     1), the unit, whether heat is ranked nearby (--normalize local: fewer/more)."""
     from .colormaps import css_stops
 
     return {"ramps": {name: css_stops(name) for name in COLORMAP_NAMES},
             "unit": "passes" if options.mode == "lines" else "track points",
-            "local": options.normalize == "local"}
+            "local": (normalize or options.normalize) == "local"}
 
 
 def _file_tile(data, fmt, etag):
@@ -961,20 +967,14 @@ def _interrupt(signum, frame):
 
 # The static site
 
-def build_site(folder: Path, options: BuildOptions, zoom: int) -> int:
-    """The static site of a build (build --site): its tiles from street zoom (--max-zoom;
-    default 16, or the build's zoom if higher) down to --min-zoom (default: where the heat
-    fits one tile), rendered as the build drew them, each level from its own counts (the
+def build_site(folder: Path, options: BuildOptions, result) -> int:
+    """The static site of a build (build --site): the heat tiles the build made (its
+    result.tiles, from pipeline.run(keep_tiles=True)), as its MBTiles hold them, and the
+    explorer tiles as geoheat serve gives them (render.Renderer.explorer_tiles; the
     parse cache makes the second read cheap). Returns the number of tiles written."""
-    from .pyramid import default_min_zoom
-
-    renderer = load_renderer(options.replace(zoom=zoom))  # the build has warned already
-    max_zoom = options.tile_zoom(zoom)
-    min_zoom = options.min_zoom
-    if min_zoom is None:
-        area = renderer.selection(renderer.default_view).area
-        min_zoom = default_min_zoom(tiles.grid_covering(area, zoom)) if area else zoom
-    return write_site(folder, renderer, min(min_zoom, max_zoom), max_zoom)
+    renderer = load_renderer(options)  # the build has warned already
+    explorer = renderer.once_json("explorer", renderer.explorer_tiles)
+    return write_site(folder, result.tiles, explorer=explorer)
 
 
 def check_site_folder(folder: Path) -> None:
@@ -991,10 +991,22 @@ def check_site_folder(folder: Path) -> None:
     check_replaceable_folder(folder)  # the site is renamed into place, replacing it
 
 
-def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
-               progress=None) -> int:
+def site_meta(tileset) -> dict:
+    """The page's settings for a site of a build's tiles (what serving its MBTiles gives)."""
+    rows = tileset.metadata
+    meta = _file_meta(Path(rows.get("name", "geoheat")), rows.get("name"), "png",
+                      [float(v) for v in rows["bounds"].split(",")], tileset.min_zoom,
+                      tileset.max_zoom, rows.get("description", ""), rows.get("geoheat_legend"))
+    meta.update(tiles="tiles/{z}/{x}/{y}.png", index="tiles/index.json")
+    return meta
+
+
+def write_site(folder: Path, tileset, progress=None, explorer: bytes | None = None) -> int:
     """A static site in folder: index.html, the page's files, Leaflet's (copied from the
-    installed package) and the heat as an XYZ folder tiles/z/x/y.png, min_zoom..max_zoom.
+    installed package) and a build's heat tiles (a pipeline.TileSet) as an XYZ folder
+    tiles/z/x/y.png, with tiles/index.json listing them (the page asks for no tile the
+    site lacks: no 404 in the browser's console); explorer: the explorer tiles' JSON
+    (explorer.json, a layer the page offers; None: none).
 
     Written beside the folder and renamed into place, replacing an earlier geoheat site
     there; a folder that is not one is refused. Returns the number of tiles written.
@@ -1006,14 +1018,12 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
     shutil.rmtree(temp, ignore_errors=True)
     try:
         temp.mkdir()
-        source = RenderedTiles(renderer)
-        meta = source.meta()
-        meta.update(dynamic=False, tiles="tiles/{z}/{x}/{y}.png", minzoom=min_zoom,
-                    maxzoom=max_zoom)
-        meta["legend"] = {str(z): renderer.legend(z) for z in range(min_zoom, max_zoom + 1)}
+        meta = site_meta(tileset)
+        if explorer is not None:
+            meta["explorer"] = "explorer.json"
+            (temp / "explorer.json").write_bytes(explorer)
         (temp / "index.html").write_bytes(page(meta))
         (temp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        (temp / "explorer.json").write_bytes(source.explorer_json())
         for name in OWN_FILES:
             shutil.copyfile(WEB / name, temp / name)
         leaflet = leaflet_dir()
@@ -1021,14 +1031,16 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
             if (leaflet / name).is_file():
                 (temp / "leaflet" / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(leaflet / name, temp / "leaflet" / name)
-        written = 0
-        zooms = range(min_zoom, max_zoom + 1)
-        for z in (progress(zooms, "Site tiles", len(zooms)) if progress else zooms):
-            for x, y in renderer.lit_tiles(z):
-                path = temp / "tiles" / str(z) / str(x) / f"{y}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(renderer.png_tile(z, x, y))
-                written += 1
+        index: dict = {}
+        (temp / "tiles").mkdir()
+        items = sorted(tileset.pngs.items())
+        for tile, data in (progress(items, "Site tiles", len(items)) if progress else items):
+            path = temp / "tiles" / str(tile.z) / str(tile.x) / f"{tile.y}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            index.setdefault(str(tile.z), {}).setdefault(str(tile.x), []).append(tile.y)
+        (temp / "tiles" / "index.json").write_text(json.dumps(index, separators=(",", ":")),
+                                                  encoding="utf-8")
         if folder.exists():
             old = parent / f".{folder.name}.geoheat-site-old"
             shutil.rmtree(old, ignore_errors=True)
@@ -1040,7 +1052,7 @@ def write_site(folder: Path, renderer, min_zoom: int, max_zoom: int,
     except OSError as err:
         shutil.rmtree(temp, ignore_errors=True)
         raise OutputError(f"{folder}: cannot write the site: {err.strerror or err}") from None
-    return written
+    return len(items)
 
 
 def _is_site(folder: Path) -> bool:

@@ -410,12 +410,19 @@ def test_the_cache_key_never_holds_a_zone():
     {"privacy": "auto"},
     {"privacy_zones": ["46.05,14.50,400"], "hide_ends": 300, "mode": "points", "sigma": 0},
 ])
-def test_served_tiles_are_the_builds_tiles_under_privacy(tmp_path, settings):
+@pytest.mark.parametrize("whole", [True, False])
+def test_served_tiles_are_the_builds_tiles_under_privacy(tmp_path, settings, whole,
+                                                         monkeypatch):
     import contextlib
     import warnings
 
     from rasterio.errors import NotGeoreferencedWarning
     from rasterio.io import MemoryFile
+
+    from geoheat import render
+
+    if not whole:  # every level counted tile by tile, from the points near each tile
+        monkeypatch.setattr(render, "WHOLE_TILES", 0)
 
     samples = Path(__file__).resolve().parents[1] / "gpx"
     zoom = 15

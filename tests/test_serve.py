@@ -26,7 +26,7 @@ import geoheat
 from geoheat.cli import cli
 from geoheat.options import BuildOptions
 from geoheat.reading import read_files
-from geoheat.render import EMPTY_PNG, BytesLRU, Renderer, encode_png
+from geoheat.render import EMPTY_PNG, METATILE, BytesLRU, Renderer, encode_png
 from geoheat.serve import MBTilesFile, PMTilesFile, RenderedTiles, leaflet_dir, make_server
 from geoheat.sources import find_sources
 
@@ -150,6 +150,62 @@ def test_real_runs_tiles_are_the_builds(tmp_path):
             np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels)
 
 
+def mbtiles_bytes(path: Path) -> dict:
+    """{(z, x, y): PNG bytes} of an MBTiles file, XYZ rows."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles")
+        return {(z, x, 2**z - 1 - row): bytes(data) for z, x, row, data in rows}
+
+
+@pytest.mark.parametrize("normalize", ["global", "local"])
+@pytest.mark.parametrize("sample_tiles", [None, 3])
+def test_served_site_and_mbtiles_tiles_are_byte_equal(tmp_path, monkeypatch, normalize,
+                                                      sample_tiles):
+    """One way to make a level (issue 22): build --site writes the tiles the build put in
+    its MBTiles, and geoheat serve (with the build's --normalize, or a default server
+    asked for it with ?n=) answers the same bytes over HTTP; also when the levels are
+    large enough to be ranked on a sample of their tiles (sample_tiles)."""
+    import geoheat.level
+    import geoheat.render
+
+    if sample_tiles is not None:  # and served tile by tile, the sample counted alone
+        monkeypatch.setattr(geoheat.level, "SAMPLE_TILES", sample_tiles)
+        monkeypatch.setattr(geoheat.render, "WHOLE_TILES", 0)
+    site, mbtiles = tmp_path / "site", tmp_path / "h.mbtiles"
+    result = CliRunner().invoke(cli, [
+        "build", str(SAMPLES), "--zoom", "15", "-o", str(tmp_path / "h.png"), "--basemap",
+        "none", "--mbtiles", str(mbtiles), "--min-zoom", "12", "--normalize", normalize,
+        "--sigma", "1.5", "--site", str(site), "--no-cache", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    built = mbtiles_bytes(mbtiles)
+    # From --min-zoom to street zoom (16, above the build's zoom by default).
+    assert {z for z, _, _ in built} == {12, 13, 14, 15, 16} and len(built) > 40
+    if sample_tiles is not None:  # the top levels really are sampled
+        renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
+        plan = renderer.selection(renderer.default_view).plan
+        assert geoheat.level.modulus(plan, 15) > 1
+    written = {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem)): p.read_bytes()
+               for p in (site / "tiles").glob("*/*/*.png")}
+    assert written == built
+    served = renderer_for(BuildOptions(inputs=[SAMPLES], normalize=normalize, sigma=1.5))
+    default = renderer_for(BuildOptions(inputs=[SAMPLES], sigma=1.5))
+    with running(RenderedTiles(served)) as one, running(RenderedTiles(default)) as other:
+        for (z, x, y), data in built.items():
+            status, headers, body = get(one, f"/heat/{z}/{x}/{y}.png")
+            assert status == 200 and body == data, (z, x, y)
+            status, _, body = get(other, f"/heat/{z}/{x}/{y}.png?n={normalize}")
+            assert status == 200 and body == data, (z, x, y)
+        # Every tile the build left out is empty when served.
+        for z in (12, 16):
+            for x, y in served.lit_tiles(z):
+                assert (z, x, y) in built
+    with contextlib.closing(sqlite3.connect(mbtiles)) as db:
+        legend = json.loads(db.execute(
+            "SELECT value FROM metadata WHERE name = 'geoheat_legend'").fetchone()[0])
+    for z in (12, 15, 16):
+        assert legend["legend"][str(z)] == [list(t) for t in served.legend(z)]
+
+
 @pytest.mark.parametrize("zoom", [11, 12, 15])
 def test_every_zoom_is_that_zooms_build(tmp_path, samples_renderer, zoom):
     """A level is a build at its zoom: the ranks over that level."""
@@ -208,18 +264,21 @@ def test_caches_are_bounded_in_bytes():
     assert len(small.selections.items) == 1  # only the newest, however large
 
 
-def test_levels_are_made_once_under_concurrent_requests(monkeypatch):
+def test_each_metatile_and_scale_is_made_once_under_concurrent_requests(monkeypatch):
     renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
-    made = []
-    real = renderer._level
-    monkeypatch.setattr(renderer, "_level", lambda z, v: made.append(z) or real(z, v))
+    made, scales = [], []
+    real, real_scale = renderer._metatile, renderer._scale
+    monkeypatch.setattr(renderer, "_metatile",
+                        lambda z, mx, my, v: made.append((z, mx, my)) or real(z, mx, my, v))
+    monkeypatch.setattr(renderer, "_scale", lambda z, v: scales.append(z) or real_scale(z, v))
     keys = renderer_for(BuildOptions(inputs=[SAMPLES])).lit_tiles(ZOOM)
     threads = [threading.Thread(target=renderer.png_tile, args=(ZOOM, *key)) for key in keys]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert made == [ZOOM]
+    assert scales == [ZOOM]
+    assert sorted(made) == sorted({(ZOOM, x // METATILE, y // METATILE) for x, y in keys})
 
 
 # The server's routes, over HTTP.
@@ -510,7 +569,7 @@ def expected_screen(renderer, zoom, origin, size, background, view=None, cmap=No
 
 
 @pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear",
-                                     "&cmap=light"])
+                                     "&cmap=light", "&normalize=local"])
 def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, tmp_path,
                                                      filters):
     """Chromium loads the page (no internet: the OSM basemap fails, the heat shows) and
@@ -520,6 +579,8 @@ def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, 
     view, cmap = None, None
     if "viridis" in filters:
         view, cmap = samples_renderer.view(["Run"], [2024, 2025], "linear"), "viridis"
+    elif "local" in filters:  # the page's rank choice: the local build's tiles
+        view = samples_renderer.view(normalize="local")
     elif filters:
         cmap = "light"
     assert_heat_on_screen(server.url, samples_renderer, ZOOM, filters, view, cmap,
@@ -572,12 +633,17 @@ def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
 # The static site.
 
 @contextlib.contextmanager
-def static_host(folder: Path):
-    """Any static web server: the standard library's, serving folder on 127.0.0.1."""
+def static_host(folder: Path, log: list | None = None):
+    """Any static web server: the standard library's, serving folder on 127.0.0.1 (log:
+    a list that gets each request's path and status)."""
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     class Quiet(SimpleHTTPRequestHandler):
+        def log_request(self, code="-", size="-"):
+            if log is not None:
+                log.append((self.path, int(code)))
+
         def log_message(self, *args):
             pass
 
@@ -616,19 +682,42 @@ def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
     assert (meta["minzoom"], meta["maxzoom"]) == (ZOOM, ZOOM)
     # In a browser, from a plain static server: the heat where the build put it.
     renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
-    with static_host(site) as url:
+    requests = []
+    with static_host(site, requests) as url:
         assert_heat_on_screen(url, renderer, ZOOM, "", None, None, tmp_path / "site.png")
+    # The page asked for tiles, and for none the site lacks (tiles/index.json): no 404
+    # in the browser's console for the empty tiles in view.
+    assert any(path.startswith("/tiles/14/") for path, _ in requests), requests
+    assert [r for r in requests if r[1] == 404 and "favicon" not in r[0]] == []
     # Written again over itself; a folder that is no site is refused before any work.
     again = CliRunner().invoke(cli, [
         "build", str(SAMPLES), "--zoom", "12", "-o", str(tmp_path / "h.png"), "--basemap",
         "none", "--site", str(site), "--no-cache", "-j", "1"])
     assert again.exit_code == 0, again.output
-    # By default from where the heat fits one tile to street zoom (16), with the legend of
-    # each level.
-    zooms = sorted(int(p.name) for p in (site / "tiles").iterdir())
-    assert zooms == list(range(zooms[0], 17)) and zooms[0] <= 10
     meta = json.loads((site / "meta.json").read_text())
-    assert sorted(map(int, meta["legend"])) == zooms and meta["maxzoom"] == 16
+    # By default from the min zoom the build's MBTiles would have (where the heat fits a
+    # tile) to street zoom (16), with the legend of each level.
+    zooms = sorted(int(p.name) for p in (site / "tiles").iterdir() if p.is_dir())
+    assert meta["maxzoom"] == 16 and meta["minzoom"] <= 8
+    assert zooms == list(range(meta["minzoom"], 17))
+    assert sorted(map(int, meta["legend"])) == zooms
+    # The explorer tiles, as geoheat serve gives them: a layer the page offers.
+    assert meta["explorer"] == "explorer.json"
+    assert isinstance(json.loads((site / "explorer.json").read_text()), list)
+    # Zoomed out over the whole extent, where the view holds tiles without heat: the page
+    # asks for none of them (tiles/index.json), so the console shows no 404.
+    west, south, east, north = meta["bounds"]
+    requests = []
+    with static_host(site, requests) as url:
+        screenshot(f"{url}#map=11/{(south + north) / 2!r}/{(west + east) / 2!r}",
+                   tmp_path / "zoomed-out.png", (1200, 900))
+    asked = {path for path, _ in requests if path.startswith("/tiles/11/")}
+    assert asked, requests
+    assert [r for r in requests if r[1] == 404 and "favicon" not in r[0]] == []
+    index = json.loads((site / "tiles" / "index.json").read_text())
+    assert {(int(z), int(x), y) for z, xs in index.items() for x, ys in xs.items()
+            for y in ys} == {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
+                             for p in (site / "tiles").glob("*/*/*.png")}
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     refused = CliRunner().invoke(cli, ["build", str(SAMPLES), "-o", str(tmp_path / "x.png"),

@@ -1,6 +1,6 @@
 // geoheat's page: the heat over an OpenStreetMap basemap, with filters kept in the URL hash.
 // The settings come from the page itself (geoheat-meta), written by `geoheat serve` or
-// `geoheat build --site`. Hash: #map=ZOOM/LAT/LON&type=Run,Ride&years=2019-2023&cmap=hot&scaling=cdf
+// `geoheat build --site`. Hash: #map=ZOOM/LAT/LON&type=Run,Ride&years=2019-2023&cmap=hot&scaling=cdf&normalize=global
 (function () {
   "use strict";
   var meta = JSON.parse(document.getElementById("geoheat-meta").textContent);
@@ -10,6 +10,7 @@
     years: view.years ? view.years.slice() : null,
     cmap: view.cmap || null,
     scaling: view.scaling || null,
+    normalize: view.normalize || "global",
     map: null
   };
 
@@ -28,6 +29,7 @@
     if (params.get("years") === "all") { state.years = null; }
     if (meta.cmaps.indexOf(params.get("cmap")) >= 0) { state.cmap = params.get("cmap"); }
     if (meta.scalings.indexOf(params.get("scaling")) >= 0) { state.scaling = params.get("scaling"); }
+    if ((meta.normalizes || []).indexOf(params.get("normalize")) >= 0) { state.normalize = params.get("normalize"); }
   }
 
   function writeHash() {
@@ -37,7 +39,7 @@
     if (meta.dynamic) {
       parts.push("type=" + (state.types.length ? state.types.join(",") : "all"));
       parts.push("years=" + (state.years ? state.years.join("-") : "all"));
-      parts.push("cmap=" + state.cmap, "scaling=" + state.scaling);
+      parts.push("cmap=" + state.cmap, "scaling=" + state.scaling, "normalize=" + state.normalize);
     }
     history.replaceState(null, "", "#" + parts.join("&"));
   }
@@ -46,6 +48,7 @@
     var url = meta.tiles;
     if (!meta.dynamic) { return url; }
     var query = ["c=" + encodeURIComponent(state.cmap), "s=" + encodeURIComponent(state.scaling),
+                 "n=" + encodeURIComponent(state.normalize),
                  "t=" + encodeURIComponent(state.types.join(",")),
                  "y=" + (state.years ? state.years.join("-") : "")];
     return url + "?" + query.join("&");
@@ -74,10 +77,11 @@
       legendBox.style.display = "";
       var ramp = meta.ramps[state.cmap] || meta.ramps[Object.keys(meta.ramps)[0]];
       var unit = meta.unit || "passes";
-      var html = '<div class="geoheat-legend-title">' + (meta.local ? unit + ", ranked nearby" : unit) + "</div>" +
+      var local = meta.dynamic ? state.normalize === "local" : meta.local;
+      var html = '<div class="geoheat-legend-title">' + (local ? unit + ", ranked nearby" : unit) + "</div>" +
         '<div class="geoheat-legend-bar" style="background: linear-gradient(to right, ' + ramp.join(", ") + ')"></div>' +
         '<div class="geoheat-legend-ticks">';
-      var shown = meta.local ? [[0.25, "fewer"], [1, "more"]] :
+      var shown = local ? [[0.25, "fewer"], [1, "more"]] :
         ticks.map(function (t) { return [t[0], Number(t[1]).toLocaleString("en")]; });
       var lastRight = -1, marks = [];
       shown.forEach(function (t, i) {  // left out where it would overlap (the last stays)
@@ -117,7 +121,30 @@
     var pad = 0.02 * Math.max(b[2] - b[0], b[3] - b[1]);
     heatOptions.bounds = L.latLngBounds([b[1] - pad, b[0] - pad], [b[3] + pad, b[2] + pad]);
   }
-  var heat = L.tileLayer(tileUrl(), heatOptions).addTo(map);
+  // A static site lists its tiles (tiles/index.json): the others are not asked for (a
+  // transparent image instead of a 404 in the console for every empty tile in view).
+  var have = null;
+  var HeatLayer = L.TileLayer.extend({
+    getTileUrl: function (coords) {
+      if (have && !have[this._getZoomForUrl() + "/" + coords.x + "/" + coords.y]) {
+        return "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
+      }
+      return L.TileLayer.prototype.getTileUrl.call(this, coords);
+    }
+  });
+  var heat = new HeatLayer(tileUrl(), heatOptions);
+  if (meta.index) {
+    fetch(meta.index).then(function (r) { return r.json(); }).then(function (index) {
+      have = {};
+      Object.keys(index).forEach(function (z) {
+        Object.keys(index[z]).forEach(function (x) {
+          index[z][x].forEach(function (y) { have[z + "/" + x + "/" + y] = true; });
+        });
+      });
+    }, function () { have = null; }).then(function () { heat.addTo(map); });
+  } else {
+    heat.addTo(map);
+  }
   if (state.map) {
     map.setView([state.map[1], state.map[2]], state.map[0]);
   } else if (b) {
@@ -177,6 +204,11 @@
           state.cmap, function (v) { state.cmap = v; }));
         div.appendChild(select("scale", meta.scalings.map(function (s) { return [s, s]; }),
           state.scaling, function (v) { state.scaling = v; }));
+        if (meta.normalizes) {
+          div.appendChild(select("rank", meta.normalizes.map(function (n) {
+            return [n, n === "local" ? "within ~2 km" : "whole map"];
+          }), state.normalize, function (v) { state.normalize = v; }));
+        }
         return div;
       }
     });
