@@ -503,10 +503,11 @@ def _maybe_misread(segments: list[np.ndarray]) -> bool:
     has few decimals, where a device writes 5 to 9. A coordinate with at most two is
     rare enough in real tracks (about 1 in 100,000) to check the text then; a bad text
     whose start has three decimals or more is within ~100 m of what it could mean."""
-    for segment in segments:
-        hundredths = segment * 100.0
-        if (np.abs(hundredths - np.rint(hundredths)) < 1e-6).any():
-            return True
+    with np.errstate(invalid="ignore"):  # NaN or inf (a text 'nan'): no position anyway
+        for segment in segments:
+            hundredths = segment * 100.0
+            if (np.abs(hundredths - np.rint(hundredths)) < 1e-6).any():
+                return True
     return False
 
 
