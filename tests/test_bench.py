@@ -40,6 +40,8 @@ SMOKE = {
     "explorer_picture.py": (["--data", GPX, "--zoom", "13", "--explorer-zoom", "14", "--size",
                              "256", "--out", "{tmp}/explorer.png"], "tiles at zoom 14"),
     "colour_pictures.py": (["--data", GPX, "--out", "{tmp}"], "styles.png"),
+    "qgis_picture.py": (["--data", GPX, "--zoom", "12", "--size", "200", "--out",
+                         "{tmp}/qgis.png"], "legend items: "),
     "contrast_picture.py": (["--data", GPX, "--zoom", "13", "--out", "{tmp}/normalize.png"],
                             "gpx at zoom 13"),
     "fuzz_inputs.py": (["--files", "20"], "data lost         0"),
@@ -60,7 +62,7 @@ def test_bench_script_runs_on_tiny_data(script, tmp_path):
     if script == "bench_fit.py":
         shared_folder("fit-tcx")
         shared_folder("garmin-tree")
-    if script == "explorer_picture.py" and subprocess.run(
+    if script in ("explorer_picture.py", "qgis_picture.py") and subprocess.run(
             ["/usr/bin/python3", "-c", "import qgis.core"], capture_output=True).returncode:
         pytest.skip("QGIS draws this picture: apt-get install python3-qgis")
     arguments, names = SMOKE[script]
