@@ -89,7 +89,7 @@
         marks.push({ at: at, text: t[1], last: i === shown.length - 1 });
       });
       marks.filter(function (m, i) {
-        var width = 1.6 * String(m.text).length + 2;  // in % of the bar
+        var width = 3.4 * String(m.text).length + 3;  // in % of the 220 px bar: 12 px digits and a gap
         var last = marks[marks.length - 1];
         if (!m.last && Math.abs(last.at - m.at) < width) { return false; }
         if (m.at - width / 2 < lastRight && !m.last) { return false; }
