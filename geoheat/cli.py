@@ -212,6 +212,8 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
             **settings)
         if site is not None and options.extent == "regions":
             raise ParameterError("--site shows one area: use it with --extent auto or all")
+        if site is not None and options.scheduler is not None:  # the site reads here too
+            raise ParameterError("--site is made on this machine: leave out --scheduler")
         if site is not None:
             from .serve import check_site_folder
 

@@ -431,4 +431,13 @@ def _output_paths(options: BuildOptions) -> dict[str, Path]:
         except UnicodeEncodeError:
             raise OutputError(f"{os.fsdecode(path)!a}: output names must be valid UTF-8 "
                               "(GDAL cannot write others)") from None
+    # Two outputs of one name: the second would silently replace the first (--report
+    # x.png wrote JSON over the PNG).
+    seen = {}
+    for kind, path in paths.items():
+        same = seen.get(os.path.normcase(os.path.abspath(path)))
+        if same is not None:
+            raise OutputError(f"{path}: named for two outputs ({same} and {kind}); give "
+                              "each its own name")
+        seen[os.path.normcase(os.path.abspath(path))] = kind
     return paths

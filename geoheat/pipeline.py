@@ -211,7 +211,9 @@ def _merged(results: list[BuildResult], kept_points: int) -> BuildResult:
     if outside:
         result.left_out["outside the extent"] = outside
     result.points_used = sum(each.points_used for each in results)
-    result.points_outside = max(0, kept_points - result.points_used)
+    # Each region's build hides the same points (privacy is measured on every whole
+    # activity, whatever the box): results[0] has them once.
+    result.points_outside = max(0, kept_points - result.points_used - result.points_hidden)
     result.outputs = [p for each in results for p in each.outputs]
     return result
 
@@ -252,15 +254,19 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
         return None if path is None else path.with_name(f"{path.stem}-{slug}{path.suffix}")
 
     pad = 1e-7  # degrees (1 cm): the box's edge points stay inside after the round trip
+    # The explorer tiles count every activity whatever the extent: made once, by the
+    # first region's build (each region's build selects all the activities).
     each = [options.replace(output=named(options.output, slug), report=None,
                             mbtiles=named(options.mbtiles, slug),
                             pmtiles=named(options.pmtiles, slug), extent="auto",
+                            explorer=options.explorer if i == 0 else None,
                             bounds=(region.bounds[1] - pad, region.bounds[3] + pad,
                                     region.bounds[0] - pad, region.bounds[2] + pad))
-            for region, slug in zip(found, slugs)]
+            for i, (region, slug) in enumerate(zip(found, slugs))]
     paths = [p for o in each for p in o.outputs.values()] + [options.report] * bool(options.report)
     for path in {p.parent: p for p in reversed(paths)}.values():
         check_writable_folder(path)
+    check_destinations({path: side_files(path) for path in paths})
     said = set()
 
     def once(line):  # each region's build says the files' warnings again
@@ -269,7 +275,7 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
             warn(line)
 
     results = []
-    with OutputSet(paths, options.output) as outputs:
+    with OutputSet(paths, options.output, warn) as outputs:
         for region_options in each:
             results.append(_build(region_options, outputs, provider, once, progress,
                                   read=(sources, parsed)))

@@ -255,3 +255,14 @@ def test_a_max_file_size_that_is_no_size_is_refused_in_one_line(tmp_path, tracks
     assert error_line(result) == (
         f"geoheat: error: --max-file-size: not a size such as 512M or 2G: {size!r}")
     assert not list(tmp_path.glob("h*"))
+
+
+def test_site_with_a_scheduler_is_refused_before_any_work(tmp_path):
+    """The site is made on this machine from the inputs: with --scheduler (inputs the
+    workers read, maybe not this machine) it failed only after the whole cluster build."""
+    result = CliRunner().invoke(cli, ["build", str(tmp_path), "-o", str(tmp_path / "h.png"),
+                                      "--site", str(tmp_path / "site"), "--scheduler",
+                                      "local:2"])
+    assert result.exit_code == 2
+    assert "--site is made on this machine: leave out --scheduler" in result.stderr
+    assert not (tmp_path / "site").exists() and not (tmp_path / "h.png").exists()

@@ -90,3 +90,15 @@ def test_options_are_frozen_and_replace_checks_again():
     assert options.replace(zoom=13).zoom == 13 and options.zoom == 12
     with pytest.raises(ParameterError):
         options.replace(zoom=30)
+
+
+@pytest.mark.parametrize("settings", [
+    {"report": "h.png"}, {"report": "h-heat.tif"}, {"mbtiles": "t.mbtiles", "report": "t.mbtiles"},
+    {"explorer": "x.gpkg", "report": "x.gpkg"}])
+def test_two_outputs_of_one_name_are_refused(tmp_path, settings):
+    """--report h.png wrote the report's JSON over the PNG, silently."""
+    from geoheat.errors import OutputError
+
+    named = {key: tmp_path / value for key, value in settings.items()}
+    with pytest.raises(OutputError, match="named for two outputs"):
+        BuildOptions(inputs=[tmp_path], output=tmp_path / "h.png", **named)

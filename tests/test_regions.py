@@ -162,3 +162,26 @@ def test_two_cities_of_real_tracks_and_one_moved_to_lisbon(tmp_path):
         drawn = heat_bounds(tmp_path / f"h-{name}-heat.tif")  # covers the region
         assert drawn[0] <= lon_min and drawn[1] <= lat_min
         assert drawn[2] >= lon_max and drawn[3] >= lat_max
+
+
+def test_regions_with_explorer_and_privacy_make_one_geopackage_and_points_add_up(
+        tmp_path, three_places):
+    """The explorer tiles count every activity, so --extent regions makes them once (it
+    failed writing the same GeoPackage per region); the points read are the used, the
+    outside and the hidden ones, each counted once."""
+    import fiona
+
+    out = tmp_path / "out"
+    out.mkdir()
+    result = build(three_places, "-o", out / "h.png", "--extent", "regions", "--explorer",
+                   out / "h.gpkg", "--privacy", "auto", "--report", out / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "r.json").read_text())
+    points = report["points"]
+    assert points["hidden"] > 0
+    assert points["used"] + points["outside"] + points["invalid"] + points["left_out"] \
+        + points["hidden"] == points["read"]
+    assert report["explorer"]["tiles"] > 0
+    with fiona.open(out / "h.gpkg", layer="tiles") as layer:
+        assert len(layer) == report["explorer"]["tiles"]
+    assert sorted(p.name for p in out.glob("*.gpkg")) == ["h.gpkg"]
