@@ -4,8 +4,10 @@ The real runs in ../shared/data (chengdu-runs: ~500,000 points in one town) are 
 side by side into `places` places a few kilometres apart (a club pooling its members'
 exports over one city), each copy a year earlier (never in the future, which the
 build takes for an unset clock), so no copy is a duplicate of another.
-`city(folder, copies=4, places=16)` gives about 2 M points over a ~15 x 10 km area;
-`--data gpx` (the samples) gives a tiny one for the smoke tests. Written as plain GPX
+`make_collection(folder, copies=4)` gives about 2 M points in 4 places in a row, each
+a copy of the town (~3 km apart: a ~12 x 6 km area); `places` below `copies` stacks
+copies on the same places. `--data gpx` (the samples) gives a tiny one for the smoke
+tests. Written as plain GPX
 1.1 with times, made once per folder and reused.
 """
 
