@@ -29,8 +29,6 @@ Quote ratios, not seconds: the machines are shared and noisy.
 import argparse
 import concurrent.futures
 import http.client
-import math
-import os
 import subprocess
 import sys
 import time

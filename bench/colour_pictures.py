@@ -24,20 +24,20 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 import geoheat
-from geoheat import font, legend
+from geoheat import legend
 from geoheat.colormaps import STYLES, lut
 from geoheat.writers import write_png
+
+from pictures import label  # bench/pictures.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
 PANEL = (300, 300)  # rows, cols of each picture
 
 
-def label(picture: np.ndarray, text: str, colour) -> None:
-    mask = font.text_mask(text, 2)
-    h, w = mask.shape
-    for band in range(3):
-        picture[band, 6:6 + h, 6:6 + w][mask] = colour[band]
+def ink(style: str) -> tuple[int, int, int]:
+    """A label's colour: dark on the light style's ground, light on the dark ones'."""
+    return (30, 30, 30) if style == "light" else (240, 240, 240)
 
 
 def build(data: Path, folder: Path, zoom: int, style: str) -> np.ndarray:
@@ -93,7 +93,7 @@ def main() -> None:
     styles = []
     for style in ("hot", "strava", "light"):
         panel = build(args.data, folder, 15, style)
-        label(panel, style, (30, 30, 30) if style == "light" else (240, 240, 240))
+        label(panel, style, ink(style), at=6)
         styles.append(panel)
     args.out.mkdir(parents=True, exist_ok=True)
     write_png(args.out / "styles.png", row(styles))
@@ -102,7 +102,7 @@ def main() -> None:
         panels = []
         for zoom in (12, 14, 16):
             panel = build(args.data, folder, zoom, style)
-            label(panel, f"zoom {zoom}", (30, 30, 30) if style == "light" else (240, 240, 240))
+            label(panel, f"zoom {zoom}", ink(style), at=6)
             panels.append(panel)
         rows.append(row(panels))
     gap = np.full((3, 6, rows[0].shape[2]), 255, np.uint8)

@@ -17,17 +17,12 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 import geoheat
-from geoheat import font
 from geoheat.writers import write_png
+
+from pictures import label  # bench/pictures.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chengdu-runs"
-
-
-def label(picture: np.ndarray, text: str, scale: int = 2) -> None:
-    mask = font.text_mask(text, scale)
-    h, w = mask.shape
-    picture[:, 8:8 + h, 8:8 + w][:, mask] = 240
 
 
 def main() -> None:

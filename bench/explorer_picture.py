@@ -8,17 +8,14 @@ offscreen. Nothing is fetched.
 """
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import geoheat
 
-ROOT = Path(__file__).resolve().parents[1]
-SYSTEM_PYTHON = "/usr/bin/python3"
+from pictures import draw_in_qgis  # bench/pictures.py
 
+ROOT = Path(__file__).resolve().parents[1]
 DRAW = """
 import os, sys
 from qgis.core import (QgsApplication, QgsMapRendererSequentialJob, QgsMapSettings,
@@ -63,12 +60,8 @@ def main() -> None:
     result = geoheat.build([args.data], folder / "heat.tif", zoom=args.zoom,
                            explorer=folder / "explorer.gpkg", explorer_zoom=args.explorer_zoom,
                            privacy="auto")
-    run = subprocess.run([SYSTEM_PYTHON, "-c", DRAW, str(folder / "heat.tif"),
-                          str(folder / "explorer.gpkg"), str(args.out), str(args.size)],
-                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
-                         capture_output=True, text=True)
-    if run.returncode != 0 or not args.out.is_file():
-        sys.exit(f"QGIS could not draw the map: {run.stderr.strip()[-500:]}")
+    draw_in_qgis(DRAW, args.out, folder / "heat.tif", folder / "explorer.gpkg", args.out,
+                 args.size)
     found = result.explorer
     print(f"{args.out}: {found['tiles']} tiles at zoom {found['zoom']}, max square "
           f"{found['max_square']}, max cluster {found['max_cluster']}")

@@ -10,17 +10,14 @@ QGIS's layer panel lists) beside the map. Nothing is fetched.
 """
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import geoheat
 
-ROOT = Path(__file__).resolve().parents[1]
-SYSTEM_PYTHON = "/usr/bin/python3"
+from pictures import draw_in_qgis  # bench/pictures.py
 
+ROOT = Path(__file__).resolve().parents[1]
 DRAW = """
 import os, sys
 from qgis.core import (QgsApplication, QgsLayerTree, QgsLayerTreeModel, QgsLegendRenderer,
@@ -74,12 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="geoheat-qgis-picture-"))
     result = geoheat.build([args.data], folder / "heat.tif", zoom=args.zoom, style=args.style)
-    run = subprocess.run([SYSTEM_PYTHON, "-c", DRAW, str(folder / "heat.tif"), str(args.out),
-                          str(args.size)], env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
-                         capture_output=True, text=True)
-    if run.returncode != 0 or not args.out.is_file():
-        sys.exit(f"QGIS could not draw the map: {run.stderr.strip()[-800:]}")
-    print(f"{run.stdout.strip()}; {args.data} at zoom {args.zoom}, style {args.style}, "
+    drawn = draw_in_qgis(DRAW, args.out, folder / "heat.tif", args.out, args.size)
+    print(f"{drawn.strip()}; {args.data} at zoom {args.zoom}, style {args.style}, "
           f"{result.activities} activities")
 
 

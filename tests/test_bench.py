@@ -47,7 +47,7 @@ SMOKE = {
     "fuzz_inputs.py": (["--files", "20"], "data lost         0"),
 }
 # Modules the scripts import, not scripts themselves.
-HELPERS = {"measure.py", "collection.py"}
+HELPERS = {"measure.py", "collection.py", "pictures.py"}
 # Scripts whose smoke test checks their figures too, in the tests of what they measure.
 SMOKED_ELSEWHERE = {"colour_fidelity.py": "tests/test_colour_fidelity.py"}
 
