@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--places", type=int, default=None,
                         help="copies take turns in this many places (the same tiles with "
                              "heat for any number of copies); default: a place each")
+    parser.add_argument("--spread", action="store_true",
+                        help="deal the activities out one by one over the places (with "
+                             "--places 48: a city's street-zoom tile count)")
     parser.add_argument("--data", type=Path, default=SHARED_RUNS,
                         help="the GPX tracks to copy (default: ../shared/data/chengdu-runs)")
     args = parser.parse_args()
@@ -64,7 +67,7 @@ def main() -> None:
     try:
         for copies in args.copies:
             collection = work / f"collection-{copies}"
-            made = make_collection(collection, args.data, copies, args.places)
+            made = make_collection(collection, args.data, copies, args.places, args.spread)
             print(f"\n{made.description}")
             trees = [ROOT] + ([args.baseline] if args.baseline else [])
             results = {tree: builds(tree, collection, args.zooms, work) for tree in trees}
