@@ -32,7 +32,7 @@ import numpy as np
 
 from .cache import checksum, identity, read_regular, write_atomic
 from .rasterize import BYTES_PER_DATA_TILE, TooBig
-from .tiles import TILE_SIZE, Grid, TileKey
+from .tiles import TILE_SIZE, CellTiles, Grid, TileKey
 
 COUNTS_FORMAT = 2
 _MAGIC = b"geoheat-counts\n"
@@ -138,17 +138,21 @@ def load(cache_dir: Path, key: dict, grid: Grid, memory: int | None = None) -> C
                    tuple(meta.get("hidden", (0, 0))))
 
 
-def _tiles(keys, nonzero, flat, values) -> dict[TileKey, np.ndarray] | None:
+def _tiles(keys, nonzero, flat, values) -> CellTiles | None:
     """Sparse tiles from their keys and, per tile, its nonzero pixels' flat indices and
-    counts (one block for all of a grid's tiles, each tile a view of it)."""
-    if len(nonzero) and (nonzero.min() < 1 or int(nonzero.sum()) != len(flat)):
+    counts: kept as their cells (CellTiles), one dense block made at a time."""
+    if len(nonzero) and (nonzero.min() < 1 or int(nonzero.sum()) != len(flat)
+                         or int(values.min()) < 1):
         return None
-    blocks = np.zeros((len(nonzero), _PIXELS), dtype=np.uint32)
-    blocks.reshape(-1)[np.repeat(np.arange(len(nonzero), dtype=np.int64) * _PIXELS, nonzero)
-                       + flat] = values
-    keys = keys.reshape(-1, 2)
-    return {(int(x), int(y)): block.reshape(TILE_SIZE, TILE_SIZE)
-            for (x, y), block in zip(keys.tolist(), blocks)}
+    counts = CellTiles(np.uint32)
+    block = np.zeros(_PIXELS, dtype=np.uint32)
+    ends = np.cumsum(nonzero)
+    for (x, y), end, n in zip(keys.reshape(-1, 2).tolist(), ends.tolist(), nonzero.tolist()):
+        where = flat[end - n:end]
+        block[where] = values[end - n:end]
+        counts.put((int(x), int(y)), block.reshape(TILE_SIZE, TILE_SIZE))
+        block[where] = 0
+    return counts
 
 
 def store(cache_dir: Path, key: dict, grids: Iterable[tuple[Grid, Counted]],

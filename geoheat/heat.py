@@ -30,7 +30,7 @@ FRINGE_MIN = 0.01
 
 def _distribution(counts: dict[TileKey, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct non-zero counts of all tiles and how many pixels have each."""
-    nonzero = [block[block > 0] for block in counts.values()]
+    nonzero = tiles.nonzero_values(counts)
     if not nonzero:
         return np.zeros(0, np.uint32), np.zeros(0, np.int64)
     return np.unique(np.concatenate(nonzero), return_counts=True)
@@ -58,13 +58,13 @@ def count_heats(counts: dict[TileKey, np.ndarray], scaling: str) -> tuple[np.nda
 
 
 def _apply(counts: dict[TileKey, np.ndarray], values: np.ndarray, heats: np.ndarray):
-    scaled = {}
-    for key, block in counts.items():
+    def per_pixel(block):
         out = np.zeros(block.shape, dtype=np.float32)
         mask = block > 0
         out[mask] = heats[np.searchsorted(values, block[mask])]
-        scaled[key] = out
-    return scaled
+        return out
+
+    return tiles.map_pixels(counts, per_pixel, np.float32)
 
 
 def cdf_scale_tiles(counts: dict[TileKey, np.ndarray],
@@ -79,8 +79,9 @@ def cdf_scale_tiles(counts: dict[TileKey, np.ndarray],
 def linear_scale_tiles(counts: dict[TileKey, np.ndarray],
                        grid: Grid | None = None) -> dict[TileKey, np.ndarray]:
     """Counts divided by the largest count of all tiles: heat in [0, 1]."""
-    top = max((int(block.max()) for block in counts.values()), default=0)
-    return {key: block.astype(np.float32) / (top or 1) for key, block in counts.items()}
+    top = max((int(part.max()) for part in tiles.nonzero_values(counts) if len(part)), default=0)
+    return tiles.map_pixels(counts, lambda block: block.astype(np.float32) / (top or 1),
+                            np.float32)
 
 
 SCALERS = {"cdf": cdf_scale_tiles, "linear": linear_scale_tiles}
@@ -91,10 +92,10 @@ def kernel_radius(sigma: float) -> int:
     return int(TRUNCATE * sigma + 0.5)
 
 
-# The blur works on cells of a tile this many pixels wide, and skips a cell with no heat
-# within its reach: at street zoom most of a tile with heat is empty (a city's tiles at
-# zoom 16: 1.5% of their pixels lit, 32% of their 64-pixel cells near one).
-CELL = 64
+# The blur works on a tile's cells (tiles.CELL pixels wide), and skips a cell with no
+# heat within its reach: at street zoom most of a tile with heat is empty (a city's
+# tiles at zoom 16: 1.5% of their pixels lit, 32% of their 64-pixel cells near one).
+CELL = tiles.CELL
 # Cells blurred together in one call (2 x 80 x 80 float32 each at sigma 2: ~13 MB).
 CELL_BATCH = 256
 
@@ -120,8 +121,10 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
     check_sigma(sigma)
     size = tiles.TILE_SIZE
     if sigma == 0 or not scaled:
-        return {key: block.astype(np.float32) for key, block in scaled.items()
-                if only is None or key in only}
+        kept = scaled if only is None else (
+            scaled.subset(only) if isinstance(scaled, tiles.CellTiles)
+            else {key: block for key, block in scaled.items() if key in only})
+        return tiles.map_pixels(kept, lambda block: block.astype(np.float32), np.float32)
     radius = kernel_radius(sigma)
     reach = -(-radius // size)  # tiles of halo
     tx0, ty0 = grid.col_off // size, grid.row_off // size
@@ -132,17 +135,28 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
     if only is not None:
         wanted &= set(only)
     cells = _CellBlur(sigma, radius, reach)
-    occupied = {key: _granules(block) for key, block in scaled.items()}
+    occupied = _occupancy(scaled)
+    # The tiles read lately (CellTiles make a dense block on each read): the tiles go
+    # by column, so those left of the blur's reach are dropped.
+    recent: dict[TileKey, np.ndarray | None] = {}
+    column = None
     # The heat and its footprint around a tile (no blur across the first axis).
     window = np.empty((2, size + 2 * radius, size + 2 * radius), dtype=np.float32)
     for x, y in sorted(wanted):
         near = cells.near(occupied, x, y)
         if not near.any():
             continue  # no heat within the blur's reach of this tile
+        if x != column:
+            column = x
+            for gone in [key for key in recent if key[0] < x - reach]:
+                del recent[gone]
         window.fill(0)
         for dx in range(-reach, reach + 1):
             for dy in range(-reach, reach + 1):
-                block = scaled.get((x + dx, y + dy))
+                key = (x + dx, y + dy)
+                if key not in recent:
+                    recent[key] = scaled.get(key)
+                block = recent[key]
                 if block is None:
                     continue
                 # The block's place in window coordinates, clipped to the window.
@@ -162,9 +176,18 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
 GRANULE = 8
 
 
-def _granules(block: np.ndarray) -> np.ndarray:
-    n = tiles.TILE_SIZE // GRANULE
-    return (block > 0).reshape(n, GRANULE, n, GRANULE).any(axis=(1, 3))
+def _occupancy(scaled) -> dict[TileKey, np.ndarray]:
+    """Each tile's (32, 32) granules holding heat (from CellTiles' cells alone)."""
+    n, per = tiles.TILE_SIZE // GRANULE, tiles.CELL // GRANULE
+    if not isinstance(scaled, tiles.CellTiles):
+        return {key: (block > 0).reshape(n, GRANULE, n, GRANULE).any(axis=(1, 3))
+                for key, block in scaled.items()}
+    occupied = {}
+    for key, mask, cells in scaled.parts():
+        granules = np.zeros((tiles.CELLS, tiles.CELLS, per, per), dtype=bool)
+        granules[mask] = (cells > 0).reshape(-1, per, GRANULE, per, GRANULE).any(axis=(2, 4))
+        occupied[key] = granules.swapaxes(1, 2).reshape(n, n)
+    return occupied
 
 
 class _CellBlur:
@@ -175,7 +198,7 @@ class _CellBlur:
         side = CELL + 2 * radius
         self.batch = np.empty((CELL_BATCH, 2, side, side), dtype=np.float32)
         self.places: list[tuple[TileKey, int, int]] = []
-        self.blurred: dict[TileKey, np.ndarray] = {}
+        self.blurred: dict[TileKey, list] = {}  # key -> [(i, j, cell)], cells with heat
         # A cell's reach in granules (rounded out: a cell filtered in vain stays 0), and
         # the summed-area table's corners of each cell's reach, in the granules around
         # the tile (reach tiles of them on each side).
@@ -212,9 +235,16 @@ class _CellBlur:
             if len(self.places) == CELL_BATCH:
                 self._filter()
 
-    def finish(self) -> dict[TileKey, np.ndarray]:
+    def finish(self) -> "tiles.CellTiles":
         self._filter()
-        return {key: block for key, block in sorted(self.blurred.items()) if block.any()}
+        made = tiles.CellTiles(np.float32)
+        for key, found in sorted(self.blurred.items()):
+            found.sort(key=lambda item: item[:2])  # the mask's order
+            mask = np.zeros((tiles.CELLS, tiles.CELLS), dtype=bool)
+            for i, j, _ in found:
+                mask[i, j] = True
+            made.put_cells(key, mask, np.stack([cell for _, _, cell in found]))
+        return made
 
     def _filter(self) -> None:
         from scipy.ndimage import gaussian_filter1d  # 0.14 s to import: only when blurring
@@ -232,12 +262,10 @@ class _CellBlur:
         heat[heat < FRINGE_MIN] = 0
         own = self.batch[:n, 0, r:r + CELL, r:r + CELL]
         heat = np.clip(np.where(own > 0, own, heat), 0, 1).astype(np.float32, copy=False)
-        size = tiles.TILE_SIZE
-        for (key, i, j), cell in zip(self.places, heat):
-            block = self.blurred.get(key)
-            if block is None:
-                block = self.blurred[key] = np.zeros((size, size), dtype=np.float32)
-            block[i * CELL:(i + 1) * CELL, j * CELL:(j + 1) * CELL] = cell
+        lit = heat.any(axis=(1, 2))
+        for (key, i, j), cell, keep in zip(self.places, heat, lit):
+            if keep:
+                self.blurred.setdefault(key, []).append((i, j, cell.copy()))
         self.places.clear()
 
 

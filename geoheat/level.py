@@ -68,6 +68,8 @@ def sample_of(counts: Sparse, m: int) -> Sparse:
         return counts
     keys = list(counts)
     keep = sampled(np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), m)
+    if isinstance(counts, tiles.CellTiles):  # the sample's cells, no dense copy
+        return counts.subset(key for key, kept in zip(keys, keep) if kept)
     return {key: counts[key] for key, kept in zip(keys, keep) if kept}
 
 
@@ -114,11 +116,12 @@ def apply_scale(counts: Sparse, scale: Scale) -> Sparse:
     """Counts to heat by a level's Scale (as heat.cdf_scale_tiles / linear_scale_tiles
     do with the whole level's distribution; a count the sample lacks gets the share
     below it)."""
-    out = {}
-    for key, block in counts.items():
-        if scale.scaling == "linear":
-            out[key] = np.minimum(block.astype(np.float32) / scale.top, np.float32(1))
-            continue
+    if scale.scaling == "linear":
+        return tiles.map_pixels(
+            counts, lambda block: np.minimum(block.astype(np.float32) / scale.top,
+                                             np.float32(1)), np.float32)
+
+    def per_pixel(block):
         heat = np.zeros(block.shape, dtype=np.float32)
         mask = block > 0
         lit = block[mask]
@@ -129,8 +132,9 @@ def apply_scale(counts: Sparse, scale: Scale) -> Sparse:
             heat[mask] = np.where(exact, scale.heats[near], scale.below[at])
         else:
             heat[mask] = scale.below[0]
-        out[key] = heat
-    return out
+        return heat
+
+    return tiles.map_pixels(counts, per_pixel, np.float32)
 
 
 def scaled(counts: Sparse, grid: Grid, scale: Scale | None) -> Sparse:
