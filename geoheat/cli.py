@@ -215,7 +215,7 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
         if site is not None and options.scheduler is not None:  # the site reads here too
             raise ParameterError("--site is made on this machine: leave out --scheduler")
         if site is not None:
-            from .serve import check_site_folder
+            from .staticsite import check_site_folder
 
             check_site_folder(site)  # before any work
             if site.resolve() in {path.resolve() for path in options.outputs.values()}:
@@ -232,7 +232,7 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
 
         def write_site(result):  # before the outputs are committed: a failed site leaves them
             nonlocal written
-            from .serve import build_site
+            from .staticsite import build_site
 
             written = build_site(site, options, result)
 
@@ -298,8 +298,8 @@ def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, 
     """
     from .cache import default_cache_dir
     from .options import BuildOptions, available_cores
-    from .serve import (RenderedTiles, is_loopback, is_tile_file, load_renderer, make_server,
-                        open_tile_file, run_server)
+    from .renderedtiles import RenderedTiles, load_renderer
+    from .serve import is_loopback, is_tile_file, make_server, open_tile_file, run_server
 
     verbose = settings["verbose"]
     try:

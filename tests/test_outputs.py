@@ -405,7 +405,7 @@ def test_a_site_in_the_current_folder_is_refused_before_anything_is_written(
 
 
 def test_a_site_that_cannot_be_written_leaves_the_previous_set(tmp_path, rides, monkeypatch):
-    from geoheat import serve
+    from geoheat import staticsite
 
     out = tmp_path / "out"
     out.mkdir()
@@ -415,7 +415,7 @@ def test_a_site_that_cannot_be_written_leaves_the_previous_set(tmp_path, rides, 
     def full_disk(meta):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(serve, "page", full_disk)
+    monkeypatch.setattr(staticsite, "page", full_disk)
     result = cli_build(rides, "-o", out / "h.png", "--sigma", "3", "--site", tmp_path / "site")
     assert result.exit_code == 2
     assert result.stderr == (f"geoheat: error: {tmp_path / 'site'}: cannot write the site: "

@@ -27,7 +27,11 @@ from geoheat.cli import cli
 from geoheat.options import BuildOptions
 from geoheat.reading import read_files
 from geoheat.render import EMPTY_PNG, METATILE, BytesLRU, Renderer, encode_png
-from geoheat.serve import MBTilesFile, PMTilesFile, RenderedTiles, leaflet_dir, make_server
+from geoheat.mbtilesfile import MBTilesFile
+from geoheat.page import leaflet_dir
+from geoheat.pmtilesfile import PMTilesFile
+from geoheat.renderedtiles import RenderedTiles
+from geoheat.serve import make_server
 from geoheat.sources import find_sources
 
 SAMPLES = Path(__file__).resolve().parents[1] / "gpx"
