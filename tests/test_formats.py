@@ -16,7 +16,8 @@ from geoheat.formats import read_tcx
 from geoheat.gpx import read_gpx_data, start_time
 from geoheat.reading import parse_file
 from geoheat.samples import gpx_document
-from geoheat.sources import Source, describe_content, sniff_format
+from geoheat.sniff import describe_content, sniff_format
+from geoheat.source_bytes import Source
 
 from .conftest import shared_folder
 from .test_exports import tcx_document

@@ -19,8 +19,9 @@ from geoheat import InputError
 from geoheat import sources as sources_module
 from geoheat.reading import parse_file
 from geoheat.samples import gpx_document
-from geoheat.sources import (MAX_ACTIVITY_BYTES, Source, find_sources, open_zip,
-                             parse_strava_date, read_export_index, read_source)
+from geoheat.export_index import parse_strava_date, read_export_index
+from geoheat.source_bytes import MAX_ACTIVITY_BYTES, Source, open_zip, read_source
+from geoheat.sources import find_sources
 
 from .conftest import shared_folder
 
