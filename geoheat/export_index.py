@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from .formats import TYPES, activity_type
-from .gpx import plausible_start
+from .times import plausible_start
 
 EXPORT_INDEX = "activities.csv"
 # A field of activities.csv may be long (a pasted description); far beyond this the

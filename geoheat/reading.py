@@ -15,13 +15,14 @@ import numpy as np
 from . import cache
 from .errors import ReadError
 from .formats import activity_type, read_fit, read_tcx
-from .gpx import EARLIEST_START, FIT_EARLIEST, plausible_start, read_gpx_data
+from .gpx import read_gpx_data
 from .projection import project, valid_lonlat
 from .rasterize import MIN_GAP_METRES, select_points
 from .report import plural
-from .summary import ground_steps, summarize
 from .sniff import SNIFF_BYTES, describe_content, sniff_format
 from .source_bytes import MAX_ACTIVITY_BYTES, TOO_LARGE, Source, read_source
+from .summary import ground_steps, summarize
+from .times import EARLIEST_START, FIT_EARLIEST, plausible_start
 
 READERS = {"gpx": read_gpx_data, "fit": read_fit, "tcx": read_tcx}
 # parse_file's words for a reader that raised something other than GPXError: the file
