@@ -50,7 +50,8 @@ from .errors import InputError, ParameterError
 from .options import DEFAULT_MAX_FILE_SIZE, NEEDS_DASK, available_memory, is_url
 from .rasterize import add_counts, count_activity
 from .reading import parse_file, read_files, with_index
-from .sources import Source, _too_large, _tree_sources, find_sources
+from .source_bytes import Source, too_large as _too_large
+from .sources import find_sources, tree_sources as _tree_sources
 
 LOCAL = re.compile(r"local:(\d+)$")
 RETRIES = 2  # a task that raises is tried this many times more before the build fails

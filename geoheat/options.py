@@ -362,7 +362,7 @@ def _check_privacy(options: BuildOptions, put) -> None:
     put("privacy", None if options.privacy == "off" else options.privacy)
     zones = ()
     if options.privacy_zones or options.privacy_file is not None or options.hide_ends:
-        from .privacy import check_hide_ends, check_zone, read_zone_file
+        from .privacy_settings import check_hide_ends, check_zone, read_zone_file
 
         given = options.privacy_zones or ()
         put("privacy_zones", tuple(check_zone(z) for z in
