@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from geoheat.checks import available_cores, check_zoom
 from geoheat.errors import OutputError, ParameterError
-from geoheat.options import BuildOptions, available_cores, check_zoom
+from geoheat.options import BuildOptions
 
 
 def test_defaults_are_the_librarys():
