@@ -253,11 +253,13 @@ class BuildOptions:
     writing: Writing
     map: Basemap
 
-    def __init__(self, **settings):
-        unknown = settings.keys() - SETTINGS.keys()
-        if unknown:
-            raise TypeError("BuildOptions.__init__() got an unexpected keyword argument "
-                            f"{sorted(unknown)[0]!r}")
+    def __init__(self, *inputs_output, **settings):
+        # Python's own TypeError for an unknown setting, or more than inputs and output
+        # given by position (__signature__, below).
+        try:
+            settings = self.__signature__.bind(*inputs_output, **settings).arguments
+        except TypeError as err:
+            raise TypeError(f"BuildOptions(): {err}") from None
         for part, kind in PARTS.items():
             object.__setattr__(self, part, kind(**{name: value for name, value in
                                                    settings.items() if SETTINGS[name] == part}))
@@ -296,9 +298,11 @@ class BuildOptions:
 for _part, _kind in PARTS.items():
     for _field in fields(_kind):
         setattr(BuildOptions, _field.name, property(attrgetter(f"{_part}.{_field.name}")))
-BuildOptions.__signature__ = inspect.Signature(
-    [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
-     for kind in PARTS.values() for f in fields(kind) if f.init])
+BuildOptions.__signature__ = inspect.Signature(  # inputs and output may come by position
+    [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD if f.name in
+                       ("inputs", "output") else inspect.Parameter.KEYWORD_ONLY, default=f.default)
+     for f in sorted((f for kind in PARTS.values() for f in fields(kind) if f.init),
+                     key=lambda f: f.name not in ("inputs", "output"))])
 
 
 def _check_privacy(options: Selection, put) -> None:

@@ -151,3 +151,10 @@ def test_replace_changes_one_part_and_the_options_travel_whole():
     assert hash(options) == hash(options.replace())
     with pytest.raises(TypeError, match="unexpected keyword argument 'zooom'"):
         BuildOptions(zooom=12)
+
+
+def test_inputs_and_output_may_come_by_position_the_rest_by_keyword():
+    options = BuildOptions(["tracks"], "h.tif", zoom=12)
+    assert (options.inputs, options.output, options.zoom) == ((Path("tracks"),), Path("h.tif"), 12)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        BuildOptions(["tracks"], "h.tif", None)
