@@ -51,6 +51,7 @@ def _setter(part):
 
 
 def _paths(part, *names) -> None:
+    """A part's settings that name files, as Paths (None stays None)."""
     put = _setter(part)
     for name in names:
         value = getattr(part, name)
