@@ -4,7 +4,6 @@ read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
 -> scale and blur (heat) -> colour (colour, basemap) -> write (writers).
 """
 
-import contextlib
 import json
 import shutil
 import tempfile
@@ -16,10 +15,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import countcache, tiles
-from .activities import record_drawn, select_activities
+from . import tiles
+from .activities import select_activities
+from .backends import open_backend
 from .colormaps import STYLES, css_stops, lut, with_alpha
 from .colour import over_map, shade_rgba, shade_strips
+from .counting import LocalBackend, record
 from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom, regions
 from .formats import UNTYPED
@@ -29,11 +30,9 @@ from .level import level_scale, plan_of, scaled
 from .options import BuildOptions, available_memory
 from .places import name_area, slugify, unique_slugs
 from .projection import lonlat_bounds, unproject
-from .rasterize import count_activity
-from .reading import Progress, load_points, read_files
-from .report import (BuildResult, FileEntry, RegionEntry, describe_inputs, geotiff_tags,
+from .reading import Progress, load_points
+from .report import (BuildResult, RegionEntry, describe_inputs, geotiff_tags,
                      mbtiles_metadata, to_json, warnings)
-from .sources import find_sources
 from .tiles import Grid
 from .outputs import OutputSet, check_destinations
 from .pyramid import Level, default_min_zoom, level_grid, levels, overview_count, zooms_below
@@ -90,8 +89,8 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
         check_writable_folder(path)  # one probe per folder, named by --output
     check_destinations({path: side_files(path) for path in options.outputs.values()})
     with OutputSet(options.outputs.values(), options.output, warn) as outputs, \
-            _cluster(options) as cluster:
-        result = _build(options, outputs, provider, warn, progress, cluster,
+            open_backend(options) as backend:
+        result = _build(options, outputs, provider, warn, progress, backend,
                         keep_tiles=keep_tiles)
         result.seconds = time.perf_counter() - started
         if options.report is not None:
@@ -103,21 +102,13 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     return result
 
 
-def _build(options, outputs, provider, warn, progress, cluster=None,
-           read=None, keep_tiles=False) -> BuildResult:
+def _build(options, outputs, provider, warn, progress, backend,
+           keep_tiles=False) -> BuildResult:
     """The stages, in order: read, select, rasterise, scale and blur, colour, write.
-    cluster: a cluster.Session (--scheduler) that reads and counts on Dask workers;
-    read: (sources, parsed files) read before (one build per region)."""
+    backend: a backends.Backend that reads the inputs and counts the kept activities
+    (here, or on Dask workers, which keep the points until counted)."""
     # Read
-    if read is not None:
-        sources, parsed = read
-    elif cluster is not None:  # on the workers, which keep the points until counted
-        sources, parsed = cluster.read(options, warn, progress)
-    else:
-        sources = find_sources(options.inputs, options.pattern, on_warning=warn)
-        # With a parse cache the points stay there until counted, one activity at a time.
-        parsed = read_files(sources, options.parse_cache, options.jobs, progress,
-                            options.max_file_size, keep_points=False)
+    sources, parsed = backend.read(options, warn, progress)
 
     # Select: from the activities' summaries, not their points
     kept, result = select_activities(parsed, options.years, options.types,
@@ -149,13 +140,8 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
         *_pyramid_zooms(options, grid, min_zoom, keep_tiles),
         *_zooms_above(options, grid, max_zoom, keep_tiles))]
     source_of = {source.name: source for source in sources}
-    if cluster is None:
-        counts, *below = count_activities(kept, source_of, box, grids, options, result, warn,
-                                          shield)
-    else:
-        counts, *below = cluster.count_activities(kept, source_of, box, grids, options, result,
-                                                  shield)
-        cluster.close()  # the rest is the client's: free the workers now
+    counts, *below = record(result, backend.count(kept, source_of, box, grids, options,
+                                                  result, warn, shield))
     if options.explorer is not None:
         _explore(kept, source_of, options, shield, outputs, result, warn)
 
@@ -238,9 +224,8 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
     """--extent regions: the inputs read once, then one build per region (its --bounds
     the region's), each output named after its place (heatmap-lisbon.png), all written
     as one set. The result is the first region's, with every region in result.regions."""
-    sources = find_sources(options.inputs, options.pattern, on_warning=warn)
-    parsed = read_files(sources, options.parse_cache, options.jobs, progress,
-                        options.max_file_size, keep_points=False)
+    backend = LocalBackend(options)  # reads once, for every region's build
+    sources, parsed = backend.read(options, warn, progress)
     kept, selected = select_activities(parsed, options.years, options.types,
                                        options.keep_duplicates)
     if not kept:
@@ -278,7 +263,7 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
     with OutputSet(paths, options.output, warn) as outputs:
         for region_options in each:
             results.append(_build(region_options, outputs, provider, once, progress,
-                                  read=(sources, parsed)))
+                                  backend))
         drawn = [region._replace(activities=r.activities, outputs=[str(p) for p in r.outputs])
                  for region, r in zip(found, results)]
         result = _merged(results, sum(a.points for a in kept))
@@ -289,98 +274,6 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
                 _write_report(temp, result)
         outputs.commit()
     return result
-
-
-def count_activities(kept, source_of, box, grids, options, result, warn=None,
-                     privacy=None) -> list[dict]:
-    """The sparse counts, on each of `grids`, of the kept activities' points inside box
-    (None: all), summed one activity at a time (their points loaded from the parse cache
-    one by one), so memory holds one activity's points and the tiles; records in result
-    what was drawn and what fell outside. With a parse cache, the grids counted before
-    for the same activities come from the counts cache (countcache.py): only the others
-    are counted. privacy: a privacy.Privacy cut out of every activity (None: nothing)."""
-    memory = available_memory()
-    key, found = None, {}
-    if options.parse_cache is not None:
-        try:
-            key = countcache.entry_key(kept, source_of, box, options.mode, privacy)
-        except OSError:  # a file gone since it was read: count without the counts cache
-            key = None
-    if key is not None:
-        for i, grid in enumerate(grids):  # the output's grid first: TooBig before the rest
-            cached = countcache.load(options.parse_cache, key, grid, memory if i == 0 else None)
-            if cached is not None:
-                found[i] = cached
-    if len(found) == len(grids):
-        result.counts_cached = True
-        first = found[0]
-        return _recorded([found[i].counts for i in range(len(grids))], first.used,
-                         first.outside, first.drawn, kept, result, first.hidden)
-    missing = [i for i in range(len(grids)) if i not in found]
-    counted = _count(kept, [grids[i] for i in missing], box, source_of, options, memory,
-                     result, warn, privacy)
-    counts, used, outside, drawn, drawn_from, hidden = counted
-    if len(drawn_from) < len(kept):  # files skipped: nothing kept, and no cached grid used
-        if found:
-            counts, used, outside, drawn, drawn_from, hidden = _count(
-                drawn_from, grids, box, source_of, options, memory, result, warn, privacy)
-            missing = list(range(len(grids)))
-    elif key is not None and used:
-        countcache.store(options.parse_cache, key,
-                         [(grids[i], countcache.Counted(grid_counts, used, outside, drawn,
-                                                        hidden))
-                          for i, grid_counts in zip(missing, counts)],
-                         keep=[grids[i] for i in found])
-    by_grid = {i: cached.counts for i, cached in found.items()}
-    by_grid.update(zip(missing, counts))
-    return _recorded([by_grid[i] for i in range(len(grids))], used, outside, drawn,
-                     drawn_from, result, hidden)
-
-
-def _count(activities, grids, box, source_of, options, memory, result, warn, privacy=None):
-    """The activities counted on grids, one at a time: (counts per grid, points used,
-    points outside, drawn flags, the activities counted, (points hidden, activities
-    touched)). A file whose points cannot be loaded again is skipped (recorded in
-    result, and said)."""
-    counts, drawn, used, outside, counted = [{} for _ in grids], [], 0, 0, []
-    hidden = touched = 0
-    for activity in activities:
-        try:
-            full = load_points(activity, source_of[activity.name], options.parse_cache,
-                               options.max_file_size)
-        except ReadError as err:  # changed (or gone) since it was read
-            result.skipped.append((activity.name, str(err)))
-            result.entries.append(FileEntry.of(activity, "skipped", _reason(activity, err)))
-            if warn is not None:
-                warn(f"skipped {err}")
-            continue
-        shown = count_activity(full, box, grids, options.mode, memory, counts, privacy)
-        drawn.append(bool(shown.points))
-        counted.append(activity)
-        used += shown.points
-        outside += full.points - shown.points - shown.hidden
-        hidden += shown.hidden
-        touched += shown.hidden > 0
-    return counts, used, outside, np.array(drawn, dtype=bool), counted, (hidden, touched)
-
-
-def _reason(activity, err: ReadError) -> str:
-    return str(err).removeprefix(f"{activity.name}: ")
-
-
-def _recorded(counts, used, outside, drawn, kept, result, hidden=(0, 0)) -> list[dict]:
-    """Record in result what was drawn, what fell outside and what privacy hid; the
-    counts."""
-    if result.privacy is not None:
-        result.privacy["points_hidden"], result.privacy["activities_touched"] = map(int, hidden)
-        result.points_hidden = int(hidden[0])
-    if not used:
-        raise InputError("no trackpoint lies inside --bounds" if not hidden[0] else
-                         "nothing to draw: every point inside --bounds is hidden by privacy")
-    result.points_used += used
-    result.points_outside += outside
-    record_drawn(result, kept, drawn)
-    return counts
 
 
 def _privacy(options: BuildOptions, kept, result, warn):
@@ -481,15 +374,6 @@ def _scaler(options: BuildOptions, plan):
                                                 options.normalize, plan))
 
     return scale
-
-
-def _cluster(options: BuildOptions):
-    """A Dask session for --scheduler (geoheat.cluster, the dask extra), else nothing."""
-    if options.scheduler is None:
-        return contextlib.nullcontext()
-    from .cluster import Session
-
-    return Session(options.scheduler)
 
 
 def _write_report(path: Path, result: BuildResult) -> None:
