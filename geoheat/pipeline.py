@@ -4,41 +4,36 @@ read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
 -> scale and blur (heat) -> colour (colour, basemap) -> write (writers).
 """
 
-import json
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from . import tiles
 from .activities import select_activities
 from .backends import open_backend
-from .colormaps import STYLES, css_stops, lut, with_alpha
-from .colour import over_map, shade_rgba, shade_strips
+from .colormaps import STYLES, lut, with_alpha
+from .colour import over_map, shade_strips
 from .counting import LocalBackend, record
 from .errors import InputError, ParameterError, ReadError
 from .extent import choose_area, choose_zoom, regions
 from .formats import UNTYPED
-from .legend import add_legend, ramp_items
+from .legend import add_legend
 from .heat import blur_tiles
 from .level import level_scale, plan_of, scaled
 from .options import BuildOptions, available_memory
+from .output_kinds import TILES, kinds_in
 from .places import name_area, slugify, unique_slugs
-from .projection import lonlat_bounds, unproject
+from .projection import unproject
 from .reading import Progress, load_points
-from .report import (BuildResult, RegionEntry, describe_inputs, geotiff_tags,
-                     mbtiles_metadata, to_json, warnings)
+from .report import BuildResult, RegionEntry, describe_inputs, to_json, warnings
 from .tiles import Grid
 from .outputs import OutputSet, check_destinations
-from .pyramid import Level, default_min_zoom, level_grid, levels, overview_count, zooms_below
-from .writers import (check_writable_folder, visible_tiles, write_csv, write_csvt, write_geotiff,
-                      write_mbtiles, write_overview, write_pmtiles, write_png, write_qml,
-                      side_files, write_tiled_cog)
+from .pyramid import default_min_zoom, level_grid, levels
+from .writers import check_writable_folder, side_files
+from .write_outputs import pyramid_zooms, write_outputs, zooms_above
 
 # Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
 # MBTiles, written tile by tile, have no such limit.
@@ -125,8 +120,7 @@ def _build(options, outputs, provider, warn, progress, backend,
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
     max_zoom = options.tile_zoom(result.zoom)
-    if options.max_zoom is None and (keep_tiles or any(k in options.outputs
-                                                       for k in ("mbtiles", "pmtiles"))):
+    if options.max_zoom is None and (keep_tiles or kinds_in(options.outputs, levels=TILES)):
         max_zoom = _affordable_zoom(kept, grid, max_zoom, available_memory(), warn)
     if min_zoom > result.zoom:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
@@ -137,8 +131,8 @@ def _build(options, outputs, provider, warn, progress, backend,
     # every pyramid level below it (and, for tile outputs, above it up to max_zoom), and
     # summed (map-reduce: one activity's points at a time)
     grids = [grid] + [level_grid(grid, zoom) for zoom in (
-        *_pyramid_zooms(options, grid, min_zoom, keep_tiles),
-        *_zooms_above(options, grid, max_zoom, keep_tiles))]
+        *pyramid_zooms(options, grid, min_zoom, keep_tiles),
+        *zooms_above(options, grid, max_zoom, keep_tiles))]
     source_of = {source.name: source for source in sources}
     counts, *below = record(result, backend.count(kept, source_of, box, grids, options,
                                                   result, warn, shield))
@@ -170,8 +164,8 @@ def _build(options, outputs, provider, warn, progress, backend,
              "--zoom for a PNG")
 
     # Write
-    result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-                            pyramid, plan, max_zoom, keep_tiles)
+    result.outputs = write_outputs(options, outputs, grid, counts, heat, picture, result,
+                                   min_zoom, pyramid, plan, max_zoom, keep_tiles)
     if result.regions:  # the drawn region: what was drawn there, and where
         result.regions[0] = result.regions[0]._replace(
             activities=result.activities, outputs=[str(p) for p in result.outputs])
@@ -320,18 +314,6 @@ def _explore(kept, source_of, options, shield, outputs, result, warn) -> None:
         explorer.write_geopackage(temp, found, score)
 
 
-def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int,
-                   keep_tiles: bool = False) -> range:
-    """The zooms below the output's that its outputs need: the GeoTIFFs' overviews (down
-    to one 256-pixel block) and the tile archives' (and kept tiles') levels (down to
-    min_zoom)."""
-    cogs = any(kind in options.outputs for kind in ("tif", "rgba", "counts"))
-    archives = keep_tiles or any(kind in options.outputs for kind in ("mbtiles", "pmtiles"))
-    lowest = min([grid.zoom - (overview_count(grid) if cogs else 0)]
-                 + ([min_zoom] if archives else []))
-    return zooms_below(grid, lowest)
-
-
 def _affordable_zoom(kept, grid: Grid, max_zoom: int, memory: int, warn) -> int:
     """The highest zoom up to max_zoom whose levels above the output's fit in half the
     memory free, at rasterize.BYTES_PER_DATA_TILE a tile with heat; the tiles with heat
@@ -354,15 +336,6 @@ def _affordable_zoom(kept, grid: Grid, max_zoom: int, memory: int, warn) -> int:
                  f"{memory / 2**30:.1f} GB free (--max-zoom to choose)")
             return max(zoom - 1, grid.zoom)
     return max_zoom
-
-
-def _zooms_above(options: BuildOptions, grid: Grid, max_zoom: int,
-                 keep_tiles: bool = False) -> range:
-    """The zooms above the output's that the tile archives (and kept tiles) need (up to
-    max_zoom)."""
-    if not keep_tiles and not any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
-        return range(0)
-    return range(grid.zoom + 1, max_zoom + 1)
 
 
 def _scaler(options: BuildOptions, plan):
@@ -419,132 +392,3 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
-def fitting_zoom(bounds, lowest: int, highest: int, window=(1280, 800)) -> int:
-    """The highest zoom (within lowest..highest) at which bounds (EPSG:3857) fit a window
-    of this many pixels: where a viewer opens the tiles and sees all the heat."""
-    for zoom in range(highest, lowest - 1, -1):
-        res = tiles.resolution(zoom)
-        if (bounds.right - bounds.left) / res <= window[0] and \
-                (bounds.top - bounds.bottom) / res <= window[1]:
-            return zoom
-    return lowest
-
-
-class TileSet(NamedTuple):
-    """The heat tiles a build made, as its MBTiles hold them (build --site writes them)."""
-
-    pngs: dict  # tiles.Tile -> PNG bytes, the tiles with heat, min_zoom..max_zoom
-    min_zoom: int
-    max_zoom: int
-    metadata: dict  # the MBTiles' metadata rows (geoheat_legend: the page's legend)
-
-
-def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-           pyramid, plan, max_zoom=None, keep_tiles=False) -> list[Path]:
-    """Every output, staged in the output set (committed together by the caller); the
-    paths written.
-
-    The GeoTIFFs' overviews and the tile archives' lower levels are the pyramid's levels,
-    made one at a time (each from its own zoom's counts); the overviews wait in a folder
-    inside the staging folder, removed before the commit.
-    """
-    paths = dict(options.outputs)
-    if picture is None:
-        paths.pop("png", None)
-    rgba_lut = with_alpha(lut(options.colormap))
-    tags = geotiff_tags(options, result)
-    if picture is not None:
-        with outputs.writing(paths["png"]) as temp:
-            write_png(temp, picture, grid)
-    if "qml" in paths:
-        with outputs.writing(paths["qml"]) as temp:
-            write_qml(temp, rgba_lut, ramp_items(counts, options))
-    if "csv" in paths:
-        with outputs.writing(paths["csv"]) as temp:
-            write_csv(temp, heat, grid, options.csv_min)
-        with outputs.writing(paths["csvt"]) as temp:
-            write_csvt(temp)
-
-    def coloured(sparse):
-        return {key: shade_rgba(block, rgba_lut) for key, block in sparse.items()}
-
-    archives = [kind for kind in ("mbtiles", "pmtiles") if kind in paths]
-    tiled = bool(archives) or keep_tiles
-    what = "passes" if options.mode == "lines" else "trackpoints"
-    # The GeoTIFFs: kind -> (dtype, bands, nodata, band names, a level's blocks of them)
-    cogs = {kind: spec for kind, spec in (
-        ("tif", ("float32", 1, 0, ["heat"], lambda level: level.heat)),
-        ("rgba", ("uint8", 4, None, [], lambda level: coloured(level.heat))),
-        ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
-    overviews = overview_count(grid) if cogs else 0
-    max_zoom = grid.zoom if max_zoom is None else max_zoom
-    top_tiles = tiled and min_zoom <= grid.zoom <= max_zoom
-    pngs = visible_tiles(coloured(heat), grid.zoom) if top_tiles else {}
-    local = options.normalize == "local"
-
-    def ticks(level_counts, level_grid):  # the level's legend, as geoheat serve gives it
-        scale = level_scale(level_counts, level_grid, options.scaling, options.normalize, plan)
-        return [] if scale is None else [list(t) for t in scale.ticks]
-
-    legends = {grid.zoom: ticks(counts, grid)} if top_tiles else {}
-    first = paths[next(iter(cogs), None) or (archives or list(paths))[0]]
-    folder = None
-    try:
-        files = {kind: [] for kind in cogs}
-        with outputs.writing(first) as staged:
-            folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=staged.parent))
-            for level in pyramid(_pyramid_zooms(options, grid, min_zoom, keep_tiles)):
-                factor = grid.zoom - level.grid.zoom
-                for kind, (dtype, bands, nodata, _, blocks) in cogs.items():
-                    if factor <= overviews:
-                        files[kind].append(folder / f"{kind}-{factor}.tif")
-                        write_overview(files[kind][-1], blocks(level), grid, level.grid,
-                                       count=bands, dtype=dtype, nodata=nodata)
-                if tiled and min_zoom <= level.grid.zoom <= max_zoom:
-                    pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
-                    legends[level.grid.zoom] = ticks(level.counts, level.grid)
-            # The levels above the output's, to street zoom: each from its own counts.
-            for level in pyramid(_zooms_above(options, grid, max_zoom, keep_tiles)):
-                pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
-                legends[level.grid.zoom] = ticks(level.counts, level.grid)
-        top = Level(grid, counts, heat)  # the output's own zoom
-        for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
-            with outputs.writing(paths[kind]) as temp:
-                if kind == "tif":
-                    write_geotiff(temp, heat, grid, tags, overviews=files[kind])
-                else:
-                    write_tiled_cog(temp, blocks(top), grid, count=bands, dtype=dtype,
-                                    nodata=nodata, tags=tags, descriptions=names,
-                                    overviews=files[kind])
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-    if tiled:
-        bounds = tiles.grid_bounds(grid)
-        lonlat = lonlat_bounds(bounds)
-        centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
-                                      (bounds.bottom + bounds.top) / 2]]))[0]
-        view = fitting_zoom(bounds, min_zoom, max_zoom)
-        # The page (geoheat serve FILE) draws its legend from this, level by level.
-        legend = {"legend": {str(z): ticks for z, ticks in sorted(legends.items())},
-                  "unit": "passes" if options.mode == "lines" else "track points",
-                  "local": local, "ramps": {options.colormap: css_stops(options.colormap)},
-                  "view": {"cmap": options.colormap}}
-        if keep_tiles:
-            metadata = mbtiles_metadata(Path(options.output).with_suffix(".mbtiles"),
-                                        tuple(centre), min_zoom, result, options, lonlat, view)
-            metadata["maxzoom"] = str(max_zoom)
-            metadata["geoheat_legend"] = json.dumps(legend)
-            result.tiles = TileSet(pngs, min_zoom, max_zoom, metadata)
-        for kind in archives:
-            metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
-                                        lonlat, view)
-            metadata["maxzoom"] = str(max_zoom)
-            metadata["geoheat_legend"] = json.dumps(legend)
-            with outputs.writing(paths[kind]) as temp:
-                if kind == "mbtiles":
-                    write_mbtiles(temp, pngs, metadata)
-                else:
-                    write_pmtiles(temp, pngs, metadata, lonlat,
-                                  (float(centre[0]), float(centre[1]), view))
-    return list(paths.values())
