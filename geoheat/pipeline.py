@@ -5,7 +5,6 @@ read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
 """
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -14,21 +13,21 @@ import numpy as np
 from . import tiles
 from .activities import select_activities
 from .backends import open_backend
+from .build_privacy import build_privacy
 from .colormaps import STYLES, lut, with_alpha
 from .colour import over_map, shade_strips
 from .counting import LocalBackend, record
 from .errors import InputError, ParameterError, ReadError
-from .extent import choose_area, choose_zoom, regions
-from .formats import UNTYPED
+from .extent import choose_area, choose_zoom
 from .legend import add_legend
 from .heat import blur_tiles
 from .level import level_scale, plan_of, scaled
 from .options import BuildOptions, available_memory
 from .output_kinds import TILES, kinds_in
-from .places import name_area, slugify, unique_slugs
 from .projection import unproject
 from .reading import Progress, load_points
-from .report import BuildResult, RegionEntry, describe_inputs, to_json, warnings
+from .region_builds import merged, named_regions, region_options
+from .report import BuildResult, describe_inputs, to_json, warnings
 from .tiles import Grid
 from .outputs import OutputSet, check_destinations
 from .pyramid import default_min_zoom, level_grid, levels
@@ -114,8 +113,8 @@ def _build(options, outputs, provider, warn, progress, backend,
         raise InputError(f"nothing to draw: {describe_inputs(result)}")
     box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
     if options.bounds is None and options.extent == "auto":
-        result.regions = _named_regions(kept, named=options.report is not None)
-    shield = _privacy(options, kept, result, warn)
+        result.regions = named_regions(kept, named=options.report is not None)
+    shield = build_privacy(options, kept, result, warn)
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
@@ -172,48 +171,6 @@ def _build(options, outputs, provider, warn, progress, backend,
     return result
 
 
-def _merged(results: list[BuildResult], kept_points: int) -> BuildResult:
-    """The regions' results as one: an activity drawn in any region is drawn, one in
-    none is outside the extent; the points used in all of them."""
-    result = results[0]
-    entries = {}
-    for each in results:
-        for entry in each.entries:
-            if entry.path not in entries or entry.status == "drawn":
-                entries[entry.path] = entry
-    result.entries = list(entries.values())
-    drawn = [e for e in result.entries if e.status == "drawn"]
-    result.types = Counter(e.type or UNTYPED for e in drawn)
-    result.formats = Counter(e.format for e in drawn)
-    outside = sum(e.status == "left_out" and e.reason == "outside the extent"
-                  for e in result.entries)
-    result.left_out.pop("outside the extent", None)
-    if outside:
-        result.left_out["outside the extent"] = outside
-    result.points_used = sum(each.points_used for each in results)
-    # Each region's build hides the same points (privacy is measured on every whole
-    # activity, whatever the box): results[0] has them once.
-    result.points_outside = max(0, kept_points - result.points_used - result.points_hidden)
-    result.outputs = [p for each in results for p in each.outputs]
-    return result
-
-
-def _named_regions(kept, named=False) -> list[RegionEntry]:
-    """The regions the kept activities visit, the busiest first, named after their
-    biggest town (only if there are several, or named: the gazetteer takes ~0.3 s)."""
-    areas = regions([a.summary for a in kept])
-    if len(areas) < 2 and not named:
-        return []
-    entries = []
-    for area in areas:
-        corners = unproject(np.array([[area.bounds.left, area.bounds.bottom],
-                                      [area.bounds.right, area.bounds.top]]))
-        lonlat = tuple(float(v) for v in corners.ravel())
-        place = name_area(*lonlat)
-        entries.append(RegionEntry(place.name, len(area.activities), lonlat, [], place.where))
-    return entries
-
-
 def _run_regions(options, provider, warn, progress, started) -> BuildResult:
     """--extent regions: the inputs read once, then one build per region (its --bounds
     the region's), each output named after its place (heatmap-lisbon.png), all written
@@ -226,22 +183,8 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
         for line in warnings(selected, options.verbose):
             warn(line)
         raise InputError(f"nothing to draw: {describe_inputs(selected)}")
-    found = _named_regions(kept, named=True)
-    slugs = unique_slugs([slugify(r.name.rsplit(",", 1)[0]) for r in found])
-
-    def named(path, slug):
-        return None if path is None else path.with_name(f"{path.stem}-{slug}{path.suffix}")
-
-    pad = 1e-7  # degrees (1 cm): the box's edge points stay inside after the round trip
-    # The explorer tiles count every activity whatever the extent: made once, by the
-    # first region's build (each region's build selects all the activities).
-    each = [options.replace(output=named(options.output, slug), report=None,
-                            mbtiles=named(options.mbtiles, slug),
-                            pmtiles=named(options.pmtiles, slug), extent="auto",
-                            explorer=options.explorer if i == 0 else None,
-                            bounds=(region.bounds[1] - pad, region.bounds[3] + pad,
-                                    region.bounds[0] - pad, region.bounds[2] + pad))
-            for i, (region, slug) in enumerate(zip(found, slugs))]
+    found = named_regions(kept, named=True)
+    each = region_options(options, found)
     paths = [p for o in each for p in o.outputs.values()] + [options.report] * bool(options.report)
     for path in {p.parent: p for p in reversed(paths)}.values():
         check_writable_folder(path)
@@ -255,12 +198,12 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
 
     results = []
     with OutputSet(paths, options.output, warn) as outputs:
-        for region_options in each:
-            results.append(_build(region_options, outputs, provider, once, progress,
+        for each_options in each:
+            results.append(_build(each_options, outputs, provider, once, progress,
                                   backend))
         drawn = [region._replace(activities=r.activities, outputs=[str(p) for p in r.outputs])
                  for region, r in zip(found, results)]
-        result = _merged(results, sum(a.points for a in kept))
+        result = merged(results, sum(a.points for a in kept))
         result.regions = drawn
         result.seconds = time.perf_counter() - started
         if options.report is not None:
@@ -268,25 +211,6 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
                 _write_report(temp, result)
         outputs.commit()
     return result
-
-
-def _privacy(options: BuildOptions, kept, result, warn):
-    """The build's privacy.Privacy (auto zones found among the kept activities' ends),
-    recorded in result as counts only; None without privacy options. A build sharing
-    tiles without it says once how to add one."""
-    if not options.privacy_asked:
-        if any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
-            from .privacy import SHARE_HINT
-
-            warn(SHARE_HINT)
-        return None
-    from .privacy import of_build
-
-    shield = of_build(options, [a.summary for a in kept])
-    result.privacy = {"zones": len(shield.zones), "auto_zones": len(shield.zones)
-                      - len(options.zones), "hide_ends_m": shield.hide_ends,
-                      "activities_touched": 0, "points_hidden": 0}
-    return shield
 
 
 def _explore(kept, source_of, options, shield, outputs, result, warn) -> None:
