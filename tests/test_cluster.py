@@ -112,6 +112,19 @@ def test_cluster_build_equals_the_local_build_in_other_modes(tmp_path, inputs, s
     assert comparable(dask) == comparable(plain)
 
 
+def test_privacy_hiding_every_point_is_said_as_locally(tmp_path, inputs, scheduler):
+    # The count is recorded in one place (counting.record): before, the cluster's own
+    # copy said 'no trackpoint lies inside --bounds' here.
+    settings = dict(zoom=14, bounds=(46.04, 46.06, 14.49, 14.51),
+                    privacy_zones=["46.05,14.50,3000"])
+    messages = []
+    for which, scheduled in (("plain", {}), ("dask", {"scheduler": scheduler})):
+        with pytest.raises(InputError) as caught:
+            geoheat.build([inputs], out(tmp_path, which), **settings, **scheduled)
+        messages.append(str(caught.value))
+    assert messages == ["nothing to draw: every point inside --bounds is hidden by privacy"] * 2
+
+
 def test_cluster_build_of_the_chengdu_runs_is_the_local_build(tmp_path, scheduler):
     runs = shared_folder("chengdu-runs")
     plain, dask = build_both(tmp_path, [runs], scheduler, zoom=15, jobs=2)
