@@ -39,6 +39,8 @@ class Naming(NamedTuple):
 
 
 class OutputKind(NamedTuple):
+    """One kind of file a build writes (see the module's docstring)."""
+
     name: str  # the key in BuildOptions.outputs
     path: Callable[[Naming], Path | None]  # None: not made by this build
     way: str  # FILE, COG, ARCHIVE or OWN

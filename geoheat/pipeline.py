@@ -1,7 +1,9 @@
 """`build`: activity files in, heatmap files out, one stage a module.
 
 read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
--> scale and blur (heat) -> colour (colour, basemap) -> write (writers).
+-> scale and blur (heat) -> colour (colour, basemap) -> write (writers). Reading and
+counting go through the build's counting backend (backends: here or on Dask), the
+writing through the table of output kinds (output_kinds, write_outputs).
 """
 
 import time
