@@ -20,7 +20,7 @@ class Backend(Protocol):
 
     def read(self, options, warn, progress=None) -> tuple[list, list]:
         """(the sources of options.inputs, their ParsedFiles without points), in source
-        order; the same again when asked again."""
+        order; the points stay with the backend until counted."""
 
     def count(self, kept, source_of, box, grids, options, result, warn=None,
               privacy=None) -> Counted:
