@@ -12,17 +12,15 @@ library is imported here, so `geoheat --help` stays instant.
 
 import inspect
 import math
-import os
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
 
 from .checks import (MAX_ZOOM, available_cores, check_bounds, check_scheduler, check_sigma,
                      check_zoom, is_url, one_of, split_types, split_years, whole_number)
-# cluster and pipeline still import these two from here, where they lived before checks.py.
-from .checks import NEEDS_DASK, available_memory  # noqa: F401
 from .colormaps import COLORMAP_NAMES, STYLE_NAMES
-from .errors import OutputError, ParameterError
+from .errors import ParameterError
+from .output_kinds import output_paths
 
 MIN_IMAGE_SIZE = 256  # one tile
 # Tile outputs reach street zoom by default, whatever the PNG's zoom: a web map shows its
@@ -33,9 +31,6 @@ BUILD_EXTENTS = EXTENTS + ("regions",)  # one output set per region: build only
 MODES = ("lines", "points")
 SCALINGS = ("cdf", "linear")
 NORMALIZES = ("global", "local")
-# What --output may name: the kind of file it is, and so the stem every output shares.
-OUTPUT_KINDS = {".png": "png", ".tif": "tif", ".tiff": "tif", ".mbtiles": "mbtiles",
-                ".pmtiles": "pmtiles"}
 # What one activity file may inflate to (a 2 MB .gpx.gz can hold 2 GiB): a documented
 # limit, above any real track (a 24 h ride at 1 s is ~30 MB of GPX).
 DEFAULT_MAX_FILE_SIZE = 512 * 2**20
@@ -199,7 +194,7 @@ class Writing:
         if explorer_zoom is None:
             raise ParameterError(f"explorer zoom must be 0-{MAX_ZOOM}, got {self.explorer_zoom!r}")
         put("explorer_zoom", explorer_zoom)
-        put("outputs", _output_paths(self))
+        put("outputs", output_paths(self))
 
     def tile_zoom(self, zoom: int) -> int:
         """The highest level of the tile outputs (--mbtiles, --pmtiles, --site) of a build
@@ -327,63 +322,3 @@ def _check_privacy(options: Selection, put) -> None:
             put("hide_ends", check_hide_ends(options.hide_ends))
     put("zones", zones)
 
-
-def _output_paths(options: BuildOptions) -> dict[str, Path]:
-    """The files a build writes, by kind, named after --output: NAME.png, .tif, .mbtiles or
-    .pmtiles names that output and the stem the others share. The GeoTIFF and its QGIS
-    style come with a PNG or GeoTIFF name (a tiles build makes just the tiles, and QGIS
-    would draw NAME.mbtiles through a NAME.qml); the PNG when --output names one or
-    png=True (not with png=False)."""
-    named = options.output
-    kind = OUTPUT_KINDS.get(named.suffix.lower())
-    if kind is None:
-        raise OutputError(f"{named}: output name must end in .png, .tif, .mbtiles or .pmtiles "
-                          "(the other outputs share its stem)")
-    stem = named.with_suffix("")
-    paths = {}
-    if options.png or (options.png is None and kind == "png"):
-        # QGIS styles any raster NAME.* with NAME.qml: the PNG and the heat GeoTIFF never
-        # share a name, so each shows its own colours (the GeoTIFF its ramp).
-        paths["png"] = named if kind == "png" else stem.with_name(f"{stem.name}-map.png")
-    if kind in ("png", "tif"):  # a build named by its tiles makes just the tiles
-        heat = named.with_suffix("") if kind == "tif" else stem.with_name(f"{stem.name}-heat")
-        paths["tif"] = named if kind == "tif" else heat.with_suffix(".tif")
-        paths["qml"] = heat.with_suffix(".qml")
-    if options.csv:
-        paths["csvt"] = stem.with_suffix(".csvt")  # the CSV's column types
-        paths["csv"] = stem.with_suffix(".csv")
-    if options.rgba_tif:
-        paths["rgba"] = stem.with_name(f"{stem.name}-rgba.tif")
-    if options.counts:
-        paths["counts"] = stem.with_name(f"{stem.name}-counts.tif")
-    for archive in ("mbtiles", "pmtiles"):
-        path = getattr(options, archive)
-        if path is None and kind == archive:
-            path = named
-        if path is not None:
-            if path.suffix.lower() != f".{archive}":
-                what = "MBTiles" if archive == "mbtiles" else "PMTiles"
-                raise OutputError(f"{path}: the {what} file name must end in .{archive}")
-            paths[archive] = path
-    if options.explorer is not None:
-        if options.explorer.suffix.lower() != ".gpkg":
-            raise OutputError(f"{options.explorer}: the explorer file name must end in .gpkg")
-        paths["explorer"] = options.explorer
-    if options.report is not None:
-        paths["report"] = options.report
-    for path in paths.values():
-        try:
-            str(path).encode("utf-8")
-        except UnicodeEncodeError:
-            raise OutputError(f"{os.fsdecode(path)!a}: output names must be valid UTF-8 "
-                              "(GDAL cannot write others)") from None
-    # Two outputs of one name: the second would silently replace the first (--report
-    # x.png wrote JSON over the PNG).
-    seen = {}
-    for kind, path in paths.items():
-        same = seen.get(os.path.normcase(os.path.abspath(path)))
-        if same is not None:
-            raise OutputError(f"{path}: named for two outputs ({same} and {kind}); give "
-                              "each its own name")
-        seen[os.path.normcase(os.path.abspath(path))] = kind
-    return paths

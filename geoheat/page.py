@@ -36,7 +36,7 @@ def leaflet_version() -> str:
     return leaflet.VERSION
 
 
-# What a geoheat build's tile file says of its legend (pipeline._write), and all the page
+# What a geoheat build's tile file says of its legend (write_outputs.write_outputs), and all the page
 # takes from it: a damaged or foreign file's other keys never reach /meta.json.
 LEGEND_KEYS = ("legend", "unit", "local", "ramps", "view")
 

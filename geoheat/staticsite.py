@@ -47,7 +47,7 @@ def site_meta(tileset) -> dict:
 
 def write_site(folder: Path, tileset, progress=None, explorer: bytes | None = None) -> int:
     """A static site in folder: index.html, the page's files, Leaflet's (copied from the
-    installed package) and a build's heat tiles (a pipeline.TileSet) as an XYZ folder
+    installed package) and a build's heat tiles (a write_outputs.TileSet) as an XYZ folder
     tiles/z/x/y.png, with tiles/index.json listing them (the page asks for no tile the
     site lacks: no 404 in the browser's console); explorer: the explorer tiles' JSON
     (explorer.json, a layer the page offers; None: none).
