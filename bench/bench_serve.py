@@ -167,7 +167,7 @@ def burst(folder: Path, cache: Path, zoom: int = 19, tiles: int = 60) -> None:
     import threading
 
     from geoheat.options import BuildOptions
-    from geoheat.serve import load_renderer
+    from geoheat.renderedtiles import load_renderer
     from geoheat.tiles import world_pixels
 
     renderer = load_renderer(BuildOptions(inputs=[folder], parse_cache=cache))
@@ -237,7 +237,7 @@ def main() -> None:
                           out / f"warm{i}.png", cache=cache) for i in range(2))
     # The tiles to ask for, found before the server starts (not to load the machine then).
     from geoheat.options import BuildOptions
-    from geoheat.serve import load_renderer
+    from geoheat.renderedtiles import load_renderer
 
     renderer = load_renderer(BuildOptions(inputs=[folder], parse_cache=cache))
     start_zoom = renderer.start_zoom()

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from geoheat.reading import parse_file  # noqa: E402
-from geoheat.sources import READER_FAILURE  # noqa: E402
+from geoheat.reading import READER_FAILURE  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 ODD_NUMBERS = [b"", b"nan", b"NaN", b"inf", b"-inf", b"1e999", b"-91", b"91.5", b"181",

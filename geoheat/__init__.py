@@ -18,7 +18,7 @@ _EXPORTS = {
     "BuildOptions": "options",
     "BuildResult": "report",
     "build": "pipeline",
-    "Source": "sources", "find_sources": "sources",
+    "Source": "source_bytes", "find_sources": "sources",
     "GeoheatError": "errors", "GPXError": "errors", "InputError": "errors",
     "OutputError": "errors", "ParameterError": "errors", "ReadError": "errors",
 }

@@ -190,7 +190,7 @@ def identity(source) -> dict:
     an edit whose size and mtime were restored (touch -d, os.utime) still counts; the
     inode catches a file replaced by another."""
     if not hasattr(source, "member"):  # a plain path
-        from .sources import Source
+        from .source_bytes import Source
 
         source = Source(Path(source))
     stat = os.stat(source.path)
@@ -210,7 +210,7 @@ def entry_path(cache_dir: Path, identity: dict) -> Path:
 
 
 def load(cache_dir: Path, source, points: bool = True) -> ParsedFile | None:
-    """The cached parse of a source (see sources.Source), or None if absent, stale or
+    """The cached parse of a source (see source_bytes.Source), or None if absent, stale or
     unreadable. points=False: the entry's header only, checked by its own checksum (the
     summary stands for the points: see ParsedFile.without_points); the points are
     read, and checked, when load_points asks for them."""

@@ -1,27 +1,20 @@
 """The `geoheat` command: each verb resolves its options and calls one library function.
 
-Only click and the options module are imported at start; the pipeline (numpy,
-rasterio, ...) is imported inside the command, so `geoheat --help` is instant.
+Only click and the options modules are imported at start; the pipeline (numpy,
+rasterio, ...) is imported inside the command, so `geoheat --help` is instant. The
+options build and serve share are declared once, in cli_options.
 """
 
 import logging
-import math
 import sys
 from pathlib import Path
 
 import click
 
-from . import __version__
-from .colormaps import COLORMAP_NAMES, STYLE_NAMES
+from . import __version__, cli_options as shared
+from .cli_options import UserError, ZoomType
 from .errors import GeoheatError, ParameterError
-from .options import (BUILD_EXTENTS, DEFAULT_DEADLINE, DEFAULT_MAX_TILES, DEFAULT_TIMEOUT,
-                      EXTENTS, MODES, NORMALIZES, SCALINGS, check_zoom)
-
-
-class UserError(click.ClickException):
-    """A GeoheatError on its way to the terminal: one line, exit code 2."""
-
-    exit_code = 2
+from .options import BUILD_EXTENTS, DEFAULT_DEADLINE, DEFAULT_MAX_TILES, DEFAULT_TIMEOUT, EXTENTS
 
 
 class OneLineErrors(click.Group):
@@ -42,41 +35,6 @@ class OneLineErrors(click.Group):
             sys.exit(130)
 
 
-class ZoomType(click.ParamType):
-    """An OSM zoom level 0-19, or 'auto' (-1, the original script's word for it)."""
-
-    name = "0-19|auto"
-
-    def convert(self, value, param, ctx):
-        try:
-            return check_zoom(value)
-        except GeoheatError as err:
-            self.fail(str(err), param, ctx)
-
-
-def privacy_options(command):
-    """--privacy-zone, --privacy-file, --privacy, --hide-ends (geoheat.privacy): the same
-    for build and serve, so a page never shows what a build hides."""
-    for option in reversed([
-        click.option("--privacy-zone", "privacy_zones", multiple=True,
-                     metavar="LAT,LON[,RADIUS_M]",
-                     help="Draw nothing within RADIUS_M (default 200, at most 5000) metres "
-                          "of LAT,LON (repeatable)."),
-        click.option("--privacy-file", type=click.Path(path_type=Path), default=None,
-                     metavar="FILE", help="Privacy zones, one LAT,LON[,RADIUS_M] a line "
-                                          "(kept out of the shell's history)."),
-        click.option("--privacy", type=click.Choice(["auto", "off"]), default=None,
-                     help="auto: zones around places where at least 5 activities, and 10% "
-                          "of them, start or end within 200 m; also hides 200 m at each "
-                          "end of every activity (see --hide-ends)."),
-        click.option("--hide-ends", type=float, default=None, metavar="METRES",
-                     help="Draw nothing of the first and last METRES of every activity  "
-                          "[default: 200 with --privacy auto, else 0]"),
-    ]):
-        command = option(command)
-    return command
-
-
 @click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="geoheat")
 def cli():
@@ -87,49 +45,29 @@ def cli():
 @click.argument("inputs", nargs=-1, type=click.Path())  # str: fsspec URLs keep their '//'
 @click.option("--gpx-dir", "--dir", "gpx_dirs", multiple=True, type=click.Path(path_type=Path),
               help="A folder of activity files (same as giving it as an input).")
-@click.option("--filter", "--gpx-filter", "pattern", default=None,
-              help="Glob selecting files in input folders and zips ('**/*.gpx' descends)  "
-                   "[default: every .gpx, .fit, .tcx, plain or .gz]")
-@click.option("--year", "--gpx-year", "years", multiple=True, metavar="YEAR[,YEAR...]",
-              help="Keep activities that started in YEAR (repeatable).")
-@click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE...]",
-              help="Keep these activity types (Strava's names: Ride, Run, Walk, Hike, ...; "
-                   "Other: a sport Strava has no name for; untyped: none named). Default: "
-                   "all but VirtualRide and VirtualRun.")
-@click.option("--bounds", "--gpx-bound", type=float, nargs=4, default=None,
-              metavar="LAT_MIN LAT_MAX LON_MIN LON_MAX",
-              help="Keep points inside this box; it is also the output extent.")
-@click.option("--extent", type=click.Choice(BUILD_EXTENTS), default="auto", show_default=True,
-              help="auto: the densest connected area of the tracks; all: every point; "
-                   "regions: one output set per region, named after its biggest town.")
-@click.option("--keep-duplicates", is_flag=True,
-              help="Draw an activity found twice (a .gpx and a .fit of one ride) twice.")
+@shared.pattern
+@shared.years
+@shared.types
+@shared.bounds
+@shared.extent(BUILD_EXTENTS)
+@shared.keep_duplicates
 @click.option("--zoom", type=ZoomType(), default="auto", show_default=True,
               help="OSM zoom level; auto (or -1): the largest that fits --max-size.")
 @click.option("--max-size", type=int, default=4096, show_default=True,
               help="With --zoom auto: the image's longer side at most, in pixels.")
-@click.option("--sigma", type=float, default=1.0, show_default=True,
-              help="Gaussian blur in pixels, 0-50; 0 for none.")
-@click.option("--scaling", type=click.Choice(SCALINGS), default=None,
-              help="cdf: heat is the share of pixels with fewer passes (Strava's method); "
-                   "linear: passes / the most passes  [default: cdf]")
+@shared.sigma
+@shared.scaling
 @click.option("--no-cdist", is_flag=True, help="The same as --scaling linear.")
-@click.option("--normalize", type=click.Choice(NORMALIZES), default="global", show_default=True,
-              help="global: one scale for the whole map; local: each pixel ranked among its "
-                   "neighbourhood's counts, so quiet streets read beside busy ones.")
-@click.option("--mode", type=click.Choice(MODES), default="lines", show_default=True,
-              help="lines: draw each track between its points; points: count track points.")
-@click.option("--max-file-size", type=str, default="512M", show_default=True, metavar="SIZE",
-              help="Skip an activity file larger than this uncompressed (K, M, G suffixes).")
-@click.option("--jobs", "-j", type=int, default=None,
-              help="Processes reading activity files  [default: all cores]")
+@shared.normalize
+@shared.mode
+@shared.max_file_size
+@shared.jobs
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Read and count on a Dask cluster: a scheduler's address "
                    "(tcp://host:8786) or local:N (N worker processes here); inputs may then "
                    "be fsspec URLs (s3://, gs://, https://). Needs the dask extra.")
-@click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
-              help="Folder of parsed tracks reused across runs  [default: the user cache folder]")
-@click.option("--no-cache", is_flag=True, help="Read every file again; keep nothing.")
+@shared.parse_cache
+@shared.no_cache
 @click.option("--png/--no-png", "png", default=None,
               help="Make the PNG (over the basemap)  [default: when --output names a .png]")
 @click.option("--legend/--no-legend", default=True, show_default=True,
@@ -154,11 +92,9 @@ def cli():
 @click.option("--basemap", default="osm", show_default=True,
               help="Map under the PNG's heat: osm, none, an xyzservices name "
                    "(e.g. OpenStreetMap.HOT) or a URL template with {z}/{x}/{y}.")
-@click.option("--style", type=click.Choice(STYLE_NAMES), default="hot", show_default=True,
-              help="hot: grey inverted map, 'hot' heat; strava: orange heat on a dark map.")
+@shared.style("hot: grey inverted map, 'hot' heat; strava: orange heat on a dark map.")
 @click.option("--orange", is_flag=True, help="The same as --style strava.")
-@click.option("--cmap", type=click.Choice(COLORMAP_NAMES), default=None,
-              help="Colormap of the heat  [default: the style's]")
+@shared.cmap
 @click.option("--attribution", default=None,
               help="Text stamped on the PNG  [default: the map provider's]")
 @click.option("--api-key", default=None, help="API key for a basemap provider that needs one.")
@@ -179,43 +115,36 @@ def cli():
 @click.option("--site", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Also write a static web site of the heat over OpenStreetMap: index.html, "
                    "the viewer and XYZ tiles, zoom down to --min-zoom.")
-@privacy_options
+@shared.privacy_options
 @click.option("--explorer", type=click.Path(path_type=Path), default=None, metavar="FILE.gpkg",
               help="Also write a GeoPackage of the map tiles the lines pass through, with "
                    "the biggest square and cluster of them, styled for QGIS.")
 @click.option("--explorer-zoom", type=click.IntRange(0, 19), default=14, show_default=True,
               help="The explorer tiles' zoom (17: squadrats).")
-@click.option("--verbose", "-v", is_flag=True,
-              help="A warning line for every file, not one per reason.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summary.")
-def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jobs, quiet,
-          max_file_size, site=None, **settings):
+@shared.verbose("A warning line for every file, not one per reason.")
+@shared.quiet("No progress, warnings or summary.")
+def build(inputs, gpx_dirs, no_cdist, orange, quiet, site=None, **settings):
     """Build a heatmap from activity files, folders and Strava export zips (default: gpx/).
 
     GPX, FIT and TCX files are read, plain or gzipped; a Strava bulk export (the zip,
     or its unpacked folder) is read through its activities.csv.
     """
-    from .cache import default_cache_dir
-    from .options import BuildOptions, available_cores
     from .pipeline import run
     from .report import summary
 
     if orange:
         settings["style"] = "strava"
+    if no_cdist and click.get_current_context().get_parameter_source("scaling") \
+            is click.core.ParameterSource.DEFAULT:  # an explicit --scaling wins
+        settings["scaling"] = "linear"
     try:
-        options = BuildOptions(
-            inputs=[*inputs, *gpx_dirs] or [Path("gpx")],
-            scaling=scaling or ("linear" if no_cdist else "cdf"),
-            parse_cache=None if no_cache else parse_cache or default_cache_dir(),
-            jobs=jobs if jobs is not None else available_cores(),
-            max_file_size=parse_size(max_file_size),
-            **settings)
+        options = shared.build_options([*inputs, *gpx_dirs], **settings)
         if site is not None and options.extent == "regions":
             raise ParameterError("--site shows one area: use it with --extent auto or all")
         if site is not None and options.scheduler is not None:  # the site reads here too
             raise ParameterError("--site is made on this machine: leave out --scheduler")
         if site is not None:
-            from .serve import check_site_folder
+            from .staticsite import check_site_folder
 
             check_site_folder(site)  # before any work
             if site.resolve() in {path.resolve() for path in options.outputs.values()}:
@@ -232,7 +161,7 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
 
         def write_site(result):  # before the outputs are committed: a failed site leaves them
             nonlocal written
-            from .serve import build_site
+            from .staticsite import build_site
 
             written = build_site(site, options, result)
 
@@ -255,51 +184,34 @@ def build(inputs, gpx_dirs, no_cdist, scaling, orange, no_cache, parse_cache, jo
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port to listen on  [default: 8000, or a free one if 8000 is taken]")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the browser.")
-@click.option("--filter", "--gpx-filter", "pattern", default=None,
-              help="Glob selecting files in input folders and zips.")
-@click.option("--year", "--gpx-year", "years", multiple=True, metavar="YEAR[,YEAR...]",
-              help="Start with activities of YEAR (the page can change it).")
-@click.option("--type", "types", multiple=True, metavar="TYPE[,TYPE...]",
-              help="Start with these activity types (the page can change it).")
-@click.option("--bounds", "--gpx-bound", type=float, nargs=4, default=None,
-              metavar="LAT_MIN LAT_MAX LON_MIN LON_MAX", help="Keep points inside this box.")
-@click.option("--extent", type=click.Choice(EXTENTS), default="auto", show_default=True,
-              help="auto: the densest connected area of the tracks; all: every point.")
-@click.option("--keep-duplicates", is_flag=True, help="Draw an activity found twice twice.")
-@click.option("--sigma", type=float, default=1.0, show_default=True,
-              help="Gaussian blur in pixels, 0-50; 0 for none.")
-@click.option("--scaling", type=click.Choice(SCALINGS), default="cdf", show_default=True,
-              help="cdf (Strava's method) or linear (the page can change it).")
-@click.option("--normalize", type=click.Choice(NORMALIZES), default="global", show_default=True,
-              help="global: rank over the whole map; local: within ~2 km (the page can "
-                   "change it).")
-@click.option("--mode", type=click.Choice(MODES), default="lines", show_default=True,
-              help="lines: draw each track between its points; points: count track points.")
-@click.option("--style", type=click.Choice(STYLE_NAMES), default="hot", show_default=True,
-              help="The heat's look (its colormap).")
-@click.option("--cmap", type=click.Choice(COLORMAP_NAMES), default=None,
-              help="Colormap of the heat (the page can change it)  [default: the style's]")
-@click.option("--max-file-size", type=str, default="512M", show_default=True, metavar="SIZE",
-              help="Skip an activity file larger than this uncompressed (K, M, G suffixes).")
-@click.option("--jobs", "-j", type=int, default=None,
-              help="Processes reading activity files  [default: all cores]")
-@click.option("--cache", "parse_cache", type=click.Path(path_type=Path), default=None,
-              help="Folder of parsed tracks reused across runs  [default: the user cache folder]")
-@click.option("--no-cache", is_flag=True, help="Read every file again; keep nothing.")
-@privacy_options
-@click.option("--verbose", "-v", is_flag=True, help="Log every request, and every file's warning.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress or warnings.")
-def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, max_file_size,
-          **settings):
+@shared.pattern
+@shared.years
+@shared.types
+@shared.bounds
+@shared.extent(EXTENTS)
+@shared.keep_duplicates
+@shared.sigma
+@shared.scaling
+@shared.normalize
+@shared.mode
+@shared.style("The heat's look (its colormap).")
+@shared.cmap
+@shared.max_file_size
+@shared.jobs
+@shared.parse_cache
+@shared.no_cache
+@shared.privacy_options
+@shared.verbose("Log every request, and every file's warning.")
+@shared.quiet("No progress or warnings.")
+def serve(inputs, host, port, open_browser, quiet, **settings):
     """Show the heat over an OpenStreetMap map in the browser, on a local web server.
 
     INPUTS are activity files, folders and Strava exports (default: gpx/), rendered at any
-    zoom as `geoheat build` would; or one MBTiles or PMTiles file, served as it is.
+    zoom as `geoheat build` would; or one MBTiles or PMTiles file, served as it is. The
+    page starts with --year, --type, --scaling, --normalize and --cmap, and can change them.
     """
-    from .cache import default_cache_dir
-    from .options import BuildOptions, available_cores
-    from .serve import (RenderedTiles, is_loopback, is_tile_file, load_renderer, make_server,
-                        open_tile_file, run_server)
+    from .renderedtiles import RenderedTiles, load_renderer
+    from .serve import is_loopback, is_tile_file, make_server, open_tile_file, run_server
 
     verbose = settings["verbose"]
     try:
@@ -310,11 +222,7 @@ def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, 
                                 "options apply when it is built (geoheat build --privacy ...)")
             source = open_tile_file(inputs[0])
         else:
-            options = BuildOptions(
-                inputs=list(inputs) or [Path("gpx")],
-                parse_cache=None if no_cache else parse_cache or default_cache_dir(),
-                jobs=jobs if jobs is not None else available_cores(),
-                max_file_size=parse_size(max_file_size), **settings)
+            options = shared.build_options(inputs, **settings)
             renderer = load_renderer(
                 options, on_warning=None if quiet else warn,
                 progress=progress_bar if not quiet and sys.stderr.isatty() else None)
@@ -325,25 +233,6 @@ def serve(inputs, host, port, open_browser, no_cache, parse_cache, jobs, quiet, 
     except GeoheatError as err:
         raise UserError(str(err)) from None
     run_server(server, lambda line: click.echo(line, err=True), open_browser)
-
-
-MAX_SIZE_LIMIT = 2**62  # the largest --max-file-size taken
-
-
-def parse_size(text: str) -> int:
-    """'512M', '2G', '300k', '1000000' as bytes (K, M, G: powers of 1024)."""
-    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    number = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = number[-1:] if number[-1:] in units else ""
-    try:
-        value = float(number[:len(number) - len(unit)]) * units[unit]
-    except ValueError:
-        value = math.nan
-    # nan, inf and 1e999 (inf) are no size; beyond 2**62 bytes no limit is meant either,
-    # and zlib and read() take at most a signed 64-bit length.
-    if not math.isfinite(value) or value > MAX_SIZE_LIMIT:
-        raise UserError(f"--max-file-size: not a size such as 512M or 2G: {text!r}")
-    return max(int(value), 0)
 
 
 def warn(message: str) -> None:

@@ -11,9 +11,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from .coordinates import bad_coordinates_note, coordinate
 from .errors import GPXError
-from .gpx import (Activity, bad_coordinates_note, coordinate, parse_time, plausible_start,
-                  posix_times, xml_bytes)
+from .gpx import Activity, xml_bytes
+from .times import parse_time, plausible_start, posix_times
 
 SEMICIRCLE = 180.0 / 2**31  # degrees per FIT semicircle
 
@@ -111,7 +112,7 @@ def _local(tag: str) -> str:
 
 def _coordinate(text: str | None) -> tuple[float, str | None]:
     """A coordinate's text as a float, NaN (dropped and counted) if it is no number
-    ('46,05', '４６': gpx.coordinate); and that text, if it is there but no number."""
+    ('46,05', '４６': coordinates.coordinate); and that text, if it is there but no number."""
     value = coordinate(text)
     if value == value or not text or not text.strip():
         return value, None

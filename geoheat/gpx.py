@@ -10,25 +10,20 @@ without <time>) must not take minutes.
 """
 
 import re
-import xml.parsers.expat
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from .coordinates import BAD_COORDINATE, bad_coordinates_note, maybe_misread
 from .errors import GPXError
+from .gpx_stream import stream_tracks
+from .times import parse_time, plausible_start, posix_times
 
 # Enough of a file's head to hold <metadata> and the first trackpoint.
 HEAD_BYTES = 64 * 1024
-# Before 1980 (GPS time begins 1980-01-06) is a clock never set (1970) or a converter's
-# placeholder; more than a day ahead of now, a wrong clock.
-EARLIEST_START = datetime(1980, 1, 1, tzinfo=timezone.utc)
-FUTURE_SLACK = timedelta(days=1)
-# FIT times below 0x10000000 s after the FIT epoch (1989-12-31) count from the device's
-# power-on, not the calendar (the FIT protocol's rule): no date before 1998-07-05.
-FIT_EARLIEST = datetime(1989, 12, 31, tzinfo=timezone.utc) + timedelta(seconds=0x10000000)
 
 _TAG = rb"(?:[\w.-]{1,64}:)?"  # an optional namespace prefix (bounded: scans stay linear)
 _FIRST_DATA = re.compile(rb"<" + _TAG + rb"(?:trk|rte|wpt)[\s>/]")
@@ -54,16 +49,6 @@ _PLAIN_TIME = re.compile(
 # whole microseconds at most): the start it gives is the same however it is read.
 _UTC_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\Z")
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
-# A coordinate as GPX writes it (xsd:decimal, an exponent allowed): ASCII digits, one
-# point, a sign. GDAL (strtod) and float() read '46,0500' as 46, '0x2E' as 46, '4_6.05'
-# as 4 or 46.05, full-width digits as 0 or 46: none of them is a position.
-_NUMBER = rb"[ \t\r\n]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\r\n]*"
-_COORDINATE = re.compile(_NUMBER + rb"\Z")
-# A lat or lon attribute whose value is not such a number; a file holding one is read
-# the slow (strict) way. The scan costs ~6% of a read, so it is run only on a file GDAL
-# gave a coordinate with at most two decimals (see _maybe_misread).
-_BAD_COORDINATE = re.compile(
-    rb"(?:lat|lon)\s*=\s*(?:\"(?!" + _NUMBER + rb"\")|'(?!" + _NUMBER + rb"'))")
 
 
 class Activity(NamedTuple):
@@ -112,33 +97,6 @@ def xml_bytes(data: bytes, strict: bool = True) -> bytes:
     return data
 
 
-def parse_time(text: bytes | str) -> datetime | None:
-    """An ISO 8601 GPX time as a datetime, or None if it is not one. RFC 3339's
-    lower-case 't' and 'z' ('2024-05-01t10:00:00z') and a space for the 't' are times."""
-    if isinstance(text, bytes):
-        text = text.decode("ascii", "replace")
-    try:
-        return datetime.fromisoformat(text.strip().upper())
-    except ValueError:
-        return None
-
-
-def plausible_start(start: datetime | None, now: datetime | None = None,
-                    earliest: datetime = EARLIEST_START) -> tuple[datetime | None, str | None]:
-    """(start, None) if start can be an activity's start, else (None, why not).
-
-    Before 1980 or more than a day ahead is an unset clock, not a time. A time with
-    no zone is UTC (as GPX says), so it compares with others whatever the local zone.
-    """
-    if start is None:
-        return None, None
-    aware = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    if earliest <= aware <= now + FUTURE_SLACK:
-        return aware, None
-    return None, f"time {start.date().isoformat()} is implausible (an unset clock?)"
-
-
 def start_time(data: bytes) -> datetime | None:
     """An activity's start: its first trackpoint's time, else the header's <time>.
 
@@ -155,80 +113,6 @@ def start_time(data: bytes) -> datetime | None:
     header = data[: first.start()] if first else data
     match = _TIME.search(header)
     return parse_time(match.group(1)) if match else None
-
-
-def posix_times(texts: list[bytes]) -> np.ndarray:
-    """ISO 8601 times as float64 POSIX seconds (NaN where one is no time); a time with
-    no zone is taken as UTC."""
-    n = len(texts)
-    if n == 0:
-        return np.empty(0)
-    first = texts[0]
-    width = len(first)
-    # The common case in numpy: every time 'YYYY-MM-DDTHH:MM:SS[.fff]Z', computed from
-    # its digits. Not numpy's own string parsing: casting a large array holding one
-    # malformed string to datetime64 crashes the process (numpy 2.4, found by fuzzing).
-    if 20 <= width <= 40 and first[-1:] in b"Zz" and first[10:11] in (b"T", b"t", b" "):
-        raw = np.array(texts, dtype=f"S{width}")
-        if raw.dtype.itemsize == width:
-            fast = _utc_layout_times(raw.view(np.uint8).reshape(n, width))
-            if fast is not None:
-                return fast
-    out = np.full(n, np.nan)
-    for i, text in enumerate(texts):
-        when = parse_time(text)
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            try:
-                out[i] = when.timestamp()
-            except (OverflowError, OSError, ValueError):
-                pass
-    return out
-
-
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-
-
-def _utc_layout_times(chars: np.ndarray) -> np.ndarray | None:
-    """Rows of 'YYYY-MM-DDTHH:MM:SS[.fff]Z' bytes as POSIX seconds, NaN for a row that is
-    no valid time; None unless every row has that layout's punctuation."""
-    width = chars.shape[1]
-    punctuation = {4: b"-", 7: b"-", 10: b"Tt ", 13: b":", 16: b":", width - 1: b"Zz"}
-    if width > 20:
-        punctuation[19] = b"."
-    for at, allowed in punctuation.items():
-        column = chars[:, at]
-        if not np.logical_or.reduce([column == c for c in allowed]).all():
-            return None
-    digit_columns = [i for i in range(width - 1) if i not in punctuation]
-    digits = chars[:, digit_columns].astype(np.int64) - ord("0")
-    ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
-
-    def number(columns):
-        value = np.zeros(len(chars), dtype=np.int64)
-        for column in columns:
-            value = value * 10 + digits[:, digit_columns.index(column)]
-        return value
-
-    year, month, day = number([0, 1, 2, 3]), number([5, 6]), number([8, 9])
-    hour, minute, second = number([11, 12]), number([14, 15]), number([17, 18])
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_ok = (month >= 1) & (month <= 12)
-    last_day = _DAYS_IN_MONTH[np.where(month_ok, month, 1)] + (leap & (month == 2))
-    ok &= month_ok & (day >= 1) & (day <= last_day) & (hour < 24) & (minute < 60) & (second <= 60)
-    # Days since 1970-01-01 from the civil date (H. Hinnant's days_from_civil).
-    y = year - (month <= 2)
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    seconds = (days * 86400 + hour * 3600 + minute * 60 + second).astype(np.float64)
-    if width > 21:
-        fraction = number(list(range(20, width - 1)))
-        seconds += fraction / 10.0 ** (width - 21)
-    seconds[~ok] = np.nan
-    return seconds
 
 
 def _point_times(data: bytes, track_at: int, lengths: list[int]) -> list[np.ndarray] | None:
@@ -288,121 +172,6 @@ def _first_point_start(data: bytes, track_at: int) -> datetime | None:
         return None
     when = parse_time(match.group(1))
     return when if plausible_start(when)[1] is None else None
-
-
-def coordinate(text: str | bytes | None) -> float:
-    """A coordinate's text as a float; NaN (dropped, and counted, as no position) for
-    no text or text that is not a plain decimal number (see _NUMBER)."""
-    if text is None:
-        return float("nan")
-    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
-    if not _COORDINATE.match(raw):
-        return float("nan")
-    return float(raw)
-
-
-def bad_coordinates_note(name: str | Path, count: int, example: str) -> str:
-    """The note for a file with coordinates that are not numbers (report.warnings
-    groups notes by their words before the parenthesis)."""
-    return (f"{name}: coordinates that are not numbers ({example}); dropped "
-            f"{count:,} track point{'' if count == 1 else 's'} as invalid")
-
-
-class Streamed(NamedTuple):
-    """What stream_tracks read."""
-
-    segments: list[np.ndarray]
-    times: list[list[bytes | None]]  # per segment, each point's time text or None
-    routes: int
-    waypoints: int
-    sport: str | None
-    error: str | None  # what broke it off, or None
-    not_numbers: int = 0  # track points with a coordinate that is not a number
-    example: str | None = None  # the first such coordinate, as the file has it
-
-
-def stream_tracks(data: bytes) -> Streamed:
-    """GPX tracks by a streaming expat parse, keeping every point closed before a break;
-    a coordinate that is not a number (see coordinate) is NaN, and counted."""
-    segments: list[np.ndarray] = []
-    seg_times: list[list[bytes | None]] = []
-    current: list[tuple[float, float]] = []
-    current_times: list[bytes | None] = []
-    state = {"point": None, "time": None, "text": None, "routes": 0, "waypoints": 0,
-             "sport": None, "depth_trk": 0, "bad": 0, "example": None}
-
-    def local(name: str) -> str:
-        return name.rsplit(":", 1)[-1]
-
-    def start(name, attrs):
-        tag = local(name)
-        if tag == "trkpt":
-            lon, lat = attrs.get("lon"), attrs.get("lat")
-            state["point"] = point = (coordinate(lon), coordinate(lat))
-            state["time"] = None
-            if np.isnan(point).any():  # no number: say which, unless it says nan
-                for key, text in (("lat", lat), ("lon", lon)):
-                    if text is not None and not _COORDINATE.match(text.encode("utf-8",
-                                                                              "replace")):
-                        state["bad"] += 1
-                        state["example"] = state["example"] or f'{key}="{text[:20]}"'
-                        break
-        elif tag == "trk":
-            state["depth_trk"] += 1
-        elif tag == "trkseg":
-            flush()
-        elif tag == "rte":
-            state["routes"] += 1
-        elif tag == "wpt":
-            state["waypoints"] += 1
-        if tag in ("time", "type") and (state["point"] is not None or tag == "type"):
-            state["text"] = []
-
-    def end(name):
-        tag = local(name)
-        if tag == "trkpt" and state["point"] is not None:
-            current.append(state["point"])
-            current_times.append(state["time"])
-            state["point"] = None
-        elif tag == "time" and state["text"] is not None:
-            if state["point"] is not None:
-                state["time"] = "".join(state["text"]).strip().encode()
-            state["text"] = None
-        elif tag == "type" and state["text"] is not None:
-            if state["depth_trk"] and state["sport"] is None:
-                state["sport"] = "".join(state["text"]).strip() or None
-            state["text"] = None
-        elif tag in ("trkseg", "trk"):
-            flush()
-
-    def chars(text):
-        if state["text"] is not None:
-            state["text"].append(text)
-
-    def flush():
-        if current:
-            segments.append(np.array(current, dtype=np.float64))
-            seg_times.append(list(current_times))
-        current.clear()
-        current_times.clear()
-
-    parser = xml.parsers.expat.ParserCreate()
-    parser.StartElementHandler, parser.EndElementHandler = start, end
-    parser.CharacterDataHandler = chars
-    parser.buffer_text = True
-    error = None
-    try:
-        step = 1 << 20
-        for at in range(0, len(data), step):
-            parser.Parse(data[at:at + step], False)
-        parser.Parse(b"", True)
-    except xml.parsers.expat.ExpatError as err:
-        error = f"broken or truncated XML ({err})"
-    except RecursionError:
-        error = "nested too deeply"
-    flush()
-    return Streamed(segments, seg_times, state["routes"], state["waypoints"], state["sport"],
-                    error, state["bad"], state["example"])
 
 
 def read_gpx(path: str | Path) -> Activity:
@@ -469,7 +238,7 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
         if isinstance(err, (KeyboardInterrupt, MemoryError)):
             raise
         return _read_broken(data, name)
-    if _maybe_misread(segments) and _BAD_COORDINATE.search(data):
+    if maybe_misread(segments) and BAD_COORDINATE.search(data):
         return _read_broken(data, name)  # GDAL read '46,0500' as 46: read it strictly
     # GPX puts waypoints and routes before tracks: counting them there spares a
     # scan of the (much larger) track data.
@@ -495,20 +264,6 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
         point_times,
         time_note,
     ), None
-
-
-def _maybe_misread(segments: list[np.ndarray]) -> bool:
-    """Whether GDAL may have read a coordinate that is no number: it reads the number
-    the text starts with ('46,0500', '0x2E', '4_6.05', '４６' give 46, 0, 4, 0), which
-    has few decimals, where a device writes 5 to 9. A coordinate with at most two is
-    rare enough in real tracks (about 1 in 100,000) to check the text then; a bad text
-    whose start has three decimals or more is within ~100 m of what it could mean."""
-    with np.errstate(invalid="ignore"):  # NaN or inf (a text 'nan'): no position anyway
-        for segment in segments:
-            hundredths = segment * 100.0
-            if (np.abs(hundredths - np.rint(hundredths)) < 1e-6).any():
-                return True
-    return False
 
 
 def _read_broken(data: bytes, name: str | Path) -> tuple[Activity, str | None]:

@@ -16,8 +16,8 @@ from . import font
 from .colormaps import STYLES, lut
 from .heat import LOW, legend_ticks
 
-if TYPE_CHECKING:
-    from .options import BuildOptions
+if TYPE_CHECKING:  # the key needs only how the heat is drawn: BuildOptions.drawing
+    from .options import Drawing  # (a whole BuildOptions reads the same)
 
 # The local ranks the QGIS style names (under --normalize local).
 LOCAL_RANKS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -36,7 +36,7 @@ def legend_scale(width: int) -> int:
     return max(1, round(width / 1000))
 
 
-def key_ticks(counts, options: "BuildOptions") -> tuple[list[tuple[float, str]], str]:
+def key_ticks(counts, options: "Drawing") -> tuple[list[tuple[float, str]], str]:
     """The (heat, text) ticks and title of the key: the counts heat.legend_ticks picks
     (the QGIS style's items), or fewer/more under local contrast."""
     what = "passes" if options.mode == "lines" else "track points"
@@ -45,14 +45,14 @@ def key_ticks(counts, options: "BuildOptions") -> tuple[list[tuple[float, str]],
     return [(h, f"{n:,}") for h, n in legend_ticks(counts, options.scaling)], what
 
 
-def add_legend(picture: np.ndarray, counts, options: "BuildOptions") -> None:
+def add_legend(picture: np.ndarray, counts, options: "Drawing") -> None:
     """The PNG's key, bottom-left: the colour bar and the passes its colours stand for."""
     ticks, title = key_ticks(counts, options)
     draw(picture, lut(options.colormap), ticks, title, legend_scale(picture.shape[2]),
          STYLES[options.style].background, bar=192, text=STYLES[options.style].text)
 
 
-def ramp_items(counts, options: "BuildOptions") -> list[tuple[float, str]]:
+def ramp_items(counts, options: "Drawing") -> list[tuple[float, str]]:
     """The QGIS style's ramp items, (heat, label): 'none' at 0, then each count of
     heat.legend_ticks at the heat its pixels have, labelled in passes (local contrast:
     by local rank)."""

@@ -1,45 +1,41 @@
 """`build`: activity files in, heatmap files out, one stage a module.
 
 read (sources, reading) -> select (activities, extent) -> rasterise (rasterize)
--> scale and blur (heat) -> colour (colour, basemap) -> write (writers).
+-> scale and blur (heat) -> colour (colour, basemap) -> write (writers). Reading and
+counting go through the build's counting backend (backends: here or on Dask), the
+writing through the table of output kinds (output_kinds, write_outputs).
 """
 
-import contextlib
-import json
-import shutil
-import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from . import countcache, tiles
-from .activities import record_drawn, select_activities
-from .colormaps import STYLES, css_stops, lut, with_alpha
-from .colour import over_map, shade_rgba, shade_strips
+from . import tiles
+from .activities import select_activities
+from .backends import open_backend
+from .build_privacy import build_privacy
+from .colormaps import STYLES, lut, with_alpha
+from .colour import over_map, shade_strips
+from .counting import LocalBackend, record
 from .errors import InputError, ParameterError, ReadError
-from .extent import choose_area, choose_zoom, regions
-from .formats import UNTYPED
-from .legend import add_legend, ramp_items
+from .extent import choose_area, choose_zoom
+from .legend import add_legend
 from .heat import blur_tiles
 from .level import level_scale, plan_of, scaled
-from .options import BuildOptions, available_memory
-from .places import name_area, slugify, unique_slugs
-from .projection import lonlat_bounds, unproject
-from .rasterize import count_activity
-from .reading import Progress, load_points, read_files
-from .report import (BuildResult, FileEntry, RegionEntry, describe_inputs, geotiff_tags,
-                     mbtiles_metadata, to_json, warnings)
-from .sources import find_sources
+from .checks import available_memory
+from .options import BuildOptions
+from .output_kinds import TILES, kinds_in
+from .projection import unproject
+from .reading import Progress, load_points
+from .region_builds import merged, named_regions, region_options
+from .report import BuildResult, describe_inputs, to_json, warnings
 from .tiles import Grid
 from .outputs import OutputSet, check_destinations
-from .pyramid import Level, default_min_zoom, level_grid, levels, overview_count, zooms_below
-from .writers import (check_writable_folder, visible_tiles, write_csv, write_csvt, write_geotiff,
-                      write_mbtiles, write_overview, write_pmtiles, write_png, write_qml,
-                      side_files, write_tiled_cog)
+from .pyramid import default_min_zoom, level_grid, levels
+from .writers import check_writable_folder, side_files
+from .write_outputs import pyramid_zooms, write_outputs, zooms_above
 
 # Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
 # MBTiles, written tile by tile, have no such limit.
@@ -90,8 +86,8 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
         check_writable_folder(path)  # one probe per folder, named by --output
     check_destinations({path: side_files(path) for path in options.outputs.values()})
     with OutputSet(options.outputs.values(), options.output, warn) as outputs, \
-            _cluster(options) as cluster:
-        result = _build(options, outputs, provider, warn, progress, cluster,
+            open_backend(options) as backend:
+        result = _build(options, outputs, provider, warn, progress, backend,
                         keep_tiles=keep_tiles)
         result.seconds = time.perf_counter() - started
         if options.report is not None:
@@ -103,21 +99,13 @@ def run(options: BuildOptions, on_warning: Warn | None = None,
     return result
 
 
-def _build(options, outputs, provider, warn, progress, cluster=None,
-           read=None, keep_tiles=False) -> BuildResult:
+def _build(options, outputs, provider, warn, progress, backend,
+           keep_tiles=False) -> BuildResult:
     """The stages, in order: read, select, rasterise, scale and blur, colour, write.
-    cluster: a cluster.Session (--scheduler) that reads and counts on Dask workers;
-    read: (sources, parsed files) read before (one build per region)."""
+    backend: a backends.Backend that reads the inputs and counts the kept activities
+    (here, or on Dask workers, which keep the points until counted)."""
     # Read
-    if read is not None:
-        sources, parsed = read
-    elif cluster is not None:  # on the workers, which keep the points until counted
-        sources, parsed = cluster.read(options, warn, progress)
-    else:
-        sources = find_sources(options.inputs, options.pattern, on_warning=warn)
-        # With a parse cache the points stay there until counted, one activity at a time.
-        parsed = read_files(sources, options.parse_cache, options.jobs, progress,
-                            options.max_file_size, keep_points=False)
+    sources, parsed = backend.read(options, warn, progress)
 
     # Select: from the activities' summaries, not their points
     kept, result = select_activities(parsed, options.years, options.types,
@@ -128,14 +116,13 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
         raise InputError(f"nothing to draw: {describe_inputs(result)}")
     box, area = choose_area([a.summary for a in kept], options.bounds, options.extent)
     if options.bounds is None and options.extent == "auto":
-        result.regions = _named_regions(kept, named=options.report is not None)
-    shield = _privacy(options, kept, result, warn)
+        result.regions = named_regions(kept, named=options.report is not None)
+    shield = build_privacy(options, kept, result, warn)
     result.zoom = options.zoom if options.zoom is not None else choose_zoom(area, options.max_size)
     result.grid = grid = _checked_grid(tiles.grid_covering(area, result.zoom))
     min_zoom = default_min_zoom(grid) if options.min_zoom is None else options.min_zoom
     max_zoom = options.tile_zoom(result.zoom)
-    if options.max_zoom is None and (keep_tiles or any(k in options.outputs
-                                                       for k in ("mbtiles", "pmtiles"))):
+    if options.max_zoom is None and (keep_tiles or kinds_in(options.outputs, levels=TILES)):
         max_zoom = _affordable_zoom(kept, grid, max_zoom, available_memory(), warn)
     if min_zoom > result.zoom:
         raise ParameterError(f"min zoom {min_zoom} is above the output zoom {result.zoom}")
@@ -146,16 +133,11 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
     # every pyramid level below it (and, for tile outputs, above it up to max_zoom), and
     # summed (map-reduce: one activity's points at a time)
     grids = [grid] + [level_grid(grid, zoom) for zoom in (
-        *_pyramid_zooms(options, grid, min_zoom, keep_tiles),
-        *_zooms_above(options, grid, max_zoom, keep_tiles))]
+        *pyramid_zooms(options, grid, min_zoom, keep_tiles),
+        *zooms_above(options, grid, max_zoom, keep_tiles))]
     source_of = {source.name: source for source in sources}
-    if cluster is None:
-        counts, *below = count_activities(kept, source_of, box, grids, options, result, warn,
-                                          shield)
-    else:
-        counts, *below = cluster.count_activities(kept, source_of, box, grids, options, result,
-                                                  shield)
-        cluster.close()  # the rest is the client's: free the workers now
+    counts, *below = record(result, backend.count(kept, source_of, box, grids, options,
+                                                  result, warn, shield))
     if options.explorer is not None:
         _explore(kept, source_of, options, shield, outputs, result, warn)
 
@@ -184,85 +166,28 @@ def _build(options, outputs, provider, warn, progress, cluster=None,
              "--zoom for a PNG")
 
     # Write
-    result.outputs = _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-                            pyramid, plan, max_zoom, keep_tiles)
+    result.outputs = write_outputs(options, outputs, grid, counts, heat, picture, result,
+                                   min_zoom, pyramid, plan, max_zoom, keep_tiles)
     if result.regions:  # the drawn region: what was drawn there, and where
         result.regions[0] = result.regions[0]._replace(
             activities=result.activities, outputs=[str(p) for p in result.outputs])
     return result
 
 
-def _merged(results: list[BuildResult], kept_points: int) -> BuildResult:
-    """The regions' results as one: an activity drawn in any region is drawn, one in
-    none is outside the extent; the points used in all of them."""
-    result = results[0]
-    entries = {}
-    for each in results:
-        for entry in each.entries:
-            if entry.path not in entries or entry.status == "drawn":
-                entries[entry.path] = entry
-    result.entries = list(entries.values())
-    drawn = [e for e in result.entries if e.status == "drawn"]
-    result.types = Counter(e.type or UNTYPED for e in drawn)
-    result.formats = Counter(e.format for e in drawn)
-    outside = sum(e.status == "left_out" and e.reason == "outside the extent"
-                  for e in result.entries)
-    result.left_out.pop("outside the extent", None)
-    if outside:
-        result.left_out["outside the extent"] = outside
-    result.points_used = sum(each.points_used for each in results)
-    # Each region's build hides the same points (privacy is measured on every whole
-    # activity, whatever the box): results[0] has them once.
-    result.points_outside = max(0, kept_points - result.points_used - result.points_hidden)
-    result.outputs = [p for each in results for p in each.outputs]
-    return result
-
-
-def _named_regions(kept, named=False) -> list[RegionEntry]:
-    """The regions the kept activities visit, the busiest first, named after their
-    biggest town (only if there are several, or named: the gazetteer takes ~0.3 s)."""
-    areas = regions([a.summary for a in kept])
-    if len(areas) < 2 and not named:
-        return []
-    entries = []
-    for area in areas:
-        corners = unproject(np.array([[area.bounds.left, area.bounds.bottom],
-                                      [area.bounds.right, area.bounds.top]]))
-        lonlat = tuple(float(v) for v in corners.ravel())
-        place = name_area(*lonlat)
-        entries.append(RegionEntry(place.name, len(area.activities), lonlat, [], place.where))
-    return entries
-
-
 def _run_regions(options, provider, warn, progress, started) -> BuildResult:
     """--extent regions: the inputs read once, then one build per region (its --bounds
     the region's), each output named after its place (heatmap-lisbon.png), all written
     as one set. The result is the first region's, with every region in result.regions."""
-    sources = find_sources(options.inputs, options.pattern, on_warning=warn)
-    parsed = read_files(sources, options.parse_cache, options.jobs, progress,
-                        options.max_file_size, keep_points=False)
+    backend = LocalBackend(options)  # reads once, for every region's build
+    sources, parsed = backend.read(options, warn, progress)
     kept, selected = select_activities(parsed, options.years, options.types,
                                        options.keep_duplicates)
     if not kept:
         for line in warnings(selected, options.verbose):
             warn(line)
         raise InputError(f"nothing to draw: {describe_inputs(selected)}")
-    found = _named_regions(kept, named=True)
-    slugs = unique_slugs([slugify(r.name.rsplit(",", 1)[0]) for r in found])
-
-    def named(path, slug):
-        return None if path is None else path.with_name(f"{path.stem}-{slug}{path.suffix}")
-
-    pad = 1e-7  # degrees (1 cm): the box's edge points stay inside after the round trip
-    # The explorer tiles count every activity whatever the extent: made once, by the
-    # first region's build (each region's build selects all the activities).
-    each = [options.replace(output=named(options.output, slug), report=None,
-                            mbtiles=named(options.mbtiles, slug),
-                            pmtiles=named(options.pmtiles, slug), extent="auto",
-                            explorer=options.explorer if i == 0 else None,
-                            bounds=(region.bounds[1] - pad, region.bounds[3] + pad,
-                                    region.bounds[0] - pad, region.bounds[2] + pad))
-            for i, (region, slug) in enumerate(zip(found, slugs))]
+    found = named_regions(kept, named=True)
+    each = region_options(options, found)
     paths = [p for o in each for p in o.outputs.values()] + [options.report] * bool(options.report)
     for path in {p.parent: p for p in reversed(paths)}.values():
         check_writable_folder(path)
@@ -276,12 +201,12 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
 
     results = []
     with OutputSet(paths, options.output, warn) as outputs:
-        for region_options in each:
-            results.append(_build(region_options, outputs, provider, once, progress,
-                                  read=(sources, parsed)))
+        for each_options in each:
+            results.append(_build(each_options, outputs, provider, once, progress,
+                                  backend))
         drawn = [region._replace(activities=r.activities, outputs=[str(p) for p in r.outputs])
                  for region, r in zip(found, results)]
-        result = _merged(results, sum(a.points for a in kept))
+        result = merged(results, sum(a.points for a in kept))
         result.regions = drawn
         result.seconds = time.perf_counter() - started
         if options.report is not None:
@@ -289,119 +214,6 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
                 _write_report(temp, result)
         outputs.commit()
     return result
-
-
-def count_activities(kept, source_of, box, grids, options, result, warn=None,
-                     privacy=None) -> list[dict]:
-    """The sparse counts, on each of `grids`, of the kept activities' points inside box
-    (None: all), summed one activity at a time (their points loaded from the parse cache
-    one by one), so memory holds one activity's points and the tiles; records in result
-    what was drawn and what fell outside. With a parse cache, the grids counted before
-    for the same activities come from the counts cache (countcache.py): only the others
-    are counted. privacy: a privacy.Privacy cut out of every activity (None: nothing)."""
-    memory = available_memory()
-    key, found = None, {}
-    if options.parse_cache is not None:
-        try:
-            key = countcache.entry_key(kept, source_of, box, options.mode, privacy)
-        except OSError:  # a file gone since it was read: count without the counts cache
-            key = None
-    if key is not None:
-        for i, grid in enumerate(grids):  # the output's grid first: TooBig before the rest
-            cached = countcache.load(options.parse_cache, key, grid, memory if i == 0 else None)
-            if cached is not None:
-                found[i] = cached
-    if len(found) == len(grids):
-        result.counts_cached = True
-        first = found[0]
-        return _recorded([found[i].counts for i in range(len(grids))], first.used,
-                         first.outside, first.drawn, kept, result, first.hidden)
-    missing = [i for i in range(len(grids)) if i not in found]
-    counted = _count(kept, [grids[i] for i in missing], box, source_of, options, memory,
-                     result, warn, privacy)
-    counts, used, outside, drawn, drawn_from, hidden = counted
-    if len(drawn_from) < len(kept):  # files skipped: nothing kept, and no cached grid used
-        if found:
-            counts, used, outside, drawn, drawn_from, hidden = _count(
-                drawn_from, grids, box, source_of, options, memory, result, warn, privacy)
-            missing = list(range(len(grids)))
-    elif key is not None and used:
-        countcache.store(options.parse_cache, key,
-                         [(grids[i], countcache.Counted(grid_counts, used, outside, drawn,
-                                                        hidden))
-                          for i, grid_counts in zip(missing, counts)],
-                         keep=[grids[i] for i in found])
-    by_grid = {i: cached.counts for i, cached in found.items()}
-    by_grid.update(zip(missing, counts))
-    return _recorded([by_grid[i] for i in range(len(grids))], used, outside, drawn,
-                     drawn_from, result, hidden)
-
-
-def _count(activities, grids, box, source_of, options, memory, result, warn, privacy=None):
-    """The activities counted on grids, one at a time: (counts per grid, points used,
-    points outside, drawn flags, the activities counted, (points hidden, activities
-    touched)). A file whose points cannot be loaded again is skipped (recorded in
-    result, and said)."""
-    counts, drawn, used, outside, counted = [{} for _ in grids], [], 0, 0, []
-    hidden = touched = 0
-    for activity in activities:
-        try:
-            full = load_points(activity, source_of[activity.name], options.parse_cache,
-                               options.max_file_size)
-        except ReadError as err:  # changed (or gone) since it was read
-            result.skipped.append((activity.name, str(err)))
-            result.entries.append(FileEntry.of(activity, "skipped", _reason(activity, err)))
-            if warn is not None:
-                warn(f"skipped {err}")
-            continue
-        shown = count_activity(full, box, grids, options.mode, memory, counts, privacy)
-        drawn.append(bool(shown.points))
-        counted.append(activity)
-        used += shown.points
-        outside += full.points - shown.points - shown.hidden
-        hidden += shown.hidden
-        touched += shown.hidden > 0
-    # Kept as their cells from here on (a third of the dense blocks at street zoom).
-    counts = [tiles.CellTiles.drained(np.uint32, grid_counts) for grid_counts in counts]
-    return counts, used, outside, np.array(drawn, dtype=bool), counted, (hidden, touched)
-
-
-def _reason(activity, err: ReadError) -> str:
-    return str(err).removeprefix(f"{activity.name}: ")
-
-
-def _recorded(counts, used, outside, drawn, kept, result, hidden=(0, 0)) -> list[dict]:
-    """Record in result what was drawn, what fell outside and what privacy hid; the
-    counts."""
-    if result.privacy is not None:
-        result.privacy["points_hidden"], result.privacy["activities_touched"] = map(int, hidden)
-        result.points_hidden = int(hidden[0])
-    if not used:
-        raise InputError("no trackpoint lies inside --bounds" if not hidden[0] else
-                         "nothing to draw: every point inside --bounds is hidden by privacy")
-    result.points_used += used
-    result.points_outside += outside
-    record_drawn(result, kept, drawn)
-    return counts
-
-
-def _privacy(options: BuildOptions, kept, result, warn):
-    """The build's privacy.Privacy (auto zones found among the kept activities' ends),
-    recorded in result as counts only; None without privacy options. A build sharing
-    tiles without it says once how to add one."""
-    if not options.privacy_asked:
-        if any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
-            from .privacy import SHARE_HINT
-
-            warn(SHARE_HINT)
-        return None
-    from .privacy import of_build
-
-    shield = of_build(options, [a.summary for a in kept])
-    result.privacy = {"zones": len(shield.zones), "auto_zones": len(shield.zones)
-                      - len(options.zones), "hide_ends_m": shield.hide_ends,
-                      "activities_touched": 0, "points_hidden": 0}
-    return shield
 
 
 def _explore(kept, source_of, options, shield, outputs, result, warn) -> None:
@@ -429,18 +241,6 @@ def _explore(kept, source_of, options, shield, outputs, result, warn) -> None:
         explorer.write_geopackage(temp, found, score)
 
 
-def _pyramid_zooms(options: BuildOptions, grid: Grid, min_zoom: int,
-                   keep_tiles: bool = False) -> range:
-    """The zooms below the output's that its outputs need: the GeoTIFFs' overviews (down
-    to one 256-pixel block) and the tile archives' (and kept tiles') levels (down to
-    min_zoom)."""
-    cogs = any(kind in options.outputs for kind in ("tif", "rgba", "counts"))
-    archives = keep_tiles or any(kind in options.outputs for kind in ("mbtiles", "pmtiles"))
-    lowest = min([grid.zoom - (overview_count(grid) if cogs else 0)]
-                 + ([min_zoom] if archives else []))
-    return zooms_below(grid, lowest)
-
-
 def _affordable_zoom(kept, grid: Grid, max_zoom: int, memory: int, warn) -> int:
     """The highest zoom up to max_zoom whose levels above the output's fit in half the
     memory free, at rasterize.BYTES_PER_DATA_TILE a tile with heat; the tiles with heat
@@ -465,15 +265,6 @@ def _affordable_zoom(kept, grid: Grid, max_zoom: int, memory: int, warn) -> int:
     return max_zoom
 
 
-def _zooms_above(options: BuildOptions, grid: Grid, max_zoom: int,
-                 keep_tiles: bool = False) -> range:
-    """The zooms above the output's that the tile archives (and kept tiles) need (up to
-    max_zoom)."""
-    if not keep_tiles and not any(kind in options.outputs for kind in ("mbtiles", "pmtiles")):
-        return range(0)
-    return range(grid.zoom + 1, max_zoom + 1)
-
-
 def _scaler(options: BuildOptions, plan):
     """Counts on a grid to heat in [0, 1], the same at every level and as `geoheat serve`
     makes them (level.py): the global scaling over the level's counts (a sample of its
@@ -483,15 +274,6 @@ def _scaler(options: BuildOptions, plan):
                                                 options.normalize, plan))
 
     return scale
-
-
-def _cluster(options: BuildOptions):
-    """A Dask session for --scheduler (geoheat.cluster, the dask extra), else nothing."""
-    if options.scheduler is None:
-        return contextlib.nullcontext()
-    from .cluster import Session
-
-    return Session(options.scheduler)
 
 
 def _write_report(path: Path, result: BuildResult) -> None:
@@ -537,132 +319,3 @@ def _picture(heat, grid, options, provider, result, warn, progress) -> np.ndarra
     return over_map(heatmap, rgb, have, look, table, with_alpha(table), text)
 
 
-def fitting_zoom(bounds, lowest: int, highest: int, window=(1280, 800)) -> int:
-    """The highest zoom (within lowest..highest) at which bounds (EPSG:3857) fit a window
-    of this many pixels: where a viewer opens the tiles and sees all the heat."""
-    for zoom in range(highest, lowest - 1, -1):
-        res = tiles.resolution(zoom)
-        if (bounds.right - bounds.left) / res <= window[0] and \
-                (bounds.top - bounds.bottom) / res <= window[1]:
-            return zoom
-    return lowest
-
-
-class TileSet(NamedTuple):
-    """The heat tiles a build made, as its MBTiles hold them (build --site writes them)."""
-
-    pngs: dict  # tiles.Tile -> PNG bytes, the tiles with heat, min_zoom..max_zoom
-    min_zoom: int
-    max_zoom: int
-    metadata: dict  # the MBTiles' metadata rows (geoheat_legend: the page's legend)
-
-
-def _write(options, outputs, grid, counts, heat, picture, result, min_zoom,
-           pyramid, plan, max_zoom=None, keep_tiles=False) -> list[Path]:
-    """Every output, staged in the output set (committed together by the caller); the
-    paths written.
-
-    The GeoTIFFs' overviews and the tile archives' lower levels are the pyramid's levels,
-    made one at a time (each from its own zoom's counts); the overviews wait in a folder
-    inside the staging folder, removed before the commit.
-    """
-    paths = dict(options.outputs)
-    if picture is None:
-        paths.pop("png", None)
-    rgba_lut = with_alpha(lut(options.colormap))
-    tags = geotiff_tags(options, result)
-    if picture is not None:
-        with outputs.writing(paths["png"]) as temp:
-            write_png(temp, picture, grid)
-    if "qml" in paths:
-        with outputs.writing(paths["qml"]) as temp:
-            write_qml(temp, rgba_lut, ramp_items(counts, options))
-    if "csv" in paths:
-        with outputs.writing(paths["csv"]) as temp:
-            write_csv(temp, heat, grid, options.csv_min)
-        with outputs.writing(paths["csvt"]) as temp:
-            write_csvt(temp)
-
-    def coloured(sparse):
-        return {key: shade_rgba(block, rgba_lut) for key, block in sparse.items()}
-
-    archives = [kind for kind in ("mbtiles", "pmtiles") if kind in paths]
-    tiled = bool(archives) or keep_tiles
-    what = "passes" if options.mode == "lines" else "trackpoints"
-    # The GeoTIFFs: kind -> (dtype, bands, nodata, band names, a level's blocks of them)
-    cogs = {kind: spec for kind, spec in (
-        ("tif", ("float32", 1, 0, ["heat"], lambda level: level.heat)),
-        ("rgba", ("uint8", 4, None, [], lambda level: coloured(level.heat))),
-        ("counts", ("uint32", 1, 0, [what], lambda level: level.counts))) if kind in paths}
-    overviews = overview_count(grid) if cogs else 0
-    max_zoom = grid.zoom if max_zoom is None else max_zoom
-    top_tiles = tiled and min_zoom <= grid.zoom <= max_zoom
-    pngs = visible_tiles(coloured(heat), grid.zoom) if top_tiles else {}
-    local = options.normalize == "local"
-
-    def ticks(level_counts, level_grid):  # the level's legend, as geoheat serve gives it
-        scale = level_scale(level_counts, level_grid, options.scaling, options.normalize, plan)
-        return [] if scale is None else [list(t) for t in scale.ticks]
-
-    legends = {grid.zoom: ticks(counts, grid)} if top_tiles else {}
-    first = paths[next(iter(cogs), None) or (archives or list(paths))[0]]
-    folder = None
-    try:
-        files = {kind: [] for kind in cogs}
-        with outputs.writing(first) as staged:
-            folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=staged.parent))
-            for level in pyramid(_pyramid_zooms(options, grid, min_zoom, keep_tiles)):
-                factor = grid.zoom - level.grid.zoom
-                for kind, (dtype, bands, nodata, _, blocks) in cogs.items():
-                    if factor <= overviews:
-                        files[kind].append(folder / f"{kind}-{factor}.tif")
-                        write_overview(files[kind][-1], blocks(level), grid, level.grid,
-                                       count=bands, dtype=dtype, nodata=nodata)
-                if tiled and min_zoom <= level.grid.zoom <= max_zoom:
-                    pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
-                    legends[level.grid.zoom] = ticks(level.counts, level.grid)
-            # The levels above the output's, to street zoom: each from its own counts.
-            for level in pyramid(_zooms_above(options, grid, max_zoom, keep_tiles)):
-                pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
-                legends[level.grid.zoom] = ticks(level.counts, level.grid)
-        top = Level(grid, counts, heat)  # the output's own zoom
-        for kind, (dtype, bands, nodata, names, blocks) in cogs.items():
-            with outputs.writing(paths[kind]) as temp:
-                if kind == "tif":
-                    write_geotiff(temp, heat, grid, tags, overviews=files[kind])
-                else:
-                    write_tiled_cog(temp, blocks(top), grid, count=bands, dtype=dtype,
-                                    nodata=nodata, tags=tags, descriptions=names,
-                                    overviews=files[kind])
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-    if tiled:
-        bounds = tiles.grid_bounds(grid)
-        lonlat = lonlat_bounds(bounds)
-        centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
-                                      (bounds.bottom + bounds.top) / 2]]))[0]
-        view = fitting_zoom(bounds, min_zoom, max_zoom)
-        # The page (geoheat serve FILE) draws its legend from this, level by level.
-        legend = {"legend": {str(z): ticks for z, ticks in sorted(legends.items())},
-                  "unit": "passes" if options.mode == "lines" else "track points",
-                  "local": local, "ramps": {options.colormap: css_stops(options.colormap)},
-                  "view": {"cmap": options.colormap}}
-        if keep_tiles:
-            metadata = mbtiles_metadata(Path(options.output).with_suffix(".mbtiles"),
-                                        tuple(centre), min_zoom, result, options, lonlat, view)
-            metadata["maxzoom"] = str(max_zoom)
-            metadata["geoheat_legend"] = json.dumps(legend)
-            result.tiles = TileSet(pngs, min_zoom, max_zoom, metadata)
-        for kind in archives:
-            metadata = mbtiles_metadata(paths[kind], tuple(centre), min_zoom, result, options,
-                                        lonlat, view)
-            metadata["maxzoom"] = str(max_zoom)
-            metadata["geoheat_legend"] = json.dumps(legend)
-            with outputs.writing(paths[kind]) as temp:
-                if kind == "mbtiles":
-                    write_mbtiles(temp, pngs, metadata)
-                else:
-                    write_pmtiles(temp, pngs, metadata, lonlat,
-                                  (float(centre[0]), float(centre[1]), view))
-    return list(paths.values())

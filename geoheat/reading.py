@@ -15,15 +15,19 @@ import numpy as np
 from . import cache
 from .errors import ReadError
 from .formats import activity_type, read_fit, read_tcx
-from .gpx import EARLIEST_START, FIT_EARLIEST, plausible_start, read_gpx_data
+from .gpx import read_gpx_data
 from .projection import project, valid_lonlat
 from .rasterize import MIN_GAP_METRES, select_points
 from .report import plural
+from .sniff import SNIFF_BYTES, describe_content, sniff_format
+from .source_bytes import MAX_ACTIVITY_BYTES, TOO_LARGE, Source, read_source
 from .summary import ground_steps, summarize
-from .sources import (MAX_ACTIVITY_BYTES, READER_FAILURE, SNIFF_BYTES, TOO_LARGE, Source,
-                      describe_content, read_source, sniff_format)
+from .times import EARLIEST_START, FIT_EARLIEST, plausible_start
 
 READERS = {"gpx": read_gpx_data, "fit": read_fit, "tcx": read_tcx}
+# parse_file's words for a reader that raised something other than GPXError: the file
+# is skipped, and the fuzz harness counts it as a reader bug.
+READER_FAILURE = "could not be decoded as"
 
 Progress = Callable[..., Iterable]  # progress(iterable, label, length) -> iterable
 
@@ -57,7 +61,7 @@ def parse_file(source: Source | Path, max_bytes: int = MAX_ACTIVITY_BYTES, *,
                all_times: bool = False) -> cache.ParsedFile:
     """One activity file as projected track segments; a file that cannot be used says why.
 
-    The format comes from the bytes (sources.sniff_format), not the name. max_bytes
+    The format comes from the bytes (sniff.sniff_format), not the name. max_bytes
     caps what one file may take uncompressed. Point times are kept only where a gap
     may need them (see _Track; all_times=True keeps them all, for tests and checks:
     the output is the same), and a GPX file's are only read then.

@@ -80,7 +80,7 @@ class BuildResult:
     zoom: int | None = None
     grid: "Grid | None" = None
     data_tiles: int = 0  # tiles of the grid with heat
-    tiles: object = None  # pipeline.TileSet: the heat tiles, when run(keep_tiles=True)
+    tiles: object = None  # write_outputs.TileSet: the heat tiles, when run(keep_tiles=True)
     counts_cached: bool = False  # the counts came from the counts cache (countcache.py)
     basemap: "BasemapReport | None" = None
     seconds: float = 0.0

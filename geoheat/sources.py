@@ -1,561 +1,30 @@
 """Where activities come from: files, folders, and Strava bulk exports (zip or unpacked).
 
-A Strava export holds activities.csv and an activities/ folder mixing .gpx,
-.gpx.gz, .fit.gz and .tcx.gz; when a folder or zip has activities.csv, the files
-it lists are the activities, with the type and date it gives them. Zip members
-and gzip files are read into memory, never unpacked to disk, and never beyond
-MAX_ACTIVITY_BYTES: a small file can inflate to gigabytes.
-
-What a file is comes from its bytes (sniff_format), not its name: people rename,
-gunzip and convert files, and browsers gunzip downloads without renaming them.
+When a folder or zip has activities.csv (export_index), the files it lists are the
+activities, with the type and date it gives them; elsewhere every activity file (or
+those a pattern names) is one. What each file is comes from its bytes when it is read
+(sniff), never here; a file found that is not to be read says why (Source.unread).
 """
 
-import csv
 import fnmatch
-import io
 import os
-import posixpath
-import re
-import stat
 import struct
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
 
 from .errors import GPXError, InputError
-from .options import DEFAULT_MAX_FILE_SIZE
-from .formats import TYPES, activity_type
-from .gpx import plausible_start, xml_bytes
+from .export_index import (CSV_FIELD_LIMIT, EXPORT_INDEX, ExportIndexError, decode_csv,
+                           listed_name, read_export_index)
+from .source_bytes import FORMATS, Source, not_regular, open_zip, read_source
+from .zip_salvage import salvage_zip
 
-FORMATS = ("gpx", "fit", "tcx")
 SUFFIXES = tuple(f".{fmt}{gz}" for fmt in FORMATS for gz in ("", ".gz"))
-EXPORT_INDEX = "activities.csv"
-# The most one activity may take in memory, uncompressed: the largest real
-# activities are tens of MB; a gzip or zip bomb or a sparse file is far above.
-MAX_ACTIVITY_BYTES = DEFAULT_MAX_FILE_SIZE
-# parse_file's words for a reader that raised something other than GPXError: the file
-# is skipped, and the fuzz harness counts it as a reader bug.
-READER_FAILURE = "could not be decoded as"
-SNIFF_BYTES = 4096  # enough to see past a BOM, an XML declaration and comments
-GZIP_MAGIC = b"\x1f\x8b"
-# A field of activities.csv may be long (a pasted description); far beyond this the
-# file is not an index.
-CSV_FIELD_LIMIT = 64 * 1024**2
 
 Warn = Callable[[str], None]
-
-
-class Source(NamedTuple):
-    """One activity file: on disk, or a member of a zip; with what activities.csv says.
-
-    A file found but not to be read (listed by activities.csv but not in the export, not
-    listed, a zip inside a zip) is a Source too, with the reason in `unread`: reading it
-    fails with that reason, so it is counted, warned about and reported as skipped."""
-
-    path: Path  # the file on disk (the zip, for a member)
-    member: str | None = None  # the file's name inside the zip
-    activity_type: str | None = None  # from activities.csv ("Activity Type")
-    date: datetime | None = None  # from activities.csv ("Activity Date"), UTC
-    unread: str | None = None  # why it is not read; None: it is read
-    # Which of the zip's members of this name (0 the first), where several have it;
-    # None where the name is the zip's only one of that name.
-    copy: int | None = None
-
-    @property
-    def name(self) -> str:
-        """How messages name it: the path, or zip:member (and which one of that name)."""
-        if not self.member:
-            return str(self.path)
-        which = f" (copy {self.copy + 1} of that name)" if self.copy else ""
-        return f"{self.path}:{self.member}{which}"
-
-    @property
-    def format(self) -> str:
-        """'gpx', 'fit' or 'tcx', guessed from the name (anything else is tried as GPX);
-        parse_file goes by sniff_format, the content."""
-        name = (self.member or self.path.name).lower().removesuffix(".gz")
-        suffix = name.rsplit(".", 1)[-1]
-        return suffix if suffix in FORMATS else "gpx"
-
-
-# --- what a file is ---------------------------------------------------------------
-
-_ROOT = re.compile(rb"(?:<\?.*?\?>|<!--.*?-->|(?i:<!DOCTYPE)[^>]*>|\s)*<([\w.:-]+)", re.S)
-
-
-def xml_root(head: bytes) -> str | None:
-    """The local name of the first element of XML bytes (after BOM, blanks, declaration,
-    comments), or None if they do not start like XML."""
-    match = _ROOT.match(xml_bytes(head[:SNIFF_BYTES], strict=False))
-    return match.group(1).decode("ascii", "replace").rsplit(":", 1)[-1] if match else None
-
-
-def sniff_format(head: bytes) -> str | None:
-    """'gpx', 'fit' or 'tcx' from a file's first bytes (uncompressed), else None."""
-    if len(head) >= 12 and head[8:12] == b".FIT":
-        return "fit"
-    root = xml_root(head)
-    if root is None:
-        return None
-    if root.lower() == "gpx":
-        return "gpx"
-    if root == "TrainingCenterDatabase":
-        return "tcx"
-    return None
-
-
-_MAGIC = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-          (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive"),
-          (b"PK\x05\x06", "an empty zip archive"), (GZIP_MAGIC, "gzip data"),
-          (b"BZh", "bzip2 data"), (b"\xfd7zXZ", "xz data"), (b"7z\xbc\xaf", "a 7-Zip archive"),
-          (b"Rar!", "a RAR archive"), (b"SQLite format 3", "an SQLite database"),
-          (b"\x00\x00\x00\x18ftyp", "an MP4 video"), (b"\x00\x00\x00\x20ftyp", "an MP4 video")]
-
-
-def describe_content(head: bytes) -> str | None:
-    """What bytes that sniff_format does not know are, for a message ('a PNG image',
-    'an HTML page', 'an XML file whose root is <kml>')."""
-    if not head.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
-        return "an empty file"
-    for magic, what in _MAGIC:
-        if head.startswith(magic):
-            return what
-    root = xml_root(head)
-    if root is not None:
-        if root.lower() == "html":
-            return "an HTML page"
-        if root.lower() == "kml":
-            return "a KML file (geoheat reads GPX, FIT and TCX)"
-        return f"an XML file whose root is <{root}>"
-    text = head.lstrip()
-    if text[:1] in (b"{", b"["):
-        return "JSON"
-    if b"\x00" in head[:512]:
-        return "binary data of an unknown kind"
-    return "text, not GPX, FIT or TCX"
-
-
-# --- reading bytes, bounded -------------------------------------------------------
-
-# The end of the message for a file over the size limit: a result that depends on the
-# limit, so reading.parse_and_cache does not cache it.
-TOO_LARGE = "(--max-file-size raises the limit)"
-
-
-def _too_large(name: str, limit: int, compressed: bool) -> GPXError:
-    size = f"{limit / 1024**2:g} MiB" if limit >= 1024**2 else f"{limit:,} bytes"
-    how = " uncompressed" if compressed else ""
-    return GPXError(f"{name}: larger than {size}{how} {TOO_LARGE}")
-
-
-def _read_limited(stream, name: str, limit: int, size: int | None = None) -> bytes:
-    """All of a stream, gunzipped if it is gzip (by its magic, not its name), and at
-    most `limit` bytes; GPXError beyond. A gzip stream cut short keeps what it held.
-
-    size: what the stream should hold (a file's size): read(n) allocates n bytes first,
-    so asking for the limit costs 512 MiB of allocation and a copy per file.
-    """
-    if not stream.peek(2)[:2] == GZIP_MAGIC:  # peek: one read, one buffer, no concatenation
-        expected = min(limit, size if size is not None else limit)
-        data = stream.read(expected + 1)
-        if len(data) > expected and expected < limit:  # it grew since its size was taken
-            data += stream.read(limit + 1 - len(data))
-        if len(data) > limit:
-            raise _too_large(name, limit, False)
-        return data
-    first = stream.read(1 << 20)
-    # Chunks, joined once at the end: a growing bytearray reallocates, so a bomb
-    # refused at the limit would briefly hold twice the limit.
-    out: list[bytes] = []
-    size = 0
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    chunk = first
-    while chunk:
-        while chunk:
-            piece = inflater.decompress(chunk, min(1 << 20, limit + 1 - size))
-            out.append(piece)
-            size += len(piece)
-            if size > limit:
-                raise _too_large(name, limit, True)
-            chunk = inflater.unconsumed_tail
-            if inflater.eof:
-                rest = inflater.unused_data
-                if not rest.startswith(GZIP_MAGIC):  # trailing zeros or junk: gzip ignores it
-                    return b"".join(out)
-                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # a multi-member gzip
-                chunk = rest
-        chunk = stream.read(1 << 20)
-    if not size:
-        raise GPXError(f"{name}: damaged compressed data (the gzip stream ends before any data)")
-    return b"".join(out)  # cut short: what it held goes to the reader, which notes the break
-
-
-# One open ZipFile per zip and process: opening parses the whole central directory,
-# so reopening it for each of 5,000 members is quadratic. Keyed by the zip's identity
-# (a changed zip is reopened) and by process id: a forked worker must not share the
-# parent's file offset.
-_ZIPS: dict[Path, tuple[tuple, zipfile.ZipFile]] = {}
-_OPEN_ZIPS = 4
-
-
-def open_zip(path: Path) -> zipfile.ZipFile:
-    """The zip at path, opened once per process and kept open."""
-    st = path.stat()
-    key = (os.getpid(), st.st_size, st.st_mtime_ns, st.st_ino)
-    hit = _ZIPS.get(path)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    if hit is not None:
-        _ZIPS.pop(path)
-        if hit[0][0] == key[0]:
-            hit[1].close()
-    while len(_ZIPS) >= _OPEN_ZIPS:
-        old_key, old = _ZIPS.pop(next(iter(_ZIPS)))
-        if old_key[0] == key[0]:
-            old.close()
-    archive = zipfile.ZipFile(path)
-    _ZIPS[path] = (key, archive)
-    return archive
-
-
-class _Salvaged(NamedTuple):
-    """A member found by its local header in a zip with no central directory."""
-
-    data_at: int  # where its compressed bytes start
-    size: int  # compressed size (to the end of the file for the one cut short)
-    method: int
-    flags: int
-    file_size: int  # uncompressed size its header gives (0 if in a data descriptor)
-
-
-_SALVAGED: dict[Path, tuple[tuple, dict[str, list[_Salvaged]]]] = {}
-
-
-def salvage_zip(path: Path) -> dict[str, list[_Salvaged]]:
-    """The members of a zip whose central directory is missing (a download cut short),
-    from the local headers that precede each member (each name's, in order: a zip may
-    hold a name twice); the last may be cut short.
-
-    A member whose sizes follow its data (a 'data descriptor') is found by inflating
-    it to its end. Cached per zip and process, like open_zip.
-    """
-    st = path.stat()
-    key = (os.getpid(), st.st_size, st.st_mtime_ns, st.st_ino)
-    hit = _SALVAGED.get(path)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    members: dict[str, list[_Salvaged]] = {}
-    with open(path, "rb") as f:
-        at = 0
-        while True:
-            f.seek(at)
-            header = f.read(30)
-            if len(header) < 30 or not header.startswith(b"PK\x03\x04"):
-                break
-            (flags, method, _, _, _, size, file_size, name_length,
-             extra_length) = struct.unpack("<6x4H3I2H", header)
-            name = f.read(name_length).decode("utf-8" if flags & 0x800 else "cp437", "replace")
-            extra = f.read(extra_length)
-            data_at = at + 30 + name_length + extra_length
-            if size == 0xFFFFFFFF or file_size == 0xFFFFFFFF:  # zip64: sizes in the extra
-                i = 0
-                while i + 4 <= len(extra):
-                    tag, length = struct.unpack_from("<2H", extra, i)
-                    if tag == 1 and length >= 16:
-                        file_size, size = struct.unpack_from("<2Q", extra, i + 4)
-                    i += 4 + length
-            if flags & 0x8:  # sizes after the data: inflate to find its end
-                if method != zipfile.ZIP_DEFLATED:
-                    break
-                size = _deflated_length(f, data_at)
-                f.seek(data_at + size)
-                descriptor = f.read(24)
-                skip = 4 if descriptor.startswith(b"PK\x07\x08") else 0
-                file_size = 0
-                next_at = data_at + size + skip + 12
-                if descriptor[skip + 12: skip + 16] not in (b"PK\x03\x04", b"PK\x01\x02"):
-                    next_at += 8  # a zip64 descriptor: 8-byte sizes
-            else:
-                next_at = data_at + size
-            size = max(0, min(size, st.st_size - data_at))
-            if not name.endswith("/"):
-                members.setdefault(name, []).append(
-                    _Salvaged(data_at, size, method, flags, file_size))
-            if next_at <= at or next_at >= st.st_size:
-                break
-            at = next_at
-    _SALVAGED[path] = (key, members)
-    return members
-
-
-def _deflated_length(f, data_at: int) -> int:
-    """How many bytes of raw deflate start at data_at (to the end of the file if cut)."""
-    f.seek(data_at)
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    fed, pending = 0, b""
-    while not inflater.eof:
-        if not pending:
-            pending = f.read(1 << 20)
-            if not pending:
-                return fed
-            fed += len(pending)
-        inflater.decompress(pending, 1 << 20)  # output dropped: only its end is wanted
-        pending = inflater.unconsumed_tail
-    return fed - len(inflater.unused_data)  # at the end, the rest is unused_data
-
-
-def _read_salvaged(path: Path, member: str, name: str, limit: int,
-                   copy: int | None = None) -> bytes:
-    entry = salvage_zip(path)[member][copy or 0]
-    if entry.flags & 0x1:
-        raise GPXError(f"{name}: encrypted in the zip (geoheat reads no passwords); skipped")
-    if entry.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        method = _METHOD_NAMES.get(entry.method, f"method {entry.method}")
-        raise GPXError(f"{name}: compressed with {method} in a damaged zip")
-    with open(path, "rb") as f:
-        f.seek(entry.data_at)
-        packed = f.read(entry.size)
-    if entry.method == zipfile.ZIP_STORED:
-        data = packed
-    else:  # raw deflate, capped; a member cut short keeps what it held
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        data = inflater.decompress(packed, limit + 1)
-        if len(data) > limit:
-            raise _too_large(name, limit, True)
-    del packed
-    return _read_limited(io.BufferedReader(io.BytesIO(data)), name, limit, len(data))
-
-
-_READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
-                     zipfile.ZIP_LZMA}
-_METHOD_NAMES = {9: "Deflate64", 99: "AES encryption", 93: "Zstandard", 98: "PPMd"}
-
-
-def _not_regular(mode: int) -> str | None:
-    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return what
-    return None if stat.S_ISREG(mode) else "not a file"
-
-
-def read_source(source: Source, max_bytes: int = MAX_ACTIVITY_BYTES) -> bytes:
-    """A source's bytes, unzipped and gunzipped in memory, at most max_bytes of them;
-    GPXError (one line naming it) if that fails."""
-    name = source.name
-    if source.unread:
-        raise GPXError(f"{name}: {source.unread}")
-    try:
-        if source.member is None:
-            try:
-                st = os.stat(source.path)  # stat, not open: opening a FIFO blocks
-            except FileNotFoundError:
-                if os.path.islink(source.path):
-                    raise GPXError(f"{name}: a broken link (to {os.readlink(source.path)})")
-                raise
-            what = _not_regular(st.st_mode)
-            if what:
-                raise GPXError(f"{name}: not a regular file ({what})")
-            if st.st_size > max_bytes and not source.path.name.lower().endswith(".gz"):
-                raise _too_large(name, max_bytes, False)  # from its size: a sparse 30 GB file
-            with open(source.path, "rb") as f:
-                return _read_limited(f, name, max_bytes, st.st_size)
-        try:
-            archive = open_zip(source.path)
-        except zipfile.BadZipFile:  # no central directory: read it from its local header
-            return _read_salvaged(source.path, source.member, name, max_bytes, source.copy)
-        if source.copy is None:
-            info = archive.getinfo(source.member)
-        else:  # getinfo gives the last of a name held twice
-            info = [i for i in archive.infolist() if i.filename == source.member][source.copy]
-        if info.flag_bits & 0x1:
-            raise GPXError(f"{name}: encrypted in the zip (geoheat reads no passwords); "
-                           "skipped")
-        if info.compress_type not in _READABLE_METHODS:
-            method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
-            raise GPXError(f"{name}: compressed with {method}, which Python's zipfile "
-                           "cannot read (re-zip it with plain Deflate)")
-        if info.file_size > max_bytes:
-            raise _too_large(name, max_bytes, True)
-        with archive.open(info) as f:
-            return _read_limited(f, name, max_bytes, info.file_size)
-    except OSError as err:
-        reason = err.strerror or str(err)
-        raise GPXError(f"{name}: cannot read ({reason})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError,
-            NotImplementedError, RuntimeError) as err:
-        raise GPXError(f"{name}: damaged compressed data ({err})") from None
-
-
-# --- activities.csv ---------------------------------------------------------------
-
-class ExportIndexError(ValueError):
-    """activities.csv cannot be understood: the caller reads every activity file instead."""
-
-
-_MONTHS = {}
-for _number, _names in enumerate((
-        "jan janv jän enero ene gen genn", "feb févr fév fev febr febbr fevereiro",
-        "mar mär märz mars marzo março mrt", "apr avr avril abr aprile",
-        "may mai mei mayo maggio maio", "jun juin junio giugno junho",
-        "jul juil juli julio luglio julho", "aug août aout ago agosto",
-        "sep sept set septiembre settembre setembro",
-        "oct okt ott oktober octubre ottobre outubro out",
-        "nov novembre noviembre novembro", "dec déc dez dic dezember diciembre dicembre dezembro"),
-        start=1):
-    for _word in _names.split():
-        _MONTHS[_word] = _number
-_WORD = re.compile(r"[^\W\d_]+")
-_NUMBERS = re.compile(r"\d+")
-# AM/PM as a word of its own ('AM', 'p. m.'), or the CJK words for them.
-_PM_WORDS = ("午後", "下午", "오후")
-_HALF_DAY = re.compile(
-    r"(?<![^\W\d_])([ap])\.?\s?m\.?(?![^\W\d_])|(午前|午後|上午|下午|오전|오후)", re.I)
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
-
-
-def parse_strava_date(text: str) -> datetime | None:
-    """activities.csv's 'Activity Date' as a UTC datetime, in the layouts Strava has used
-    ('Feb 17, 2019, 6:26:44 AM', '17 Feb 2019, 06:26:44', '2018-06-08 18:28:52', and
-    localised month names or numeric dates); None where it is ambiguous or no date."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    clock = _CLOCK.search(text)
-    hour = minute = second = 0
-    rest = text
-    if clock:
-        hour, minute, second = int(clock[1]), int(clock[2]), int(clock[3] or 0)
-        rest = text[:clock.start()] + " " + text[clock.end():]
-        half = _HALF_DAY.search(rest)
-        if half:
-            after_noon = (half[1] or "").lower() == "p" or half[2] in _PM_WORDS
-            if after_noon and hour < 12:
-                hour += 12
-            elif not after_noon and hour == 12:
-                hour = 0
-    numbers = _NUMBERS.findall(rest)
-    month = None
-    for word in _WORD.findall(rest.lower()):
-        month = _MONTHS.get(word) or _MONTHS.get(word[:4]) or _MONTHS.get(word[:3])
-        if month:
-            break
-    years = [n for n in numbers if len(n) == 4]
-    if len(years) != 1:
-        return None
-    others = [int(n) for n in numbers if len(n) <= 2]
-    if month is not None:
-        if len(others) != 1:
-            return None
-        day = others[0]
-    else:
-        if len(others) != 2:
-            return None
-        first, second_ = others
-        if numbers.index(years[0]) == 0:  # year first: always year-month-day
-            month, day = first, second_
-        elif first > 12 >= second_:
-            day, month = first, second_
-        elif second_ > 12 >= first:
-            month, day = first, second_
-        elif first == second_:
-            month = day = first
-        else:
-            return None  # 03/04/2019: March or April? The file's own time decides.
-    try:
-        return datetime(int(years[0]), month, day, hour, minute, second, tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
-_FILE_VALUE = re.compile(r"^[^,]*\.(?:gpx|fit|tcx)(?:\.gz)?$", re.I)
-
-
-def _column(header: list[str], rows: list[list[str]], names: tuple[str, ...],
-            looks_right: Callable[[str], bool]) -> int | None:
-    """The first column named one of names whose values look right (Strava repeats some
-    names; an edited index may have an empty 'Filename' before the filled one), else
-    the first so named, else the column whose filled values mostly look right (a
-    header in another language)."""
-    named = [i for i, title in enumerate(header) if title in names]
-    for i in named:
-        if any(looks_right(row[i].strip()) for row in rows[:200] if i < len(row)):
-            return i
-    if named:
-        return named[0]
-    best, best_share = None, 0.5
-    for i in range(len(header)):
-        values = [row[i].strip() for row in rows[:200] if i < len(row) and row[i].strip()]
-        if values:
-            share = sum(map(looks_right, values)) / len(values)
-            if share > best_share:
-                best, best_share = i, share
-    return best
-
-
-def _known_type(value: str) -> bool:
-    # Numbers are ids here, not the GPX <type> codes activity_type also knows.
-    return not value.strip().isdigit() and activity_type(value) in TYPES and (
-        activity_type(value) != "Other" or value.strip().lower() == "other")
-
-
-def read_export_index(text: str) -> list[tuple[str, str | None, datetime | None]]:
-    """(file name, type, date) of each activity activities.csv lists with a file.
-
-    Understands the current layout ('Activity ID,Activity Date,...,Filename'), the
-    old one ('id,date,name,type,...,filename') and headers in other languages (by the
-    columns' values). ExportIndexError if it cannot find the file names.
-    """
-    old_limit = csv.field_size_limit()
-    try:
-        csv.field_size_limit(CSV_FIELD_LIMIT)
-        rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
-    except csv.Error as err:
-        raise ExportIndexError(f"not a readable CSV file ({err})") from None
-    finally:
-        csv.field_size_limit(old_limit)
-    if not rows:
-        raise ExportIndexError("empty")
-    header, body = [h.strip().lower() for h in rows[0]], rows[1:]
-    file_col = _column(header, body, ("filename", "file name", "file"),
-                       lambda v: bool(_FILE_VALUE.match(v)))
-    if file_col is None:
-        raise ExportIndexError("no Filename column")
-    type_col = _column(header, body, ("activity type", "type"), _known_type)
-    date_col = _column(header, body, ("activity date", "date", "start date", "start_date"),
-                       lambda v: parse_strava_date(v) is not None)
-    listed = []
-    for row in body:
-        filename = row[file_col].strip() if file_col < len(row) else ""
-        if not filename:
-            continue  # a manual entry: no file
-        kind = row[type_col] if type_col is not None and type_col < len(row) else None
-        date = row[date_col] if date_col is not None and date_col < len(row) else None
-        # 1970-01-01 or 9999-12-31 is no start: the file's own time is used instead.
-        start = plausible_start(parse_strava_date(date))[0] if date else None
-        listed.append((filename, activity_type(kind.strip()) if kind and kind.strip() else None,
-                       start))
-    return listed
-
-
-def listed_name(filename: str) -> str:
-    """A file name as activities.csv gives it, as a relative POSIX path: '\\' is '/',
-    and './activities/x.gpx', 'activities//x.gpx' and '/activities/x.gpx' are
-    'activities/x.gpx'."""
-    name = posixpath.normpath(filename.strip().replace("\\", "/")).lstrip("/")
-    return "" if name == "." else name
-
-
-def _decode_csv(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:  # an index saved by a spreadsheet as Latin-1/cp1252
-        return data.decode("cp1252", "replace")
 
 
 # --- finding sources ----------------------------------------------------------------
@@ -590,14 +59,14 @@ ROUTE = "a planned route of the export, not an activity"
 NESTED_ZIP = "a zip inside the zip, not read (unzip the outer zip and give its folder)"
 
 
-def _tree_sources(files: list[str], read_index: Callable[[str], bytes],
+def tree_sources(files: list[str], read_index: Callable[[str], bytes],
                   make: Callable[[str, str | None, datetime | None], Source], label: str,
                   pattern: str | None, warn: Warn) -> list[Source]:
     """The sources among `files` (relative POSIX paths of a folder or zip): each
     activities.csv's listed files for the tree under it, and matching files elsewhere.
 
     A listed file the export lacks, and an activity file it holds but does not list,
-    are Sources with the reason in `unread` where `make` gives sources.Source (a URL
+    are Sources with the reason in `unread` where `make` gives a Source (a URL
     tree's sources have no such field: those files are named in one warning instead).
     """
     files = [f for f in files if not _hidden(f)]
@@ -627,7 +96,7 @@ def _tree_sources(files: list[str], read_index: Callable[[str], bytes],
             return found
 
         try:
-            listed = read_export_index(_decode_csv(read_index(index)))
+            listed = read_export_index(decode_csv(read_index(index)))
         except (ExportIndexError, OSError, GPXError, zipfile.BadZipFile,
                 RuntimeError, NotImplementedError) as err:
             sources += every_file(f"cannot be understood ({err})")
@@ -742,7 +211,7 @@ def _from_zip(path: Path, pattern: str | None, warn: Warn) -> list[Source]:
 
     copies = Counter(names)
     unique = list(copies)
-    sources = _tree_sources(unique, read_index,
+    sources = tree_sources(unique, read_index,
                             lambda m, kind, date: Source(path, m, kind, date), str(path),
                             pattern, warn)
     twice = [name for name, n in copies.items() if n > 1]
@@ -765,7 +234,7 @@ def _from_folder(folder: Path, pattern: str | None, warn: Warn) -> list[Source]:
         return read_source(Source(folder / relative), CSV_FIELD_LIMIT * 4)
 
     files = _walk(folder)
-    sources = _tree_sources(files, read_index,
+    sources = tree_sources(files, read_index,
                             lambda rel, kind, date: Source(folder / rel, None, kind, date),
                             str(folder), pattern, warn)
     for relative in files:
@@ -778,7 +247,7 @@ def _zip_in_folder(path: Path, pattern: str | None, warn: Warn) -> list[Source]:
     """A zip found in a folder: its activity files; none, silently, for a zip of
     something else (photos); one unread Source if it cannot be opened, saying why."""
     try:
-        what = _not_regular(os.stat(path).st_mode)  # opening a FIFO would block
+        what = not_regular(os.stat(path).st_mode)  # opening a FIFO would block
     except OSError as err:
         what = "a broken link" if os.path.islink(path) else (err.strerror or str(err))
     if what:

@@ -23,7 +23,7 @@ from rasterio.io import MemoryFile
 
 import geoheat
 from geoheat.colormaps import lut
-from geoheat import basemap, tiles
+from geoheat import basemap, basemaphttp, basemapimage, tiles
 from geoheat.cli import cli
 from geoheat.errors import ParameterError
 
@@ -284,9 +284,9 @@ def test_the_light_style_keeps_a_light_map_light_and_lays_the_heat_over_it(
 def test_user_agent_names_geoheat_and_at_most_two_connections(tmp_path, tracks, tile_server):
     build(tracks, tmp_path, tile_server.url("ok"), zoom=15)
     assert len(tile_server.requests) >= 6
-    assert list(tile_server.agents) == [basemap.USER_AGENT]
-    assert basemap.USER_AGENT.startswith(f"geoheat/{geoheat.__version__} ")
-    assert 1 <= tile_server.peak <= basemap.MAX_CONNECTIONS
+    assert list(tile_server.agents) == [basemaphttp.USER_AGENT]
+    assert basemaphttp.USER_AGENT.startswith(f"geoheat/{geoheat.__version__} ")
+    assert 1 <= tile_server.peak <= basemaphttp.MAX_CONNECTIONS
 
 
 def test_second_run_uses_the_cache(tmp_path, tracks, tile_server):
@@ -321,7 +321,7 @@ def test_failing_server_gives_plain_background_and_one_warning(
     with rasterio.open(tmp_path / "h.png") as png:
         assert png.read()[:, 0, 0].tolist() == [0, 0, 0]  # the 'hot' style's plain background
     if mode in ("500", "slow"):  # the server is in trouble: no further requests
-        assert len(tile_server.requests) <= basemap.MAX_CONNECTIONS
+        assert len(tile_server.requests) <= basemaphttp.MAX_CONNECTIONS
 
 
 def test_failing_server_through_the_cli_exits_zero(tmp_path, tracks, tile_server):
@@ -375,7 +375,7 @@ def test_damaged_cache_file_is_refetched(tmp_path, tracks, tile_server):
         tile_server.reset()
         result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
         assert warnings == [] and len(tile_server.requests) == 1  # that tile, from the server
-        basemap.decode_tile(victim.read_bytes())
+        basemapimage.decode_tile(victim.read_bytes())
 
 
 def test_attribution_is_stamped_bottom_right(tmp_path, tracks, tile_server):
@@ -420,28 +420,6 @@ def test_resolve_provider():
         basemap.resolve_provider("Thunderforest.OpenCycleMap")
 
 
-def test_expiry_headers():
-    now = 1_000_000.0
-    assert basemap.expiry({"Cache-Control": "public, max-age=600"}, now) == now + 600
-    assert basemap.expiry({"Cache-Control": "no-store"}, now) is None
-    assert basemap.expiry({"Cache-Control": "no-cache"}, now) == now
-    assert basemap.expiry({"Expires": "Thu, 01 Jan 1970 00:16:40 GMT"}, now) == 1000.0
-    assert basemap.expiry({"Expires": "garbage"}, now) == now
-    assert basemap.expiry({}, now) == now + 7 * 24 * 3600
-
-
-def test_decode_tile_expands_palettes_and_grey(tmp_path):
-    profile = {"driver": "PNG", "width": 256, "height": 256, "count": 1, "dtype": "uint8"}
-    with MemoryFile() as mem:
-        with mem.open(**profile) as dst:
-            dst.write(np.full((1, 256, 256), 7, dtype=np.uint8))
-            dst.write_colormap(1, {7: (10, 20, 30, 255)})
-        paletted = mem.read()
-    assert basemap.decode_tile(paletted)[:, 0, 0].tolist() == [10, 20, 30]
-    with pytest.raises(ValueError):
-        basemap.decode_tile(b"<html>")
-
-
 def one_warning(warnings, reason):
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("basemap: ") and reason in warnings[0], warnings[0]
@@ -468,7 +446,7 @@ def test_broken_answers_are_missing_tiles_never_a_traceback(
     assert cached_tiles(tmp_path / "cache") == []  # nothing broken kept for the next run
     assert not any(path.startswith("/ok/") for path in tile_server.requests)  # not followed
     if mode in ("short", "badstatus", "longline"):  # a broken server: asked no further
-        assert len(tile_server.requests) <= basemap.MAX_CONNECTIONS
+        assert len(tile_server.requests) <= basemaphttp.MAX_CONNECTIONS
 
 
 def test_same_host_redirects_are_followed(tmp_path, tracks, tile_server):
@@ -489,7 +467,7 @@ def test_an_endless_body_is_read_only_up_to_the_cap(tmp_path, tracks, tile_serve
     # Each body cut off after the cap plus what the sockets' buffers hold, far from the
     # 1 GiB on offer (read whole, a 1 GiB body took 4.2 GB of memory).
     assert len(tile_server.streamed) == total
-    assert max(tile_server.streamed) < 4 * basemap.MAX_TILE_BYTES
+    assert max(tile_server.streamed) < 4 * basemapimage.MAX_TILE_BYTES
     assert time.perf_counter() - started < 10
     assert cached_tiles(tmp_path / "cache") == []
 
@@ -505,7 +483,7 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(tmp_path, tile_server):
     assert 1.0 <= elapsed < 3.0
     assert report.missing == Counter(deadline=4) and not have.any()
     assert "4 deadline" in basemap.describe_missing(report)
-    assert len(tile_server.requests) == basemap.MAX_CONNECTIONS  # the rest never asked
+    assert len(tile_server.requests) == basemaphttp.MAX_CONNECTIONS  # the rest never asked
 
 
 def test_the_deadline_defaults_to_a_minute_for_all_tiles(tmp_path, tile_server, monkeypatch):
@@ -598,27 +576,6 @@ def test_an_unwritable_cache_still_serves_and_revalidates_what_it_has(
     one_warning(warnings, f"{count} tiles drawn but not cached")
 
 
-def test_decode_tile_refuses_cut_short_damaged_and_oversized_images():
-    whole = png_tile((10, 20, 30))
-    assert basemap.decode_tile(whole)[:, 5, 5].tolist() == [10, 20, 30]
-    for cut in (len(whole) - 12, len(whole) // 2, 40):  # GDAL would decode these, in black
-        with pytest.raises(ValueError, match="broken image"):
-            basemap.decode_tile(whole[:cut])
-    flipped = bytearray(whole)
-    flipped[len(whole) // 2] ^= 0x10  # one bit inside the image data: its CRC fails
-    with pytest.raises(ValueError, match="broken image"):
-        basemap.decode_tile(bytes(flipped))
-    started = time.perf_counter()
-    for width, height in ((30000, 30000), (256, 512), (2048, 2048)):
-        with pytest.raises(ValueError, match=rf"not a map tile \({width}x{height} px\)"):
-            basemap.decode_tile(png_claiming(width, height))
-    assert time.perf_counter() - started < 0.5  # refused from the header, not decoded
-    with pytest.raises(ValueError, match="too large"):
-        basemap.decode_tile(whole + bytes(basemap.MAX_TILE_BYTES))
-    with pytest.raises(ValueError, match="broken image"):
-        basemap.decode_tile(b"\xff\xd8\xff\xe0" + bytes(100))  # a JPEG without its end
-
-
 def test_a_bomb_already_in_the_cache_is_refused_and_replaced(tmp_path, tracks, tile_server):
     build(tracks, tmp_path, tile_server.url("ok"))
     victim = cached_tiles(tmp_path / "cache")[0]
@@ -628,7 +585,7 @@ def test_a_bomb_already_in_the_cache_is_refused_and_replaced(tmp_path, tracks, t
     result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
     assert time.perf_counter() - started < 5
     assert warnings == [] and len(tile_server.requests) == 1  # that tile, from the server
-    basemap.decode_tile(victim.read_bytes())
+    basemapimage.decode_tile(victim.read_bytes())
 
 
 @pytest.mark.parametrize("url, problem", [
@@ -664,10 +621,10 @@ def test_an_unforeseen_error_while_fetching_costs_tiles_not_the_build(
     def broken(*args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(basemap, "expiry", broken)  # runs in the fetching threads
+    monkeypatch.setattr(basemaphttp, "expiry", broken)  # runs in the fetching threads
     result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
     one_warning(warnings, "failed (RuntimeError)")
-    assert len(tile_server.requests) <= basemap.MAX_CONNECTIONS  # and the run stopped asking
+    assert len(tile_server.requests) <= basemaphttp.MAX_CONNECTIONS  # and the run stopped asking
 
 
 @pytest.fixture(scope="module")

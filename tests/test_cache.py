@@ -327,18 +327,18 @@ def test_cache_entries_that_are_no_regular_files_are_no_entries(tmp_path, ride, 
 @pytest.mark.parametrize("which", ["tile", "side file"])
 def test_a_basemap_tile_cache_entry_that_is_no_regular_file_is_no_entry(tmp_path, kind,
                                                                          which):
-    from geoheat import basemap
+    from geoheat import basemapcache
 
     path = tmp_path / "tiles" / "osm" / "15" / "1" / "2.tile"
-    basemap.store_cache(path, b"\x89PNG\r\n\x1a\n" + bytes(100), {"expires": 1e12})
-    assert basemap.read_cache(path) is not None
+    basemapcache.store_cache(path, b"\x89PNG\r\n\x1a\n" + bytes(100), {"expires": 1e12})
+    assert basemapcache.read_cache(path) is not None
     entry = path if which == "tile" else path.with_suffix(".json")
     entry.rename(tmp_path / "aside")
     if kind == "fifo":
         os.mkfifo(entry)
     else:
         entry.symlink_to(tmp_path / "aside")
-    assert in_thread(lambda: basemap.read_cache(path), [entry]) is None
+    assert in_thread(lambda: basemapcache.read_cache(path), [entry]) is None
 
 
 @pytest.mark.parametrize("cut", [1, 40, 0.5, -1])

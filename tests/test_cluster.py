@@ -24,7 +24,7 @@ import pytest
 distributed = pytest.importorskip("distributed")  # the dask extra, part of the test extra
 
 import geoheat  # noqa: E402
-from geoheat import InputError, ParameterError, cluster  # noqa: E402
+from geoheat import InputError, ParameterError, cluster, dask_session, url_sources  # noqa: E402
 from geoheat.cli import cli  # noqa: E402
 from geoheat.reading import parse_file  # noqa: E402
 from geoheat.samples import gpx_document  # noqa: E402
@@ -112,6 +112,19 @@ def test_cluster_build_equals_the_local_build_in_other_modes(tmp_path, inputs, s
     assert comparable(dask) == comparable(plain)
 
 
+def test_privacy_hiding_every_point_is_said_as_locally(tmp_path, inputs, scheduler):
+    # The count is recorded in one place (counting.record): before, the cluster's own
+    # copy said 'no trackpoint lies inside --bounds' here.
+    settings = dict(zoom=14, bounds=(46.04, 46.06, 14.49, 14.51),
+                    privacy_zones=["46.05,14.50,3000"])
+    messages = []
+    for which, scheduled in (("plain", {}), ("dask", {"scheduler": scheduler})):
+        with pytest.raises(InputError) as caught:
+            geoheat.build([inputs], out(tmp_path, which), **settings, **scheduled)
+        messages.append(str(caught.value))
+    assert messages == ["nothing to draw: every point inside --bounds is hidden by privacy"] * 2
+
+
 def test_cluster_build_of_the_chengdu_runs_is_the_local_build(tmp_path, scheduler):
     runs = shared_folder("chengdu-runs")
     plain, dask = build_both(tmp_path, [runs], scheduler, zoom=15, jobs=2)
@@ -132,7 +145,7 @@ def test_a_parse_cache_on_the_workers_gives_the_same_result(tmp_path, inputs, sc
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path, inputs, monkeypatch):
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(dask_session, "CONNECT_TIMEOUT", "1s")
     with pytest.raises(ParameterError, match=r"^cannot reach the Dask scheduler at "
                                              r"tcp://127.0.0.1:9 \(Timed out trying"):
         geoheat.build([inputs], out(tmp_path, "dask"), scheduler="tcp://127.0.0.1:9")
@@ -187,7 +200,7 @@ def test_a_peer_that_is_not_a_dask_scheduler_is_one_line(tmp_path, inputs, monke
                                                           behaviour, why):
     """Before: a silent peer held the build until it went away; an HTTP server's reply
     made Dask's reader ask for 3.07 EiB (MemoryError)."""
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(dask_session, "CONNECT_TIMEOUT", "1s")
     with scripted_peer(behaviour) as address:
         with pytest.raises(ParameterError) as err:
             geoheat.build([inputs], out(tmp_path, "dask"), scheduler=address)
@@ -230,9 +243,9 @@ def test_cli_an_http_server_as_scheduler_exits_2_in_one_line(tmp_path, inputs):
 def test_a_client_that_fails_to_start_does_not_hold_the_exit(tmp_path):
     """If the peer passes the question but Dask's Client then fails (here: the question
     skipped), the half-made Client is closed at once, not at exit (60 s then)."""
-    code = ("import sys\nfrom geoheat import cluster, ParameterError\n"
-            "cluster.ask_scheduler = lambda *args: None\n"
-            "try:\n    cluster.Session(sys.argv[1])\n"
+    code = ("import sys\nfrom geoheat import dask_session, ParameterError\n"
+            "dask_session.ask_scheduler = lambda *args: None\n"
+            "try:\n    dask_session.Session(sys.argv[1])\n"
             "except ParameterError as err:\n    print(err)\n")
     with scripted_peer("http") as address:
         done = subprocess.run([sys.executable, "-c", code, address], capture_output=True,
@@ -535,7 +548,7 @@ def test_memory_urls_with_an_export_index(tmp_path, write_gpx):
         if path.is_file():
             fs.pipe(f"/geoheat-test/{path.relative_to(local)}", path.read_bytes())
     try:
-        found = cluster.find_url_sources("memory://geoheat-test")
+        found = url_sources.find_url_sources("memory://geoheat-test")
         assert [(s.url, s.activity_type) for s in found] == [
             ("memory://geoheat-test/activities/a.gpx", "Run"),
             ("memory://geoheat-test/activities/b.gpx", "Ride")]
@@ -548,7 +561,7 @@ def test_memory_urls_with_an_export_index(tmp_path, write_gpx):
         assert_same_files(tmp_path)
         assert dask.types == plain.types == {"Run": 1}
         with pytest.raises(InputError, match="no such file or folder"):
-            cluster.find_url_sources("memory://geoheat-test/nothing-here")
+            url_sources.find_url_sources("memory://geoheat-test/nothing-here")
     finally:
         fs.rm("/geoheat-test", recursive=True)
 
@@ -560,19 +573,19 @@ def test_parse_url_names_the_url_in_its_reasons(tmp_path):
     fs.pipe("/geoheat-parse/broken.gpx", b'<?xml version="1.0"?><gpx><trk><trkseg><trkpt lat="4')
     fs.pipe("/geoheat-parse/big.gpx", b" " * 5000)
     try:
-        broken = cluster.parse_url("memory://geoheat-parse/broken.gpx")
+        broken = url_sources.parse_url("memory://geoheat-parse/broken.gpx")
         assert broken.name == "memory://geoheat-parse/broken.gpx"
         assert broken.error.startswith("memory://geoheat-parse/broken.gpx: ")
         assert "geoheat-url-" not in broken.error  # no temporary path
-        big = cluster.parse_url("memory://geoheat-parse/big.gpx", max_bytes=1000)
+        big = url_sources.parse_url("memory://geoheat-parse/big.gpx", max_bytes=1000)
         assert big.error == "memory://geoheat-parse/big.gpx: larger than 1,000 bytes " \
                             "(--max-file-size raises the limit)"
-        gone = cluster.parse_url("memory://geoheat-parse/gone.gpx")
+        gone = url_sources.parse_url("memory://geoheat-parse/gone.gpx")
         assert gone.error.startswith("memory://geoheat-parse/gone.gpx: cannot read")
         good = tmp_path / "one.gpx"
         good.write_text(gpx_document([np.array([(104.0, 30.0), (104.01, 30.01)])]))
         fs.pipe("/geoheat-parse/one.gpx", good.read_bytes())
-        parsed = cluster.parse_url("memory://geoheat-parse/one.gpx")
+        parsed = url_sources.parse_url("memory://geoheat-parse/one.gpx")
         local = parse_file(good)
         assert parsed.error is None and parsed.name == "memory://geoheat-parse/one.gpx"
         assert np.array_equal(parsed.xy, local.xy) and parsed.start == local.start

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import geoheat
-from geoheat import countcache, pipeline, tiles
+from geoheat import countcache, counting, tiles
 from geoheat.rasterize import TooBig
 
 from .conftest import straight
@@ -33,13 +33,13 @@ def rides(tmp_path, write_gpx):
 def counted(monkeypatch):
     """The activities each build counted (loaded and drawn), in order."""
     calls = []
-    real = pipeline.count_activity
+    real = counting.count_activity
 
     def spy(parsed, *args, **kwargs):
         calls.append(parsed.name)
         return real(parsed, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "count_activity", spy)
+    monkeypatch.setattr(counting, "count_activity", spy)
     return calls
 
 
@@ -182,7 +182,7 @@ def test_a_cached_build_too_big_for_memory_is_refused_before_its_tiles_are_made(
         tmp_path, rides, monkeypatch):
     store = tmp_path / "cache"
     build(rides, tmp_path / "a", store)
-    monkeypatch.setattr(pipeline, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(counting, "available_memory", lambda: 2**20)
     with pytest.raises(TooBig, match=r"tiles at zoom 15.*lower --zoom"):
         build(rides, tmp_path / "b", store)
 
@@ -223,13 +223,13 @@ def test_another_zoom_or_output_counts_only_the_grids_not_counted_before(
     # so a build at zoom 14 after one at 15 counts nothing (its grids were the levels),
     # and adding a tile archive counts only the levels it adds.
     grids_counted = []
-    real = pipeline.count_activity
+    real = counting.count_activity
 
     def spy(parsed, box, grids, *args):
         grids_counted.append(tuple(g.zoom for g in grids))
         return real(parsed, box, grids, *args)
 
-    monkeypatch.setattr(pipeline, "count_activity", spy)
+    monkeypatch.setattr(counting, "count_activity", spy)
     store = tmp_path / "cache"
     first = build(rides, tmp_path / "a", store, zoom=15, mbtiles=None)  # PNG and COG
     assert not first.counts_cached and len(set(grids_counted)) == 1
@@ -297,14 +297,14 @@ def test_a_file_rewritten_during_a_build_is_skipped_not_miscounted(
 def test_a_file_removed_during_a_build_is_skipped(tmp_path, rides, monkeypatch):
     store = tmp_path / "cache"
     build(rides, tmp_path / "a", store, mbtiles=None)
-    real = pipeline.read_files
+    real = counting.read_files
 
     def read_then_remove(*args, **kwargs):
         parsed = real(*args, **kwargs)
         (rides / "r1.gpx").unlink()
         return parsed
 
-    monkeypatch.setattr(pipeline, "read_files", read_then_remove)
+    monkeypatch.setattr(counting, "read_files", read_then_remove)
     result = build(rides, tmp_path / "b", store, mbtiles=None, zoom=16)
     assert result.activities == 4 and [Path(name).name for name, _ in result.skipped] == [
         "r1.gpx"]

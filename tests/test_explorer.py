@@ -271,7 +271,8 @@ def test_serve_gives_the_explorer_tiles_when_asked(tmp_path, write_gpx):
 
     from geoheat.options import BuildOptions
     from geoheat.render import Renderer
-    from geoheat.serve import RenderedTiles, make_server
+    from geoheat.renderedtiles import RenderedTiles
+    from geoheat.serve import make_server
 
     write_gpx("run.gpx", straight(104.0, 30.6, 104.1, 30.6, step_m=100))
     write_gpx("walk.gpx", straight(104.0, 30.55, 104.0, 30.65, step_m=100))

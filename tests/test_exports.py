@@ -15,7 +15,8 @@ from geoheat import formats
 from geoheat.projection import unproject
 from geoheat.reading import parse_file
 from geoheat.samples import gpx_document
-from geoheat.sources import Source, find_sources
+from geoheat.source_bytes import Source
+from geoheat.sources import find_sources
 
 from .conftest import shared_folder
 

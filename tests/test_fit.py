@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoheat import fit, formats
+from geoheat import fit, fitdamage, fitscan, formats
 from geoheat.errors import GPXError
 
 from .conftest import SHARED_DATA, shared_folder
@@ -404,7 +404,7 @@ def test_the_fit_reader_is_what_reading_uses():
 def test_an_unforeseen_error_in_the_fast_reader_falls_back_to_the_sdk(monkeypatch):
     def broken(data):
         raise IndexError("a bug")
-    monkeypatch.setattr(fit, "_scan", broken)
+    monkeypatch.setattr(fit, "scan_messages", broken)
     monkeypatch.setattr(fit, "read_fit_sdk", SDK)
     act, note = fit.read_fit(activity(POINTS[:7]).bytes(), "x.fit")
     assert act.points == 7 and note is None
@@ -491,29 +491,12 @@ def test_an_undamaged_file_keeps_its_glitches():
     act, note = assert_same_as_sdk(data)
     assert act.points == 30 and note is None
     body = data[:-2]
-    with_crc = body + struct.pack("<H", fit.crc16(body))
+    with_crc = body + struct.pack("<H", fitdamage.crc16(body))
     act, note = assert_same_as_sdk(with_crc)
     assert act.points == 30 and note is None
-    wrong = body + struct.pack("<H", fit.crc16(body) ^ 1)
+    wrong = body + struct.pack("<H", fitdamage.crc16(body) ^ 1)
     act, note = fit.read_fit(wrong, "x.fit")
     assert act.points == 29 and "CRC does not match" in note
-
-
-def test_the_crc_is_the_fit_crc():
-    for path in shared_fit_files()[:3] or [None]:
-        if path is None:
-            shared_folder("fit-tcx")
-        data = path.read_bytes()
-        end = data[0] + int.from_bytes(data[4:8], "little")
-        assert fit.crc16(data[:end]) == int.from_bytes(data[end:end + 2], "little"), path
-    assert fit.crc16(b"123456789") == 0xBB3D  # CRC-16/ARC's check value
-    long = bytes(range(256)) * 40 + b"tail"  # long enough for the lanes
-    crc = 0
-    for byte in long:  # bit by bit, as the FIT protocol describes it
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    assert fit.crc16(long) == crc
 
 
 # The start, the sport and unfinished files (issues 19 and 21).
@@ -613,14 +596,14 @@ def test_an_unfinished_file_is_read_to_its_last_whole_message(tmp_path):
 # Local message types in turn (issue 27): every layout on the vectorised path.
 
 def singles_counted(monkeypatch):
-    """How many records the one-by-one path reads (what _Scan.flush gathers)."""
+    """How many records the one-by-one path reads (what Scan.flush gathers)."""
     counted = []
-    real = fit._Scan.flush
+    real = fitscan.Scan.flush
 
     def flush(scan):
         counted.append(len(scan.one_lat))
         real(scan)
-    monkeypatch.setattr(fit._Scan, "flush", flush)
+    monkeypatch.setattr(fitscan.Scan, "flush", flush)
     return counted
 
 
@@ -733,9 +716,9 @@ def test_a_damaged_file_the_sdk_reads_leaves_out_positions_out_of_step(monkeypat
     for i, (lon, lat) in enumerate(POINTS[:30]):
         e.write(1, T0 + i, semicircles(lat + (20 if i == 12 else 0)), semicircles(lon))
     body = e.bytes()[:-2]
-    act, note = fit.read_fit(body + struct.pack("<H", fit.crc16(body)), "x.fit")
+    act, note = fit.read_fit(body + struct.pack("<H", fitdamage.crc16(body)), "x.fit")
     assert act.points == 30 and note is None  # sound: the glitch is the device's
-    act, note = fit.read_fit(body + struct.pack("<H", fit.crc16(body) ^ 1), "x.fit")
+    act, note = fit.read_fit(body + struct.pack("<H", fitdamage.crc16(body) ^ 1), "x.fit")
     np.testing.assert_allclose(act.segments[0], POINTS[:12] + POINTS[13:30], atol=1e-7)
     assert note == ("x.fit: damaged (its CRC does not match); left out 1 position out of "
                     "step with the track")

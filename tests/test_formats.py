@@ -16,7 +16,8 @@ from geoheat.formats import read_tcx
 from geoheat.gpx import read_gpx_data, start_time
 from geoheat.reading import parse_file
 from geoheat.samples import gpx_document
-from geoheat.sources import Source, describe_content, sniff_format
+from geoheat.sniff import describe_content, sniff_format
+from geoheat.source_bytes import Source
 
 from .conftest import shared_folder
 from .test_exports import tcx_document
@@ -295,7 +296,7 @@ def test_parse_file_keeps_times_aligned_with_kept_points(tmp_path):
 def test_one_malformed_time_among_thousands_is_nan_not_a_crash():
     # Found by bench/fuzz_inputs.py: numpy's datetime64 cast of a large array holding
     # one malformed string kills the process (a flipped bit in a Garmin file).
-    from geoheat.gpx import posix_times
+    from geoheat.times import posix_times
 
     texts = [b"2024-05-29T12:46:28.000Z"] * 9000
     texts[4500] = b"2024-'5-29T12:46:28.000Z"

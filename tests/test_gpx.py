@@ -201,7 +201,7 @@ def test_a_coordinate_that_is_no_number_is_dropped_and_counted(tmp_path, text, e
 
 
 def test_plain_decimal_coordinates_in_every_form_are_read(tmp_path):
-    from geoheat.gpx import coordinate
+    from geoheat.coordinates import coordinate
 
     for text, value in [("46.05", 46.05), (" +46.05 ", 46.05), ("4.605e1", 46.05),
                         (".5", 0.5), ("46.", 46.0), ("-0", 0.0), ("46", 46.0)]:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from geoheat.checks import available_cores, check_zoom
 from geoheat.errors import OutputError, ParameterError
-from geoheat.options import BuildOptions, available_cores, check_zoom
+from geoheat.options import BuildOptions
 
 
 def test_defaults_are_the_librarys():
@@ -102,3 +103,58 @@ def test_two_outputs_of_one_name_are_refused(tmp_path, settings):
     named = {key: tmp_path / value for key, value in settings.items()}
     with pytest.raises(OutputError, match="named for two outputs"):
         BuildOptions(inputs=[tmp_path], output=tmp_path / "h.png", **named)
+
+
+def test_each_part_holds_its_settings_and_the_flat_reads_are_the_parts():
+    from geoheat.options import Basemap, Drawing, Reading, Selection, Writing
+
+    options = BuildOptions(inputs=["tracks"], jobs=1, years="2024", zoom="12", sigma=2,
+                           csv=True, basemap="osm", max_tiles=5)
+    assert options.reading == Reading(inputs=["tracks"], jobs=1)
+    assert options.selection == Selection(years=[2024])
+    assert options.drawing == Drawing(zoom=12, sigma=2.0)
+    assert options.writing == Writing(csv=True)
+    assert options.map == Basemap(basemap="osm", max_tiles=5)
+    assert options.writing.outputs == options.outputs and "csv" in options.outputs
+    for name, value in options.settings().items():
+        part = next(p for p in (options.reading, options.selection, options.drawing,
+                                options.writing, options.map) if hasattr(p, name))
+        assert getattr(part, name) == value == getattr(options, name)
+    assert len(options.settings()) == 45  # every setting, once
+
+
+def test_a_part_checks_itself():
+    from geoheat.options import Drawing, Reading, Writing
+
+    with pytest.raises(ParameterError, match="zoom must be 0-19"):
+        Drawing(zoom=30)
+    with pytest.raises(ParameterError, match="jobs must be a whole number"):
+        Reading(jobs=0)
+    with pytest.raises(OutputError, match="must end in"):
+        Writing(output="h.jpg")
+
+
+def test_settings_across_parts_are_checked_together():
+    with pytest.raises(ParameterError, match="min zoom 15 is above the output zoom 12"):
+        BuildOptions(min_zoom=15, zoom=12)  # writing's min zoom, drawing's zoom
+
+
+def test_replace_changes_one_part_and_the_options_travel_whole():
+    import pickle
+
+    options = BuildOptions(zoom=12, privacy_zones=["46.05,14.5,300"])
+    changed = options.replace(zoom=13)
+    assert changed.drawing.zoom == 13 and changed.reading == options.reading
+    assert changed.zones == options.zones and len(changed.zones) == 1
+    assert BuildOptions(**options.settings()) == options
+    assert pickle.loads(pickle.dumps(options)) == options  # to Dask's workers and back
+    assert hash(options) == hash(options.replace())
+    with pytest.raises(TypeError, match="unexpected keyword argument 'zooom'"):
+        BuildOptions(zooom=12)
+
+
+def test_inputs_and_output_may_come_by_position_the_rest_by_keyword():
+    options = BuildOptions(["tracks"], "h.tif", zoom=12)
+    assert (options.inputs, options.output, options.zoom) == ((Path("tracks"),), Path("h.tif"), 12)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        BuildOptions(["tracks"], "h.tif", None)

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 import geoheat
-from geoheat import outputs, pipeline
+from geoheat import outputs, pipeline, writers
 from geoheat.errors import OutputError
 
 RIDE = [(14.50 + i * 0.0005, 46.05 + i * 0.0002) for i in range(100)]
@@ -366,13 +366,13 @@ def test_output_names_as_long_as_the_file_system_allows(tmp_path, rides):
 def test_a_folder_removed_during_the_build_is_one_line(tmp_path, rides, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
-    real = pipeline.write_qml
+    real = writers.write_qml
 
     def written_then_folder_gone(*args, **kwargs):
         real(*args, **kwargs)
         shutil.rmtree(out)
 
-    monkeypatch.setattr(pipeline, "write_qml", written_then_folder_gone)
+    monkeypatch.setattr(writers, "write_qml", written_then_folder_gone)
     with pytest.raises(OutputError) as caught:
         build(rides, out)
     assert str(caught.value) == f"{out / 'h-heat.tif'}: cannot write (its folder {out} was removed)"
@@ -405,7 +405,7 @@ def test_a_site_in_the_current_folder_is_refused_before_anything_is_written(
 
 
 def test_a_site_that_cannot_be_written_leaves_the_previous_set(tmp_path, rides, monkeypatch):
-    from geoheat import serve
+    from geoheat import staticsite
 
     out = tmp_path / "out"
     out.mkdir()
@@ -415,7 +415,7 @@ def test_a_site_that_cannot_be_written_leaves_the_previous_set(tmp_path, rides, 
     def full_disk(meta):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(serve, "page", full_disk)
+    monkeypatch.setattr(staticsite, "page", full_disk)
     result = cli_build(rides, "-o", out / "h.png", "--sigma", "3", "--site", tmp_path / "site")
     assert result.exit_code == 2
     assert result.stderr == (f"geoheat: error: {tmp_path / 'site'}: cannot write the site: "

@@ -212,7 +212,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, write_gpx, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device", str(args[0]))
 
-    monkeypatch.setattr(geoheat.pipeline, "write_geotiff", broken)
+    monkeypatch.setattr(geoheat.writers, "write_geotiff", broken)
     with pytest.raises(geoheat.OutputError) as caught:
         geoheat.build([tmp_path], tmp_path / "out.png")
     assert str(caught.value) == f"{tmp_path / 'out-heat.tif'}: cannot write (no space left on the device)"

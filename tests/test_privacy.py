@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 import geoheat
 from geoheat import privacy, tiles
 from geoheat.cli import cli
-from geoheat.errors import ParameterError
 from geoheat.options import BuildOptions
-from geoheat.privacy import Privacy, Zone
+from geoheat.privacy import Privacy
+from geoheat.privacy_settings import Zone
 from geoheat.projection import project
 from geoheat.reading import read_files
 from geoheat.render import Renderer
@@ -195,25 +195,6 @@ def test_auto_needs_a_tenth_of_the_activities():
     # 6 at the club is not 10% of 100 activities.
     found = privacy.auto_zones(ends_at([(30.6, 104.05), (30.65, 104.10)], [94, 6]))
     assert len(found) == 1
-
-
-def test_zone_text_and_files_are_checked(tmp_path):
-    assert privacy.parse_zone("30.5,104.1") == Zone(30.5, 104.1, 200)
-    assert privacy.parse_zone(" 30.5 , 104.1 , 350 ") == Zone(30.5, 104.1, 350)
-    for bad, why in (("30.5", "expected LAT,LON"), ("a,b", "expected LAT,LON"),
-                     ("95,10", "latitude"), ("30,10,0", "radius"), ("30,10,9000", "radius")):
-        with pytest.raises(ParameterError, match=why):
-            privacy.parse_zone(bad)
-    zones = tmp_path / "zones.txt"
-    zones.write_text("# home\n30.5,104.1\n\n30.6,104.2,400  # work\n")
-    assert privacy.read_zone_file(zones) == (Zone(30.5, 104.1), Zone(30.6, 104.2, 400))
-    zones.write_text("30.5,104.1\n30.6;104.2\n")
-    with pytest.raises(ParameterError, match=r"zones.txt line 2: expected LAT,LON"):
-        privacy.read_zone_file(zones)
-    with pytest.raises(ParameterError, match="cannot read the privacy file"):
-        BuildOptions(inputs=[tmp_path], privacy_file=tmp_path / "missing.txt")
-    with pytest.raises(ParameterError, match="hide ends"):
-        BuildOptions(inputs=[tmp_path], hide_ends=-5)
 
 
 def test_cli_says_a_bad_zone_in_one_line(tmp_path):

@@ -1,91 +1,38 @@
-"""`geoheat serve` and `build --site`: tiles rendered on request equal the build's, the
-server's routes over real HTTP on 127.0.0.1, the page in a real (headless) browser."""
+"""`geoheat serve`: tiles rendered on request equal the build's (its MBTiles, its
+--site), the server's routes over real HTTP on 127.0.0.1, the page in a real (headless)
+browser. Tile files served as they are: test_mbtilesfile, test_pmtilesfile."""
 
 import contextlib
 import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.io import MemoryFile
 
 import geoheat
 from geoheat.cli import cli
 from geoheat.options import BuildOptions
-from geoheat.reading import read_files
-from geoheat.render import EMPTY_PNG, METATILE, BytesLRU, Renderer, encode_png
-from geoheat.serve import MBTilesFile, PMTilesFile, RenderedTiles, leaflet_dir, make_server
-from geoheat.sources import find_sources
+from geoheat.page import leaflet_dir
+from geoheat.render import EMPTY_PNG, METATILE, BytesLRU, encode_png
+from geoheat.renderedtiles import RenderedTiles
+from geoheat.serve import make_server
 
-SAMPLES = Path(__file__).resolve().parents[1] / "gpx"
-ZOOM = 14
-
-
-def decode(data: bytes) -> np.ndarray:
-    """PNG bytes as (4, h, w) RGBA, by GDAL (an opaque RGB tile gets alpha 255)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile(data) as mem, mem.open() as src:
-            pixels = src.read()
-    if pixels.shape[0] == 3:
-        pixels = np.concatenate([pixels, np.full((1, *pixels.shape[1:]), 255, np.uint8)])
-    return pixels
-
-
-def mbtiles_tiles(path: Path) -> dict:
-    """{(z, x, y): RGBA} of an MBTiles file, XYZ rows."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles")
-        return {(z, x, 2**z - 1 - row): decode(data) for z, x, row, data in rows}
-
-
-def renderer_for(options: BuildOptions, **kwargs) -> Renderer:
-    sources = find_sources(options.inputs, options.pattern)
-    return Renderer(options, read_files(sources, options.parse_cache, options.jobs), **kwargs)
+from .serving import (SAMPLES, ZOOM, assert_heat_on_screen, decode, get, mbtiles_tiles,
+                      renderer_for, running, start_command)
 
 
 @pytest.fixture(scope="module")
 def samples_renderer():
     return renderer_for(BuildOptions(inputs=[SAMPLES]))
-
-
-@contextlib.contextmanager
-def running(source):
-    """A server for the source on a free loopback port, in a thread; stopped after."""
-    server = make_server(source, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def get(server, path: str, headers=None, method="GET"):
-    """(status, headers, body) of one request to the server."""
-    host, port = server.server_address[:2]
-    connection = http.client.HTTPConnection(host, port, timeout=30)
-    try:
-        connection.request(method, path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -393,56 +340,6 @@ def test_other_methods_and_a_broken_request_get_no_traceback(server):
     assert b"400" in answer and b"Traceback" not in answer
 
 
-# Tile files.
-
-@pytest.fixture(scope="module")
-def built_mbtiles(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("built")
-    geoheat.build([SAMPLES], folder / "h.png", zoom=ZOOM, mbtiles=folder / "h.mbtiles",
-                  min_zoom=ZOOM - 2, max_zoom=ZOOM)
-    return folder / "h.mbtiles"
-
-
-def test_an_mbtiles_file_is_served_as_it_is(built_mbtiles):
-    with contextlib.closing(sqlite3.connect(built_mbtiles)) as db:
-        z, x, row, data = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data "
-                                     "FROM tiles WHERE zoom_level = ?", (ZOOM,)).fetchone()
-    with running(MBTilesFile(built_mbtiles)) as server:
-        status, headers, body = get(server, f"/heat/{z}/{x}/{2**z - 1 - row}.png")
-        assert status == 200 and body == data and headers["Content-Type"] == "image/png"
-        assert get(server, f"/heat/{z}/{x}/{2**z - 1 - row}.png",
-                   {"If-None-Match": headers["ETag"]})[0] == 304
-        assert get(server, "/heat/0/0/0.png")[2] == EMPTY_PNG  # no such tile: transparent
-        assert get(server, f"/heat/{z}/{x}/{2**z - 1 - row}.png?c=hot")[0] == 404
-        meta = json.loads(get(server, "/meta.json")[2])
-        assert not meta["dynamic"] and (meta["minzoom"], meta["maxzoom"]) == (ZOOM - 2, ZOOM)
-        assert b'"dynamic": false' in get(server, "/")[2]
-
-
-def test_a_pmtiles_file_is_served_as_it_is(tmp_path, samples_renderer):
-    from pmtiles.tile import Compression, TileType, zxy_to_tileid
-    from pmtiles.writer import Writer
-
-    keys = samples_renderer.lit_tiles(ZOOM)
-    path = tmp_path / "h.pmtiles"
-    with open(path, "wb") as f:
-        writer = Writer(f)
-        for x, y in sorted(keys, key=lambda k: zxy_to_tileid(ZOOM, *k)):
-            writer.write_tile(zxy_to_tileid(ZOOM, x, y), samples_renderer.png_tile(ZOOM, x, y))
-        writer.finalize({"tile_type": TileType.PNG, "tile_compression": Compression.NONE,
-                         "min_zoom": ZOOM, "max_zoom": ZOOM, "min_lon_e7": 144_000_000,
-                         "min_lat_e7": 460_000_000, "max_lon_e7": 146_000_000,
-                         "max_lat_e7": 461_000_000, "center_zoom": ZOOM,
-                         "center_lon_e7": 145_000_000, "center_lat_e7": 460_500_000},
-                        {"name": "samples"})
-    with running(PMTilesFile(path)) as server:
-        x, y = keys[0]
-        status, headers, body = get(server, f"/heat/{ZOOM}/{x}/{y}.png")
-        assert status == 200 and body == samples_renderer.png_tile(ZOOM, x, y)
-        meta = json.loads(get(server, "/meta.json")[2])
-        assert meta["name"] == "samples" and meta["maxzoom"] == ZOOM and not meta["dynamic"]
-
-
 # The command.
 
 def test_serve_help_is_instant_and_lists_its_options():
@@ -455,21 +352,6 @@ def test_serve_help_is_instant_and_lists_its_options():
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
-
-
-def start_command(*args, cwd=None):
-    """`geoheat serve ARGS` in a process of its own; returns it and the URL it printed."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "geoheat", "serve", *map(str, args)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env, cwd=cwd)
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        if "serving at" in line:
-            return process, line.split("serving at ")[1].split()[0], lines
-    process.wait(10)
-    raise AssertionError("".join(lines))
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
@@ -525,49 +407,6 @@ def test_listening_beyond_loopback_warns(tmp_path, monkeypatch):
 
 # The page in a real browser.
 
-def chromium() -> str:
-    """Debian's chromium, or skip saying how to get it (.ci/run installs it)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
-    return found
-
-
-def screenshot(url: str, path: Path, size=(800, 600)) -> np.ndarray:
-    """The page at url as headless Chromium draws it: (3, h, w) RGB."""
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--hide-scrollbars", "--force-device-scale-factor=1",
-             f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-             "--virtual-time-budget=10000", f"--screenshot={path}", url],
-            capture_output=True, text=True, timeout=120)
-    assert path.is_file(), result.stderr[-2000:]
-    return decode(path.read_bytes())[:3]
-
-
-def expected_screen(renderer, zoom, origin, size, background, view=None, cmap=None):
-    """What the heat over a plain background looks like from world pixel origin."""
-    from geoheat.tiles import TILE_SIZE
-
-    width, height = size
-    picture = np.zeros((4, height, width), dtype=np.uint8)
-    col0, row0 = origin
-    for ty in range(row0 // TILE_SIZE, (row0 + height - 1) // TILE_SIZE + 1):
-        for tx in range(col0 // TILE_SIZE, (col0 + width - 1) // TILE_SIZE + 1):
-            rgba = renderer.rgba_tile(zoom, tx, ty, view, cmap)
-            if rgba is None:
-                continue
-            top, left = ty * TILE_SIZE - row0, tx * TILE_SIZE - col0
-            r0, c0 = max(top, 0), max(left, 0)
-            r1, c1 = min(top + TILE_SIZE, height), min(left + TILE_SIZE, width)
-            picture[:, r0:r1, c0:c1] = rgba[:, r0 - top:r1 - top, c0 - left:c1 - left]
-    alpha = picture[3:].astype(float) / 255
-    rgb = picture[:3] * alpha + np.array(background).reshape(3, 1, 1) * (1 - alpha)
-    return np.rint(rgb).astype(np.uint8), picture[3]
-
-
 @pytest.mark.parametrize("filters", ["", "&type=Run&years=2024-2025&cmap=viridis&scaling=linear",
                                      "&cmap=light", "&normalize=local"])
 def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, tmp_path,
@@ -585,181 +424,6 @@ def test_the_page_shows_the_heat_where_the_tracks_are(server, samples_renderer, 
         cmap = "light"
     assert_heat_on_screen(server.url, samples_renderer, ZOOM, filters, view, cmap,
                           tmp_path / "page.png")
-
-
-def assert_heat_on_screen(url, renderer, zoom, filters, view, cmap, shot_path):
-    """Chromium's screenshot of the page at url, centred on the heat at zoom, shows the
-    renderer's tiles for the view and colormap, pixel for pixel (within a pixel's shift)."""
-    from geoheat.projection import unproject
-    from geoheat.tiles import ORIGIN_SHIFT, resolution
-
-    size = (800, 600)
-    keys = renderer.lit_tiles(zoom, view)
-    # The view's centre: a quarter pixel past a pixel corner in the middle of the lit
-    # tiles, so Leaflet's rounding of the view's corner is not left to float error.
-    centre = (int(np.mean([x for x, _ in keys]) * 256 + 128),
-              int(np.mean([y for _, y in keys]) * 256 + 128))
-    res = resolution(zoom)
-    lon, lat = (float(v) for v in unproject(np.array([[
-        -ORIGIN_SHIFT + (centre[0] + 0.25) * res, ORIGIN_SHIFT - (centre[1] + 0.25) * res]]))[0])
-    shot = screenshot(f"{url}#map={zoom}/{lat!r}/{lon!r}{filters}", shot_path,
-                      size)
-    # Leave out the controls: zoom buttons (top left), filters (top right), attribution,
-    # the legend (bottom left).
-    free = np.ones((size[1], size[0]), dtype=bool)
-    free[:90, :60] = free[:170, 600:] = free[-30:, 420:] = free[-100:, :270] = False
-    # The legend is there: its pale box, bottom left, over the dark (or light) ground.
-    box = shot[:, -40:-25, 20:200].astype(float).mean(axis=0)
-    assert np.median(box) > 200 or cmap == "light", np.median(box)
-    # Where Leaflet puts the view's corner, within a pixel or two (headless Chromium's
-    # viewport may be a pixel shorter than its window): the best of the small shifts.
-    best = (0.0, 0.0, 0, None)
-    for dx in range(-2, 3):
-        for dy in range(-2, 3):
-            want, alpha = expected_screen(
-                renderer, zoom,
-                (centre[0] - size[0] // 2 + dx, centre[1] - size[1] // 2 + dy), size,
-                (242, 239, 233) if cmap == "light" else (17, 17, 17),  # app.css's, no basemap
-                view, cmap)
-            hot, cold = free & (alpha == 255), free & (alpha == 0)
-            close = np.abs(shot.astype(int) - want.astype(int)).max(axis=0) <= 8
-            best = max(best, (close[hot].mean(), close[cold].mean(), int(hot.sum()), (dx, dy)))
-    heat_share, cold_share, hot_pixels, shift = best
-    assert hot_pixels > 500, "the view should hold heat"
-    assert heat_share > 0.97, f"heat pixels in the heat's colours: {heat_share:.3f} at {shift}"
-    assert cold_share > 0.99, f"no heat where there is none: {cold_share:.3f} at {shift}"
-
-
-# The static site.
-
-@contextlib.contextmanager
-def static_host(folder: Path, log: list | None = None):
-    """Any static web server: the standard library's, serving folder on 127.0.0.1 (log:
-    a list that gets each request's path and status)."""
-    import functools
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_request(self, code="-", size="-"):
-            if log is not None:
-                log.append((self.path, int(code)))
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def build_site_at(tmp_path, site, *zoom_options):
-    """`geoheat build --site site` of the samples (with an MBTiles beside it); the run."""
-    result = CliRunner().invoke(cli, [
-        "build", str(SAMPLES), "-o", str(tmp_path / "h.png"), "--basemap", "none",
-        "--mbtiles", str(tmp_path / "h.mbtiles"), *zoom_options, "--site", str(site),
-        "--no-cache", "-j", "1"])
-    assert result.exit_code == 0, result.output
-    assert f"-> {site}/index.html" in result.stderr
-    return result
-
-
-# The site's files and refusals need no browser: checked apart from the page, so a
-# machine without Chromium still checks them.
-def test_build_site_is_a_static_site_of_the_builds_tiles(tmp_path):
-    site = tmp_path / "site"
-    build_site_at(tmp_path, site, "--zoom", str(ZOOM), "--min-zoom", str(ZOOM), "--max-zoom",
-                  str(ZOOM))
-    built = mbtiles_tiles(tmp_path / "h.mbtiles")
-    written = {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
-               for p in (site / "tiles").glob("*/*/*.png")}
-    assert {key for key in written if key[0] == ZOOM} == set(built)
-    assert {z for z, _, _ in written} == {ZOOM}  # --min-zoom, --max-zoom
-    for (z, x, y), pixels in built.items():
-        np.testing.assert_array_equal(decode((site / f"tiles/{z}/{x}/{y}.png").read_bytes()),
-                                      pixels)
-    for name in ("leaflet.js", "leaflet.css", "images/layers.png"):
-        assert (site / "leaflet" / name).read_bytes() == (leaflet_dir() / name).read_bytes()
-    meta = json.loads((site / "meta.json").read_text())
-    assert not meta["dynamic"] and meta["tiles"] == "tiles/{z}/{x}/{y}.png"
-    assert (meta["minzoom"], meta["maxzoom"]) == (ZOOM, ZOOM)
-    # Written again over itself; a folder that is no site is refused before any work.
-    again = CliRunner().invoke(cli, [
-        "build", str(SAMPLES), "--zoom", "12", "-o", str(tmp_path / "h.png"), "--basemap",
-        "none", "--site", str(site), "--no-cache", "-j", "1"])
-    assert again.exit_code == 0, again.output
-    meta = json.loads((site / "meta.json").read_text())
-    # By default from the min zoom the build's MBTiles would have (where the heat fits a
-    # tile) to street zoom (16), with the legend of each level.
-    zooms = sorted(int(p.name) for p in (site / "tiles").iterdir() if p.is_dir())
-    assert meta["maxzoom"] == 16 and meta["minzoom"] <= 8
-    assert zooms == list(range(meta["minzoom"], 17))
-    assert sorted(map(int, meta["legend"])) == zooms
-    # The explorer tiles, as geoheat serve gives them: a layer the page offers.
-    assert meta["explorer"] == "explorer.json"
-    assert isinstance(json.loads((site / "explorer.json").read_text()), list)
-    index = json.loads((site / "tiles" / "index.json").read_text())
-    assert {(int(z), int(x), y) for z, xs in index.items() for x, ys in xs.items()
-            for y in ys} == {(int(p.parts[-3]), int(p.parts[-2]), int(p.stem))
-                             for p in (site / "tiles").glob("*/*/*.png")}
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep")
-    refused = CliRunner().invoke(cli, ["build", str(SAMPLES), "-o", str(tmp_path / "x.png"),
-                                       "--basemap", "none", "--site", str(tmp_path / "mine")])
-    assert refused.exit_code == 2 and "is not a geoheat site" in refused.stderr
-    assert not (tmp_path / "x.png").exists()
-    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
-
-
-def test_the_site_in_a_browser_shows_the_heat_and_asks_for_no_missing_tile(tmp_path):
-    chromium()  # skips, saying why, without Chromium
-    site = tmp_path / "site"
-    build_site_at(tmp_path, site, "--zoom", str(ZOOM), "--min-zoom", str(ZOOM), "--max-zoom",
-                  str(ZOOM))
-    # From a plain static server: the heat where the build put it.
-    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
-    requests = []
-    with static_host(site, requests) as url:
-        assert_heat_on_screen(url, renderer, ZOOM, "", None, None, tmp_path / "site.png")
-    # The page asked for tiles, and for none the site lacks (tiles/index.json): no 404
-    # in the browser's console for the empty tiles in view.
-    assert any(path.startswith(f"/tiles/{ZOOM}/") for path, _ in requests), requests
-    assert [r for r in requests if r[1] == 404 and "favicon" not in r[0]] == []
-    # Zoomed out over the whole extent, where the view holds tiles without heat: the page
-    # asks for none of them, so the console shows no 404.
-    build_site_at(tmp_path, site, "--zoom", "12")
-    west, south, east, north = json.loads((site / "meta.json").read_text())["bounds"]
-    requests = []
-    with static_host(site, requests) as url:
-        screenshot(f"{url}#map=11/{(south + north) / 2!r}/{(west + east) / 2!r}",
-                   tmp_path / "zoomed-out.png", (1200, 900))
-    asked = {path for path, _ in requests if path.startswith("/tiles/11/")}
-    assert asked, requests
-    assert [r for r in requests if r[1] == 404 and "favicon" not in r[0]] == []
-
-
-def test_serve_command_serves_an_mbtiles_file(built_mbtiles):
-    process, url, _ = start_command(built_mbtiles, "--port", "0")
-    try:
-        host, port = url.removeprefix("http://").strip("/").split(":")
-        with contextlib.closing(sqlite3.connect(built_mbtiles)) as db:
-            z, x, row, data = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data "
-                                         "FROM tiles LIMIT 1").fetchone()
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        connection.request("GET", f"/heat/{z}/{x}/{2**z - 1 - row}.png")
-        response = connection.getresponse()
-        assert response.status == 200 and response.read() == data
-        connection.close()
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(20)
-    assert process.returncode == 0
 
 
 def test_serve_errors_are_one_line(tmp_path):
@@ -817,248 +481,6 @@ def test_run_server_prints_the_url_opens_it_and_stops(samples_renderer, monkeypa
     run_server(server, lines.append, open_browser=True, ready=stop_soon)
     assert opened == [server.url] and answers == [200]
     assert lines == [f"geoheat: serving at {server.url} (Ctrl-C stops)", "geoheat: stopped"]
-
-
-# Damaged tile files: refused at start in one line, or a 500 for the bad tile while the
-# rest is served (issue 19).
-
-def noise_png(seed: int, size: int = 64) -> bytes:
-    """A PNG that does not deflate much (~size * size * 4 bytes)."""
-    rng = np.random.default_rng(seed)
-    return encode_png(rng.integers(0, 256, (4, size, size), dtype=np.uint8))
-
-
-def mbtiles_file(path: Path, metadata: dict, tiles: dict) -> Path:
-    """An MBTiles file of tiles {(z, x, y): data} (XYZ rows) with this metadata."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("PRAGMA page_size = 4096")
-        db.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
-        db.executemany("INSERT INTO metadata VALUES (?, ?)", metadata.items())
-        db.execute("CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, "
-                   "tile_row INTEGER, tile_data BLOB)")
-        db.execute("CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row)")
-        db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)",
-                       [(z, x, 2**z - 1 - y, data) for (z, x, y), data in tiles.items()])
-        db.commit()
-    return path
-
-
-GOOD_METADATA = {"name": "heat", "format": "png", "minzoom": "3", "maxzoom": "3",
-                 "bounds": "14.4,46.0,14.6,46.1"}
-TILE_KEYS = [(3, x, y) for x in range(8) for y in range(8)]
-
-
-def refusal(path: Path, monkeypatch) -> tuple[int, list[str]]:
-    """`geoheat serve PATH`'s exit code and stderr lines, up to serving (not served)."""
-    import geoheat.serve as serve_module
-
-    monkeypatch.setattr(serve_module, "run_server", lambda *a, **k: None)
-    result = CliRunner().invoke(cli, ["serve", str(path), "--port", "0"])
-    assert "Traceback" not in result.output and result.exception is None or \
-        isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stderr.strip().splitlines()
-
-
-@pytest.mark.parametrize("change, words", [
-    ({"minzoom": "abc"}, "its metadata's minzoom is not a zoom 0-30: 'abc'"),
-    ({"maxzoom": "15.5"}, "its metadata's maxzoom is not a zoom 0-30: '15.5'"),
-    ({"minzoom": "9"}, "its metadata's minzoom 9 is above its maxzoom 3"),
-    ({"bounds": "nan,nan,nan,nan"}, "its metadata's bounds are not west,south,east,north"),
-    ({"bounds": "14.4,46.0,14.6"}, "its metadata's bounds are not west,south,east,north"),
-    ({"bounds": "14.4,46.0,194.6,46.1"}, "its metadata's bounds are not west,south,east,north"),
-])
-def test_an_mbtiles_file_with_unusable_metadata_is_refused_in_one_line(tmp_path, monkeypatch,
-                                                                        change, words):
-    path = mbtiles_file(tmp_path / "h.mbtiles", {**GOOD_METADATA, **change},
-                        {TILE_KEYS[0]: noise_png(0)})
-    code, lines = refusal(path, monkeypatch)
-    assert code == 2 and len(lines) == 1, lines
-    assert lines[0].startswith(f"geoheat: error: {path}: {words}")
-
-
-@pytest.mark.parametrize("damage, words", [
-    ("DROP TABLE tiles", "no such table: tiles"),
-    ("ALTER TABLE tiles RENAME COLUMN tile_data TO data", "no such column: tile_data"),
-    ("DROP TABLE metadata", "no such table: metadata"),
-    ("UPDATE tiles SET zoom_level = 'x'; DELETE FROM metadata WHERE name LIKE '%zoom'",
-     "damaged (a tile's zoom_level is not a zoom 0-30)"),
-])
-def test_an_mbtiles_file_without_its_tables_is_refused_in_one_line(tmp_path, monkeypatch,
-                                                                    damage, words):
-    path = mbtiles_file(tmp_path / "h.mbtiles", GOOD_METADATA, {TILE_KEYS[0]: noise_png(0)})
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        db.executescript(damage)
-    code, lines = refusal(path, monkeypatch)
-    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"geoheat: error: {path}: ")
-    assert words in lines[0]
-
-
-def test_without_zooms_in_its_metadata_an_mbtiles_file_has_its_tiles_zooms(tmp_path):
-    metadata = {k: v for k, v in GOOD_METADATA.items() if "zoom" not in k}
-    path = mbtiles_file(tmp_path / "h.mbtiles", metadata,
-                        {(2, 1, 1): noise_png(0), (5, 3, 3): noise_png(1)})
-    meta = MBTilesFile(path).meta()
-    assert (meta["minzoom"], meta["maxzoom"], meta["bounds"]) == (2, 5, [14.4, 46.0, 14.6, 46.1])
-
-
-def test_damaged_mbtiles_tiles_are_500_and_the_rest_is_served(tmp_path, capfd):
-    """Garbage pages in the tiles' part of the file, a tile that is no blob (bytes(5) made
-    five zero bytes of it): 500 for those, one line each, the others served."""
-    tiles = {key: noise_png(i) for i, key in enumerate(TILE_KEYS)}
-    path = mbtiles_file(tmp_path / "h.mbtiles", GOOD_METADATA, tiles)
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("UPDATE tiles SET tile_data = 5 WHERE zoom_level = 3 AND tile_column = 0 "
-                   "AND tile_row = 7")  # 3/0/0
-        db.commit()
-    data = bytearray(path.read_bytes())
-    half = len(data) // 2 // 4096 * 4096
-    data[half:] = np.random.default_rng(7).integers(0, 256, len(data) - half,
-                                                    dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-    source = MBTilesFile(path)  # opens: metadata and schema are in the first pages
-    with running(source) as server:
-        answers = {key: get(server, "/heat/{}/{}/{}.png".format(*key)) for key in TILE_KEYS}
-        assert get(server, "/meta.json")[0] == 200  # still serving
-    assert answers[3, 0, 0][:3:2] == (500, b"damaged tile\n")
-    statuses = {status for status, _, _ in answers.values()}
-    assert statuses == {200, 500}
-    for key, (status, _, body) in answers.items():
-        assert status == 500 and body == b"damaged tile\n" or body == tiles[key], key
-    err = capfd.readouterr().err
-    assert "Traceback" not in err
-    assert f"{path}: tile 3/0/0 is no image (an integer, not a blob)" in err
-    assert err.count("geoheat: error: ") == sum(s == 500 for s, _, _ in answers.values())
-
-
-def pmtiles_bytes(tiles: dict | None = None, *, root=None, leaves=b"", metadata=b"{}",
-                  **header) -> bytes:
-    """A PMTiles v3 file: tiles {(z, x, y): data} in the root directory, or the given
-    (gzipped) root and leaf directories; header fields override the usual ones."""
-    import gzip
-
-    from pmtiles.tile import (Compression, Entry, TileType, serialize_directory,
-                              serialize_header, zxy_to_tileid)
-
-    tiles = tiles or {}
-    entries, data = [], b""
-    for key in sorted(tiles, key=lambda k: zxy_to_tileid(*k)):
-        entries.append(Entry(zxy_to_tileid(*key), len(data), len(tiles[key]), 1))
-        data += tiles[key]
-    root = serialize_directory(entries) if root is None else root
-    metadata = gzip.compress(metadata, mtime=0)
-    at = 127
-    fields = {
-        "version": 3, "root_offset": at, "root_length": len(root),
-        "metadata_offset": at + len(root), "metadata_length": len(metadata),
-        "leaf_directory_offset": at + len(root) + len(metadata),
-        "leaf_directory_length": len(leaves),
-        "tile_data_offset": at + len(root) + len(metadata) + len(leaves),
-        "tile_data_length": len(data), "addressed_tiles_count": len(tiles),
-        "tile_entries_count": len(tiles), "tile_contents_count": len(tiles),
-        "clustered": True, "internal_compression": Compression.GZIP,
-        "tile_compression": Compression.NONE, "tile_type": TileType.PNG,
-        "min_zoom": 0, "max_zoom": 3, "min_lon_e7": 144_000_000, "min_lat_e7": 460_000_000,
-        "max_lon_e7": 146_000_000, "max_lat_e7": 461_000_000, "center_zoom": 3,
-        "center_lon_e7": 145_000_000, "center_lat_e7": 460_500_000, **header}
-    return serialize_header(fields) + root + metadata + leaves + data
-
-
-@pytest.mark.parametrize("name, data, words", [
-    ("v2", b"PM\x02\x00" + bytes(600), "PMTiles version 2; geoheat reads version 3 "
-                                       "(convert it: pmtiles convert)"),
-    ("v4", b"PMTiles\x04" + bytes(600), "PMTiles version 4; geoheat reads version 3"),
-    ("png", noise_png(0), "not a PMTiles file (no PMTiles header)"),
-    ("short", b"PMTiles\x03" + bytes(20), "its header lies beyond the end of the file"),
-    ("bomb", pmtiles_bytes(root=__import__("gzip").compress(bytes(64 * 2**20))),
-     "its root directory inflates beyond 8 MiB (damaged, or a decompression bomb)"),
-    ("cut", pmtiles_bytes({(0, 0, 0): noise_png(0)})[:140],
-     "its root directory lies beyond the end of the file"),
-    ("garbage root", pmtiles_bytes(root=b"\x1f\x8b not gzip"), "its root directory is damaged"),
-    ("bounds", pmtiles_bytes(min_lat_e7=-950_000_000), "its header's bounds are not on Earth"),
-    ("zooms", pmtiles_bytes(min_zoom=9, max_zoom=3), "its header's zooms are not zooms 0-30"),
-])
-def test_a_damaged_pmtiles_file_is_refused_in_one_line(tmp_path, monkeypatch, name, data, words):
-    path = tmp_path / "h.pmtiles"
-    path.write_bytes(data)
-    code, lines = refusal(path, monkeypatch)
-    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"geoheat: error: {path}: ")
-    assert words in lines[0]
-
-
-def test_pmtiles_metadata_that_is_no_object_leaves_the_name_to_the_file(tmp_path):
-    for metadata in (b"[1, 2]", b"not json", b'{"name": 5}'):
-        path = tmp_path / "h.pmtiles"
-        path.write_bytes(pmtiles_bytes({(0, 0, 0): noise_png(0)}, metadata=metadata))
-        meta = PMTilesFile(path).meta()
-        assert meta["name"] == "h" and meta["bounds"] == [14.4, 46.0, 14.6, 46.1]
-        json.dumps(meta, allow_nan=False)
-
-
-def test_a_pmtiles_leaf_directory_bomb_is_a_500_inflated_once(tmp_path, monkeypatch, capfd):
-    """Each request inflated the bomb again (6-22 s, 0.8 GB): now a bounded inflate,
-    once; its tiles are 500 and the others are served."""
-    import gzip
-
-    import geoheat.serve as serve_module
-    from pmtiles.tile import Entry, serialize_directory, zxy_to_tileid
-
-    bomb = gzip.compress(bytes(64 * 2**20))
-    png = noise_png(1)
-    # Tiles of ids 0-20 in a leaf (the bomb); tile 3/7/7 (its id well above) in the root.
-    good = zxy_to_tileid(3, 7, 7)
-    root = serialize_directory([Entry(0, 0, len(bomb), 0), Entry(good, 0, len(png), 1)])
-    path = tmp_path / "h.pmtiles"
-    path.write_bytes(pmtiles_bytes(root=root, leaves=bomb) + png)
-    inflated = []
-    real = serve_module.PMTilesFile._inflate
-
-    def spy(self, data, compressed, limit, what):
-        inflated.append(what)
-        return real(self, data, compressed, limit, what)
-
-    monkeypatch.setattr(serve_module.PMTilesFile, "_inflate", spy)
-    with running(PMTilesFile(path)) as server:
-        for _ in range(3):
-            assert get(server, "/heat/0/0/0.png")[:3:2] == (500, b"damaged tile\n")
-            assert get(server, "/heat/1/1/0.png")[0] == 500  # the same leaf
-            assert get(server, "/heat/3/7/7.png")[::2] == (200, png)
-    assert sum("directory at" in what for what in inflated) == 1
-    err = capfd.readouterr().err
-    assert "inflates beyond 8 MiB" in err and "Traceback" not in err
-
-
-def test_a_pmtiles_file_cut_short_while_served_is_a_500_not_a_crash(tmp_path):
-    """It was mapped into memory: reading a tile beyond its new end killed the server
-    (SIGBUS). Read with pread, sizes checked: a 500, and serving goes on."""
-    big = noise_png(2, size=96)  # ~37 KB: pages beyond the cut
-    path = tmp_path / "h.pmtiles"
-    path.write_bytes(pmtiles_bytes({(0, 0, 0): big, (1, 0, 0): noise_png(3)}))
-    process, url, _ = start_command(path, "--port", "0")
-    try:
-        host, port = url.removeprefix("http://").strip("/").split(":")
-
-        def ask(target):
-            connection = http.client.HTTPConnection(host, int(port), timeout=30)
-            try:
-                connection.request("GET", target)
-                response = connection.getresponse()
-                return response.status, response.read()
-            finally:
-                connection.close()
-
-        assert ask("/heat/0/0/0.png") == (200, big)
-        os.truncate(path, path.stat().st_size - len(big) // 2)
-        assert ask("/heat/0/0/0.png") == (500, b"damaged tile\n")
-        assert ask("/meta.json")[0] == 200
-        process.send_signal(signal.SIGINT)
-        process.wait(20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    rest = process.stderr.read()
-    assert process.returncode == 0, rest
-    assert "cut short since it was opened" in rest and "Traceback" not in rest
 
 
 def test_a_loopback_address_other_than_127_0_0_1_answers_its_own_name(samples_renderer):

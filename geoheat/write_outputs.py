@@ -1,0 +1,182 @@
+"""The write stage: every output of a build, by the table of output kinds (output_kinds).
+
+The zooms the outputs need (pyramid_zooms below the output's, zooms_above it), then the
+files written: each FILE kind, the COGs with their overviews, the tile archives (and
+the tiles build --site keeps, a TileSet) with their levels. The pyramid's levels are
+made one at a time (each from its own zoom's counts); the overviews wait in a folder
+inside the staging folder, removed before the commit.
+"""
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from . import tiles
+from .colormaps import css_stops, lut, with_alpha
+from .colour import shade_rgba
+from .level import level_scale
+from .output_kinds import ARCHIVE, COG, FILE, OVERVIEWS, TILES, kinds_in
+from .projection import lonlat_bounds, unproject
+from .pyramid import Level, overview_count, zooms_below
+from .report import geotiff_tags, mbtiles_metadata
+from .tiles import Grid
+from .writers import visible_tiles, write_overview
+
+
+class TileSet(NamedTuple):
+    """The heat tiles a build made, as its MBTiles hold them (build --site writes them)."""
+
+    pngs: dict  # tiles.Tile -> PNG bytes, the tiles with heat, min_zoom..max_zoom
+    min_zoom: int
+    max_zoom: int
+    metadata: dict  # the MBTiles' metadata rows (geoheat_legend: the page's legend)
+
+
+class Made(NamedTuple):
+    """What the output kinds' writers draw from (output_kinds: OutputKind.write)."""
+
+    options: object  # BuildOptions
+    grid: Grid
+    counts: dict
+    heat: dict
+    picture: np.ndarray | None
+    rgba_lut: np.ndarray
+    tags: dict
+    coloured: Callable[[dict], dict]  # sparse heat -> sparse RGBA blocks
+    top: Level | None = None  # the output's own zoom, as a pyramid level
+    pngs: dict | None = None  # the tile archives' tiles
+    lonlat: tuple | None = None  # the tiles' lon/lat bounds
+    centre: tuple | None = None  # the tiles' centre (lon, lat) and the zoom a viewer opens
+
+
+def pyramid_zooms(options, grid: Grid, min_zoom: int, keep_tiles: bool = False) -> range:
+    """The zooms below the output's that its outputs need: the GeoTIFFs' overviews (down
+    to one 256-pixel block) and the tile archives' (and kept tiles') levels (down to
+    min_zoom)."""
+    cogs = bool(kinds_in(options.outputs, levels=OVERVIEWS))
+    archives = keep_tiles or bool(kinds_in(options.outputs, levels=TILES))
+    lowest = min([grid.zoom - (overview_count(grid) if cogs else 0)]
+                 + ([min_zoom] if archives else []))
+    return zooms_below(grid, lowest)
+
+
+def zooms_above(options, grid: Grid, max_zoom: int, keep_tiles: bool = False) -> range:
+    """The zooms above the output's that the tile archives (and kept tiles) need (up to
+    max_zoom)."""
+    if not keep_tiles and not kinds_in(options.outputs, levels=TILES):
+        return range(0)
+    return range(grid.zoom + 1, max_zoom + 1)
+
+
+def fitting_zoom(bounds, lowest: int, highest: int, window=(1280, 800)) -> int:
+    """The highest zoom (within lowest..highest) at which bounds (EPSG:3857) fit a window
+    of this many pixels: where a viewer opens the tiles and sees all the heat."""
+    for zoom in range(highest, lowest - 1, -1):
+        res = tiles.resolution(zoom)
+        if (bounds.right - bounds.left) / res <= window[0] and \
+                (bounds.top - bounds.bottom) / res <= window[1]:
+            return zoom
+    return lowest
+
+
+def write_outputs(options, outputs, grid, counts, heat, picture, result, min_zoom,
+                  pyramid, plan, max_zoom=None, keep_tiles=False) -> list[Path]:
+    """Every output, staged in the output set (committed together by the caller); the
+    paths written. pyramid(zooms): the levels at those zooms, one at a time."""
+    paths = dict(options.outputs)
+    if picture is None:
+        paths.pop("png", None)
+    rgba_lut = with_alpha(lut(options.colormap))
+
+    def coloured(sparse):
+        return {key: shade_rgba(block, rgba_lut) for key, block in sparse.items()}
+
+    made = Made(options, grid, counts, heat, picture, rgba_lut, geotiff_tags(options, result),
+                coloured)
+    for kind in kinds_in(paths, FILE):
+        with outputs.writing(paths[kind.name]) as temp:
+            kind.write(temp, made)
+
+    archives = kinds_in(paths, ARCHIVE)
+    tiled = bool(archives) or keep_tiles
+    cogs = kinds_in(paths, COG)
+    overviews = overview_count(grid) if cogs else 0
+    max_zoom = grid.zoom if max_zoom is None else max_zoom
+    top_tiles = tiled and min_zoom <= grid.zoom <= max_zoom
+    pngs = visible_tiles(coloured(heat), grid.zoom) if top_tiles else {}
+
+    def ticks(level_counts, level_grid):  # the level's legend, as geoheat serve gives it
+        scale = level_scale(level_counts, level_grid, options.scaling, options.normalize, plan)
+        return [] if scale is None else [list(t) for t in scale.ticks]
+
+    legends = {grid.zoom: ticks(counts, grid)} if top_tiles else {}
+    first = paths[(cogs[0].name if cogs else None) or ([a.name for a in archives]
+                                                        or list(paths))[0]]
+    folder = None
+    try:
+        files = {kind.name: [] for kind in cogs}
+        with outputs.writing(first) as staged:
+            folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=staged.parent))
+            for level in pyramid(pyramid_zooms(options, grid, min_zoom, keep_tiles)):
+                factor = grid.zoom - level.grid.zoom
+                for kind in cogs:
+                    if factor <= overviews:
+                        files[kind.name].append(folder / f"{kind.name}-{factor}.tif")
+                        write_overview(files[kind.name][-1], kind.blocks(level, made), grid,
+                                       level.grid, count=kind.bands, dtype=kind.dtype,
+                                       nodata=kind.nodata)
+                if tiled and min_zoom <= level.grid.zoom <= max_zoom:
+                    pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
+                    legends[level.grid.zoom] = ticks(level.counts, level.grid)
+            # The levels above the output's, to street zoom: each from its own counts.
+            for level in pyramid(zooms_above(options, grid, max_zoom, keep_tiles)):
+                pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
+                legends[level.grid.zoom] = ticks(level.counts, level.grid)
+        made = made._replace(top=Level(grid, counts, heat))  # the output's own zoom
+        for kind in cogs:
+            with outputs.writing(paths[kind.name]) as temp:
+                kind.write(temp, made, kind, files[kind.name])
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    if tiled:
+        _write_tiles(options, outputs, paths, made, archives, pngs, legends, result,
+                     min_zoom, max_zoom, keep_tiles)
+    return list(paths.values())
+
+
+def _write_tiles(options, outputs, paths, made, archives, pngs, legends, result, min_zoom,
+                 max_zoom, keep_tiles) -> None:
+    """The tile archives (and the kept TileSet, in result.tiles) of the tiles made, with
+    the metadata and the page's legend, level by level."""
+    bounds = tiles.grid_bounds(made.grid)
+    lonlat = lonlat_bounds(bounds)
+    centre = unproject(np.array([[(bounds.left + bounds.right) / 2,
+                                  (bounds.bottom + bounds.top) / 2]]))[0]
+    view = fitting_zoom(bounds, min_zoom, max_zoom)
+    # The page (geoheat serve FILE) draws its legend from this, level by level.
+    legend = {"legend": {str(z): ticks for z, ticks in sorted(legends.items())},
+              "unit": "passes" if options.mode == "lines" else "track points",
+              "local": options.normalize == "local",
+              "ramps": {options.colormap: css_stops(options.colormap)},
+              "view": {"cmap": options.colormap}}
+    if keep_tiles:
+        metadata = mbtiles_metadata(Path(options.output).with_suffix(".mbtiles"),
+                                    tuple(centre), min_zoom, result, options, lonlat, view)
+        metadata["maxzoom"] = str(max_zoom)
+        metadata["geoheat_legend"] = json.dumps(legend)
+        result.tiles = TileSet(pngs, min_zoom, max_zoom, metadata)
+    made = made._replace(pngs=pngs, lonlat=lonlat,
+                         centre=(float(centre[0]), float(centre[1]), view))
+    for kind in archives:
+        metadata = mbtiles_metadata(paths[kind.name], tuple(centre), min_zoom, result, options,
+                                    lonlat, view)
+        metadata["maxzoom"] = str(max_zoom)
+        metadata["geoheat_legend"] = json.dumps(legend)
+        with outputs.writing(paths[kind.name]) as temp:
+            kind.write(temp, made, metadata)
