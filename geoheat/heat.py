@@ -238,7 +238,8 @@ class _CellBlur:
     def finish(self) -> "tiles.CellTiles":
         self._filter()
         made = tiles.CellTiles(np.float32)
-        for key, found in sorted(self.blurred.items()):
+        for key in sorted(self.blurred):
+            found = self.blurred.pop(key)  # each tile's cells let go as it is packed
             found.sort(key=lambda item: item[:2])  # the mask's order
             mask = np.zeros((tiles.CELLS, tiles.CELLS), dtype=bool)
             for i, j, _ in found:
