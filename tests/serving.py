@@ -54,6 +54,12 @@ def renderer_for(options: BuildOptions, **kwargs) -> Renderer:
     return Renderer(options, read_files(sources, options.parse_cache, options.jobs), **kwargs)
 
 
+@pytest.fixture(scope="module")
+def samples_renderer():
+    """A renderer of the samples with the default settings (a test module's own)."""
+    return renderer_for(BuildOptions(inputs=[SAMPLES]))
+
+
 @contextlib.contextmanager
 def running(source):
     """A server for the source on a free loopback port, in a thread; stopped after."""

@@ -400,10 +400,10 @@ def test_served_tiles_are_the_builds_tiles_under_privacy(tmp_path, settings, who
     from rasterio.errors import NotGeoreferencedWarning
     from rasterio.io import MemoryFile
 
-    from geoheat import render
+    from geoheat import metatiles
 
     if not whole:  # every level counted tile by tile, from the points near each tile
-        monkeypatch.setattr(render, "WHOLE_TILES", 0)
+        monkeypatch.setattr(metatiles, "WHOLE_TILES", 0)
 
     samples = Path(__file__).resolve().parents[1] / "gpx"
     zoom = 15

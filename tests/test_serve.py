@@ -1,6 +1,7 @@
 """`geoheat serve`: tiles rendered on request equal the build's (its MBTiles, its
 --site), the server's routes over real HTTP on 127.0.0.1, the page in a real (headless)
-browser. Tile files served as they are: test_mbtilesfile, test_pmtilesfile."""
+browser. Tile files served as they are: test_mbtilesfile, test_pmtilesfile; the renderer
+itself: test_render, test_viewselection, test_metatiles, test_bytecache."""
 
 import contextlib
 import http.client
@@ -22,17 +23,13 @@ import geoheat
 from geoheat.cli import cli
 from geoheat.options import BuildOptions
 from geoheat.page import leaflet_dir
-from geoheat.render import EMPTY_PNG, METATILE, BytesLRU, encode_png
+from geoheat.render import EMPTY_PNG
 from geoheat.renderedtiles import RenderedTiles
 from geoheat.serve import make_server
 
-from .serving import (SAMPLES, ZOOM, assert_heat_on_screen, decode, get, mbtiles_tiles,
-                      renderer_for, running, start_command)
-
-
-@pytest.fixture(scope="module")
-def samples_renderer():
-    return renderer_for(BuildOptions(inputs=[SAMPLES]))
+from .serving import (SAMPLES, ZOOM, assert_heat_on_screen, decode, get, renderer_for,
+                      running, start_command)
+from .serving import samples_renderer  # noqa: F401 - a fixture
 
 
 @pytest.fixture(scope="module")
@@ -42,60 +39,6 @@ def server(samples_renderer):
 
 
 # Rendering: a served tile is the build's tile.
-
-@pytest.mark.parametrize("settings", [
-    {},
-    {"sigma": 2.5, "scaling": "linear", "cmap": "viridis"},
-    {"mode": "points", "sigma": 0, "types": ["Run"]},
-    {"years": [2024], "extent": "all", "style": "strava"},
-])
-def test_rendered_tiles_are_the_builds_mbtiles_tiles(tmp_path, settings):
-    options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=ZOOM,
-                           mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM, max_zoom=ZOOM,
-                           **settings)
-    geoheat.build(options)
-    built = mbtiles_tiles(tmp_path / "h.mbtiles")
-    renderer = renderer_for(options)
-    assert {(ZOOM, x, y) for x, y in renderer.lit_tiles(ZOOM)} == set(built)
-    for (z, x, y), pixels in built.items():
-        rendered = renderer.rgba_tile(z, x, y)
-        np.testing.assert_array_equal(rendered, pixels, err_msg=f"tile {z}/{x}/{y}")
-        np.testing.assert_array_equal(decode(renderer.png_tile(z, x, y)), pixels)
-
-
-def test_every_pyramid_level_of_the_mbtiles_is_served_the_same(tmp_path):
-    # The build's levels below its zoom and above it (to street zoom, 16) come from their
-    # own counts (issues 12, 20); the renderer makes any zoom the same way: every stored
-    # tile, every level, is served.
-    options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=ZOOM,
-                           mbtiles=tmp_path / "h.mbtiles", min_zoom=ZOOM - 5)
-    geoheat.build(options)
-    built = mbtiles_tiles(tmp_path / "h.mbtiles")
-    assert {z for z, _, _ in built} == set(range(ZOOM - 5, 17))
-    renderer = renderer_for(options)
-    for (z, x, y), pixels in built.items():
-        np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels,
-                                      err_msg=f"tile {z}/{x}/{y}")
-
-
-def test_real_runs_tiles_are_the_builds(tmp_path):
-    """The 184 chengdu runs (times, pauses, GPS jumps): every served tile at zoom 15 and
-    at zoom 17 is the build's tile."""
-    from .conftest import shared_folder
-
-    folder = shared_folder("chengdu-runs")
-    cache = tmp_path / "cache"
-    for zoom in (15, 17):
-        options = BuildOptions(inputs=[folder], output=tmp_path / "h.png", zoom=zoom,
-                               mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom, max_zoom=zoom,
-                               parse_cache=cache, jobs=2, sigma=1.5)
-        geoheat.build(options)
-        built = mbtiles_tiles(tmp_path / "h.mbtiles")
-        renderer = renderer_for(options)  # from the parse cache the build filled
-        assert len(built) > 10 and len(renderer.lit_tiles(zoom)) == len(built)
-        for (z, x, y), pixels in built.items():
-            np.testing.assert_array_equal(renderer.rgba_tile(z, x, y), pixels)
-
 
 def mbtiles_bytes(path: Path) -> dict:
     """{(z, x, y): PNG bytes} of an MBTiles file, XYZ rows."""
@@ -113,11 +56,11 @@ def test_served_site_and_mbtiles_tiles_are_byte_equal(tmp_path, monkeypatch, nor
     asked for it with ?n=) answers the same bytes over HTTP; also when the levels are
     large enough to be ranked on a sample of their tiles (sample_tiles)."""
     import geoheat.level
-    import geoheat.render
+    import geoheat.metatiles
 
     if sample_tiles is not None:  # and served tile by tile, the sample counted alone
         monkeypatch.setattr(geoheat.level, "SAMPLE_TILES", sample_tiles)
-        monkeypatch.setattr(geoheat.render, "WHOLE_TILES", 0)
+        monkeypatch.setattr(geoheat.metatiles, "WHOLE_TILES", 0)
     site, mbtiles = tmp_path / "site", tmp_path / "h.mbtiles"
     result = CliRunner().invoke(cli, [
         "build", str(SAMPLES), "--zoom", "15", "-o", str(tmp_path / "h.png"), "--basemap",
@@ -151,81 +94,6 @@ def test_served_site_and_mbtiles_tiles_are_byte_equal(tmp_path, monkeypatch, nor
             "SELECT value FROM metadata WHERE name = 'geoheat_legend'").fetchone()[0])
     for z in (12, 15, 16):
         assert legend["legend"][str(z)] == [list(t) for t in served.legend(z)]
-
-
-@pytest.mark.parametrize("zoom", [11, 12, 15])
-def test_every_zoom_is_that_zooms_build(tmp_path, samples_renderer, zoom):
-    """A level is a build at its zoom: the ranks over that level."""
-    options = BuildOptions(inputs=[SAMPLES], output=tmp_path / "h.png", zoom=zoom,
-                           mbtiles=tmp_path / "h.mbtiles", min_zoom=zoom, max_zoom=zoom)
-    geoheat.build(options)
-    built = mbtiles_tiles(tmp_path / "h.mbtiles")
-    assert len(built) == len(samples_renderer.lit_tiles(zoom))
-    for (z, x, y), pixels in built.items():
-        np.testing.assert_array_equal(samples_renderer.rgba_tile(z, x, y), pixels)
-
-
-def test_a_view_is_the_build_with_those_filters(samples_renderer):
-    view = samples_renderer.view(types=["Run"], years=[2024, 2025], scaling="linear")
-    filtered = renderer_for(BuildOptions(inputs=[SAMPLES], types=["Run"], years=[2024, 2025],
-                                         scaling="linear"))
-    keys = filtered.lit_tiles(ZOOM)
-    assert keys and keys != samples_renderer.lit_tiles(ZOOM)
-    for x, y in keys:
-        np.testing.assert_array_equal(samples_renderer.rgba_tile(ZOOM, x, y, view, "magma"),
-                                      filtered.rgba_tile(ZOOM, x, y, cmap="magma"))
-
-
-def test_tiles_far_from_the_tracks_are_empty_without_making_a_level():
-    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
-    assert renderer.rgba_tile(15, 0, 0) is None
-    assert renderer.png_tile(15, 0, 0) == EMPTY_PNG
-    assert renderer.levels.items == {}  # no level was made for it
-    assert renderer.rgba_tile(20, 0, 0) is None and renderer.rgba_tile(3, 8, 0) is None
-
-
-def test_png_encoder_round_trips():
-    rng = np.random.default_rng(1)
-    rgba = rng.integers(0, 256, (4, 256, 256), dtype=np.uint8)
-    np.testing.assert_array_equal(decode(encode_png(rgba)), rgba)
-    assert decode(EMPTY_PNG).max() == 0
-
-
-def test_caches_are_bounded_in_bytes():
-    lru = BytesLRU(1000)
-    for i in range(50):
-        lru.put(i, b"x" * 300)
-    assert lru.bytes <= 1000 and len(lru.items) == 3 and lru.get(49) and lru.get(0) is None
-    lru.put("huge", b"x" * 5000)  # larger than the whole cache: not kept
-    assert lru.get("huge") is None and lru.bytes <= 1000
-    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]), tile_cache_bytes=20_000,
-                            level_cache_bytes=30_000)
-    for zoom in range(10, 17):
-        for x, y in renderer.lit_tiles(zoom):
-            renderer.png_tile(zoom, x, y)
-    assert 0 < renderer.pngs.bytes <= 20_000
-    assert 0 < renderer.levels.bytes <= 30_000 or len(renderer.levels.items) == 1
-    small = renderer_for(BuildOptions(inputs=[SAMPLES]), selection_cache_bytes=1)
-    for year in (2023, 2024, 2025):
-        small.png_tile(ZOOM, *small.lit_tiles(ZOOM)[0], small.view(years=[year]))
-    assert len(small.selections.items) == 1  # only the newest, however large
-
-
-def test_each_metatile_and_scale_is_made_once_under_concurrent_requests(monkeypatch):
-    renderer = renderer_for(BuildOptions(inputs=[SAMPLES]))
-    made, scales = [], []
-    real, real_scale = renderer._metatile, renderer._scale
-    monkeypatch.setattr(renderer, "_metatile",
-                        lambda z, mx, my, v: made.append((z, mx, my)) or real(z, mx, my, v))
-    monkeypatch.setattr(renderer, "_scale", lambda z, v: scales.append(z) or real_scale(z, v))
-    keys = renderer_for(BuildOptions(inputs=[SAMPLES])).lit_tiles(ZOOM)
-    threads = [threading.Thread(target=renderer.png_tile, args=(ZOOM, *key)) for key in keys]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert scales == [ZOOM]
-    assert sorted(made) == sorted({(ZOOM, x // METATILE, y // METATILE) for x, y in keys})
 
 
 # The server's routes, over HTTP.
