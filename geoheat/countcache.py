@@ -32,7 +32,7 @@ import numpy as np
 
 from .cache import checksum, identity, read_regular, write_atomic
 from .rasterize import BYTES_PER_DATA_TILE, TooBig
-from .tiles import TILE_SIZE, CellTiles, Grid, TileKey
+from .tiles import TILE_SIZE, CellTiles, Grid, TileKey, narrowest
 
 COUNTS_FORMAT = 2
 _MAGIC = b"geoheat-counts\n"
@@ -144,7 +144,7 @@ def _tiles(keys, nonzero, flat, values) -> CellTiles | None:
     if len(nonzero) and (nonzero.min() < 1 or int(nonzero.sum()) != len(flat)
                          or int(values.min()) < 1):
         return None
-    counts = CellTiles(np.uint32)
+    counts = CellTiles(np.uint32, store=narrowest(np.uint32, [int(values.max(initial=0))]))
     block = np.zeros(_PIXELS, dtype=np.uint32)
     ends = np.cumsum(nonzero)
     for (x, y), end, n in zip(keys.reshape(-1, 2).tolist(), ends.tolist(), nonzero.tolist()):

@@ -168,7 +168,12 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
                     window[0, rs:re, cs:ce] = part
                     window[1, rs:re, cs:ce] = part > 0
         cells.add((x, y), window, near)
-    return cells.finish()
+    made = cells.finish()
+    if len(wanted) > 64:  # a level's temporaries, given back (glibc would keep them)
+        from .bytecache import give_back_memory
+
+        give_back_memory()
+    return made
 
 
 # Whether a tile's GRANULE x GRANULE pixel squares hold heat: what tells, without

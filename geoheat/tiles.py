@@ -208,8 +208,11 @@ class CellTiles(Mapping):
     cells made elsewhere (the blur makes them cell by cell). A level's counts or heat
     take about a third of the dense blocks' memory at street zoom."""
 
-    def __init__(self, dtype, blocks: Mapping | None = None):
-        self.dtype = np.dtype(dtype)
+    def __init__(self, dtype, blocks: Mapping | None = None, store=None):
+        self.dtype = np.dtype(dtype)  # the blocks' (what reading a tile gives)
+        # The cells' own: a narrower one where the values fit (counts below 65,536 as
+        # uint16: half the memory; parts() gives them so, a tile read widens them).
+        self.store = self.dtype if store is None else np.dtype(store)
         self._cells: dict[TileKey, tuple[np.ndarray, np.ndarray]] = {}
         for key, block in (blocks or {}).items():
             self.put(key, block)
@@ -217,8 +220,9 @@ class CellTiles(Mapping):
     @classmethod
     def drained(cls, dtype, dense: dict) -> "CellTiles":
         """dense's tiles packed, each taken out of dense as it is packed (its blocks let
-        go one by one: no second copy of the level)."""
-        made = cls(dtype)
+        go one by one: no second copy of the level); counts kept as uint16 where the
+        largest fits."""
+        made = cls(dtype, store=narrowest(dtype, (int(b.max()) for b in dense.values())))
         while dense:
             made.put(*dense.popitem())
         return made
@@ -228,7 +232,7 @@ class CellTiles(Mapping):
         cells = cells_of(np.asarray(block))
         mask = cells.any(axis=(2, 3))
         if mask.any():
-            self._cells[key] = (mask, cells[mask].astype(self.dtype, copy=True))
+            self._cells[key] = (mask, cells[mask].astype(self.store, copy=True))
         else:
             self._cells.pop(key, None)
 
@@ -248,7 +252,7 @@ class CellTiles(Mapping):
 
     def subset(self, keys) -> "CellTiles":
         """The tiles of keys (those present), sharing their cells."""
-        part = CellTiles(self.dtype)
+        part = CellTiles(self.dtype, store=self.store)
         part._cells = {key: self._cells[key] for key in keys if key in self._cells}
         return part
 
@@ -273,13 +277,21 @@ class CellTiles(Mapping):
         return sum(mask.nbytes + cells.nbytes for mask, cells in self._cells.values())
 
     def __reduce__(self):
-        return _cell_tiles, (self.dtype.str, self._cells)
+        return _cell_tiles, (self.dtype.str, self.store.str, self._cells)
 
 
-def _cell_tiles(dtype: str, cells: dict) -> CellTiles:
-    made = CellTiles(dtype)
+def _cell_tiles(dtype: str, store: str, cells: dict) -> CellTiles:
+    made = CellTiles(dtype, store=store)
     made._cells = cells
     return made
+
+
+def narrowest(dtype, largest) -> np.dtype:
+    """uint16 for unsigned counts whose largest (an iterable of ints) fits, else dtype."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u" and dtype.itemsize > 2 and max(largest, default=0) < 2**16:
+        return np.dtype(np.uint16)
+    return dtype
 
 
 def map_pixels(sparse: Mapping, per_pixel, dtype) -> Mapping:
