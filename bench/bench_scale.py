@@ -7,7 +7,8 @@ bench/collection.py: each copy shifts every track by a few kilometres and a year
 club pooling its members' exports), written as plain GPX 1.1 with times into a
 temporary folder. For each
 size, in one run, at each zoom: a cold build (empty cache), a warm rebuild that counts
-again (parse cache only) and one with another sigma (counts from the counts cache),
+again (parse cache only), one with another sigma and one with another colormap
+(counts from the counts cache),
 each a fresh `geoheat build` process timed from outside with its peak RSS (wait4).
 --baseline DIR runs the same builds with another checkout's geoheat (e.g. a worktree
 of an older commit) for ratios in the same run.
@@ -28,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[tuple]:
     """At each zoom: a cold build (an empty cache); a warm rebuild that counts again (the
-    parse cache, no counts cache: what a new zoom or filter costs); and a warm rebuild
-    with another sigma (the counts from the counts cache: what tuning the looks costs)."""
+    parse cache, no counts cache: what a new zoom or filter costs); a warm rebuild with
+    another sigma and one with another colormap (the counts from the counts cache: what
+    tuning the looks costs)."""
     rows = []
     for zoom in zooms:
         cache = work / f"cache-{tree.name}"
@@ -38,7 +40,8 @@ def builds(tree: Path, collection: Path, zooms: list[int], work: Path) -> list[t
         base = [sys.executable, "-m", "geoheat", "build", str(collection), "--basemap",
                 "none", "-q", "--cache", str(cache), "-o", str(work / "h.png"), "--zoom",
                 str(zoom), "--report", str(report)]
-        for kind, more in (("cold", []), ("recount", []), ("warm", ["--sigma", "2"])):
+        for kind, more in (("cold", []), ("recount", []), ("warm", ["--sigma", "2"]),
+                           ("colour", ["--cmap", "viridis"])):
             if kind == "recount":
                 shutil.rmtree(cache / "counts", ignore_errors=True)
             measured = run(base + more, cwd=tree)
@@ -75,7 +78,7 @@ def main() -> None:
                   + ("  baseline s / MB" if args.baseline else ""))
             mine = results[ROOT]
             for i, (name, seconds, peak, tiles) in enumerate(mine):
-                cold = mine[i - i % 3][1]  # the cold build at the same zoom
+                cold = mine[i - i % 4][1]  # the cold build at the same zoom
                 line = (f"{name:<12} {seconds:8.2f} {peak:8.0f} {seconds / cold:7.2f} "
                         f"{tiles if tiles is not None else '-':>6}")
                 if args.baseline:
