@@ -46,9 +46,12 @@ class _Track:
     def __init__(self, segments: list[np.ndarray]):
         self.segments = segments
         lonlat = np.concatenate(segments)
-        offsets = np.concatenate([[0], np.cumsum([len(s) for s in segments])])
+        lengths = [len(s) for s in segments]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.valid = valid_lonlat(lonlat)
-        lonlat, self.offsets = select_points(lonlat, offsets, self.valid)
+        if not (self.valid.all() and all(lengths)):  # else select_points keeps them all
+            lonlat, offsets = select_points(lonlat, offsets, self.valid)
+        self.offsets = offsets
         self.xy = project(lonlat)
         self.steps = ground_steps(self.xy, self.offsets)
         # Times are read for one thing: rasterize.split_gaps, which breaks a line only
