@@ -2,6 +2,7 @@
 
     python bench/bench_build.py [--data ../shared/data/chengdu-runs] [--skip-gpxpy]
                                 [--zoom 15] [--street-zoom 17]
+                                [--cold-only] [--pairs N] [--baseline DIR]
 
 Every case runs in a fresh Python process (start-up and imports included, as a
 user sees them), one after another, after the files were read once so that all
@@ -12,11 +13,19 @@ for, each against a baseline from this same run:
 - gpxpy.parse of the same files: the parser the original script compared itself with;
 - fiona reading the tracks and nothing else: the floor of a fiona-based build.
 
+The cold read's ratio (issue 26: <= 1.15) is taken pair by pair: with --pairs N the fiona
+read and the cold 1-job build run in turn N times, and the median of the N ratios is
+printed (with their range), so a machine whose speed drifts moves both alike.
+--baseline DIR runs that cold build with another checkout's geoheat too, in each pair
+(its ratio to fiona, and after / before). --cold-only runs only those cases (a city-sized
+--data then takes minutes, not the zoom-17 cases' much longer).
+
 Needs the bench extra: pip install -e '.[bench]'.
 """
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -54,8 +63,15 @@ def main() -> None:
     parser.add_argument("--zoom", type=int, default=15, help="the cold builds' zoom")
     parser.add_argument("--street-zoom", type=int, default=17,
                         help="the zoom of the lines/points cases")
+    parser.add_argument("--cold-only", action="store_true",
+                        help="only the fiona read and the cold 1-job builds")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="fiona read / cold build pairs for the cold read's ratio")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout: its cold build in each pair too")
     args = parser.parse_args()
     z, low, street = args.zoom, args.zoom - 1, args.street_zoom
+    args.data = args.data.resolve()  # the cases run in the checkout's folder (--baseline's)
     files = sorted(str(p) for p in args.data.glob("*.gpx"))
     if not files:
         sys.exit(f"no GPX files in {args.data} (the benchmark reads ../shared/data/chengdu-runs)")
@@ -93,6 +109,11 @@ def main() -> None:
                                                      "--extent", "all", "--mode", "points",
                                                      "--cache", str(cache)),
     })
+    cold = f"build z{z}, 1 job, no cache"
+    if args.cold_only:
+        cases = {name: argv for name, argv in cases.items()
+                 if name in ("gpxpy.parse (baseline)", "fiona read only", cold,
+                             f"build z{z - 3}, 1 job, no cache")}
     size = sum(Path(p).stat().st_size for p in files) / 1e6
     print(f"{len(files)} files, {size:.0f} MB, from {args.data}; outputs in {work}")
     print(f"{'case':<34} {'wall s':>7} {'points/s':>10} {'peak MB':>8}")
@@ -100,12 +121,14 @@ def main() -> None:
     for name, argv in cases.items():
         if name.startswith("rebuild"):
             shutil.rmtree(cache / "counts", ignore_errors=True)
-        seconds, _, peak, out = run(argv)
+        seconds, _, peak, out = run(argv, cwd=ROOT)
         if points is None:
             points = int(out.strip())
         measured[name] = (seconds, peak)
         print(f"{name:<34} {seconds:7.2f} {points / seconds:10,.0f} {peak:8.0f}")
     print(f"{points:,} trackpoints")
+    pairs = cold_pairs(cases["fiona read only"], cases[cold], args.baseline, args.pairs - 1,
+                       (measured["fiona read only"][0], measured[cold][0]))
 
     def ratio(a: str, b: str) -> float:
         return measured[a][0] / measured[b][0]
@@ -116,14 +139,45 @@ def main() -> None:
               f"{ratio(f'build z{z - 3}, 1 job, no cache', 'gpxpy.parse (baseline)'):5.2f}")
         print(f"  build z{z} / gpxpy.parse            "
               f"{ratio(f'build z{z}, 1 job, no cache', 'gpxpy.parse (baseline)'):5.2f}")
-    cold = f"build z{z}, 1 job, no cache"
-    print(f"  cold 1 job / fiona read     (<=1.15) {ratio(cold, 'fiona read only'):5.2f}")
+    print(f"  cold 1 job / fiona read     (<=1.15) {pairs}")
+    if args.cold_only:
+        return
     print(f"  2 jobs / 1 job             (<=0.65) {ratio(f'build z{z}, 2 jobs, no cache', cold):5.2f}")
     print(f"  warm rebuild / cold         (<=0.1) "
           f"{ratio(f'rebuild z{low} sigma 2, parse cache', f'build z{z}, 1 job, filling cache'):5.2f}")
     lines, points_case = (f"z{street} extent all, lines, warm", f"z{street} extent all, points, warm")
     print(f"  z{street} lines / z{street} points      (<=2.0) {ratio(lines, points_case):5.2f}")
     print(f"  z{street} extent all peak MB      (<500)  {measured[lines][1]:5.0f}")
+
+
+def cold_pairs(fiona: list[str], cold: list[str], baseline: Path | None, more: int,
+               first: tuple[float, float]) -> str:
+    """The cold build / fiona read ratio, pair by pair: the first pair (measured above)
+    and `more` pairs run now, in turn; with a baseline checkout, its cold build in each
+    pair too. Their medians, and the range when there are several."""
+    ratios, before, after_before = [first[1] / first[0]], [], []
+    for i in range(more + 1):
+        if i:  # the first pair's fiona and build ran with the cases
+            seconds = run(fiona, cwd=ROOT).seconds
+            ratios.append(run(cold, cwd=ROOT).seconds / seconds)
+        else:
+            seconds = first[0]
+        if baseline is not None:
+            old = run(cold, cwd=baseline).seconds
+            before.append(old / seconds)
+            after_before.append(ratios[-1] / before[-1])
+
+    def median(values: list[float]) -> str:
+        text = f"{statistics.median(values):5.2f}"
+        return text + (f" ({min(values):.2f}-{max(values):.2f}, {len(values)} pairs)"
+                       if len(values) > 1 else "")
+
+    line = median(ratios)
+    if baseline is not None:
+        line += (f"; baseline {baseline}: {median(before).strip()}; "
+                 f"after / before {median(after_before).strip()}")
+    return line
+
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ without <time>) must not take minutes.
 import re
 from collections.abc import Callable
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
 from typing import NamedTuple
 
@@ -233,7 +234,7 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
                     continue
                 for line in geometry.coordinates:
                     if len(line):
-                        segments.append(np.asarray(line, dtype=np.float64)[:, :2])
+                        segments.append(_line_array(line))
     except Exception as err:  # fiona raises several types for one cause
         if isinstance(err, (KeyboardInterrupt, MemoryError)):
             raise
@@ -264,6 +265,14 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
         point_times,
         time_note,
     ), None
+
+
+def _line_array(line: list[tuple]) -> np.ndarray:
+    """A line's (lon, lat) as an (n, 2) array: fiona gives a list of tuples, one
+    dimension for all (x, y or x, y, z), which fromiter takes at twice asarray's speed."""
+    width = len(line[0])
+    flat = np.fromiter(chain.from_iterable(line), np.float64, len(line) * width)
+    return flat.reshape(len(line), width)[:, :2]
 
 
 def _read_broken(data: bytes, name: str | Path) -> tuple[Activity, str | None]:

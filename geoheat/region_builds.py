@@ -18,7 +18,7 @@ from .report import BuildResult, RegionEntry
 
 def named_regions(kept, named=False) -> list[RegionEntry]:
     """The regions the kept activities visit, the busiest first, named after their
-    biggest town (only if there are several, or named: the gazetteer takes ~0.3 s)."""
+    biggest town (only if there are several, or named: the gazetteer takes ~0.15 s)."""
     areas = regions([a.summary for a in kept])
     if len(areas) < 2 and not named:
         return []

