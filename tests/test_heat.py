@@ -147,3 +147,37 @@ def test_legend_ticks_give_each_count_the_heat_of_its_colour():
     assert [h for h, _ in linear] == pytest.approx([1 / 40, 0.125, 1.0])
     assert heat.passes_at(counts, "linear", [0.05, 1.0]) == [2, 40]
     assert heat.legend_ticks({}, "cdf") == [] and heat.passes_at({}, "cdf", [0.5]) == [1]
+
+
+@pytest.mark.parametrize("sigma", [0, 1, 2.5])
+def test_cells_and_blocks_blur_alike_bit_for_bit(sigma):
+    """The build keeps its heat as cells (tiles.CellTiles), serve as blocks: the same
+    heat either way, and the same as blurring the whole grid (test_sparse_equals_dense)."""
+    _, grid, counts = reference.scattered_counts(seed=8)
+    scaled = heat.cdf_scale_tiles(counts)
+    packed = heat.cdf_scale_tiles(tiles.CellTiles(np.uint32, counts))
+    assert isinstance(packed, tiles.CellTiles)
+    from_blocks = heat.blur_tiles(scaled, sigma, grid)
+    from_cells = heat.blur_tiles(packed, sigma, grid)
+    assert set(from_blocks) == set(from_cells)
+    for key in from_blocks:
+        np.testing.assert_array_equal(from_cells[key], from_blocks[key])
+    some = set(list(from_blocks)[:3])
+    only = heat.blur_tiles(packed, sigma, grid, only=some)
+    assert set(only) <= some and all(np.array_equal(only[k], from_blocks[k]) for k in only)
+
+
+def test_the_blur_skips_the_cells_no_heat_reaches():
+    """A lone point in a tile's corner: only the cells within the blur's reach of it are
+    filtered and kept (the rest of the tile and its neighbours stay empty, as filtering
+    them would leave them)."""
+    grid = Grid(16, 35000 * 256, 23000 * 256, 768, 768)
+    block = np.zeros((256, 256), dtype=np.float32)
+    block[2, 2] = 1.0  # the top-left corner of the middle tile
+    blurred = heat.blur_tiles({(35001, 23001): block}, 2.0, grid)
+    assert set(blurred) == {(35000, 23000), (35001, 23000), (35000, 23001), (35001, 23001)}
+    mask, _ = blurred.cells((35001, 23001))
+    assert mask.sum() == 1 and mask[0, 0]
+    dense = tiles.to_dense(blurred, grid)
+    np.testing.assert_array_equal(dense, reference.blur(tiles.to_dense({(35001, 23001): block},
+                                                                        grid), 2.0))

@@ -1,6 +1,7 @@
 """Tile math against published values (mercantile's docs, the OSM wiki's zoom table)."""
 
 import math
+import pickle
 
 import pytest
 
@@ -124,3 +125,63 @@ def test_a_box_on_the_worlds_bottom_edge_still_covers_a_tile():
     bottom = -tiles.ORIGIN_SHIFT
     grid = tiles.grid_covering(Bbox(0.0, bottom, 1000.0, bottom), 5)
     assert grid.height == 256 and grid.row_off + grid.height == 256 * 2**5
+
+
+def _blocks(seed: int = 1, n: int = 6, dtype=np.uint32, largest: int = 9):
+    """Sparse tiles with a few lit pixels each (some cells empty), as counts are."""
+    rng = np.random.default_rng(seed)
+    blocks = {}
+    for i in range(n):
+        block = np.zeros((256, 256), dtype=dtype)
+        rows, cols = rng.integers(0, 256, 40), rng.integers(0, 120, 40)  # right half empty
+        block[rows, cols] = rng.integers(1, largest + 1, 40)
+        blocks[(100 + i, 200 - i)] = block
+    return blocks
+
+
+def test_cell_tiles_give_back_the_blocks_they_were_given():
+    blocks = _blocks()
+    blocks[(1, 1)] = np.zeros((256, 256), dtype=np.uint32)  # nothing in it: not kept
+    packed = tiles.CellTiles(np.uint32, blocks)
+    assert set(packed) == set(blocks) - {(1, 1)} and len(packed) == len(blocks) - 1
+    for key in packed:
+        block = packed[key]
+        assert block.dtype == np.uint32 and not block.flags.writeable  # a copy: read-only
+        np.testing.assert_array_equal(block, blocks[key])
+        mask, cells = packed.cells(key)
+        assert mask.shape == (4, 4) and not mask[:, 2:].any()  # the empty half not stored
+        assert len(cells) == mask.sum()
+    assert packed.nbytes < sum(b.nbytes for b in blocks.values()) / 2
+    again = pickle.loads(pickle.dumps(packed))
+    assert all(np.array_equal(again[k], packed[k]) for k in packed)
+    part = packed.subset([(100, 200), (7, 7)])
+    assert list(part) == [(100, 200)] and part.cells((100, 200))[1] is packed.cells((100, 200))[1]
+
+
+@pytest.mark.parametrize("largest, store", [(65535, np.uint16), (65536, np.uint32)])
+def test_counts_are_kept_narrow_only_where_they_fit(largest, store):
+    blocks = _blocks(largest=3)
+    blocks[(100, 200)][5, 5] = largest
+    expected = {key: block.copy() for key, block in blocks.items()}
+    packed = tiles.CellTiles.drained(np.uint32, blocks)
+    assert not blocks  # each block let go as it was packed
+    assert packed.store == store
+    for key, block in expected.items():
+        assert packed[key].dtype == np.uint32
+        np.testing.assert_array_equal(packed[key], block)
+
+
+def test_per_pixel_work_on_cells_is_the_work_on_blocks():
+    blocks = _blocks(seed=4)
+    packed = tiles.CellTiles(np.uint32, blocks)
+
+    def per_pixel(block):
+        return np.sqrt(block.astype(np.float32))
+
+    on_cells = tiles.map_pixels(packed, per_pixel, np.float32)
+    on_blocks = tiles.map_pixels(blocks, per_pixel, np.float32)
+    assert isinstance(on_cells, tiles.CellTiles) and isinstance(on_blocks, dict)
+    for key in blocks:
+        np.testing.assert_array_equal(on_cells[key], on_blocks[key])
+    assert sorted(np.concatenate(tiles.nonzero_values(packed)).tolist()) == \
+        sorted(np.concatenate(tiles.nonzero_values(blocks)).tolist())
