@@ -28,7 +28,7 @@ LOW = 0.25
 FRINGE_MIN = 0.01
 
 
-def _distribution(counts: dict[TileKey, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def count_distribution(counts: dict[TileKey, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct non-zero counts of all tiles and how many pixels have each."""
     nonzero = tiles.nonzero_values(counts)
     if not nonzero:
@@ -50,7 +50,7 @@ def rank_heat(freq: np.ndarray) -> np.ndarray:
 def count_heats(counts: dict[TileKey, np.ndarray], scaling: str) -> tuple[np.ndarray, np.ndarray]:
     """(the distinct non-zero counts, the heat a pixel of each count is drawn with) under
     'cdf' (rank_heat) or 'linear' (count / the largest count)."""
-    values, freq = _distribution(counts)
+    values, freq = count_distribution(counts)
     if scaling == "linear":
         top = int(values[-1]) if len(values) else 1
         return values, (values / top).astype(np.float32)

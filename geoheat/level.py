@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import tiles
-from .heat import LOW, _distribution, blur_tiles, legend_ticks, rank_heat
+from .heat import LOW, count_distribution, blur_tiles, legend_ticks, rank_heat
 from .rasterize import count_tracks, select_points
 from .summary import CELL_ZOOM
 from .tiles import Bbox, Grid, TileKey
@@ -100,7 +100,7 @@ class Scale(NamedTuple):
 def make_scale(counts: Sparse, scaling: str) -> Scale:
     """The Scale of a level from the counts of its (sampled) lit tiles: rank_heat of
     each count (cdf), or count / the largest (linear)."""
-    values, freq = _distribution(counts)
+    values, freq = count_distribution(counts)
     ticks = tuple(legend_ticks(counts, scaling))
     top = int(values[-1]) if len(values) else 1
     if scaling == "linear":
