@@ -1,6 +1,6 @@
 """Benchmark reading FIT files (issue 15): FIT decoders, and `geoheat build` on FIT against GPX.
 
-    python bench/bench_fit.py [--reps 5] [--skip-decoders]
+    python bench/bench_fit.py [--reps 5] [--skip-decoders] [--fit-data DIR] [--gpx-data DIR]
 
 All in one run, so that every ratio compares numbers measured side by side on the
 same (shared, noisy) machine:
@@ -18,8 +18,12 @@ same (shared, noisy) machine:
    alternated over --reps repetitions; medians. Targets: a cold FIT build per
    position <= 1.5x a cold GPX build per position; --jobs 2 <= 0.6x --jobs 1 on FIT.
 3. Where a FIT build's time goes, to explain the --jobs ratio: reading alone
-   (geoheat.reading.read_files with jobs 1 and 2), and a build of one small FIT
+   (geoheat.reading.read_files with jobs 1 and 2), and a build of the smallest FIT
    file (start-up, imports, heat and writers, with almost nothing to read).
+
+--fit-data and --gpx-data replace FIT_OUT and the chengdu runs, --zoom the builds' auto
+zoom (tests/test_bench.py runs it on the gpx/ samples at zoom 12 with --records 2000,
+to see that it runs).
 4. Local message types (issue 27): generated FIT files of --records records, all
    of one local type, alternating two local types of one definition, and records
    alternating with another message (a device writing heart rate between them),
@@ -39,7 +43,6 @@ from measure import run  # bench/measure.py: one measured process
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 FIT_DIR, GPX_DIR = DATA / "garmin-tree" / "FIT_OUT", DATA / "chengdu-runs"
-SMALL_FIT = DATA / "garmin-tree" / "FIT_OUT" / "52469467.fit"  # 59 positions
 
 # Run as `python -c DECODE CANDIDATE FILE...`: prints "positions seconds".
 DECODE = r"""
@@ -213,26 +216,39 @@ def main() -> None:
                         help="records in each generated file of part 4")
     parser.add_argument("--local-types-only", action="store_true",
                         help="measure only part 4, the local message types")
+    parser.add_argument("--fit-data", type=Path, default=FIT_DIR, help="a folder of FIT files")
+    parser.add_argument("--gpx-data", type=Path, default=GPX_DIR,
+                        help="a folder of GPX files to compare with")
+    parser.add_argument("--zoom", default="auto", help="the builds' zoom")
     args = parser.parse_args()
     if args.local_types_only:
         local_types(args.records, args.reps)
         return
-    fit_files = sorted(str(p) for p in FIT_DIR.glob("*.fit"))
-    gpx_files = sorted(str(p) for p in GPX_DIR.glob("*.gpx"))
+    fit_dir, gpx_dir = args.fit_data, args.gpx_data
+    fit_files = sorted(str(p) for p in fit_dir.glob("*.fit"))
+    gpx_files = sorted(str(p) for p in gpx_dir.glob("*.gpx"))
     if not fit_files or not gpx_files:
-        sys.exit(f"needs {FIT_DIR} and {GPX_DIR} (../shared beside the checkout)")
+        sys.exit(f"needs {fit_dir} and {gpx_dir} (../shared beside the checkout)")
+    small_fit = min(fit_files, key=os.path.getsize)  # FIT_OUT's: 52469467.fit, 59 positions
+    # The tables' names of the two folders ("FIT_OUT" and "chengdu" by default).
+    fit_name = fit_dir.name
+    gpx_name = "chengdu" if gpx_dir == GPX_DIR else gpx_dir.name
+
+    def shown(label: str) -> str:
+        return label.replace("FIT_OUT", fit_name).replace("chengdu", gpx_name)
+
     for path in fit_files + gpx_files:  # warm the page cache: no case pays for the disk
         Path(path).read_bytes()
     py, work = sys.executable, Path(tempfile.mkdtemp(prefix="geoheat-bench-fit-"))
     print(f"{len(fit_files)} FIT files ({sum(os.path.getsize(p) for p in fit_files) / 1e6:.0f} MB)"
-          f" from {FIT_DIR}; {len(gpx_files)} GPX from {GPX_DIR}")
+          f" from {fit_dir}; {len(gpx_files)} GPX from {gpx_dir}")
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} (--jobs 2 needs an "
           "idle second core: quote its ratio only from a quiet machine)")
 
     # 1. Decoders, alternated, median seconds.
     decoded: dict[str, list[float]] = {}
     points: dict[str, int] = {}
-    gpx_label = "geoheat GPX reader (chengdu runs)"
+    gpx_label = shown("geoheat GPX reader (chengdu runs)")
     decoders = {label: function for label, function in DECODERS.items()
                 if label == "geoheat.fit" or not args.skip_decoders}
     decoders[gpx_label] = "geoheat_gpx"
@@ -264,16 +280,17 @@ def main() -> None:
     # 2. Builds and 3. where the time goes, alternated, median seconds.
     def build(folder: Path, jobs: int, name: str) -> list[str]:
         return [py, "-m", "geoheat", "build", str(folder), "--no-cache", "--jobs", str(jobs),
-                "--basemap", "none", "-q", "-o", str(work / name / "heatmap.png")]
+                "--zoom", args.zoom, "--basemap", "none", "-q",
+                "-o", str(work / name / "heatmap.png")]
 
     for name in ("fit1", "fit2", "gpx1", "gpx2", "one"):
         (work / name).mkdir()
     cases = {
-        "build FIT_OUT --jobs 1": build(FIT_DIR, 1, "fit1"),
-        "build chengdu --jobs 1": build(GPX_DIR, 1, "gpx1"),
-        "build FIT_OUT --jobs 2": build(FIT_DIR, 2, "fit2"),
-        "build chengdu --jobs 2": build(GPX_DIR, 2, "gpx2"),
-        "build one small FIT file": build(SMALL_FIT, 1, "one"),
+        "build FIT_OUT --jobs 1": build(fit_dir, 1, "fit1"),
+        "build chengdu --jobs 1": build(gpx_dir, 1, "gpx1"),
+        "build FIT_OUT --jobs 2": build(fit_dir, 2, "fit2"),
+        "build chengdu --jobs 2": build(gpx_dir, 2, "gpx2"),
+        "build one small FIT file": build(Path(small_fit), 1, "one"),
         "read_files FIT_OUT jobs 1": [py, "-c", READ, "1", *fit_files],
         "read_files FIT_OUT jobs 2": [py, "-c", READ, "2", *fit_files],
     }
@@ -296,9 +313,9 @@ def main() -> None:
     for name, seconds in median.items():
         n = {"build FIT_OUT": fit_points, "build chengdu": gpx_points}.get(name[:13])
         cells = f"{n:,} | {seconds / n * 1e6:.2f}" if n else " | "
-        print(f"| {name} | {seconds:.2f} | {cpu[name]:.2f} | {cells} |")
+        print(f"| {shown(name)} | {seconds:.2f} | {cpu[name]:.2f} | {cells} |")
     for name, times in inner.items():
-        print(f"| {name}: the call alone | {statistics.median(times):.2f} | | | |")
+        print(f"| {shown(name)}: the call alone | {statistics.median(times):.2f} | | | |")
 
     fit_pp = median["build FIT_OUT --jobs 1"] / fit_points
     gpx_pp = median["build chengdu --jobs 1"] / gpx_points
@@ -312,14 +329,14 @@ def main() -> None:
     cpu_ratio = (cpu["build FIT_OUT --jobs 1"] / fit_points) / (
         cpu["build chengdu --jobs 1"] / gpx_points)
     print(f"| the same in CPU seconds | | {cpu_ratio:.2f} |")
-    print(f"| FIT_OUT build --jobs 2 / --jobs 1 | <= 0.6 | {jobs_fit:.2f} |")
-    print(f"| chengdu build --jobs 2 / --jobs 1 (for comparison) | | {jobs_gpx:.2f} |")
-    print(f"| FIT_OUT read_files jobs 2 / jobs 1 (the call alone) | | "
-          f"{statistics.median(inner['read_files FIT_OUT jobs 2']) / reading:.2f} |")
-    print(f"| reading's share of a FIT_OUT build, --jobs 1 | | "
-          f"{reading / median['build FIT_OUT --jobs 1']:.2f} |")
-    print(f"| build of one small FIT file / FIT_OUT build, --jobs 1 | | "
-          f"{median['build one small FIT file'] / median['build FIT_OUT --jobs 1']:.2f} |")
+    print(shown(f"| FIT_OUT build --jobs 2 / --jobs 1 | <= 0.6 | {jobs_fit:.2f} |"))
+    print(shown(f"| chengdu build --jobs 2 / --jobs 1 (for comparison) | | {jobs_gpx:.2f} |"))
+    print(shown(f"| FIT_OUT read_files jobs 2 / jobs 1 (the call alone) | | "
+                f"{statistics.median(inner['read_files FIT_OUT jobs 2']) / reading:.2f} |"))
+    print(shown(f"| reading's share of a FIT_OUT build, --jobs 1 | | "
+                f"{reading / median['build FIT_OUT --jobs 1']:.2f} |"))
+    print(shown(f"| build of one small FIT file / FIT_OUT build, --jobs 1 | | "
+                f"{median['build one small FIT file'] / median['build FIT_OUT --jobs 1']:.2f} |"))
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}; outputs in {work}")
     local_types(args.records, args.reps)
 

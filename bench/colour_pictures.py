@@ -1,10 +1,11 @@
 """Make the README's pictures of the colours: docs/styles.png and docs/zooms.png.
 
-    python bench/colour_pictures.py [--data ../shared/data/chengdu-runs]
+    python bench/colour_pictures.py [--data ../shared/data/chengdu-runs] [--zoom 15]
+                                    [--zooms 12 14 16]
 
-styles.png: the same streets at zoom 15 in each style, on the ground each is made for
+styles.png: the same streets at zoom 15 (--zoom) in each style, on the ground each is made for
 (hot and strava on their dark grounds, light on OSM's land colour #F2EFE9).
-zooms.png: the same city at zooms 12, 14 and 16, dark (hot) above, light below, each
+zooms.png: the same city at zooms 12, 14 and 16 (--zooms), dark (hot) above, light below, each
 cut around the busiest pixel, with the legend the build draws at that zoom.
 
 Builds without a basemap (nothing is fetched, as the tests run offline): the heat is
@@ -85,6 +86,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--zoom", type=int, default=15, help="the zoom of styles.png")
+    parser.add_argument("--zooms", type=int, nargs="+", default=[12, 14, 16],
+                        help="the zooms of zooms.png")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data} not found (the pictures are made of ../shared/data/chengdu-runs)")
@@ -92,7 +96,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="geoheat-pictures-"))
     styles = []
     for style in ("hot", "strava", "light"):
-        panel = build(args.data, folder, 15, style)
+        panel = build(args.data, folder, args.zoom, style)
         label(panel, style, ink(style), at=6)
         styles.append(panel)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +104,7 @@ def main() -> None:
     rows = []
     for style in ("hot", "light"):
         panels = []
-        for zoom in (12, 14, 16):
+        for zoom in args.zooms:
             panel = build(args.data, folder, zoom, style)
             label(panel, f"zoom {zoom}", ink(style), at=6)
             panels.append(panel)

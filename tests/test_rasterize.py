@@ -22,7 +22,8 @@ EIGHT = np.ones((3, 3), dtype=bool)
 def counts_of(tmp_path, **kwargs):
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    geoheat.build([tmp_path / "in"], out / "h.png", counts=True, sigma=0, **kwargs)
+    # Only the counts are read: a GeoTIFF output spares encoding a PNG of the whole grid.
+    geoheat.build([tmp_path / "in"], out / "h.tif", counts=True, sigma=0, **kwargs)
     with rasterio.open(out / "h-counts.tif") as src:
         return src.read(1), src
 
