@@ -5,13 +5,13 @@ import threading
 from pathlib import Path
 
 from .errors import InputError
-from .page import tile_file_meta
+from .page import TileFile
 from .tiles import MAX_ZOOM
 from .tilesource import (DamagedTile, NotFound, bounds_on_earth, file_tile, metadata_zoom,
                          tile_etag)
 
 
-class MBTilesFile:
+class MBTilesFile(TileFile):
     """Tiles of an MBTiles file (read-only; TMS rows). What the page needs from its
     metadata (zooms, bounds) is checked when it is opened: InputError, one line."""
 
@@ -77,11 +77,6 @@ class MBTilesFile:
                 "description": description if isinstance(description, str) else "",
                 "legend": legend if isinstance(legend, str) else None,
                 "bounds": bounds, **zooms}
-
-    def meta(self) -> dict:
-        m = self._meta
-        return tile_file_meta(self.path, m["name"], self.format, m["bounds"], m["minzoom"],
-                              m["maxzoom"], m["description"], m["legend"])
 
     def tile(self, z, x, y, query):
         if query:

@@ -71,3 +71,13 @@ def page(meta: dict) -> bytes:
     text = (WEB / "index.html").read_text(encoding="utf-8")
     data = json.dumps(meta).replace("<", "\\u003c").replace(">", "\\u003e")
     return text.replace("{{META}}", data).replace("{{LEAFLET}}", leaflet_version()).encode()
+
+
+class TileFile:
+    """A tile file served as it is (MBTilesFile, PMTilesFile): its page's settings from
+    its metadata (`_meta`: name, bounds, zooms, description, legend) and `format`."""
+
+    def meta(self) -> dict:
+        m = self._meta
+        return tile_file_meta(self.path, m["name"], self.format, m["bounds"], m["minzoom"],
+                              m["maxzoom"], m["description"], m["legend"])

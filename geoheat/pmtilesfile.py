@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import InputError
-from .page import tile_file_meta
+from .page import TileFile
 from .tilesource import DamagedTile, NotFound, bounds_on_earth, file_tile, tile_etag
 
 # A PMTiles file is read with pread, never mapped: a file cut short while it is served
@@ -86,7 +86,7 @@ def decode_directory(data: bytes) -> Directory:
     return Directory(tile_ids, runs, lengths, offsets)
 
 
-class PMTilesFile:
+class PMTilesFile(TileFile):
     """Tiles of a PMTiles (version 3) file. The header, metadata and root directory are
     read and checked when it is opened (InputError, one line); a damaged leaf directory
     or tile is a DamagedTile for the tiles it holds."""
@@ -239,11 +239,6 @@ class PMTilesFile:
                 "description": description if isinstance(description, str) else "",
                 "legend": legend if isinstance(legend, str) else None,
                 "bounds": bounds, "minzoom": h["min_zoom"], "maxzoom": h["max_zoom"]}
-
-    def meta(self) -> dict:
-        m = self._meta
-        return tile_file_meta(self.path, m["name"], self.format, m["bounds"], m["minzoom"],
-                              m["maxzoom"], m["description"], m["legend"])
 
     def tile(self, z, x, y, query):
         if query:
