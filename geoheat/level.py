@@ -42,11 +42,23 @@ class Plan(NamedTuple):
 
 
 def plan_of(summaries, area: Bbox) -> Plan:
-    """The Plan of the activities drawn (their summaries) over area."""
-    summaries = [s for s in summaries if s is not None]
-    cells = np.unique(np.concatenate([s.cells for s in summaries])) if summaries else ()
-    return Plan(float(sum(s.length for s in summaries)), len(cells),
-                (area.bottom + area.top) / 2)
+    """The Plan of the activities drawn (their summaries) over area: only their ~10 km
+    cells that reach it, and their length in the share of their points there. What
+    else the input holds (another city, a trip abroad) left how a level is sampled, and
+    so its colours, to change (chengdu-runs alone and among other sets: 0.05 apart)."""
+    length, reached = 0.0, []
+    for summary in summaries:
+        if summary is None or not len(summary.cells):
+            continue
+        b = summary.cell_bounds
+        inside = ((b[:, 0] <= area.right) & (b[:, 2] >= area.left)
+                  & (b[:, 1] <= area.top) & (b[:, 3] >= area.bottom))
+        if inside.any():
+            reached.append(summary.cells[inside])
+            share = summary.cell_points[inside].sum() / max(summary.cell_points.sum(), 1)
+            length += summary.length * float(share)
+    cells = np.unique(np.concatenate(reached)) if reached else ()
+    return Plan(length, len(cells), (area.bottom + area.top) / 2)
 
 
 def most_tiles(plan: Plan, zoom: int) -> float:

@@ -84,3 +84,46 @@ def test_the_sample_is_fixed_and_about_one_in_m():
     first = sampled(tx, ty, 8)
     assert np.array_equal(first, sampled(tx, ty, 8))
     assert 0.1 < first.mean() < 0.15 and sampled(tx, ty, 1).all()
+
+
+def test_what_else_the_input_holds_does_not_change_the_drawn_heat(tmp_path, monkeypatch):
+    """A level's sample size came from every activity kept, drawn or not: the same runs
+    got other colours when a far-away city sat in the same folder (chengdu-runs alone
+    and within ../shared/data: up to 0.105 apart). Now only what reaches the area counts."""
+    import rasterio
+
+    import geoheat
+    import geoheat.level
+    from geoheat.samples import gpx_document
+
+    # The town alone is ranked whole (~800 tiles its length may light at zoom 17); its
+    # level with the far rides' length would be ranked on a 1-in-6 sample.
+    monkeypatch.setattr(geoheat.level, "SAMPLE_TILES", 1000)
+    home = tmp_path / "home"
+    home.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(12):  # a town's runs, enough to be the main area
+        lon = 14.50 + np.cumsum(rng.normal(0, 0.0004, 400)) + 0.002 * (i % 4)
+        lat = 46.05 + np.cumsum(rng.normal(0, 0.0003, 400)) + 0.002 * (i // 4)
+        (home / f"run{i}.gpx").write_text(gpx_document([np.column_stack([lon, lat])],
+                                                      activity_type="Run"))
+    away = tmp_path / "with-away"
+    away.mkdir()
+    for path in home.iterdir():
+        (away / path.name).write_text(path.read_text())
+    for i in range(10):  # long rides far off (another country): left out of the extent
+        lon = 2.35 + np.linspace(0, 1.2, 2000) + 0.01 * i
+        lat = 48.85 + np.linspace(0, 0.5, 2000)
+        (away / f"away{i}.gpx").write_text(gpx_document([np.column_stack([lon, lat])],
+                                                       activity_type="Ride"))
+    heats = []
+    for folder in (home, away):
+        out = tmp_path / f"{folder.name}-out" / "h.tif"
+        out.parent.mkdir()
+        result = geoheat.build([folder], out, zoom=17, png=False)
+        assert result.activities == 12
+        with rasterio.open(out) as data:
+            heats.append(data.read(1))
+    assert geoheat.level.modulus(geoheat.level.plan_of([], geoheat.tiles.Bbox(0, 0, 1, 1)),
+                                 17) == 1  # nothing reaches: nothing sampled
+    np.testing.assert_array_equal(heats[0], heats[1])
