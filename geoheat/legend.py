@@ -1,7 +1,7 @@
 """The key to a heatmap coloured by rank: which passes its colours stand for.
 
-The PNG gets a colour bar bottom-left with the pass counts at a few of its colours
-(`add_legend`); the QGIS style's ramp items are those counts (`ramp_items`), each at
+The PNG gets a colour bar with the pass counts at a few of its colours, in the corner
+where it hides the least heat (`add_legend`); the QGIS style's ramp items are those counts (`ramp_items`), each at
 the heat its pixels are drawn with, so QGIS's layer panel and print layouts list
 "N passes" with the colour the map has for them. Both come from heat.legend_ticks:
 the PNG's labels are some of the style's items, at the same places. Under
@@ -45,11 +45,47 @@ def key_ticks(counts, options: "Drawing") -> tuple[list[tuple[float, str]], str]
     return [(h, f"{n:,}") for h, n in legend_ticks(counts, options.scaling)], what
 
 
-def add_legend(picture: np.ndarray, counts, options: "Drawing") -> None:
-    """The PNG's key, bottom-left: the colour bar and the passes its colours stand for."""
+def add_legend(picture: np.ndarray, counts, options: "Drawing", heat=None) -> None:
+    """The PNG's key: the colour bar and the passes its colours stand for, in the
+    corner where it hides the least heat (heat: the picture's heat as rows, a
+    tiles.RowView; None: bottom-left). On a small picture the key's box is a large part
+    of it, and bottom-left put it over a town's busiest loop."""
     ticks, title = key_ticks(counts, options)
-    draw(picture, lut(options.colormap), ticks, title, legend_scale(picture.shape[2]),
-         STYLES[options.style].background, bar=192, text=STYLES[options.style].text)
+    scale = legend_scale(picture.shape[2])
+    corner = BOTTOM_LEFT
+    if heat is not None:
+        box_w, box_h = key_size(title, scale, bar=192)
+        corner = quietest_corner(heat, box_w, box_h)
+    draw(picture, lut(options.colormap), ticks, title, scale,
+         STYLES[options.style].background, bar=192, text=STYLES[options.style].text,
+         corner=corner)
+
+
+# Where the key goes: (at the bottom, at the left); the first of equals wins.
+BOTTOM_LEFT = (True, True)
+CORNERS = (BOTTOM_LEFT, (True, False), (False, True), (False, False))
+
+
+def key_size(title: str, scale: int, bar: int) -> tuple[int, int]:
+    """The key's box, (width, height) in pixels."""
+    pad, gap = 4 * scale, 2 * scale
+    glyph_h = font.GLYPH_HEIGHT * scale
+    title_w = font.text_size(title, scale)[0]
+    return (max(bar * scale, title_w) + 2 * pad,
+            pad + glyph_h + gap + 8 * scale + gap + glyph_h + pad)
+
+
+def quietest_corner(heat, box_w: int, box_h: int) -> tuple[bool, bool]:
+    """The corner whose box of box_w x box_h pixels holds the least heat (heat: rows
+    of the picture's heat, heat[top:stop] dense); bottom-left among equals."""
+    height, width = heat.shape
+    if box_h > height or box_w > width:
+        return BOTTOM_LEFT
+    rows = {True: heat[height - box_h:height], False: heat[0:box_h]}
+    sums = {(bottom, left): float(rows[bottom][:, :box_w].sum() if left
+                                  else rows[bottom][:, width - box_w:].sum())
+            for bottom, left in CORNERS}
+    return min(CORNERS, key=lambda corner: sums[corner])
 
 
 def ramp_items(counts, options: "Drawing") -> list[tuple[float, str]]:
@@ -64,8 +100,10 @@ def ramp_items(counts, options: "Drawing") -> list[tuple[float, str]]:
 
 
 def draw(picture: np.ndarray, table: np.ndarray, ticks, title: str, scale: int = 1,
-         background=(0, 0, 0), bar: int = 128, text=(240, 240, 240)) -> np.ndarray:
-    """Draw a key bottom-left on a (3, h, w) picture, in place: a colour bar of the
+         background=(0, 0, 0), bar: int = 128, text=(240, 240, 240),
+         corner=BOTTOM_LEFT) -> np.ndarray:
+    """Draw a key in a corner ((at the bottom, at the left); default bottom-left) of a
+    (3, h, w) picture, in place: a colour bar of the
     (256, 3) lookup table (heat 0 to 1, left to right, `bar` x scale pixels) over the
     title, with the labels of `ticks` ((heat, text) pairs, by heat) under their place on
     the bar, on a dimmed box.
@@ -89,14 +127,15 @@ def draw(picture: np.ndarray, table: np.ndarray, ticks, title: str, scale: int =
     for label in labels[:-1]:
         if all(apart(label, other) for other in kept):
             kept.append(label)
-    title_w = font.text_size(title, scale)[0]
-    box_w = max(bar_w, title_w) + 2 * pad
-    box_h = pad + glyph_h + gap + bar_h + gap + glyph_h + pad
+    box_w, box_h = key_size(title, scale, bar)
     _, height, width = picture.shape
     if box_w > width or box_h > height:
         return picture  # too small a picture for a key
-    top = height - box_h
-    area = picture[:, top:, :box_w].astype(np.float32)
+    bottom, at_left = corner
+    top = height - box_h if bottom else 0
+    left = 0 if at_left else width - box_w
+    place = np.s_[:, top:top + box_h, left:left + box_w]
+    area = picture[place].astype(np.float32)
     area[:] = area * 0.35 + np.asarray(background, np.float32)[:, None, None] * 0.65
     y = pad
     _text(area, font.text_mask(title, scale), y, pad, text)
@@ -106,7 +145,7 @@ def draw(picture: np.ndarray, table: np.ndarray, ticks, title: str, scale: int =
     y += bar_h + gap
     for left, _, label in kept:
         _text(area, font.text_mask(label, scale), y, pad + left, text)
-    picture[:, top:, :box_w] = np.rint(area).astype(np.uint8)
+    picture[place] = np.rint(area).astype(np.uint8)
     return picture
 
 

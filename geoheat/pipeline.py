@@ -159,7 +159,7 @@ def _build(options, outputs, provider, warn, progress, backend,
     elif grid.width * grid.height <= MAX_PNG_PIXELS:
         picture = _picture(heat, grid, options, provider, result, warn, progress)
         if options.legend:
-            add_legend(picture, counts, options)
+            add_legend(picture, counts, options, tiles.RowView(heat, grid))
     else:
         warn(f"{options.outputs['png']}: no PNG for a {grid.width}x{grid.height} pixel image "
              f"(more than {MAX_PNG_PIXELS // 2**20} Mpx); the GeoTIFF holds the heat; lower "

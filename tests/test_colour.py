@@ -3,7 +3,7 @@
 import numpy as np
 
 from geoheat import colour, legend
-from geoheat.colormaps import STYLES, lut, with_alpha
+from geoheat.colormaps import STYLE_NAMES, STYLES, lut, with_alpha
 
 HOT = lut("hot")
 
@@ -82,6 +82,26 @@ def test_legend_draws_a_colour_bar_and_labels_bottom_left():
     np.testing.assert_array_equal(picture[:, row, 4 + 127], table[-1])
     # The labels are text: light pixels under the bar's right end, where "16" goes.
     assert (picture[:, row + 6:, 110:132] == 240).all(axis=0).sum() > 10
+
+
+def test_the_key_goes_to_the_corner_with_the_least_heat():
+    """A small picture (a town at zoom 12: 256 px) had its key over the busiest loop,
+    bottom-left; the key now takes the corner that hides the least heat."""
+    from types import SimpleNamespace
+
+    options = SimpleNamespace(mode="lines", normalize="global", scaling="cdf",
+                              colormap="hot", style=STYLE_NAMES[0])
+    counts = {(0, 0): np.zeros((256, 256), dtype=np.uint32)}
+    counts[(0, 0)][200:, :50] = 3  # the busy part: bottom-left
+    counts[(0, 0)][10, :] = 1  # a lone line across the top
+    heat = counts[(0, 0)].astype(np.float32) / 3
+    picture = np.zeros((3, 256, 256), dtype=np.uint8)
+    legend.add_legend(picture, counts, options, heat)
+    box_w, box_h = legend.key_size("passes", 1, 192)
+    rows, cols = np.nonzero(picture.any(axis=0))
+    assert rows.min() >= 256 - box_h and cols.min() >= 256 - box_w  # bottom-right
+    assert legend.quietest_corner(heat, box_w, box_h) == (True, False)
+    assert legend.quietest_corner(np.zeros((256, 256)), box_w, box_h) == legend.BOTTOM_LEFT
 
 
 def test_legend_leaves_out_labels_that_would_overlap_but_keeps_the_last():
