@@ -192,14 +192,22 @@ def summary(result: BuildResult, extent: str = "auto") -> str:
 
 
 def _elsewhere(result: BuildResult, extent: str) -> str:
-    """The regions an auto extent left out, with their activities and where they are."""
+    """The regions an auto extent left out, with their activities and where they are,
+    and how many of those left out are one-off trips (in no region: too few there)."""
     others = result.regions[1:] if extent == "auto" else []
-    if not others:
+    outside = result.left_out.get("outside the extent", 0) if extent == "auto" else 0
+    one_off = max(outside - sum(r.activities for r in others), 0)
+    if not others and not one_off:
         return ""
-    shown = ", ".join(f"{r.activities} in {r.name} ({r.where})" for r in others[:3])
-    more = f" and {len(others) - 3} more" if len(others) > 3 else ""
-    return (f"; left out, activities elsewhere: {shown}{more} "
-            "(--extent regions draws each)")
+    parts = [f"{r.activities} in {r.name} ({r.where})" for r in others[:3]]
+    if len(others) > 3:
+        parts.append(f"{sum(r.activities for r in others[3:])} in {len(others) - 3} more "
+                     "regions")
+    if one_off:
+        parts.append(f"{one_off} one-off elsewhere")
+    how = ("--extent regions draws each region, --extent all everything" if others and one_off
+           else "--extent regions draws each" if others else "--extent all draws them")
+    return f"; left out, activities elsewhere: {', '.join(parts)} ({how})"
 
 
 def activity_dates(result: BuildResult) -> tuple[str | None, str | None]:

@@ -56,12 +56,27 @@ def three_places(tmp_path):
     return tracks
 
 
+def test_one_off_trips_left_out_are_counted_too(tmp_path):
+    """Trips in no region (too few activities there) were left out unsaid: a set of odd
+    files from around the world said nothing of the 13 it did not draw."""
+    tracks = tmp_path / "tracks"
+    loops(tracks, "home", LJUBLJANA, 6)
+    loops(tracks, "paris", PARIS, 1, day0=60)
+    loops(tracks, "lisbon", LISBON, 1, day0=30)
+    result = build(tracks, "-o", tmp_path / "h.png")
+    assert result.exit_code == 0, result.stderr
+    assert ("2 left out (outside the extent)" in result.stderr
+            and "left out, activities elsewhere: 2 one-off elsewhere (--extent all draws "
+                "them)" in result.stderr), result.stderr
+
+
 def test_auto_names_the_regions_it_leaves_out(tmp_path, three_places):
     result = build(three_places, "-o", tmp_path / "h.png", "--report", tmp_path / "r.json")
     assert result.exit_code == 0, result.stderr
     summary = result.stderr.strip().splitlines()[-1]
-    assert ("left out, activities elsewhere: 4 in Lisbon, PT (38.72N 9.14W) "
-            "(--extent regions draws each)") in summary
+    assert ("left out, activities elsewhere: 4 in Lisbon, PT (38.72N 9.14W), 1 one-off "
+            "elsewhere (--extent regions draws each region, --extent all everything)"
+            ) in summary
     report = json.loads((tmp_path / "r.json").read_text())
     assert [(r["name"], r["activities"]) for r in report["regions"]] == [
         ("Ljubljana, SI", 6), ("Lisbon, PT", 4)]
