@@ -189,9 +189,13 @@ def _store(cache_dir: Path, key: dict, grid: Grid, counted: Counted) -> Path:
     return path
 
 
-def prune(folder: Path, keep: set[Path] = frozenset()) -> None:
-    """Remove all but the most recently used entries (at most MAX_ENTRIES, MAX_BYTES in
-    all); those in keep stay, whatever their number and size."""
+def prune(folder: Path, keep: set[Path] = frozenset(), max_entries: int | None = None,
+          max_bytes: int | None = None) -> None:
+    """Remove all but the most recently used entries (at most max_entries, max_bytes in
+    all: by default MAX_ENTRIES, MAX_BYTES); those in keep stay, whatever their number
+    and size."""
+    max_entries = MAX_ENTRIES if max_entries is None else max_entries
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     entries = []
     for path in folder.glob("*.bin"):
         try:
@@ -202,5 +206,5 @@ def prune(folder: Path, keep: set[Path] = frozenset()) -> None:
     total = 0
     for rank, (_, _, size, path) in enumerate(sorted(entries)):
         total += size
-        if path not in keep and (rank >= MAX_ENTRIES or total > MAX_BYTES):
+        if path not in keep and (rank >= max_entries or total > max_bytes):
             path.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ class Counted(NamedTuple):
     drawn: np.ndarray
     activities: list
     hidden: tuple[int, int] = (0, 0)
+    key: dict | None = None  # the counts cache's key (countcache.entry_key), if any
 
 
 def record(result: BuildResult, counted: Counted) -> list[dict]:
@@ -104,7 +105,7 @@ class LocalBackend:
             result.counts_cached = True
             first = found[0]
             return Counted([found[i].counts for i in range(len(grids))], first.used,
-                           first.outside, first.drawn, kept, first.hidden)
+                           first.outside, first.drawn, kept, first.hidden, key)
         missing = [i for i in range(len(grids)) if i not in found]
         counted = _count(kept, [grids[i] for i in missing], box, source_of, options, memory,
                          result, warn, privacy)
@@ -123,7 +124,7 @@ class LocalBackend:
         by_grid = {i: cached.counts for i, cached in found.items()}
         by_grid.update(zip(missing, counts))
         return Counted([by_grid[i] for i in range(len(grids))], used, outside, drawn,
-                       drawn_from, hidden)
+                       drawn_from, hidden, key if len(drawn_from) == len(kept) else None)
 
 
 def _count(activities, grids, box, source_of, options, memory, result, warn, privacy=None):

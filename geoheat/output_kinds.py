@@ -51,6 +51,8 @@ class OutputKind(NamedTuple):
     bands: int = 0
     nodata: float | None = None
     blocks: Callable | None = None  # a COG's blocks at a pyramid level: blocks(level, made)
+    from_heat: bool = False  # a COG made from the heat (not the counts alone)
+    coloured: bool = False  # a COG made in the colormap's colours
 
 
 def _heat(n: Naming) -> Path:
@@ -186,12 +188,13 @@ def _count_blocks(level, made):
 KINDS = (
     OutputKind("png", _png_path, FILE, _write_png, suffixes=(".png",)),
     OutputKind("tif", _tif_path, COG, _write_heat_cog, suffixes=(".tif", ".tiff"),
-               levels=OVERVIEWS, dtype="float32", bands=1, nodata=0, blocks=_heat_blocks),
+               levels=OVERVIEWS, dtype="float32", bands=1, nodata=0, blocks=_heat_blocks,
+               from_heat=True),
     OutputKind("qml", _qml_path, FILE, _write_qml),
     OutputKind("csvt", _csvt_path, FILE, _write_csvt),
     OutputKind("csv", _csv_path, FILE, _write_csv),
     OutputKind("rgba", _rgba_path, COG, _write_tiled_cog, levels=OVERVIEWS, dtype="uint8",
-               bands=4, nodata=None, blocks=_rgba_blocks),
+               bands=4, nodata=None, blocks=_rgba_blocks, from_heat=True, coloured=True),
     OutputKind("counts", _counts_path, COG, _write_tiled_cog, levels=OVERVIEWS,
                dtype="uint32", bands=1, nodata=0, blocks=_count_blocks),
     OutputKind("mbtiles", _archive_path("mbtiles", "MBTiles"), ARCHIVE, _write_mbtiles,

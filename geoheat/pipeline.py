@@ -35,7 +35,7 @@ from .tiles import Grid
 from .outputs import OutputSet, check_destinations
 from .pyramid import default_min_zoom, level_grid, levels
 from .writers import check_writable_folder, side_files
-from .write_outputs import pyramid_zooms, write_outputs, zooms_above
+from .write_outputs import Deferred, pyramid_zooms, write_outputs, zooms_above
 
 # Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
 # MBTiles, written tile by tile, have no such limit.
@@ -136,16 +136,16 @@ def _build(options, outputs, provider, warn, progress, backend,
         *pyramid_zooms(options, grid, min_zoom, keep_tiles),
         *zooms_above(options, grid, max_zoom, keep_tiles))]
     source_of = {source.name: source for source in sources}
-    counts, *below = record(result, backend.count(kept, source_of, box, grids, options,
-                                                  result, warn, shield))
+    counted = backend.count(kept, source_of, box, grids, options, result, warn, shield)
+    counts, *below = record(result, counted)
     if options.explorer is not None:
         _explore(kept, source_of, options, shield, outputs, result, warn)
 
-    # Scale, blur (the output's zoom; the levels below are scaled and blurred while writing)
+    # Scale, blur (the output's zoom, when an output first needs it: a GeoTIFF copied from
+    # the output cache does not; the levels are scaled and blurred while writing)
     plan = plan_of([a.summary for a in kept], area)
     scale = _scaler(options, plan)
-    heat = blur_tiles(scale(counts, grid), options.sigma, grid)
-    result.data_tiles = len(heat)
+    heat = Deferred(lambda: blur_tiles(scale(counts, grid), options.sigma, grid))
 
     def pyramid(zooms):
         """The levels at zooms, each from its own counts, one at a time."""
@@ -157,9 +157,9 @@ def _build(options, outputs, provider, warn, progress, backend,
     if "png" not in options.outputs:
         pass  # a GeoTIFF or tiles build: no picture, no map
     elif grid.width * grid.height <= MAX_PNG_PIXELS:
-        picture = _picture(heat, grid, options, provider, result, warn, progress)
+        picture = _picture(heat(), grid, options, provider, result, warn, progress)
         if options.legend:
-            add_legend(picture, counts, options, tiles.RowView(heat, grid))
+            add_legend(picture, counts, options, tiles.RowView(heat(), grid))
     else:
         warn(f"{options.outputs['png']}: no PNG for a {grid.width}x{grid.height} pixel image "
              f"(more than {MAX_PNG_PIXELS // 2**20} Mpx); the GeoTIFF holds the heat; lower "
@@ -167,7 +167,7 @@ def _build(options, outputs, provider, warn, progress, backend,
 
     # Write
     result.outputs = write_outputs(options, outputs, grid, counts, heat, picture, result,
-                                   min_zoom, pyramid, plan, max_zoom, keep_tiles)
+                                   min_zoom, pyramid, plan, max_zoom, keep_tiles, counted.key)
     if result.regions:  # the drawn region: what was drawn there, and where
         result.regions[0] = result.regions[0]._replace(
             activities=result.activities, outputs=[str(p) for p in result.outputs])
