@@ -114,19 +114,7 @@ def draw(picture: np.ndarray, table: np.ndarray, ticks, title: str, scale: int =
     pad, gap = 4 * scale, 2 * scale
     bar_w, bar_h = bar * scale, 8 * scale
     glyph_h = font.GLYPH_HEIGHT * scale
-    labels = []
-    for heat, label in ticks:
-        width = font.text_size(label, scale)[0]
-        left = int(round(min(max(heat * bar_w - width / 2, 0), bar_w - width)))
-        labels.append((left, width, label))
-
-    def apart(a, b):
-        return a[0] + a[1] + 2 * scale <= b[0] or b[0] + b[1] + 2 * scale <= a[0]
-
-    kept = labels[-1:]
-    for label in labels[:-1]:
-        if all(apart(label, other) for other in kept):
-            kept.append(label)
+    kept = placed_labels(ticks, scale, bar)
     box_w, box_h = key_size(title, scale, bar)
     _, height, width = picture.shape
     if box_w > width or box_h > height:
@@ -147,6 +135,33 @@ def draw(picture: np.ndarray, table: np.ndarray, ticks, title: str, scale: int =
         _text(area, font.text_mask(label, scale), y, pad + left, text)
     picture[place] = np.rint(area).astype(np.uint8)
     return picture
+
+
+# Pixels (at scale 1) between two labels: 2 read "6 72" as one number; 4 is most of a
+# glyph's width, yet keeps every middle label of a real key (chengdu-runs at zoom 16).
+LABEL_ROOM = 4
+
+
+def placed_labels(ticks, scale: int = 1, bar: int = 128) -> list[tuple[int, int, str]]:
+    """The labels of ticks ((heat, text) pairs, by heat) the key draws, as (left, width,
+    text) in pixels along its bar: the last (the most) always, the others from the left
+    wherever they keep LABEL_ROOM from every label kept."""
+    bar_w = bar * scale
+    room = LABEL_ROOM * scale
+    labels = []
+    for heat, label in ticks:
+        width = font.text_size(label, scale)[0]
+        left = int(round(min(max(heat * bar_w - width / 2, 0), bar_w - width)))
+        labels.append((left, width, label))
+
+    def apart(a, b):
+        return a[0] + a[1] + room <= b[0] or b[0] + b[1] + room <= a[0]
+
+    kept = labels[-1:]
+    for label in labels[:-1]:
+        if all(apart(label, other) for other in kept):
+            kept.append(label)
+    return kept
 
 
 def _text(area: np.ndarray, mask: np.ndarray, top: int, left: int, colour=(240, 240, 240)):

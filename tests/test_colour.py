@@ -112,6 +112,25 @@ def test_legend_leaves_out_labels_that_would_overlap_but_keeps_the_last():
     np.testing.assert_array_equal(crowded, alone)
 
 
+def test_the_keys_labels_keep_room_between_them():
+    """At the busy end of a rank scale the counts' heats crowd: 6 and 72 two pixels apart
+    read "6 72", one number to the eye."""
+    for scale in (1, 3):
+        # "6" ends 3 px before "72" starts (at scale 1): drawn as "6 72" before.
+        ticks = [(0.25, "1"), (102.5 / 192, "6"), (113.5 / 192, "72"), (0.93, "150"),
+                 (1.0, "394")]
+        kept = sorted(legend.placed_labels(ticks, scale, bar=192))
+        assert kept[-1][2] == "394" and kept[0][2] == "1"
+        room = legend.LABEL_ROOM * scale
+        assert room > 2 * scale
+        for (left, width, _), (next_left, _, _) in zip(kept, kept[1:]):
+            assert next_left - (left + width) >= room
+        assert len(kept) < len(ticks)
+    # Ticks with room between them are all drawn.
+    spaced = [(0.25, "1"), (0.5, "2"), (0.75, "5"), (1.0, "9")]
+    assert len(legend.placed_labels(spaced, 1, bar=192)) == 4
+
+
 def test_legend_skips_a_picture_too_small_for_it():
     picture = np.zeros((3, 20, 60), dtype=np.uint8)
     assert (legend.draw(picture, lut("hot"), [(1.0, "9")], "passes") == 0).all()
