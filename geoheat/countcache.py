@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cache import checksum, identity, read_regular, write_atomic
+from .cache import checksum, identity, open_regular, read_regular, write_atomic
 from .rasterize import BYTES_PER_DATA_TILE, TooBig
 from .tiles import TILE_SIZE, CellTiles, Grid, TileKey, narrowest
 
@@ -190,18 +190,22 @@ def _store(cache_dir: Path, key: dict, grid: Grid, counted: Counted) -> Path:
 
 
 def prune(folder: Path, keep: set[Path] = frozenset(), max_entries: int | None = None,
-          max_bytes: int | None = None) -> None:
+          max_bytes: int | None = None, magic: bytes = _MAGIC) -> None:
     """Remove all but the most recently used entries (at most max_entries, max_bytes in
     all: by default MAX_ENTRIES, MAX_BYTES); those in keep stay, whatever their number
-    and size."""
+    and size. Only geoheat's own entries (regular files beginning with magic) are
+    counted and removed: anything else put there is left alone."""
     max_entries = MAX_ENTRIES if max_entries is None else max_entries
     max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     entries = []
     for path in folder.glob("*.bin"):
         try:
-            stat = path.stat()
+            with open_regular(path) as f:  # never through a link
+                if f.read(len(magic)) != magic:
+                    continue
+                stat = os.fstat(f.fileno())
         except OSError:
-            continue  # removed by another build meanwhile
+            continue  # removed by another build meanwhile, or not an entry
         entries.append((path not in keep, -stat.st_mtime_ns, stat.st_size, path))
     total = 0
     for rank, (_, _, size, path) in enumerate(sorted(entries)):

@@ -132,6 +132,7 @@ def store(cache_dir: Path, key: dict, written: Path, meta: dict) -> Path | None:
 def keep_recent(cache_dir: Path, keep: set[Path]) -> None:
     """Remove all but the most recently used entries; those in keep (this build's) stay."""
     try:
-        prune(cache_dir / "outputs", keep=keep, max_entries=MAX_ENTRIES, max_bytes=MAX_BYTES)
+        prune(cache_dir / "outputs", keep=keep, max_entries=MAX_ENTRIES, max_bytes=MAX_BYTES,
+              magic=_MAGIC)
     except OSError:
         pass

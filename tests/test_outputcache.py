@@ -169,9 +169,20 @@ def test_only_the_most_recent_entries_are_kept(tmp_path, rides, monkeypatch):
         build(rides, tmp_path / "a", cache, sigma=sigma)  # two GeoTIFFs each
     assert len(entries(cache)) == 3
     build(rides, tmp_path / "a", cache, sigma=4)
+    stranger = cache / "outputs" / "0123456789abcdef0123456789abcdef.bin"
+    stranger.write_bytes(b"not geoheat's")  # a file geoheat did not make: left alone
+    elsewhere = tmp_path / "elsewhere.bin"
+    elsewhere.write_bytes((cache / "outputs").glob("*.bin").__next__().read_bytes())
+    link = cache / "outputs" / "fedcba9876543210fedcba9876543210.bin"
+    link.symlink_to(elsewhere)  # nor a link, nor what it points to
+    build(rides, tmp_path / "a", cache, sigma=5)
+    assert stranger.read_bytes() == b"not geoheat's" and link.is_symlink()
+    assert elsewhere.exists()
+    stranger.unlink()
+    link.unlink()
     sigmas = sorted(json.loads(p.read_bytes().split(b"\n", 3)[2])["key"]["sigma"]
                     for p in entries(cache))
-    assert sigmas == [3, 4, 4]  # this build's two, and the most recently used other
+    assert sigmas == [4, 5, 5]  # this build's two, and the most recently used other
 
 
 def test_an_entry_holds_the_file_as_written(tmp_path, rides):
