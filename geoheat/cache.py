@@ -106,6 +106,32 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def write_atomic_entry(path: Path, magic: bytes, head: bytes, source: Path,
+                       chunk: int = 2**20) -> None:
+    """Write an entry of magic, the hex CRC-32 (checksum) of head and source's bytes, a
+    newline, head and source's bytes, copied a chunk at a time (no second copy of a
+    large file in memory), under a temporary name, then renamed into place. OSError
+    when source changed size meanwhile."""
+    size = os.stat(source).st_size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w+b") as out, open(source, "rb") as f:
+            out.write(magic + b"00000000\n" + head)
+            crc = zlib.crc32(head)
+            while part := f.read(chunk):
+                crc = zlib.crc32(part, crc)
+                out.write(part)
+            if out.tell() != len(magic) + 9 + len(head) + size:
+                raise OSError(f"{source}: changed while copied")
+            out.seek(len(magic))
+            out.write(b"%08x" % crc)  # as checksum gives it
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
 _ENTRY_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
                 | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
 # An entry this small is written in place (see _write_entry); a larger one under a

@@ -24,18 +24,15 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
-import zlib
 from pathlib import Path
 
-from .cache import checksum, read_regular
+from .cache import checksum, read_regular, write_atomic_entry
 from .countcache import prune
 
 OUTPUTS_FORMAT = 1
 _MAGIC = b"geoheat-output\n"
 MAX_ENTRIES = 24  # a few builds' GeoTIFFs (heat, RGBA, counts) at a few settings
 MAX_BYTES = 2**30  # a city's heat GeoTIFF at zoom 16 is ~30 MB
-_CHUNK = 2**20
 
 
 @functools.cache
@@ -100,32 +97,14 @@ def load(cache_dir: Path, key: dict) -> tuple[memoryview, dict] | None:
 
 def store(cache_dir: Path, key: dict, written: Path, meta: dict) -> Path | None:
     """Keep the file at written (an output just made) under key, with meta; its path,
-    or None when the cache cannot be written (the build goes on). Copied a chunk at a
-    time (no second copy of a large GeoTIFF in memory), under a temporary name."""
+    or None when the cache cannot be written (the build goes on)."""
     path = entry_path(cache_dir, key)
-    temp = None
     try:
         size = written.stat().st_size
         head = json.dumps({"key": key, "meta": meta, "size": size}).encode() + b"\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w+b") as out, open(written, "rb") as source:
-            out.write(_MAGIC + b"00000000\n" + head)
-            crc = zlib.crc32(head)
-            while chunk := source.read(_CHUNK):
-                crc = zlib.crc32(chunk, crc)
-                out.write(chunk)
-            if out.tell() != len(_MAGIC) + 9 + len(head) + size:
-                return None  # changed while copied
-            out.seek(len(_MAGIC))
-            out.write(b"%08x" % crc)  # as cache.checksum gives it
-        os.replace(temp, path)
-        temp = None
+        write_atomic_entry(path, _MAGIC, head, written)
     except (OSError, ValueError):
         return None
-    finally:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)
     return path
 
 

@@ -165,6 +165,7 @@ def unwritable(kind: str, store: Path, monkeypatch):
         store.mkdir()
         (store / "parsed").write_text("not a folder")
         (store / "counts").write_text("not a folder")  # the counts cache's (countcache.py)
+        (store / "outputs").write_text("not a folder")  # the output cache's (outputcache.py)
     elif kind == "disk full":  # every write meets a real ENOSPC, from /dev/full
         if not Path("/dev/full").exists():
             pytest.skip("needs /dev/full")
@@ -304,7 +305,7 @@ def test_cache_entries_that_are_no_regular_files_are_no_entries(tmp_path, ride, 
     store = tmp_path / "cache"
     first = geoheat.build([ride.parent], tmp_path / "a.png", zoom=15, parse_cache=store)
     entries = sorted(store.rglob("*.bin"))
-    assert {p.relative_to(store).parts[0] for p in entries} == {"parsed", "counts"}
+    assert {p.relative_to(store).parts[0] for p in entries} == {"parsed", "counts", "outputs"}
     aside = tmp_path / "aside"
     aside.mkdir()
     for i, entry in enumerate(entries):
