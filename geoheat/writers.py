@@ -11,7 +11,7 @@ import struct
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -199,6 +199,14 @@ def side_files(path: Path) -> list[Path]:
     if suffix == ".mbtiles":
         return [path, path.with_name(path.name + "-journal")]
     return [path]
+
+
+def written_files(outputs: Iterable[Path], exists: Callable[[Path], bool]) -> list[Path]:
+    """Every file a build wrote: each output, then the side files (side_files) that
+    `exists` finds where it was written (a PNG's world file and .aux.xml; not the
+    MBTiles journal, gone once written), in the outputs' order."""
+    return [file for output in outputs for file in side_files(output)
+            if file == Path(output) or exists(file)]
 
 
 def write_png(path: Path, rgb: np.ndarray, grid: Grid | None = None) -> None:
