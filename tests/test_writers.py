@@ -93,6 +93,32 @@ def test_geotiffs_are_valid_cogs(built, name):
         assert src.tags()["ZOOM"] == str(ZOOM)
 
 
+@pytest.mark.parametrize("count, dtype", [(1, "float32"), (4, "uint8")])
+def test_cogs_are_the_same_bytes_compressed_on_one_thread_or_all(tmp_path, monkeypatch,
+                                                                 count, dtype):
+    """GDAL deflates a COG's blocks on every core; the file is still the one a single
+    thread writes (the same blocks in the same order), its overviews too."""
+    from geoheat import writers
+
+    grid = tiles.Grid(14, 8800 * 256, 5700 * 256, 8 * 256, 6 * 256)
+    rng = np.random.default_rng(5)
+    blocks = {}
+    for x, y in zip(rng.integers(8800, 8808, 30), rng.integers(5700, 5706, 30)):
+        block = np.zeros((count, 256, 256), dtype)
+        rows, cols = rng.integers(0, 256, (2, 4000))
+        block[:, rows, cols] = rng.integers(1, 256, (count, 4000))
+        blocks[int(x), int(y)] = block.squeeze() if count == 1 else block
+    made = {}
+    for threads in ("ALL_CPUS", "1"):
+        monkeypatch.setattr(writers, "COMPRESS_THREADS", threads)
+        made[threads] = tmp_path / f"{threads}.tif"
+        writers.write_tiled_cog(made[threads], blocks, grid, count=count, dtype=dtype)
+    assert made["ALL_CPUS"].read_bytes() == made["1"].read_bytes()
+    with rasterio.open(made["1"]) as cog:
+        assert len(cog.overviews(1)) >= 2 and cog.profile["compress"] == "deflate"
+        assert cog.read().any()
+
+
 def test_heat_cog_is_hot_at_the_track(built):
     out, _ = built
     with rasterio.open(out / "heat-heat.tif") as src:
