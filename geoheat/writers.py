@@ -56,6 +56,10 @@ TILING_SCHEME = "GoogleMapsCompatible"
 # GDAL's COG copy deflates blocks on this many threads (NUM_THREADS); it still writes
 # them in block order, so the file is the same byte for byte as on one (tested).
 COMPRESS_THREADS = "ALL_CPUS"
+# The copy reads the uncompressed sparse GeoTIFFs by GDAL's direct reads, not through
+# its block cache: the same pixels, and an RGBA COG's copy 25% less CPU (a city at
+# z16: 3.9 -> 2.9 s; the cache split each 4-band block into bands and back).
+COPY_READING = {"GTIFF_DIRECT_IO": "YES"}
 
 
 def write_sparse_tiff(
@@ -173,7 +177,7 @@ def write_tiled_cog(
             copy.update(resampling="average", overview_resampling="average")
         else:
             copy.update(overviews="force_use_existing")
-        with rasterio.Env(**_GDAL_LIMITS):
+        with rasterio.Env(**_GDAL_LIMITS, **COPY_READING):
             rasterio.shutil.copy(vrt, path, **copy)
     finally:
         sparse.unlink(missing_ok=True)

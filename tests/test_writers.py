@@ -96,8 +96,9 @@ def test_geotiffs_are_valid_cogs(built, name):
 @pytest.mark.parametrize("count, dtype", [(1, "float32"), (4, "uint8")])
 def test_cogs_are_the_same_bytes_compressed_on_one_thread_or_all(tmp_path, monkeypatch,
                                                                  count, dtype):
-    """GDAL deflates a COG's blocks on every core; the file is still the one a single
-    thread writes (the same blocks in the same order), its overviews too."""
+    """GDAL deflates a COG's blocks on every core and reads the sparse GeoTIFFs it copies
+    directly (not through its block cache); the file is still the one a single thread
+    writes through the cache (the same blocks in the same order), its overviews too."""
     from geoheat import writers
 
     grid = tiles.Grid(14, 8800 * 256, 5700 * 256, 8 * 256, 6 * 256)
@@ -109,8 +110,9 @@ def test_cogs_are_the_same_bytes_compressed_on_one_thread_or_all(tmp_path, monke
         block[:, rows, cols] = rng.integers(1, 256, (count, 4000))
         blocks[int(x), int(y)] = block.squeeze() if count == 1 else block
     made = {}
-    for threads in ("ALL_CPUS", "1"):
+    for threads, reading in (("ALL_CPUS", writers.COPY_READING), ("1", {})):
         monkeypatch.setattr(writers, "COMPRESS_THREADS", threads)
+        monkeypatch.setattr(writers, "COPY_READING", reading)
         made[threads] = tmp_path / f"{threads}.tif"
         writers.write_tiled_cog(made[threads], blocks, grid, count=count, dtype=dtype)
     assert made["ALL_CPUS"].read_bytes() == made["1"].read_bytes()
