@@ -34,7 +34,7 @@ from .report import BuildResult, describe_inputs, to_json, warnings
 from .tiles import Grid
 from .outputs import OutputSet, check_destinations
 from .pyramid import default_min_zoom, level_grid, levels
-from .writers import check_writable_folder, side_files, written_files
+from .writers import check_writable_folder, side_files
 from .write_outputs import pyramid_zooms, write_outputs, zooms_above
 
 # Above this many pixels no PNG is made (its RGB alone would be 200 MB); the GeoTIFF and
@@ -168,7 +168,6 @@ def _build(options, outputs, provider, warn, progress, backend,
     # Write
     result.outputs = write_outputs(options, outputs, grid, counts, heat, picture, result,
                                    min_zoom, pyramid, plan, max_zoom, keep_tiles)
-    result.outputs = written_files(result.outputs, lambda path: outputs.temp(path).exists())
     if result.regions:  # the drawn region: what was drawn there, and where
         result.regions[0] = result.regions[0]._replace(
             activities=result.activities, outputs=[str(p) for p in result.outputs])
