@@ -208,6 +208,7 @@ def _run_regions(options, provider, warn, progress, started) -> BuildResult:
                  for region, r in zip(found, results)]
         result = merged(results, sum(a.points for a in kept))
         result.regions = drawn
+        result.outputs += [options.report] * bool(options.report)  # the set's one report
         result.seconds = time.perf_counter() - started
         if options.report is not None:
             with outputs.writing(options.report) as temp:

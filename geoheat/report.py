@@ -177,18 +177,28 @@ def summary(result: BuildResult, extent: str = "auto") -> str:
                    f"{plural(result.waypoints, 'waypoint')}")
     if extent == "regions":
         first = result.regions[0] if result.regions else None
-        names = " ".join(p for p in first.outputs if not p.endswith(".qml")) if first else ""
+        names = " ".join(_named(first.outputs)) if first else ""
         lines = [f"geoheat: {read}; {points}{ignored}; {result.seconds:.1f} s; "
                  f"{plural(len(result.regions), 'region')}"]
         lines += [f"geoheat: {region.name} ({region.where}): "
                   f"{region.activities} {'activity' if region.activities == 1 else 'activities'}"
-                  f" -> {' '.join(p for p in region.outputs if not p.endswith('.qml'))}"
+                  f" -> {' '.join(_named(region.outputs))}"
                   for region in result.regions]
         return "\n".join(lines)
-    names = " ".join(str(p) for p in result.outputs if p.suffix != ".qml")
+    names = " ".join(_named(result.outputs))
     return (f"geoheat: {read}; {points}{ignored}{_elsewhere(result, extent)}; "
             f"zoom {result.zoom}, {grid.width}x{grid.height} px; {result.seconds:.1f} s -> "
             f"{names}")
+
+
+def _named(outputs) -> list[str]:
+    """The outputs the summary line names: the files one opens, not the QGIS style nor
+    the files written beside an output (writers.side_files: a PNG's .pgw, .aux.xml)."""
+    from .writers import side_files
+
+    paths = [Path(p) for p in outputs]
+    beside = {side for path in paths for side in side_files(path)[1:]}
+    return [str(p) for p in paths if p.suffix != ".qml" and p not in beside]
 
 
 def _elsewhere(result: BuildResult, extent: str) -> str:

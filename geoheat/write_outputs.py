@@ -26,7 +26,7 @@ from .projection import lonlat_bounds, unproject
 from .pyramid import Level, overview_count, zooms_below
 from .report import geotiff_tags, mbtiles_metadata
 from .tiles import Grid
-from .writers import visible_tiles, write_overview
+from .writers import visible_tiles, write_overview, written_files
 
 
 class TileSet(NamedTuple):
@@ -184,7 +184,7 @@ def write_outputs(options, outputs, grid, counts, heat_of, picture, result, min_
     if tiled:
         _write_tiles(options, outputs, paths, made, archives, pngs, legends, result,
                      min_zoom, max_zoom, keep_tiles)
-    return list(paths.values())
+    return written_files(paths.values(), lambda path: outputs.temp(path).exists())
 
 
 class _CachedCogs:

@@ -11,7 +11,7 @@ import struct
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -53,6 +53,13 @@ _RGBA = ("Red", "Green", "Blue", "Alpha")
 # know its blocks and overviews are web map tiles. The grid is already aligned, so GDAL
 # copies the pixels as they are (tested).
 TILING_SCHEME = "GoogleMapsCompatible"
+# GDAL's COG copy deflates blocks on this many threads (NUM_THREADS); it still writes
+# them in block order, so the file is the same byte for byte as on one (tested).
+COMPRESS_THREADS = "ALL_CPUS"
+# The copy reads the uncompressed sparse GeoTIFFs by GDAL's direct reads, not through
+# its block cache: the same pixels, and an RGBA COG's copy 25% less CPU (a city at
+# z16: 3.9 -> 2.9 s; the cache split each 4-band block into bands and back).
+COPY_READING = {"GTIFF_DIRECT_IO": "YES"}
 
 
 def write_sparse_tiff(
@@ -157,7 +164,7 @@ def write_tiled_cog(
     # 2.6) and the heat's copy twice as slow (3.8 -> 2.0 s of CPU).
     copy = {"driver": "COG", "blocksize": size, "compress": "deflate", "predictor": "no",
             "sparse_ok": "true", "bigtiff": "if_safer", "tiling_scheme": TILING_SCHEME,
-            "num_threads": "all_cpus"}
+            "num_threads": COMPRESS_THREADS}
     try:
         write_sparse_tiff(
             sparse, ((*tiles.tile_window(key, grid), block) for key, block in sorted(blocks.items())),
@@ -170,7 +177,7 @@ def write_tiled_cog(
             copy.update(resampling="average", overview_resampling="average")
         else:
             copy.update(overviews="force_use_existing")
-        with rasterio.Env(**_GDAL_LIMITS):
+        with rasterio.Env(**_GDAL_LIMITS, **COPY_READING):
             rasterio.shutil.copy(vrt, path, **copy)
     finally:
         sparse.unlink(missing_ok=True)
@@ -199,6 +206,14 @@ def side_files(path: Path) -> list[Path]:
     if suffix == ".mbtiles":
         return [path, path.with_name(path.name + "-journal")]
     return [path]
+
+
+def written_files(outputs: Iterable[Path], exists: Callable[[Path], bool]) -> list[Path]:
+    """Every file a build wrote: each output, then the side files (side_files) that
+    `exists` finds where it was written (a PNG's world file and .aux.xml; not the
+    MBTiles journal, gone once written), in the outputs' order."""
+    return [file for output in outputs for file in side_files(output)
+            if file == Path(output) or exists(file)]
 
 
 def write_png(path: Path, rgb: np.ndarray, grid: Grid | None = None) -> None:

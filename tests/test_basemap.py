@@ -338,10 +338,14 @@ def test_unreachable_server_stops_at_once(tmp_path, tracks):
     with socket.socket() as s:  # a port with nothing listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    started = time.perf_counter()
-    _, warnings = build(tracks, tmp_path, f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png")
-    assert time.perf_counter() - started < 10
+    result, warnings = build(tracks, tmp_path, f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png")
     assert len(warnings) == 1 and "network unreachable" in warnings[0]
+    # At once: only the tiles already under way tried to connect (no retry, no wait);
+    # every other tile was not asked for.
+    missing = result.basemap.missing
+    tried = sum(n for reason, n in missing.items() if reason.startswith("network unreachable"))
+    assert 1 <= tried <= basemaphttp.MAX_CONNECTIONS
+    assert missing[basemaphttp.Stop.reason] == len(tiles.grid_tiles(result.grid)) - tried
 
 
 def test_basemap_none_makes_no_connection(tmp_path, tracks, monkeypatch):
@@ -462,13 +466,13 @@ def test_an_endless_body_is_read_only_up_to_the_cap(tmp_path, tracks, tile_serve
     result, warnings = build(tracks, tmp_path, tile_server.url("endless"))
     total = len(tiles.grid_tiles(result.grid))
     one_warning(warnings, f"{total} too large")
-    while len(tile_server.streamed) < total and time.perf_counter() - started < 20:
+    while len(tile_server.streamed) < total and time.perf_counter() - started < 60:
         time.sleep(0.05)  # the server's threads notice the hang-up after the client returns
+        # (a bound on the wait, not on speed: it ends as soon as they have)
     # Each body cut off after the cap plus what the sockets' buffers hold, far from the
     # 1 GiB on offer (read whole, a 1 GiB body took 4.2 GB of memory).
     assert len(tile_server.streamed) == total
     assert max(tile_server.streamed) < 4 * basemapimage.MAX_TILE_BYTES
-    assert time.perf_counter() - started < 10
     assert cached_tiles(tmp_path / "cache") == []
 
 
@@ -476,11 +480,9 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(tmp_path, tile_server):
     # One byte every 0.2 s never trips the 10 s read timeout; only the deadline ends it.
     provider = basemap.resolve_provider(tile_server.url("trickle"))
     grid = tiles.Grid(ZOOM, 4000 * 256, 3000 * 256, 4 * 256, 256)  # 4 tiles
-    started = time.perf_counter()
     rgb, have, report = basemap.fetch_basemap(provider, grid, tmp_path / "cache", timeout=10,
                                               deadline=1.0)
-    elapsed = time.perf_counter() - started
-    assert 1.0 <= elapsed < 3.0
+    # Cut off by the deadline: read whole (a minute), the tiles would have been drawn.
     assert report.missing == Counter(deadline=4) and not have.any()
     assert "4 deadline" in basemap.describe_missing(report)
     assert len(tile_server.requests) == basemaphttp.MAX_CONNECTIONS  # the rest never asked
@@ -491,9 +493,9 @@ def test_the_deadline_defaults_to_a_minute_for_all_tiles(tmp_path, tile_server, 
     monkeypatch.setattr(basemap, "DEFAULT_DEADLINE", 0.5)  # read at call time: None means it
     provider = basemap.resolve_provider(tile_server.url("trickle"))
     grid = tiles.Grid(ZOOM, 4000 * 256, 3000 * 256, 256, 256)
-    started = time.perf_counter()
     *_, report = basemap.fetch_basemap(provider, grid, tmp_path / "cache")
-    assert time.perf_counter() - started < 2.5 and report.missing == Counter(deadline=1)
+    # The minute's trickle cut off at the (patched) default: read whole, it would be drawn.
+    assert report.missing == Counter(deadline=1) and report.downloaded == 0
 
 
 def fetch(url, cache, tiles_wide=2, **kwargs):
@@ -576,14 +578,27 @@ def test_an_unwritable_cache_still_serves_and_revalidates_what_it_has(
     one_warning(warnings, f"{count} tiles drawn but not cached")
 
 
-def test_a_bomb_already_in_the_cache_is_refused_and_replaced(tmp_path, tracks, tile_server):
+def decoded_sizes(monkeypatch):
+    """The (width, height) of every image whose pixels basemapimage decodes from now on."""
+    decoded, pixels = [], basemapimage._tile_pixels
+
+    def recorded(src):
+        decoded.append((src.width, src.height))
+        return pixels(src)
+
+    monkeypatch.setattr(basemapimage, "_tile_pixels", recorded)
+    return decoded
+
+
+def test_a_bomb_already_in_the_cache_is_refused_and_replaced(tmp_path, tracks, tile_server,
+                                                             monkeypatch):
     build(tracks, tmp_path, tile_server.url("ok"))
     victim = cached_tiles(tmp_path / "cache")[0]
     victim.write_bytes(png_claiming(30000, 30000))  # left by an older geoheat
     tile_server.reset()
-    started = time.perf_counter()
+    decoded = decoded_sizes(monkeypatch)
     result, warnings = build(tracks, tmp_path, tile_server.url("ok"))
-    assert time.perf_counter() - started < 5
+    assert set(decoded) == {(256, 256)}  # the bomb refused from its header, never decoded
     assert warnings == [] and len(tile_server.requests) == 1  # that tile, from the server
     basemapimage.decode_tile(victim.read_bytes())
 
@@ -655,9 +670,8 @@ def test_https_tiles_and_the_deadline_over_tls(tmp_path, tls_server, monkeypatch
     tls_server.reset()
     _, have, report = fetch(tls_server.url("ok"), tmp_path)
     assert report.downloaded == 2 and report.missing == Counter() and have.all()
-    started = time.perf_counter()
     _, have, report = fetch(tls_server.url("trickle"), tmp_path, deadline=1.0)
-    assert time.perf_counter() - started < 3 and report.missing == Counter(deadline=2)
+    assert report.missing == Counter(deadline=2) and not have.any()
     monkeypatch.delenv("SSL_CERT_FILE")  # an untrusted certificate: missing tiles, no traceback
     _, have, report = fetch(tls_server.url("ok"), tmp_path / "other")
     assert not have.any() and "CERTIFICATE_VERIFY_FAILED" in str(report.missing)

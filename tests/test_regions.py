@@ -107,7 +107,11 @@ def test_extent_regions_draws_each_region_named_after_its_town(tmp_path, three_p
     report = json.loads((tmp_path / "r.json").read_text())
     assert [(r["name"], r["activities"]) for r in report["regions"]] == [
         ("Ljubljana, SI", 6), ("Lisbon, PT", 4)]
+    assert sorted(report["outputs"]) == sorted(  # every file written, the report too
+        str(p) for p in tmp_path.iterdir() if p.is_file() and p.name != ".h.geoheat-lock")
     assert report["regions"][1]["outputs"] == [str(tmp_path / "h-lisbon.png"),
+                                               str(tmp_path / "h-lisbon.pgw"),
+                                               str(tmp_path / "h-lisbon.png.aux.xml"),
                                                str(tmp_path / "h-lisbon-heat.tif"),
                                                str(tmp_path / "h-lisbon-heat.qml")]
     # Drawn in some region: 10; the trip to Paris in none.

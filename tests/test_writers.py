@@ -54,7 +54,31 @@ def test_outputs_listed_and_written(built):
     names = {"heat.png", "heat.pgw", "heat.png.aux.xml", "heat-heat.tif", "heat-heat.qml", "heat.csv",
              "heat.csvt", "heat-rgba.tif", "heat-counts.tif", "heat.mbtiles", "heat.pmtiles"}
     assert {p.name for p in out.iterdir()} == names | {".heat.geoheat-lock"}
-    assert {p.name for p in result.outputs} == names - {"heat.pgw", "heat.png.aux.xml"}
+    assert {p.name for p in result.outputs} == names  # the PNG's side files too
+
+
+def test_the_report_lists_every_file_the_build_wrote(tmp_path):
+    """--report's outputs name each file the build left, the PNG's world file and
+    .aux.xml too; the summary line names the outputs one opens, as before."""
+    from click.testing import CliRunner
+    from geoheat.cli import cli
+
+    (tmp_path / "a.gpx").write_text(geoheat.samples.gpx_document(
+        [np.array([(SPOT[0] + 0.001 * i, SPOT[1]) for i in range(20)])]))
+    out = tmp_path / "out"
+    out.mkdir()
+    ran = CliRunner().invoke(cli, [
+        "build", str(tmp_path / "a.gpx"), "-o", str(out / "h.png"), "--zoom", str(ZOOM),
+        "--basemap", "none", "--csv", "--rgba-tif", "--counts", "--mbtiles",
+        str(out / "h.mbtiles"), "--report", str(out / "r.json")])
+    assert ran.exit_code == 0, ran.stderr
+    listed = json.loads((out / "r.json").read_text())["outputs"]
+    assert sorted(listed) == sorted(str(p) for p in out.iterdir()
+                                    if p.name != ".h.geoheat-lock")
+    assert listed[:3] == [str(out / "h.png"), str(out / "h.pgw"), str(out / "h.png.aux.xml")]
+    named = ran.stderr.strip().splitlines()[-1].split(" -> ")[1].split()
+    assert named == [str(out / n) for n in ("h.png", "h-heat.tif", "h.csvt", "h.csv",
+                                            "h-rgba.tif", "h-counts.tif", "h.mbtiles", "r.json")]
 
 
 @pytest.mark.parametrize("name", ["heat-heat.tif", "heat-rgba.tif", "heat-counts.tif"])
@@ -67,6 +91,34 @@ def test_geotiffs_are_valid_cogs(built, name):
         factors = src.overviews(1)
         assert factors and max(src.width, src.height) / factors[-1] <= 256  # down to one tile
         assert src.tags()["ZOOM"] == str(ZOOM)
+
+
+@pytest.mark.parametrize("count, dtype", [(1, "float32"), (4, "uint8")])
+def test_cogs_are_the_same_bytes_compressed_on_one_thread_or_all(tmp_path, monkeypatch,
+                                                                 count, dtype):
+    """GDAL deflates a COG's blocks on every core and reads the sparse GeoTIFFs it copies
+    directly (not through its block cache); the file is still the one a single thread
+    writes through the cache (the same blocks in the same order), its overviews too."""
+    from geoheat import writers
+
+    grid = tiles.Grid(14, 8800 * 256, 5700 * 256, 8 * 256, 6 * 256)
+    rng = np.random.default_rng(5)
+    blocks = {}
+    for x, y in zip(rng.integers(8800, 8808, 30), rng.integers(5700, 5706, 30)):
+        block = np.zeros((count, 256, 256), dtype)
+        rows, cols = rng.integers(0, 256, (2, 4000))
+        block[:, rows, cols] = rng.integers(1, 256, (count, 4000))
+        blocks[int(x), int(y)] = block.squeeze() if count == 1 else block
+    made = {}
+    for threads, reading in (("ALL_CPUS", writers.COPY_READING), ("1", {})):
+        monkeypatch.setattr(writers, "COMPRESS_THREADS", threads)
+        monkeypatch.setattr(writers, "COPY_READING", reading)
+        made[threads] = tmp_path / f"{threads}.tif"
+        writers.write_tiled_cog(made[threads], blocks, grid, count=count, dtype=dtype)
+    assert made["ALL_CPUS"].read_bytes() == made["1"].read_bytes()
+    with rasterio.open(made["1"]) as cog:
+        assert len(cog.overviews(1)) >= 2 and cog.profile["compress"] == "deflate"
+        assert cog.read().any()
 
 
 def test_heat_cog_is_hot_at_the_track(built):
@@ -341,7 +393,8 @@ def test_a_geotiff_only_build_makes_no_png_and_fetches_no_map(mixed, tmp_path):
     result = geoheat.build([mixed], tmp_path / "n.png", zoom=14, basemap="osm", png=False)
     assert {p.name for p in result.outputs} == {"n-heat.tif", "n-heat.qml"} and result.basemap is None
     result = geoheat.build([mixed], tmp_path / "p.tiff", zoom=14, png=True)
-    assert {p.name for p in result.outputs} == {"p-map.png", "p.tiff", "p.qml"}
+    assert {p.name for p in result.outputs} == {"p-map.png", "p-map.pgw", "p-map.png.aux.xml",
+                                                "p.tiff", "p.qml"}
 
 
 def test_cli_names_outputs_by_extension_and_has_the_new_options(mixed, tmp_path):
