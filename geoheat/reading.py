@@ -225,29 +225,6 @@ def _await_manager(pool, seconds: float = 5.0) -> None:
         thread.join(seconds)
 
 
-# What a build imports after reading, slowly (scipy.ndimage: ~0.2 s, for the blur).
-IMPORT_AHEAD = ("scipy.ndimage",)
-
-
-def import_ahead() -> None:
-    """Import IMPORT_AHEAD in a thread, for files read in this process: GDAL lets go of
-    the GIL while it parses, so the import runs meanwhile on another core, and the
-    blur finds it done (an import it meets half-done waits for it, as any import does).
-    Never while worker processes may be forked (see _pool_context)."""
-    import importlib
-    import sys
-    import threading
-
-    missing = [name for name in IMPORT_AHEAD if name not in sys.modules]
-    if missing:
-        def load():
-            for name in missing:
-                with contextlib.suppress(ImportError):  # said where it is used
-                    importlib.import_module(name)
-
-        threading.Thread(target=load, name="geoheat-import-ahead").start()
-
-
 def read_files(
     paths: Sequence[Source | Path],
     cache_dir: Path | None = None,
@@ -294,8 +271,6 @@ def read_files(
 
         pool = ProcessPoolExecutor(workers, mp_context=_pool_context(),
                                    initializer=_die_with_parent)
-    elif to_read:
-        import_ahead()
     finished = False
     try:
         if pool is not None:

@@ -300,28 +300,3 @@ def test_the_size_limit_holds_for_cached_failures_and_padded_files(tmp_path, wri
     # A batch of a cluster build never prunes (it knows only its own files).
     monkeypatch.setattr(cache, "prune", lambda *args, **kwargs: pytest.fail("pruned"))
     reading.read_files([ride], tmp_path / "other", prune=False)
-
-
-def test_reading_in_this_process_imports_the_blur_meanwhile(rides):
-    # A fresh interpreter (scipy not loaded): reading with one job starts scipy.ndimage's
-    # import in a thread, done by the time it is joined; with worker processes no thread
-    # is started (one would make the pool start its workers the slow way).
-    script = """
-import sys, threading
-from pathlib import Path
-from geoheat import reading
-files = sorted(Path(sys.argv[1]).glob("*.gpx"))
-assert "scipy.ndimage" not in sys.modules
-parsed = reading.read_files(files, jobs=int(sys.argv[2]))
-assert all(p.error is None for p in parsed) and len(parsed) == 6
-ahead = [t for t in threading.enumerate() if t.name == "geoheat-import-ahead"]
-for thread in ahead:
-    thread.join()
-print(len(ahead), "scipy.ndimage" in sys.modules)
-"""
-    env = {**os.environ, "PYTHONPATH": str(Path(geoheat.__file__).parents[1])}
-    for jobs, expected in ((1, "1 True"), (2, "0 False")):
-        done = subprocess.run([sys.executable, "-c", script, str(rides), str(jobs)], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.split() == expected.split()
