@@ -49,6 +49,16 @@ _PLAIN_TIME = re.compile(
 # A time whose datetime and POSIX seconds agree to the microsecond both ways (UTC,
 # whole microseconds at most): the start it gives is the same however it is read.
 _UTC_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\Z")
+# A trackpoint's <extensions> as devices write it, its last child: up to 32 elements of
+# short plain ASCII text (numbers, words) in one element, each closed by its own name,
+# XML's whitespace between them (not \s: a vertical tab is no XML); nothing else
+# matches. Every run bounded: a match is tried in bounded time wherever it starts.
+_NAME = rb"[A-Za-z_][\w.:-]{0,63}"  # an XML name (GDAL's expat does not split prefixes)
+_SPACE = rb"[ \t\r\n]{0,64}"
+_POINT_EXTENSIONS = re.compile(
+    rb"<extensions>" + _SPACE + rb"<(" + _NAME + rb")>(?:" + _SPACE + rb"<(" + _NAME
+    + rb")>[-+.\w ]{0,64}</\2>){0,32}" + _SPACE + rb"</\1>" + _SPACE + rb"</extensions>(?="
+    + _SPACE + rb"</trkpt>)")
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
 
 
@@ -220,21 +230,15 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
     A file only the streaming parse reads has its times either way (that parse reads
     them anyway).
     """
-    from fiona.io import MemoryFile  # imported here: a rebuild from the parse cache never needs it
-
     data = xml_bytes(data)
-    segments, sport = [], None
+    lean = without_point_extensions(data)
     try:
-        with MemoryFile(data, ext=".gpx") as memory, memory.open(
-                layer="tracks", driver="GPX") as layer:
-            for feature in layer:
-                sport = sport or feature.properties.get("type")
-                geometry = feature.geometry
-                if geometry is None:
-                    continue
-                for line in geometry.coordinates:
-                    if len(line):
-                        segments.append(_line_array(line))
+        try:
+            segments, sport = _gdal_tracks(lean)
+        except Exception:
+            if lean is data:
+                raise
+            segments, sport = _gdal_tracks(data)  # what GDAL says of the file as it is
     except Exception as err:  # fiona raises several types for one cause
         if isinstance(err, (KeyboardInterrupt, MemoryError)):
             raise
@@ -265,6 +269,46 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
         point_times,
         time_note,
     ), None
+
+
+def _gdal_tracks(data: bytes) -> tuple[list[np.ndarray], str | None]:
+    """The tracks' segments as GDAL's GPX driver reads them, and the first track's type;
+    fiona's error if it cannot."""
+    from fiona.io import MemoryFile  # imported here: a rebuild from the parse cache never needs it
+
+    segments, sport = [], None
+    with MemoryFile(data, ext=".gpx") as memory, memory.open(
+            layer="tracks", driver="GPX") as layer:
+        for feature in layer:
+            sport = sport or feature.properties.get("type")
+            geometry = feature.geometry
+            if geometry is None:
+                continue
+            for line in geometry.coordinates:
+                if len(line):
+                    segments.append(_line_array(line))
+    return segments, sport
+
+
+def without_point_extensions(data: bytes) -> bytes:
+    """GPX bytes without their trackpoints' <extensions> (heart rate, cadence: half a
+    Garmin file's bytes), so GDAL, which parses a file twice (opening it, then reading
+    the tracks), parses half as much; the bytes as they are where that could change what
+    it reads. Only when every '<extensions' after the first <trkpt is a trackpoint's
+    last child made of simple elements (_POINT_EXTENSIONS: well-formed, ASCII, no
+    entity), and no entity is declared: the rest, and what lies before the first
+    trackpoint (where GDAL looks for the <extensions> that give tracks more fields), is
+    byte for byte the file's, so the tracks' points and type are the same and a file GDAL
+    refuses is refused the same (read_gpx_data reads the file as it is if the lean bytes
+    fail)."""
+    first = data.find(b"<trkpt")
+    if first < 0:
+        return data
+    found = data.count(b"<extensions", first)
+    if not found or data.find(b"<!ENTITY", 0, first) >= 0:  # entities: declared before
+        return data
+    lean, removed = _POINT_EXTENSIONS.subn(b"", data[first:])
+    return data[:first] + lean if removed == found else data
 
 
 def _line_array(line: list[tuple]) -> np.ndarray:
