@@ -307,8 +307,13 @@ def without_point_extensions(data: bytes) -> bytes:
     found = data.count(b"<extensions", first)
     if not found or data.find(b"<!ENTITY", 0, first) >= 0:  # entities: declared before
         return data
-    lean, removed = _POINT_EXTENSIONS.subn(b"", data[first:])
-    return data[:first] + lean if removed == found else data
+    at = data.find(b"<extensions>", 0, first)
+    while at >= 0:  # the bytes before the first trackpoint stay as they are
+        if _POINT_EXTENSIONS.match(data, at):
+            return data
+        at = data.find(b"<extensions>", at + 1, first)
+    lean, removed = _POINT_EXTENSIONS.subn(b"", data)
+    return lean if removed == found else data
 
 
 def _line_array(line: list[tuple]) -> np.ndarray:
