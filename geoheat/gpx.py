@@ -55,10 +55,16 @@ _UTC_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\Z")
 # matches. Every run bounded: a match is tried in bounded time wherever it starts.
 _NAME = rb"[A-Za-z_][\w.:-]{0,63}"  # an XML name (GDAL's expat does not split prefixes)
 _SPACE = rb"[ \t\r\n]{0,64}"
-_POINT_EXTENSIONS = re.compile(
-    rb"<extensions>" + _SPACE + rb"<(" + _NAME + rb")>(?:" + _SPACE + rb"<(" + _NAME
-    + rb")>[-+.\w ]{0,64}</\2>){0,32}" + _SPACE + rb"</\1>" + _SPACE + rb"</extensions>(?="
-    + _SPACE + rb"</trkpt>)")
+_EXTENSIONS = (rb"<extensions>" + _SPACE + rb"<(" + _NAME + rb")>(?:" + _SPACE + rb"<(" + _NAME
+               + rb")>[-+.\w ]{0,64}</\2>){0,32}" + _SPACE + rb"</\1>" + _SPACE
+               + rb"</extensions>")
+_POINT_END = rb"(?=" + _SPACE + rb"</trkpt>)"
+_POINT_EXTENSIONS = re.compile(_EXTENSIONS + _POINT_END)
+# A trackpoint's children after its position as most devices write them, up to its end:
+# <ele>, <time> (plain number and time characters), then maybe its <extensions>.
+_POINT_DETAILS = re.compile(
+    rb"<ele>[-+.0-9eE]{1,32}</ele>" + _SPACE + rb"<time>[-+.:0-9TZtz]{1,40}</time>" + _SPACE
+    + rb"(?:" + _EXTENSIONS + rb")?" + _POINT_END)
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
 
 
@@ -231,7 +237,7 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
     them anyway).
     """
     data = xml_bytes(data)
-    lean = without_point_extensions(data)
+    lean = lean_gpx(data)
     try:
         try:
             segments, sport = _gdal_tracks(lean)
@@ -290,30 +296,38 @@ def _gdal_tracks(data: bytes) -> tuple[list[np.ndarray], str | None]:
     return segments, sport
 
 
-def without_point_extensions(data: bytes) -> bytes:
-    """GPX bytes without their trackpoints' <extensions> (heart rate, cadence: half a
-    Garmin file's bytes), so GDAL, which parses a file twice (opening it, then reading
-    the tracks), parses half as much; the bytes as they are where that could change what
-    it reads. Only when every '<extensions' after the first <trkpt is a trackpoint's
-    last child made of simple elements (_POINT_EXTENSIONS: well-formed, ASCII, no
-    entity), and no entity is declared: the rest, and what lies before the first
-    trackpoint (where GDAL looks for the <extensions> that give tracks more fields), is
-    byte for byte the file's, so the tracks' points and type are the same and a file GDAL
-    refuses is refused the same (read_gpx_data reads the file as it is if the lean bytes
-    fail)."""
+def lean_gpx(data: bytes) -> bytes:
+    """GPX bytes with only what GDAL's tracks are made of: without each trackpoint's
+    <ele>, <time> and <extensions> (heart rate, cadence) where devices write them as
+    _POINT_DETAILS (two thirds of a Garmin file's bytes; for a point of another layout,
+    its <extensions> alone, as _POINT_EXTENSIONS), so GDAL, which parses a file twice
+    (opening it, then reading the tracks), parses a third as much. The tracks' points,
+    segments and type come from the <trkpt> tags' positions and the tracks' own
+    elements, none of which go; the times are read from the file itself (_point_times).
+
+    The bytes as they are wherever that could change what GDAL reads: unless every
+    '<extensions' after the first <trkpt goes (GDAL makes tracks' own <extensions>
+    fields, even one named 'type', and looks for them in the first megabyte, which
+    leaving points' out would stretch), if an entity is declared (its text could come
+    back), and before the first <trkpt>. What goes is well-formed ASCII, so a file GDAL
+    refuses is refused the same (read_gpx_data reads the file as it is if the lean
+    bytes fail)."""
     first = data.find(b"<trkpt")
-    if first < 0:
+    if first < 0 or data.find(b"<!ENTITY", 0, first) >= 0:  # entities: declared before
         return data
-    found = data.count(b"<extensions", first)
-    if not found or data.find(b"<!ENTITY", 0, first) >= 0:  # entities: declared before
-        return data
-    at = data.find(b"<extensions>", 0, first)
-    while at >= 0:  # the bytes before the first trackpoint stay as they are
-        if _POINT_EXTENSIONS.match(data, at):
+    for pattern, start in ((_POINT_DETAILS, b"<ele>"), (_POINT_EXTENSIONS, b"<extensions>")):
+        at = data.find(start, 0, first)
+        while at >= 0:  # the bytes before the first trackpoint stay as they are
+            if pattern.match(data, at):
+                return data
+            at = data.find(start, at + 1, first)
+    lean = _POINT_DETAILS.sub(b"", data)
+    left = lean.count(b"<extensions", first)  # points of another layout: their extensions
+    if left:
+        lean, removed = _POINT_EXTENSIONS.subn(b"", lean)
+        if removed != left:
             return data
-        at = data.find(b"<extensions>", at + 1, first)
-    lean, removed = _POINT_EXTENSIONS.subn(b"", data)
-    return lean if removed == found else data
+    return lean
 
 
 def _line_array(line: list[tuple]) -> np.ndarray:

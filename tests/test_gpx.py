@@ -294,7 +294,7 @@ def as_gdal_reads_the_file(monkeypatch, data):
     from geoheat import gpx
 
     with monkeypatch.context() as patch:
-        patch.setattr(gpx, "without_point_extensions", lambda data: data)
+        patch.setattr(gpx, "lean_gpx", lambda data: data)
         return read_gpx_data(data, "x.gpx")
 
 
@@ -309,36 +309,43 @@ def same_reading(a, b) -> bool:
                     for s, t in zip(one.times or [], two.times or [])))
 
 
-def test_point_extensions_are_left_out_of_what_gdal_parses_and_change_nothing(monkeypatch):
-    # GDAL parses a GPX twice (opening it, reading it): the trackpoints' heart rate and
-    # cadence, half a Garmin file, are left out of what it is given; the tracks read the same.
-    from geoheat.gpx import without_point_extensions
+@pytest.mark.parametrize("extension", [None, lambda i: "", lambda i: "" if i % 2 else None])
+def test_point_details_are_left_out_of_what_gdal_parses_and_change_nothing(monkeypatch,
+                                                                           extension):
+    # GDAL parses a GPX twice (opening it, reading it): the trackpoints' elevation, time,
+    # heart rate and cadence, two thirds of a Garmin file, are left out of what it is
+    # given; the tracks read the same (their times from the file itself).
+    from geoheat.gpx import lean_gpx
 
-    data = garmin_document(50)
-    lean = without_point_extensions(data)
+    data = garmin_document(50, extension)
+    lean = lean_gpx(data)
     assert len(lean) < len(data) * 0.7 and b"<ns3:TrackPointExtension" not in lean
+    assert b"<ele>" not in lean and b"<time>" not in lean
     assert lean[:data.find(b"<trkpt")] == data[:data.find(b"<trkpt")]
     got = read_gpx_data(data, "x.gpx")
     assert got[0].points == 50 and got[0].sport == "running" and got[1] is None
+    assert got[0].start == datetime(2024, 5, 3, 7, 0, tzinfo=timezone.utc)
     assert same_reading(got, as_gdal_reads_the_file(monkeypatch, data))
 
 
 @pytest.mark.parametrize("odd", [
     # damaged: GDAL refuses the file; the points before the break are kept, and said
     lambda i: "<extensions><ns3:E><ns3:hr>120</ns3:cad></ns3:E></extensions>" if i == 3 else None,
-    lambda i: "<extensions><ns3:E><ns3:hr>1&amp;2</ns3:hr></ns3:E></extensions>" if i == 2 else None,
+    lambda i: "<extensions><ns3:E><ns3:hr>1&amp;2</ns3:hr></ns3:E></extensions>" if i == 2
+    else None,
     lambda i: "<extensions><ns3:E><ns3:hr>12\x0b</ns3:hr></ns3:E></extensions>" if i == 4 else None,
     lambda i: "<extensions><ns3:E><ns3:hr>12</ns3:hr></ns3:E>" if i == 1 else None,
     # well-formed but not as devices write it: given to GDAL as it is
-    lambda i: '<extensions><ns3:E a="1"><ns3:hr>12</ns3:hr></ns3:E></extensions>' if i == 2 else None,
+    lambda i: '<extensions><ns3:E a="1"><ns3:hr>12</ns3:hr></ns3:E></extensions>' if i == 2
+    else None,
     lambda i: "<extensions><ns3:E><ns3:hr>12</ns3:hr></ns3:E></extensions><sym>x</sym>" if i == 2
     else None,
 ])
 def test_odd_point_extensions_are_read_as_gdal_reads_the_file(monkeypatch, odd):
-    from geoheat.gpx import without_point_extensions
+    from geoheat.gpx import lean_gpx
 
     data = garmin_document(6, odd)
-    assert without_point_extensions(data) is data
+    assert lean_gpx(data) is data
     assert same_reading(read_gpx_data(data, "x.gpx"), as_gdal_reads_the_file(monkeypatch, data))
 
 
@@ -348,11 +355,27 @@ def test_point_extensions_are_kept_where_leaving_them_out_could_change_the_track
     # An entity could put text back where extensions went; a track's own <extensions>
     # (GDAL makes them fields, even one named 'type') after the first point would move
     # into the first megabyte where GDAL looks for them.
-    from geoheat.gpx import without_point_extensions
+    from geoheat.gpx import lean_gpx
 
     data = (garmin_document(6, before_tracks='<!DOCTYPE gpx [<!ENTITY e "x">]>\n')
             if where == "entity" else garmin_document(6, after_first_track=(
                 "  <trk><extensions><type>cycling</type></extensions><trkseg>"
                 '<trkpt lat="46.1" lon="14.6"/></trkseg></trk>\n')))
-    assert without_point_extensions(data) is data
+    assert lean_gpx(data) is data
     assert same_reading(read_gpx_data(data, "x.gpx"), as_gdal_reads_the_file(monkeypatch, data))
+
+
+def test_points_of_other_layouts_keep_their_details_and_read_the_same(monkeypatch):
+    # A point whose <time> comes first, or with no <ele>, keeps its children; the others
+    # lose theirs, and the track reads as GDAL reads the file.
+    from geoheat.gpx import lean_gpx
+
+    data = garmin_document(8).replace(
+        b"<ele>300.3</ele>\n        <time>2024-05-03T07:00:03.000Z</time>",
+        b"<time>2024-05-03T07:00:03.000Z</time><ele>300.3</ele>").replace(
+        b"<ele>300.5</ele>", b"")
+    lean = lean_gpx(data)
+    assert lean.count(b"<time>") == 2 and b"<extensions" not in lean
+    got = read_gpx_data(data, "x.gpx", times=True)
+    assert same_reading(got, as_gdal_reads_the_file(monkeypatch, data))
+    assert got[0].points == 8 and sum(map(len, got[0].times)) == 8
