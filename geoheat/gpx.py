@@ -52,18 +52,19 @@ _UTC_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\Z")
 # A trackpoint's <extensions> as devices write it, its last child: up to 32 elements of
 # short plain ASCII text (numbers, words) in one element, each closed by its own name,
 # XML's whitespace between them (not \s: a vertical tab is no XML); nothing else
-# matches. Every run bounded: a match is tried in bounded time wherever it starts.
-_NAME = rb"[A-Za-z_][\w.:-]{0,63}"  # an XML name (GDAL's expat does not split prefixes)
-_SPACE = rb"[ \t\r\n]{0,64}"
+# matches. Every run bounded, and possessive (+: what follows a run can never be in it,
+# so nothing is given back): a match is tried in bounded time wherever it starts.
+_NAME = rb"[A-Za-z_][\w.:-]{0,63}+"  # an XML name (GDAL's expat does not split prefixes)
+_SPACE = rb"[ \t\r\n]{0,64}+"
 _EXTENSIONS = (rb"<extensions>" + _SPACE + rb"<(" + _NAME + rb")>(?:" + _SPACE + rb"<(" + _NAME
-               + rb")>[-+.\w ]{0,64}</\2>){0,32}" + _SPACE + rb"</\1>" + _SPACE
+               + rb")>[-+.\w ]{0,64}+</\2>){0,32}+" + _SPACE + rb"</\1>" + _SPACE
                + rb"</extensions>")
 _POINT_END = rb"(?=" + _SPACE + rb"</trkpt>)"
 _POINT_EXTENSIONS = re.compile(_EXTENSIONS + _POINT_END)
 # A trackpoint's children after its position as most devices write them, up to its end:
 # <ele>, <time> (plain number and time characters), then maybe its <extensions>.
 _POINT_DETAILS = re.compile(
-    rb"<ele>[-+.0-9eE]{1,32}</ele>" + _SPACE + rb"<time>[-+.:0-9TZtz]{1,40}</time>" + _SPACE
+    rb"<ele>[-+.0-9eE]{1,32}+</ele>" + _SPACE + rb"<time>[-+.:0-9TZtz]{1,40}+</time>" + _SPACE
     + rb"(?:" + _EXTENSIONS + rb")?" + _POINT_END)
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
 
