@@ -62,10 +62,12 @@ _EXTENSIONS = (rb"<extensions>" + _SPACE + rb"<(" + _NAME + rb")>(?:" + _SPACE +
 _POINT_END = rb"(?=" + _SPACE + rb"</trkpt>)"
 _POINT_EXTENSIONS = re.compile(_EXTENSIONS + _POINT_END)
 # A trackpoint's children after its position as most devices write them, up to its end:
-# <ele>, <time> (plain number and time characters), then maybe its <extensions>.
-_POINT_DETAILS = re.compile(
-    rb"<ele>[-+.0-9eE]{1,32}+</ele>" + _SPACE + rb"<time>[-+.:0-9TZtz]{1,40}+</time>" + _SPACE
-    + rb"(?:" + _EXTENSIONS + rb")?" + _POINT_END)
+# <ele>, <time> (plain number and time characters), then maybe its <extensions>; and
+# (apps that keep no elevation) the same without <ele>.
+_TIME_ON = (rb"<time>[-+.:0-9TZtz]{1,40}+</time>" + _SPACE + rb"(?:" + _EXTENSIONS + rb")?"
+            + _POINT_END)
+_POINT_DETAILS = re.compile(rb"<ele>[-+.0-9eE]{1,32}+</ele>" + _SPACE + _TIME_ON)
+_POINT_TIME = re.compile(_TIME_ON)
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
 
 
@@ -300,11 +302,12 @@ def _gdal_tracks(data: bytes) -> tuple[list[np.ndarray], str | None]:
 def lean_gpx(data: bytes) -> bytes:
     """GPX bytes with only what GDAL's tracks are made of: without each trackpoint's
     <ele>, <time> and <extensions> (heart rate, cadence) where devices write them as
-    _POINT_DETAILS (two thirds of a Garmin file's bytes; for a point of another layout,
-    its <extensions> alone, as _POINT_EXTENSIONS), so GDAL, which parses a file twice
-    (opening it, then reading the tracks), parses a third as much. The tracks' points,
-    segments and type come from the <trkpt> tags' positions and the tracks' own
-    elements, none of which go; the times are read from the file itself (_point_times).
+    _POINT_DETAILS or _POINT_TIME (two thirds of a Garmin file's bytes; for a point of
+    another layout, its <extensions> alone, as _POINT_EXTENSIONS), so GDAL, which
+    parses a file twice (opening it, then reading the tracks), parses a third as much.
+    The tracks' points, segments and type come from the <trkpt> tags' positions and the
+    tracks' own elements, none of which go; the times are read from the file itself
+    (_point_times).
 
     The bytes as they are wherever that could change what GDAL reads: unless every
     '<extensions' after the first <trkpt goes (GDAL makes tracks' own <extensions>
@@ -316,13 +319,15 @@ def lean_gpx(data: bytes) -> bytes:
     first = data.find(b"<trkpt")
     if first < 0 or data.find(b"<!ENTITY", 0, first) >= 0:  # entities: declared before
         return data
-    for pattern, start in ((_POINT_DETAILS, b"<ele>"), (_POINT_EXTENSIONS, b"<extensions>")):
+    patterns = ((_POINT_DETAILS, b"<ele>"), (_POINT_TIME, b"<time>"),
+                (_POINT_EXTENSIONS, b"<extensions>"))
+    for pattern, start in patterns:
         at = data.find(start, 0, first)
         while at >= 0:  # the bytes before the first trackpoint stay as they are
             if pattern.match(data, at):
                 return data
             at = data.find(start, at + 1, first)
-    lean = _POINT_DETAILS.sub(b"", data)
+    lean = _POINT_TIME.sub(b"", _POINT_DETAILS.sub(b"", data))
     left = lean.count(b"<extensions", first)  # points of another layout: their extensions
     if left:
         lean, removed = _POINT_EXTENSIONS.subn(b"", lean)

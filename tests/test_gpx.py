@@ -366,8 +366,9 @@ def test_point_extensions_are_kept_where_leaving_them_out_could_change_the_track
 
 
 def test_points_of_other_layouts_keep_their_details_and_read_the_same(monkeypatch):
-    # A point whose <time> comes first, or with no <ele>, keeps its children; the others
-    # lose theirs, and the track reads as GDAL reads the file.
+    # A point whose <time> comes before its <ele> keeps them (its extensions go); the
+    # others lose theirs (one with no <ele> its time too), and the track reads as GDAL
+    # reads the file.
     from geoheat.gpx import lean_gpx
 
     data = garmin_document(8).replace(
@@ -375,7 +376,20 @@ def test_points_of_other_layouts_keep_their_details_and_read_the_same(monkeypatc
         b"<time>2024-05-03T07:00:03.000Z</time><ele>300.3</ele>").replace(
         b"<ele>300.5</ele>", b"")
     lean = lean_gpx(data)
-    assert lean.count(b"<time>") == 2 and b"<extensions" not in lean
+    assert lean.count(b"<time>") == 1 and b"<extensions" not in lean
     got = read_gpx_data(data, "x.gpx", times=True)
     assert same_reading(got, as_gdal_reads_the_file(monkeypatch, data))
     assert got[0].points == 8 and sum(map(len, got[0].times)) == 8
+
+
+def test_points_with_a_time_and_no_elevation_lose_it_and_read_the_same(monkeypatch):
+    from geoheat.gpx import lean_gpx
+
+    data = garmin_document(8, lambda i: "")
+    for i in range(8):
+        data = data.replace(b"<ele>300.%d</ele>" % i, b"")
+    lean = lean_gpx(data)
+    assert b"<time>" not in lean and len(lean) < len(data) * 0.8
+    got = read_gpx_data(data, "x.gpx", times=True)
+    assert same_reading(got, as_gdal_reads_the_file(monkeypatch, data))
+    assert got[0].points == 8 and not np.isnan(np.concatenate(got[0].times)).any()
