@@ -49,6 +49,25 @@ _PLAIN_TIME = re.compile(
 # A time whose datetime and POSIX seconds agree to the microsecond both ways (UTC,
 # whole microseconds at most): the start it gives is the same however it is read.
 _UTC_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\Z")
+# A trackpoint's <extensions> as devices write it, its last child: up to 32 elements of
+# short plain ASCII text (numbers, words) in one element, each closed by its own name,
+# XML's whitespace between them (not \s: a vertical tab is no XML); nothing else
+# matches. Every run bounded, and possessive (+: what follows a run can never be in it,
+# so nothing is given back): a match is tried in bounded time wherever it starts.
+_NAME = rb"[A-Za-z_][\w.:-]{0,63}+"  # an XML name (GDAL's expat does not split prefixes)
+_SPACE = rb"[ \t\r\n]{0,64}+"
+_EXTENSIONS = (rb"<extensions>" + _SPACE + rb"<(" + _NAME + rb")>(?:" + _SPACE + rb"<(" + _NAME
+               + rb")>[-+.\w ]{0,64}+</\2>){0,32}+" + _SPACE + rb"</\1>" + _SPACE
+               + rb"</extensions>")
+_POINT_END = rb"(?=" + _SPACE + rb"</trkpt>)"
+_POINT_EXTENSIONS = re.compile(_EXTENSIONS + _POINT_END)
+# A trackpoint's children after its position as most devices write them, up to its end:
+# <ele>, <time> (plain number and time characters), then maybe its <extensions>; and
+# (apps that keep no elevation) the same without <ele>.
+_TIME_ON = (rb"<time>[-+.:0-9TZtz]{1,40}+</time>" + _SPACE + rb"(?:" + _EXTENSIONS + rb")?"
+            + _POINT_END)
+_POINT_DETAILS = re.compile(rb"<ele>[-+.0-9eE]{1,32}+</ele>" + _SPACE + _TIME_ON)
+_POINT_TIME = re.compile(_TIME_ON)
 _ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*)(["'])[\w.:-]+\2""")
 
 
@@ -220,21 +239,15 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
     A file only the streaming parse reads has its times either way (that parse reads
     them anyway).
     """
-    from fiona.io import MemoryFile  # imported here: a rebuild from the parse cache never needs it
-
     data = xml_bytes(data)
-    segments, sport = [], None
+    lean = lean_gpx(data)
     try:
-        with MemoryFile(data, ext=".gpx") as memory, memory.open(
-                layer="tracks", driver="GPX") as layer:
-            for feature in layer:
-                sport = sport or feature.properties.get("type")
-                geometry = feature.geometry
-                if geometry is None:
-                    continue
-                for line in geometry.coordinates:
-                    if len(line):
-                        segments.append(_line_array(line))
+        try:
+            segments, sport = _gdal_tracks(lean)
+        except Exception:
+            if lean is data:
+                raise
+            segments, sport = _gdal_tracks(data)  # what GDAL says of the file as it is
     except Exception as err:  # fiona raises several types for one cause
         if isinstance(err, (KeyboardInterrupt, MemoryError)):
             raise
@@ -265,6 +278,62 @@ def read_gpx_data(data: bytes, name: str | Path, *, times: TimesWanted = True
         point_times,
         time_note,
     ), None
+
+
+def _gdal_tracks(data: bytes) -> tuple[list[np.ndarray], str | None]:
+    """The tracks' segments as GDAL's GPX driver reads them, and the first track's type;
+    fiona's error if it cannot."""
+    from fiona.io import MemoryFile  # imported here: a rebuild from the parse cache never needs it
+
+    segments, sport = [], None
+    with MemoryFile(data, ext=".gpx") as memory, memory.open(
+            layer="tracks", driver="GPX") as layer:
+        for feature in layer:
+            sport = sport or feature.properties.get("type")
+            geometry = feature.geometry
+            if geometry is None:
+                continue
+            for line in geometry.coordinates:
+                if len(line):
+                    segments.append(_line_array(line))
+    return segments, sport
+
+
+def lean_gpx(data: bytes) -> bytes:
+    """GPX bytes with only what GDAL's tracks are made of: without each trackpoint's
+    <ele>, <time> and <extensions> (heart rate, cadence) where devices write them as
+    _POINT_DETAILS or _POINT_TIME (two thirds of a Garmin file's bytes; for a point of
+    another layout, its <extensions> alone, as _POINT_EXTENSIONS), so GDAL, which
+    parses a file twice (opening it, then reading the tracks), parses a third as much.
+    The tracks' points, segments and type come from the <trkpt> tags' positions and the
+    tracks' own elements, none of which go; the times are read from the file itself
+    (_point_times).
+
+    The bytes as they are wherever that could change what GDAL reads: unless every
+    '<extensions' after the first <trkpt goes (GDAL makes tracks' own <extensions>
+    fields, even one named 'type', and looks for them in the first megabyte, which
+    leaving points' out would stretch), if an entity is declared (its text could come
+    back), and before the first <trkpt>. What goes is well-formed ASCII, so a file GDAL
+    refuses is refused the same (read_gpx_data reads the file as it is if the lean
+    bytes fail)."""
+    first = data.find(b"<trkpt")
+    if first < 0 or data.find(b"<!ENTITY", 0, first) >= 0:  # entities: declared before
+        return data
+    patterns = ((_POINT_DETAILS, b"<ele>"), (_POINT_TIME, b"<time>"),
+                (_POINT_EXTENSIONS, b"<extensions>"))
+    for pattern, start in patterns:
+        at = data.find(start, 0, first)
+        while at >= 0:  # the bytes before the first trackpoint stay as they are
+            if pattern.match(data, at):
+                return data
+            at = data.find(start, at + 1, first)
+    lean = _POINT_TIME.sub(b"", _POINT_DETAILS.sub(b"", data))
+    left = lean.count(b"<extensions", first)  # points of another layout: their extensions
+    if left:
+        lean, removed = _POINT_EXTENSIONS.subn(b"", lean)
+        if removed != left:
+            return data
+    return lean
 
 
 def _line_array(line: list[tuple]) -> np.ndarray:

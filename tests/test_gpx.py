@@ -266,3 +266,130 @@ def test_rfc3339_times_with_lower_case_or_a_space_are_times(text, broken):
            "</LatitudeDegrees><LongitudeDegrees>14.5</LongitudeDegrees></Position></Trackpoint>"
            "</Track></Lap></Activity></Activities></TrainingCenterDatabase>").encode()
     assert read_tcx(tcx, "x.tcx")[0].start == activity.start
+
+
+def garmin_document(n=6, extension=None, before_tracks="", after_first_track=""):
+    """A Garmin Connect style GPX: heart rate and cadence in each trackpoint's
+    <extensions>; extension(i) may give point i's own (None: the usual)."""
+    points = []
+    for i in range(n):
+        usual = (f"<extensions>\n          <ns3:TrackPointExtension>\n            <ns3:hr>{100 + i}"
+                 f"</ns3:hr>\n            <ns3:cad>{80 + i}</ns3:cad>\n"
+                 "          </ns3:TrackPointExtension>\n        </extensions>")
+        points.append(
+            f'      <trkpt lat="{46.05 + i * 1e-4:.9f}" lon="{14.50 + i * 1e-4:.9f}">\n'
+            f"        <ele>300.{i}</ele>\n        <time>2024-05-03T07:00:{i:02d}.000Z</time>\n"
+            f"        {usual if extension is None or extension(i) is None else extension(i)}\n"
+            "      </trkpt>\n")
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n{before_tracks}<gpx creator="Garmin Connect" '
+            'version="1.1" xmlns="http://www.topografix.com/GPX/1/1" '
+            'xmlns:ns3="http://www.garmin.com/xmlschemas/TrackPointExtension/v1">\n'
+            "  <trk>\n    <name>Run</name>\n    <type>running</type>\n    <trkseg>\n"
+            + "".join(points) + "    </trkseg>\n  </trk>\n" + after_first_track
+            + "</gpx>\n").encode()
+
+
+def as_gdal_reads_the_file(monkeypatch, data):
+    """read_gpx_data with the file's bytes given to GDAL as they are."""
+    from geoheat import gpx
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gpx, "lean_gpx", lambda data: data)
+        return read_gpx_data(data, "x.gpx")
+
+
+def same_reading(a, b) -> bool:
+    (one, note_one), (two, note_two) = a, b
+    return (note_one == note_two and len(one.segments) == len(two.segments)
+            and all(np.array_equal(s, t) for s, t in zip(one.segments, two.segments))
+            and (one.start, one.routes, one.waypoints, one.sport, one.time_note)
+            == (two.start, two.routes, two.waypoints, two.sport, two.time_note)
+            and (one.times is None) == (two.times is None)
+            and all(np.array_equal(s, t, equal_nan=True)
+                    for s, t in zip(one.times or [], two.times or [])))
+
+
+@pytest.mark.parametrize("extension", [None, lambda i: "", lambda i: "" if i % 2 else None])
+def test_point_details_are_left_out_of_what_gdal_parses_and_change_nothing(monkeypatch,
+                                                                           extension):
+    # GDAL parses a GPX twice (opening it, reading it): the trackpoints' elevation, time,
+    # heart rate and cadence, two thirds of a Garmin file, are left out of what it is
+    # given; the tracks read the same (their times from the file itself).
+    from geoheat.gpx import lean_gpx
+
+    data = garmin_document(50, extension)
+    lean = lean_gpx(data)
+    assert len(lean) < len(data) * 0.7 and b"<ns3:TrackPointExtension" not in lean
+    assert b"<ele>" not in lean and b"<time>" not in lean
+    assert lean[:data.find(b"<trkpt")] == data[:data.find(b"<trkpt")]
+    got = read_gpx_data(data, "x.gpx")
+    assert got[0].points == 50 and got[0].sport == "running" and got[1] is None
+    assert got[0].start == datetime(2024, 5, 3, 7, 0, tzinfo=timezone.utc)
+    assert same_reading(got, as_gdal_reads_the_file(monkeypatch, data))
+
+
+@pytest.mark.parametrize("odd", [
+    # damaged: GDAL refuses the file; the points before the break are kept, and said
+    lambda i: "<extensions><ns3:E><ns3:hr>120</ns3:cad></ns3:E></extensions>" if i == 3 else None,
+    lambda i: "<extensions><ns3:E><ns3:hr>1&amp;2</ns3:hr></ns3:E></extensions>" if i == 2
+    else None,
+    lambda i: "<extensions><ns3:E><ns3:hr>12\x0b</ns3:hr></ns3:E></extensions>" if i == 4 else None,
+    lambda i: "<extensions><ns3:E><ns3:hr>12</ns3:hr></ns3:E>" if i == 1 else None,
+    # well-formed but not as devices write it: given to GDAL as it is
+    lambda i: '<extensions><ns3:E a="1"><ns3:hr>12</ns3:hr></ns3:E></extensions>' if i == 2
+    else None,
+    lambda i: "<extensions><ns3:E><ns3:hr>12</ns3:hr></ns3:E></extensions><sym>x</sym>" if i == 2
+    else None,
+])
+def test_odd_point_extensions_are_read_as_gdal_reads_the_file(monkeypatch, odd):
+    from geoheat.gpx import lean_gpx
+
+    data = garmin_document(6, odd)
+    assert lean_gpx(data) is data
+    assert same_reading(read_gpx_data(data, "x.gpx"), as_gdal_reads_the_file(monkeypatch, data))
+
+
+@pytest.mark.parametrize("where", ["entity", "track fields"])
+def test_point_extensions_are_kept_where_leaving_them_out_could_change_the_tracks(
+        monkeypatch, where):
+    # An entity could put text back where extensions went; a track's own <extensions>
+    # (GDAL makes them fields, even one named 'type') after the first point would move
+    # into the first megabyte where GDAL looks for them.
+    from geoheat.gpx import lean_gpx
+
+    data = (garmin_document(6, before_tracks='<!DOCTYPE gpx [<!ENTITY e "x">]>\n')
+            if where == "entity" else garmin_document(6, after_first_track=(
+                "  <trk><extensions><type>cycling</type></extensions><trkseg>"
+                '<trkpt lat="46.1" lon="14.6"/></trkseg></trk>\n')))
+    assert lean_gpx(data) is data
+    assert same_reading(read_gpx_data(data, "x.gpx"), as_gdal_reads_the_file(monkeypatch, data))
+
+
+def test_points_of_other_layouts_keep_their_details_and_read_the_same(monkeypatch):
+    # A point whose <time> comes before its <ele> keeps them (its extensions go); the
+    # others lose theirs (one with no <ele> its time too), and the track reads as GDAL
+    # reads the file.
+    from geoheat.gpx import lean_gpx
+
+    data = garmin_document(8).replace(
+        b"<ele>300.3</ele>\n        <time>2024-05-03T07:00:03.000Z</time>",
+        b"<time>2024-05-03T07:00:03.000Z</time><ele>300.3</ele>").replace(
+        b"<ele>300.5</ele>", b"")
+    lean = lean_gpx(data)
+    assert lean.count(b"<time>") == 1 and b"<extensions" not in lean
+    got = read_gpx_data(data, "x.gpx", times=True)
+    assert same_reading(got, as_gdal_reads_the_file(monkeypatch, data))
+    assert got[0].points == 8 and sum(map(len, got[0].times)) == 8
+
+
+def test_points_with_a_time_and_no_elevation_lose_it_and_read_the_same(monkeypatch):
+    from geoheat.gpx import lean_gpx
+
+    data = garmin_document(8, lambda i: "")
+    for i in range(8):
+        data = data.replace(b"<ele>300.%d</ele>" % i, b"")
+    lean = lean_gpx(data)
+    assert b"<time>" not in lean and len(lean) < len(data) * 0.8
+    got = read_gpx_data(data, "x.gpx", times=True)
+    assert same_reading(got, as_gdal_reads_the_file(monkeypatch, data))
+    assert got[0].points == 8 and not np.isnan(np.concatenate(got[0].times)).any()
