@@ -100,7 +100,8 @@ CELL = tiles.CELL
 CELL_BATCH = 256
 
 
-def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only=None):
+def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only=None,
+               workers: int | None = None):
     """The heat softened by a Gaussian of sigma pixels, over sparse tiles, without
     changing the scale.
 
@@ -117,6 +118,8 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
     0, as the filter would leave them), CELL_BATCH at a time; each cell with its own
     halo, so every pixel is what filtering the whole tile gives, bit for bit. only: the
     tiles to make (None: all; a served tile makes its own, from the tiles around it).
+    workers: threads filtering the batches while this one gathers the next (None: the
+    cores this process may use; 1: none); any number gives the same heat, bit for bit.
     """
     check_sigma(sigma)
     size = tiles.TILE_SIZE
@@ -134,7 +137,26 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
               if tx0 <= x + dx < tx1 and ty0 <= y + dy < ty1}
     if only is not None:
         wanted &= set(only)
-    cells = _CellBlur(sigma, radius, reach)
+    if workers is None:
+        from .checks import available_cores
+
+        workers = available_cores()
+    cells = _CellBlur(sigma, radius, reach, workers)
+    try:
+        made = _blur_cells(scaled, cells, sorted(wanted), radius, reach)
+    finally:
+        cells.close()
+    if len(wanted) > 64:  # a level's temporaries, given back (glibc would keep them)
+        from .bytecache import give_back_memory
+
+        give_back_memory()
+    return made
+
+
+def _blur_cells(scaled, cells: "_CellBlur", wanted: list[TileKey], radius: int,
+                reach: int) -> "tiles.CellTiles":
+    """blur_tiles' wanted tiles (in order), each gathered with its halo and queued."""
+    size = tiles.TILE_SIZE
     occupied = _occupancy(scaled)
     # The tiles read lately (CellTiles make a dense block on each read): the tiles go
     # by column, so those left of the blur's reach are dropped.
@@ -142,7 +164,7 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
     column = None
     # The heat and its footprint around a tile (no blur across the first axis).
     window = np.empty((2, size + 2 * radius, size + 2 * radius), dtype=np.float32)
-    for x, y in sorted(wanted):
+    for x, y in wanted:
         near = cells.near(occupied, x, y)
         if not near.any():
             continue  # no heat within the blur's reach of this tile
@@ -168,12 +190,7 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
                     window[0, rs:re, cs:ce] = part
                     window[1, rs:re, cs:ce] = part > 0
         cells.add((x, y), window, near)
-    made = cells.finish()
-    if len(wanted) > 64:  # a level's temporaries, given back (glibc would keep them)
-        from .bytecache import give_back_memory
-
-        give_back_memory()
-    return made
+    return cells.finish()
 
 
 # Whether a tile's GRANULE x GRANULE pixel squares hold heat: what tells, without
@@ -196,12 +213,20 @@ def _occupancy(scaled) -> dict[TileKey, np.ndarray]:
 
 
 class _CellBlur:
-    """The cells of blur_tiles' tiles waiting to be filtered, and the tiles made."""
+    """The cells of blur_tiles' tiles waiting to be filtered, and the tiles made.
 
-    def __init__(self, sigma: float, radius: int, reach: int):
+    With workers > 1, each full batch is filtered on a thread of its own while the
+    caller gathers the next (scipy.ndimage's filters and numpy's arithmetic let go of
+    the GIL): at most `workers` batches in flight, their buffers reused. The last,
+    partial batch (a served metatile's only one) is filtered here, without threads."""
+
+    def __init__(self, sigma: float, radius: int, reach: int, workers: int = 1):
         self.sigma, self.radius, self.reach, self.peak = sigma, radius, reach, line_peak(sigma)
-        side = CELL + 2 * radius
-        self.batch = np.empty((CELL_BATCH, 2, side, side), dtype=np.float32)
+        self.workers = max(int(workers), 1)
+        self.pool = None  # made at the first full batch, with workers > 1
+        self.flying: list = []  # (future, its batch buffer), oldest first
+        self.spare: list[np.ndarray] = []  # batch buffers filtered, free again
+        self.batch = self._buffer()
         self.places: list[tuple[TileKey, int, int]] = []
         self.blurred: dict[TileKey, list] = {}  # key -> [(i, j, cell)], cells with heat
         # A cell's reach in granules (rounded out: a cell filtered in vain stays 0), and
@@ -214,6 +239,13 @@ class _CellBlur:
                         (start + per + 2 * halo)[None, :])
         self.granules = np.zeros(((2 * reach + 1) * n,) * 2, dtype=bool)
         self.table = np.zeros(((2 * reach + 1) * n + 1,) * 2, dtype=np.int32)
+
+    def _buffer(self) -> np.ndarray:
+        """A batch's buffer: (2 x 72 x 72 float32 a cell at sigma 1: 10.6 MB)."""
+        if self.spare:
+            return self.spare.pop()
+        side = CELL + 2 * self.radius
+        return np.empty((CELL_BATCH, 2, side, side), dtype=np.float32)
 
     def near(self, occupied: dict, x: int, y: int) -> np.ndarray:
         """Which cells of tile (x, y) have heat within the blur's reach."""
@@ -238,10 +270,13 @@ class _CellBlur:
             self.batch[len(self.places)] = window[:, r:r + side, c:c + side]
             self.places.append((key, int(i), int(j)))
             if len(self.places) == CELL_BATCH:
-                self._filter()
+                self._send()
 
     def finish(self) -> "tiles.CellTiles":
-        self._filter()
+        if self.places:
+            self._keep(self._filter(self.batch[:len(self.places)], self.places))
+        while self.flying:
+            self._land()
         made = tiles.CellTiles(np.float32)
         for key in sorted(self.blurred):
             found = self.blurred.pop(key)  # each tile's cells let go as it is packed
@@ -252,27 +287,58 @@ class _CellBlur:
             made.put_cells(key, mask, np.stack([cell for _, _, cell in found]))
         return made
 
-    def _filter(self) -> None:
+    def close(self) -> None:
+        """Let the threads go (also when the blur stops on an error)."""
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+        self.flying.clear()
+
+    def _send(self) -> None:
+        """Filter the full batch: here with one worker, else on a thread, then go on
+        in another buffer (once the oldest batch in flight is done, past `workers`)."""
+        places, self.places = self.places, []
+        if self.workers == 1:
+            self._keep(self._filter(self.batch, places))
+            return
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="geoheat-blur")
+        self.flying.append((self.pool.submit(self._filter, self.batch, places), self.batch))
+        if len(self.flying) >= self.workers:
+            self._land()
+        self.batch = self._buffer()
+
+    def _land(self) -> None:
+        """Keep the oldest batch in flight's cells, its buffer free again."""
+        future, buffer = self.flying.pop(0)
+        self._keep(future.result())
+        self.spare.append(buffer)
+
+    def _keep(self, cells: list) -> None:
+        for key, i, j, cell in cells:
+            self.blurred.setdefault(key, []).append((i, j, cell))
+
+    def _filter(self, batch: np.ndarray, places: list) -> list:
+        """The batch's cells blurred: (key, i, j, cell) of those left with heat. Reads
+        batch[:len(places)] and self's settings only (a worker thread's whole job)."""
         from scipy.ndimage import gaussian_filter1d  # 0.14 s to import: only when blurring
 
-        n, r = len(self.places), self.radius
-        if not n:
-            return
+        n, r = len(places), self.radius
         # As gaussian_filter(window, (0, sigma, sigma)) filters: rows' axis, then columns'.
         # (the second pass only on the rows kept: each row is filtered on its own)
-        out = gaussian_filter1d(self.batch[:n], self.sigma, axis=-2, mode="constant",
+        out = gaussian_filter1d(batch[:n], self.sigma, axis=-2, mode="constant",
                                 cval=0.0, truncate=TRUNCATE)[:, :, r:r + CELL]
         out = gaussian_filter1d(out, self.sigma, axis=-1, mode="constant", cval=0.0,
                                 truncate=TRUNCATE)[..., r:r + CELL]
         heat = out[:, 0] / np.maximum(out[:, 1], self.peak)
         heat[heat < FRINGE_MIN] = 0
-        own = self.batch[:n, 0, r:r + CELL, r:r + CELL]
+        own = batch[:n, 0, r:r + CELL, r:r + CELL]
         heat = np.clip(np.where(own > 0, own, heat), 0, 1).astype(np.float32, copy=False)
         lit = heat.any(axis=(1, 2))
-        for (key, i, j), cell, keep in zip(self.places, heat, lit):
-            if keep:
-                self.blurred.setdefault(key, []).append((i, j, cell.copy()))
-        self.places.clear()
+        return [(key, i, j, cell.copy())
+                for (key, i, j), cell, keep in zip(places, heat, lit) if keep]
 
 
 def line_peak(sigma: float) -> float:
