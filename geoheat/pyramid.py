@@ -81,12 +81,42 @@ def zooms_below(grid: Grid, lowest: int) -> range:
 
 
 def levels(counted: Iterable[tuple[Grid, Sparse]], scale: Scaler,
-           sigma: float) -> Iterator[Level]:
+           sigma: float, workers: int | None = None) -> Iterator[Level]:
     """The pyramid's levels from each level's own counts (on its grid, see level_grid;
     the build counts every level in its one pass over the activities), one at a time:
-    scaled by `scale`, blurred by sigma pixels of that zoom."""
-    for low, counts in counted:
-        yield Level(low, counts, blur_tiles(scale(counts, low), sigma, low))
+    scaled by `scale`, blurred by sigma pixels of that zoom.
+
+    workers: the blur's threads (None: the cores this process may use). With more than
+    one, the next level is made on a thread while the caller writes this one (writing
+    is mostly GDAL's and zlib's, which let go of the GIL): one level more in memory at
+    a time, a smaller one going down the pyramid."""
+    if workers is None:
+        from .checks import available_cores
+
+        workers = available_cores()
+
+    def make(low: Grid, counts: Sparse) -> Level:
+        return Level(low, counts, blur_tiles(scale(counts, low), sigma, low, workers=workers))
+
+    if workers == 1:
+        for low, counts in counted:
+            yield make(low, counts)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="geoheat-level")
+    try:
+        upcoming = iter(counted)
+        first = next(upcoming, None)
+        coming = None if first is None else pool.submit(make, *first)
+        while coming is not None:
+            level = coming.result()
+            after = next(upcoming, None)
+            coming = None if after is None else pool.submit(make, *after)
+            yield level
+            del level  # the caller's to keep
+    finally:
+        pool.shutdown(cancel_futures=True)  # a caller stopping early: the level in the making
 
 
 def crop(sparse: Sparse, low: Grid, window: Window) -> Iterator[tuple[int, int, np.ndarray]]:
