@@ -316,12 +316,16 @@ class _CellBlur:
         self._keep(future.result())
         self.spare.append(buffer)
 
-    def _keep(self, cells: list) -> None:
-        for key, i, j, cell in cells:
-            self.blurred.setdefault(key, []).append((i, j, cell))
+    def _keep(self, filtered: tuple[list, np.ndarray, np.ndarray]) -> None:
+        """The filtered batch's cells left with heat, each copied out of the batch's
+        heat here (memory this thread's own: a worker's would be kept from reuse)."""
+        places, heat, lit = filtered
+        for (key, i, j), cell, keep in zip(places, heat, lit):
+            if keep:
+                self.blurred.setdefault(key, []).append((i, j, cell.copy()))
 
-    def _filter(self, batch: np.ndarray, places: list) -> list:
-        """The batch's cells blurred: (key, i, j, cell) of those left with heat. Reads
+    def _filter(self, batch: np.ndarray, places: list) -> tuple[list, np.ndarray, np.ndarray]:
+        """The batch's cells blurred: places, their heat and which have any. Reads
         batch[:len(places)] and self's settings only (a worker thread's whole job)."""
         from scipy.ndimage import gaussian_filter1d  # 0.14 s to import: only when blurring
 
@@ -337,8 +341,7 @@ class _CellBlur:
         own = batch[:n, 0, r:r + CELL, r:r + CELL]
         heat = np.clip(np.where(own > 0, own, heat), 0, 1).astype(np.float32, copy=False)
         lit = heat.any(axis=(1, 2))
-        return [(key, i, j, cell.copy())
-                for (key, i, j), cell, keep in zip(places, heat, lit) if keep]
+        return places, heat, lit
 
 
 def line_peak(sigma: float) -> float:

@@ -117,17 +117,21 @@ def levels(counted: Iterable[tuple[Grid, Sparse]], scale: Scaler,
             del level  # the caller's to keep
     finally:
         pool.shutdown(cancel_futures=True)  # a caller stopping early: the level in the making
+        from .bytecache import give_back_memory
+
+        give_back_memory()  # the levels' memory freed here came from the thread's own heap
 
 
 def crop(sparse: Sparse, low: Grid, window: Window) -> Iterator[tuple[int, int, np.ndarray]]:
     """The parts of a level's tiles inside `window`: (row, col, block) in the window's own
     pixels, block clipped to it."""
     size = tiles.TILE_SIZE
-    for key, block in sorted(sparse.items()):
+    for key in sorted(sparse):  # one block at a time (CellTiles make each on reading)
         row, col = tiles.tile_window(key, low)
         r0, c0 = max(row, window.row), max(col, window.col)
         r1 = min(row + size, window.row + window.height)
         c1 = min(col + size, window.col + window.width)
         if r0 < r1 and c0 < c1:
+            block = sparse[key]
             yield r0 - window.row, c0 - window.col, block[..., r0 - row:r1 - row,
                                                             c0 - col:c1 - col]
