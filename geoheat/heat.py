@@ -96,8 +96,10 @@ def kernel_radius(sigma: float) -> int:
 # heat within its reach: at street zoom most of a tile with heat is empty (a city's
 # tiles at zoom 16: 1.5% of their pixels lit, 32% of their 64-pixel cells near one).
 CELL = tiles.CELL
-# Cells blurred together in one call (2 x 80 x 80 float32 each at sigma 2: ~13 MB).
+# Cells blurred together in one call (2 x 80 x 80 float32 each at sigma 2: ~13 MB), fewer
+# where a cell's halo makes them larger than BATCH_BYTES (a wide blur).
 CELL_BATCH = 256
+BATCH_BYTES = 16 * 2**20
 
 
 def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only=None,
@@ -217,16 +219,19 @@ class _CellBlur:
 
     With workers > 1, each full batch is filtered on a thread of its own while the
     caller gathers the next (scipy.ndimage's filters and numpy's arithmetic let go of
-    the GIL): at most `workers` batches in flight, their buffers reused. The last,
-    partial batch (a served metatile's only one) is filtered here, without threads."""
+    the GIL): at most `workers` batches in flight, each in buffers of its own made here
+    and reused (a thread allocating them would keep the memory in its own heap). The
+    last, partial batch (a served metatile's only one) is filtered here, without threads."""
 
     def __init__(self, sigma: float, radius: int, reach: int, workers: int = 1):
         self.sigma, self.radius, self.reach, self.peak = sigma, radius, reach, line_peak(sigma)
         self.workers = max(int(workers), 1)
         self.pool = None  # made at the first full batch, with workers > 1
-        self.flying: list = []  # (future, its batch buffer), oldest first
-        self.spare: list[np.ndarray] = []  # batch buffers filtered, free again
-        self.batch = self._buffer()
+        side = CELL + 2 * radius
+        self.size = max(1, min(CELL_BATCH, BATCH_BYTES // (2 * side * side * 4)))
+        self.flying: list = []  # (future, its batch), oldest first
+        self.spare: list[_Batch] = []  # batches filtered, free again
+        self.batch = self._buffers()
         self.places: list[tuple[TileKey, int, int]] = []
         self.blurred: dict[TileKey, list] = {}  # key -> [(i, j, cell)], cells with heat
         # A cell's reach in granules (rounded out: a cell filtered in vain stays 0), and
@@ -240,12 +245,11 @@ class _CellBlur:
         self.granules = np.zeros(((2 * reach + 1) * n,) * 2, dtype=bool)
         self.table = np.zeros(((2 * reach + 1) * n + 1,) * 2, dtype=np.int32)
 
-    def _buffer(self) -> np.ndarray:
-        """A batch's buffer: (2 x 72 x 72 float32 a cell at sigma 1: 10.6 MB)."""
+    def _buffers(self) -> "_Batch":
+        """A batch's buffers (at sigma 1, 256 cells: 36 MB), a spare one's if any."""
         if self.spare:
             return self.spare.pop()
-        side = CELL + 2 * self.radius
-        return np.empty((CELL_BATCH, 2, side, side), dtype=np.float32)
+        return _Batch(self.size, CELL + 2 * self.radius)
 
     def near(self, occupied: dict, x: int, y: int) -> np.ndarray:
         """Which cells of tile (x, y) have heat within the blur's reach."""
@@ -267,14 +271,14 @@ class _CellBlur:
         side = CELL + 2 * self.radius
         for i, j in zip(*np.nonzero(near)):
             r, c = i * CELL, j * CELL
-            self.batch[len(self.places)] = window[:, r:r + side, c:c + side]
+            self.batch.cells[len(self.places)] = window[:, r:r + side, c:c + side]
             self.places.append((key, int(i), int(j)))
-            if len(self.places) == CELL_BATCH:
+            if len(self.places) == self.size:
                 self._send()
 
     def finish(self) -> "tiles.CellTiles":
         if self.places:
-            self._keep(self._filter(self.batch[:len(self.places)], self.places))
+            self._keep(self._filter(self.batch, self.places))
         while self.flying:
             self._land()
         made = tiles.CellTiles(np.float32)
@@ -308,13 +312,13 @@ class _CellBlur:
         self.flying.append((self.pool.submit(self._filter, self.batch, places), self.batch))
         if len(self.flying) >= self.workers:
             self._land()
-        self.batch = self._buffer()
+        self.batch = self._buffers()
 
     def _land(self) -> None:
-        """Keep the oldest batch in flight's cells, its buffer free again."""
-        future, buffer = self.flying.pop(0)
+        """Keep the oldest batch in flight's cells, its buffers free again."""
+        future, batch = self.flying.pop(0)
         self._keep(future.result())
-        self.spare.append(buffer)
+        self.spare.append(batch)
 
     def _keep(self, filtered: tuple[list, np.ndarray, np.ndarray]) -> None:
         """The filtered batch's cells left with heat, each copied out of the batch's
@@ -324,24 +328,46 @@ class _CellBlur:
             if keep:
                 self.blurred.setdefault(key, []).append((i, j, cell.copy()))
 
-    def _filter(self, batch: np.ndarray, places: list) -> tuple[list, np.ndarray, np.ndarray]:
-        """The batch's cells blurred: places, their heat and which have any. Reads
-        batch[:len(places)] and self's settings only (a worker thread's whole job)."""
+    def _filter(self, batch: "_Batch", places: list) -> tuple[list, np.ndarray, np.ndarray]:
+        """The batch's first len(places) cells blurred: places, their heat and which
+        have any. Writes in batch's buffers only, reads self's settings (a worker
+        thread's whole job, allocating next to nothing)."""
         from scipy.ndimage import gaussian_filter1d  # 0.14 s to import: only when blurring
 
         n, r = len(places), self.radius
         # As gaussian_filter(window, (0, sigma, sigma)) filters: rows' axis, then columns'.
         # (the second pass only on the rows kept: each row is filtered on its own)
-        out = gaussian_filter1d(batch[:n], self.sigma, axis=-2, mode="constant",
-                                cval=0.0, truncate=TRUNCATE)[:, :, r:r + CELL]
-        out = gaussian_filter1d(out, self.sigma, axis=-1, mode="constant", cval=0.0,
-                                truncate=TRUNCATE)[..., r:r + CELL]
-        heat = out[:, 0] / np.maximum(out[:, 1], self.peak)
-        heat[heat < FRINGE_MIN] = 0
-        own = batch[:n, 0, r:r + CELL, r:r + CELL]
-        heat = np.clip(np.where(own > 0, own, heat), 0, 1).astype(np.float32, copy=False)
-        lit = heat.any(axis=(1, 2))
-        return places, heat, lit
+        gaussian_filter1d(batch.cells[:n], self.sigma, axis=-2, output=batch.across[:n],
+                          mode="constant", cval=0.0, truncate=TRUNCATE)
+        gaussian_filter1d(batch.across[:n, :, r:r + CELL], self.sigma, axis=-1,
+                          output=batch.along[:n], mode="constant", cval=0.0, truncate=TRUNCATE)
+        heat, mask = batch.heat[:n], batch.mask[:n]
+        # heat / max(footprint, peak); 0 below FRINGE_MIN; a pixel's own heat where it has
+        # some; within [0, 1]
+        np.maximum(batch.along[:n, 1, :, r:r + CELL], self.peak, out=heat)
+        np.divide(batch.along[:n, 0, :, r:r + CELL], heat, out=heat)
+        np.less(heat, FRINGE_MIN, out=mask)
+        heat[mask] = 0
+        own = batch.cells[:n, 0, r:r + CELL, r:r + CELL]
+        np.greater(own, 0, out=mask)
+        np.copyto(heat, own, where=mask)
+        np.clip(heat, 0, 1, out=heat)
+        return places, heat, heat.any(axis=(1, 2))
+
+
+class _Batch:
+    """The buffers of a batch of n cells in the blur (side: a cell with its halo)."""
+
+    __slots__ = ("cells", "across", "along", "heat", "mask")
+
+    def __init__(self, n: int, side: int):
+        # heat and footprint, each cell with its halo; filtered along the rows' axis;
+        # then along the columns' (the halo's rows cut); the blurred heat; a pixel mask
+        self.cells = np.empty((n, 2, side, side), np.float32)
+        self.across = np.empty((n, 2, side, side), np.float32)
+        self.along = np.empty((n, 2, CELL, side), np.float32)
+        self.heat = np.empty((n, CELL, CELL), np.float32)
+        self.mask = np.empty((n, CELL, CELL), bool)
 
 
 def line_peak(sigma: float) -> float:

@@ -255,3 +255,14 @@ def test_a_failing_filter_lets_its_threads_go(monkeypatch):
     with pytest.raises(MemoryError):
         heat.blur_tiles(scaled, 1.0, grid, workers=2)
     assert not [t for t in threading.enumerate() if t.name.startswith("geoheat-blur")]
+
+
+def test_a_wide_blur_goes_in_smaller_batches_alike():
+    """A wide blur's cells (each with a wide halo) go fewer at a time (BATCH_BYTES), on
+    threads: the same heat as the whole grid's, bit for bit."""
+    grid, scaled = border_heat(seed=13)
+    side = heat.CELL + 2 * heat.kernel_radius(16.0)
+    assert heat.BATCH_BYTES // (2 * side * side * 4) < 64 < len(scaled) * 16
+    blurred = heat.blur_tiles(scaled, 16.0, grid, workers=2)
+    np.testing.assert_array_equal(tiles.to_dense(blurred, grid),
+                                  reference.blur(tiles.to_dense(scaled, grid), 16.0))
