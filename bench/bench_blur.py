@@ -8,8 +8,8 @@ basemap; the parse and counts caches in --cache, kept for the next runs), keepin
 scaled heat of every level as the build hands it to the blur. Then blurs the levels
 again, --repeat rounds, each round every --workers setting in turn (and --baseline's
 blur: another checkout's geoheat/heat.py, as it is, called without workers), and
-prints the median CPU and wall seconds of the top level's blur and of the levels
-below; then the blur's peak of memory (numpy's arrays, tracemalloc: one run each)
+prints the median CPU and wall seconds (and the fastest wall) of the top level's blur
+and of the levels below; then the blur's peak of memory (numpy's arrays, tracemalloc: one run each)
 and whether every setting made the same heat, bit for bit. Wall seconds with more
 than one worker need idle cores: quote them with the machine's load.
 """
@@ -126,9 +126,12 @@ def main() -> None:
     for name in settings:
         cells = []
         for part in ("top", "below"):
-            cells += [f"{statistics.median(t[i] for t in times[name][part]):.3f}" for i in (1, 0)]
+            cpu, wall = ([t[i] for t in times[name][part]] for i in (1, 0))
+            cells += [f"{statistics.median(cpu):.3f}",
+                      f"{statistics.median(wall):.3f} ({min(wall):.3f})"]
         print(f"| {name} | " + " | ".join(cells) + f" | {peaks[name]:.0f} |")
-    print(f"\nmedians of {args.repeat} rounds; every setting's heat the same, bit for bit")
+    print(f"\nmedians of {args.repeat} rounds (the fastest wall in brackets); every setting's "
+          "heat the same, bit for bit")
 
 
 if __name__ == "__main__":

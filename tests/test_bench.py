@@ -22,7 +22,7 @@ GPX = str(ROOT / "gpx")
 SMOKE = {
     "bench_basemap.py": (["--data", GPX, "--zoom", "12", "--repeat", "1"], "gpx (zoom 12"),
     "bench_blur.py": (["--data", GPX, "--zoom", "13", "--repeat", "1", "--workers", "1", "2"],
-                      "every setting's heat the same, bit for bit"),
+                      "heat the same, bit for bit"),
     "bench_build.py": (["--data", GPX, "--skip-gpxpy", "--zoom", "12", "--street-zoom", "13"],
                        "from " + GPX),
     "bench_cache.py": (["--data", GPX, "--rounds", "1"], GPX),
