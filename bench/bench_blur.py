@@ -15,6 +15,7 @@ than one worker need idle cores: quote them with the machine's load.
 """
 
 import argparse
+import functools
 import importlib.util
 import os
 import statistics
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import geoheat  # noqa: E402
 from geoheat import heat, pipeline, pyramid  # noqa: E402
+from geoheat.checks import available_cores  # noqa: E402
 
 
 def recorded_levels(data: Path, zoom: int, sigma: float, cache: Path) -> list[tuple]:
@@ -88,7 +90,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="geoheat-bench-blur-cache-") as spare:
         calls = recorded_levels(args.data, args.zoom, args.sigma, args.cache or Path(spare))
-    settings = {f"{n} worker{'s' * (n > 1)}": (lambda n: lambda *c: heat.blur_tiles(*c, workers=n))(n)
+    settings = {f"{n} worker{'s' * (n > 1)}": functools.partial(heat.blur_tiles, workers=n)
                 for n in args.workers}
     if args.baseline is not None:
         settings[f"baseline {args.baseline.name}"] = baseline_blur(args.baseline)
@@ -98,8 +100,7 @@ def main() -> None:
         load = "load unknown"
     print(f"{args.data} at zoom {args.zoom}, sigma {args.sigma}: levels "
           + ", ".join(f"z{grid.zoom} {len(scaled):,} tiles" for scaled, _, grid in calls)
-          + f"; {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}"
-          f" cores, {load}")
+          + f"; {available_cores()} cores, {load}")
 
     times = {name: {"top": [], "below": []} for name in settings}
     made = {}

@@ -143,7 +143,7 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
         from .checks import available_cores
 
         workers = available_cores()
-    cells = _CellBlur(sigma, radius, reach, workers)
+    cells = _CellBlur(sigma, radius, reach, workers, len(wanted) * tiles.CELLS ** 2)
     try:
         made = _blur_cells(scaled, cells, sorted(wanted), radius, reach)
     finally:
@@ -223,12 +223,16 @@ class _CellBlur:
     and reused (a thread allocating them would keep the memory in its own heap). The
     last, partial batch (a served metatile's only one) is filtered here, without threads."""
 
-    def __init__(self, sigma: float, radius: int, reach: int, workers: int = 1):
+    def __init__(self, sigma: float, radius: int, reach: int, workers: int = 1,
+                 most: int = CELL_BATCH):
         self.sigma, self.radius, self.reach, self.peak = sigma, radius, reach, line_peak(sigma)
         self.workers = max(int(workers), 1)
         self.pool = None  # made at the first full batch, with workers > 1
         side = CELL + 2 * radius
-        self.size = max(1, min(CELL_BATCH, BATCH_BYTES // (2 * side * side * 4)))
+        # Cells a batch: at most one more than the tiles have (a served metatile: a few
+        # dozen), so a blur that fits in one batch never fills it: filtered in finish,
+        # here.
+        self.size = max(1, min(CELL_BATCH, most + 1, BATCH_BYTES // (2 * side * side * 4)))
         self.flying: list = []  # (future, its batch), oldest first
         self.spare: list[_Batch] = []  # batches filtered, free again
         self.batch = self._buffers()

@@ -266,3 +266,21 @@ def test_a_wide_blur_goes_in_smaller_batches_alike():
     blurred = heat.blur_tiles(scaled, 16.0, grid, workers=2)
     np.testing.assert_array_equal(tiles.to_dense(blurred, grid),
                                   reference.blur(tiles.to_dense(scaled, grid), 16.0))
+
+
+def test_a_blur_that_fits_one_batch_starts_no_thread(monkeypatch):
+    """A served metatile (4 tiles, every cell lit: 64 cells) is filtered in one batch on
+    the caller's thread, whatever the workers: no pool made for one batch."""
+    grid = Grid(16, 35000 * 256, 23000 * 256, 512, 512)
+    block = np.full((256, 256), 0.5, np.float32)
+    block[::7] = 0  # some fringe to make
+    scaled = {(35000 + dx, 23000 + dy): block for dx in (0, 1) for dy in (0, 1)}
+    alone = heat.blur_tiles(scaled, 1.0, grid, workers=1)
+
+    def no_thread(self):
+        raise AssertionError("a batch sent to the pool")
+
+    monkeypatch.setattr(heat._CellBlur, "_send", no_thread)
+    blurred = heat.blur_tiles(scaled, 1.0, grid, workers=2)
+    assert sum(int(mask.sum()) for _, mask, _ in blurred.parts()) == 64
+    np.testing.assert_array_equal(tiles.to_dense(blurred, grid), tiles.to_dense(alone, grid))
