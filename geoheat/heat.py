@@ -96,11 +96,14 @@ def kernel_radius(sigma: float) -> int:
 # heat within its reach: at street zoom most of a tile with heat is empty (a city's
 # tiles at zoom 16: 1.5% of their pixels lit, 32% of their 64-pixel cells near one).
 CELL = tiles.CELL
-# Cells blurred together in one call (2 x 80 x 80 float32 each at sigma 2: ~13 MB).
+# Cells blurred together in one call (2 x 80 x 80 float32 each at sigma 2: ~13 MB), fewer
+# where a cell's halo makes them larger than BATCH_BYTES (a wide blur).
 CELL_BATCH = 256
+BATCH_BYTES = 16 * 2**20
 
 
-def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only=None):
+def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only=None,
+               workers: int | None = None):
     """The heat softened by a Gaussian of sigma pixels, over sparse tiles, without
     changing the scale.
 
@@ -117,6 +120,8 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
     0, as the filter would leave them), CELL_BATCH at a time; each cell with its own
     halo, so every pixel is what filtering the whole tile gives, bit for bit. only: the
     tiles to make (None: all; a served tile makes its own, from the tiles around it).
+    workers: threads filtering the batches while this one gathers the next (None: the
+    cores this process may use; 1: none); any number gives the same heat, bit for bit.
     """
     check_sigma(sigma)
     size = tiles.TILE_SIZE
@@ -134,7 +139,26 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
               if tx0 <= x + dx < tx1 and ty0 <= y + dy < ty1}
     if only is not None:
         wanted &= set(only)
-    cells = _CellBlur(sigma, radius, reach)
+    if workers is None:
+        from .checks import available_cores
+
+        workers = available_cores()
+    cells = _CellBlur(sigma, radius, reach, workers, len(wanted) * tiles.CELLS ** 2)
+    try:
+        made = _blur_cells(scaled, cells, sorted(wanted), radius, reach)
+    finally:
+        cells.close()
+    if len(wanted) > 64:  # a level's temporaries, given back (glibc would keep them)
+        from .bytecache import give_back_memory
+
+        give_back_memory()
+    return made
+
+
+def _blur_cells(scaled, cells: "_CellBlur", wanted: list[TileKey], radius: int,
+                reach: int) -> "tiles.CellTiles":
+    """blur_tiles' wanted tiles (in order), each gathered with its halo and queued."""
+    size = tiles.TILE_SIZE
     occupied = _occupancy(scaled)
     # The tiles read lately (CellTiles make a dense block on each read): the tiles go
     # by column, so those left of the blur's reach are dropped.
@@ -142,7 +166,7 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
     column = None
     # The heat and its footprint around a tile (no blur across the first axis).
     window = np.empty((2, size + 2 * radius, size + 2 * radius), dtype=np.float32)
-    for x, y in sorted(wanted):
+    for x, y in wanted:
         near = cells.near(occupied, x, y)
         if not near.any():
             continue  # no heat within the blur's reach of this tile
@@ -168,12 +192,7 @@ def blur_tiles(scaled: dict[TileKey, np.ndarray], sigma: float, grid: Grid, only
                     window[0, rs:re, cs:ce] = part
                     window[1, rs:re, cs:ce] = part > 0
         cells.add((x, y), window, near)
-    made = cells.finish()
-    if len(wanted) > 64:  # a level's temporaries, given back (glibc would keep them)
-        from .bytecache import give_back_memory
-
-        give_back_memory()
-    return made
+    return cells.finish()
 
 
 # Whether a tile's GRANULE x GRANULE pixel squares hold heat: what tells, without
@@ -196,12 +215,27 @@ def _occupancy(scaled) -> dict[TileKey, np.ndarray]:
 
 
 class _CellBlur:
-    """The cells of blur_tiles' tiles waiting to be filtered, and the tiles made."""
+    """The cells of blur_tiles' tiles waiting to be filtered, and the tiles made.
 
-    def __init__(self, sigma: float, radius: int, reach: int):
+    With workers > 1, each full batch is filtered on a thread of its own while the
+    caller gathers the next (scipy.ndimage's filters and numpy's arithmetic let go of
+    the GIL): at most `workers` batches in flight, each in buffers of its own made here
+    and reused (a thread allocating them would keep the memory in its own heap). The
+    last, partial batch (a served metatile's only one) is filtered here, without threads."""
+
+    def __init__(self, sigma: float, radius: int, reach: int, workers: int = 1,
+                 most: int = CELL_BATCH):
         self.sigma, self.radius, self.reach, self.peak = sigma, radius, reach, line_peak(sigma)
+        self.workers = max(int(workers), 1)
+        self.pool = None  # made at the first full batch, with workers > 1
         side = CELL + 2 * radius
-        self.batch = np.empty((CELL_BATCH, 2, side, side), dtype=np.float32)
+        # Cells a batch: at most one more than the tiles have (a served metatile: a few
+        # dozen), so a blur that fits in one batch never fills it: filtered in finish,
+        # here.
+        self.size = max(1, min(CELL_BATCH, most + 1, BATCH_BYTES // (2 * side * side * 4)))
+        self.flying: list = []  # (future, its batch), oldest first
+        self.spare: list[_Batch] = []  # batches filtered, free again
+        self.batch = self._buffers()
         self.places: list[tuple[TileKey, int, int]] = []
         self.blurred: dict[TileKey, list] = {}  # key -> [(i, j, cell)], cells with heat
         # A cell's reach in granules (rounded out: a cell filtered in vain stays 0), and
@@ -214,6 +248,12 @@ class _CellBlur:
                         (start + per + 2 * halo)[None, :])
         self.granules = np.zeros(((2 * reach + 1) * n,) * 2, dtype=bool)
         self.table = np.zeros(((2 * reach + 1) * n + 1,) * 2, dtype=np.int32)
+
+    def _buffers(self) -> "_Batch":
+        """A batch's buffers (at sigma 1, 256 cells: 36 MB), a spare one's if any."""
+        if self.spare:
+            return self.spare.pop()
+        return _Batch(self.size, CELL + 2 * self.radius)
 
     def near(self, occupied: dict, x: int, y: int) -> np.ndarray:
         """Which cells of tile (x, y) have heat within the blur's reach."""
@@ -235,13 +275,16 @@ class _CellBlur:
         side = CELL + 2 * self.radius
         for i, j in zip(*np.nonzero(near)):
             r, c = i * CELL, j * CELL
-            self.batch[len(self.places)] = window[:, r:r + side, c:c + side]
+            self.batch.cells[len(self.places)] = window[:, r:r + side, c:c + side]
             self.places.append((key, int(i), int(j)))
-            if len(self.places) == CELL_BATCH:
-                self._filter()
+            if len(self.places) == self.size:
+                self._send()
 
     def finish(self) -> "tiles.CellTiles":
-        self._filter()
+        if self.places:
+            self._keep(self._filter(self.batch, self.places))
+        while self.flying:
+            self._land()
         made = tiles.CellTiles(np.float32)
         for key in sorted(self.blurred):
             found = self.blurred.pop(key)  # each tile's cells let go as it is packed
@@ -252,27 +295,83 @@ class _CellBlur:
             made.put_cells(key, mask, np.stack([cell for _, _, cell in found]))
         return made
 
-    def _filter(self) -> None:
-        from scipy.ndimage import gaussian_filter1d  # 0.14 s to import: only when blurring
+    def close(self) -> None:
+        """Let the threads go (also when the blur stops on an error)."""
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+        self.flying.clear()
 
-        n, r = len(self.places), self.radius
-        if not n:
+    def _send(self) -> None:
+        """Filter the full batch: here with one worker, else on a thread, then go on
+        in another buffer (once the oldest batch in flight is done, past `workers`)."""
+        places, self.places = self.places, []
+        if self.workers == 1:
+            self._keep(self._filter(self.batch, places))
             return
-        # As gaussian_filter(window, (0, sigma, sigma)) filters: rows' axis, then columns'.
-        # (the second pass only on the rows kept: each row is filtered on its own)
-        out = gaussian_filter1d(self.batch[:n], self.sigma, axis=-2, mode="constant",
-                                cval=0.0, truncate=TRUNCATE)[:, :, r:r + CELL]
-        out = gaussian_filter1d(out, self.sigma, axis=-1, mode="constant", cval=0.0,
-                                truncate=TRUNCATE)[..., r:r + CELL]
-        heat = out[:, 0] / np.maximum(out[:, 1], self.peak)
-        heat[heat < FRINGE_MIN] = 0
-        own = self.batch[:n, 0, r:r + CELL, r:r + CELL]
-        heat = np.clip(np.where(own > 0, own, heat), 0, 1).astype(np.float32, copy=False)
-        lit = heat.any(axis=(1, 2))
-        for (key, i, j), cell, keep in zip(self.places, heat, lit):
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="geoheat-blur")
+        self.flying.append((self.pool.submit(self._filter, self.batch, places), self.batch))
+        if len(self.flying) >= self.workers:
+            self._land()
+        self.batch = self._buffers()
+
+    def _land(self) -> None:
+        """Keep the oldest batch in flight's cells, its buffers free again."""
+        future, batch = self.flying.pop(0)
+        self._keep(future.result())
+        self.spare.append(batch)
+
+    def _keep(self, filtered: tuple[list, np.ndarray, np.ndarray]) -> None:
+        """The filtered batch's cells left with heat, each copied out of the batch's
+        heat here (memory this thread's own: a worker's would be kept from reuse)."""
+        places, heat, lit = filtered
+        for (key, i, j), cell, keep in zip(places, heat, lit):
             if keep:
                 self.blurred.setdefault(key, []).append((i, j, cell.copy()))
-        self.places.clear()
+
+    def _filter(self, batch: "_Batch", places: list) -> tuple[list, np.ndarray, np.ndarray]:
+        """The batch's first len(places) cells blurred: places, their heat and which
+        have any. Writes in batch's buffers only, reads self's settings (a worker
+        thread's whole job, allocating next to nothing)."""
+        from scipy.ndimage import gaussian_filter1d  # 0.14 s to import: only when blurring
+
+        n, r = len(places), self.radius
+        # As gaussian_filter(window, (0, sigma, sigma)) filters: rows' axis, then columns'.
+        # (the second pass only on the rows kept: each row is filtered on its own)
+        gaussian_filter1d(batch.cells[:n], self.sigma, axis=-2, output=batch.across[:n],
+                          mode="constant", cval=0.0, truncate=TRUNCATE)
+        gaussian_filter1d(batch.across[:n, :, r:r + CELL], self.sigma, axis=-1,
+                          output=batch.along[:n], mode="constant", cval=0.0, truncate=TRUNCATE)
+        heat, mask = batch.heat[:n], batch.mask[:n]
+        # heat / max(footprint, peak); 0 below FRINGE_MIN; a pixel's own heat where it has
+        # some; within [0, 1]
+        np.maximum(batch.along[:n, 1, :, r:r + CELL], self.peak, out=heat)
+        np.divide(batch.along[:n, 0, :, r:r + CELL], heat, out=heat)
+        np.less(heat, FRINGE_MIN, out=mask)
+        heat[mask] = 0
+        own = batch.cells[:n, 0, r:r + CELL, r:r + CELL]
+        np.greater(own, 0, out=mask)
+        np.copyto(heat, own, where=mask)
+        np.clip(heat, 0, 1, out=heat)
+        return places, heat, heat.any(axis=(1, 2))
+
+
+class _Batch:
+    """The buffers of a batch of n cells in the blur (side: a cell with its halo)."""
+
+    __slots__ = ("cells", "across", "along", "heat", "mask")
+
+    def __init__(self, n: int, side: int):
+        # heat and footprint, each cell with its halo; filtered along the rows' axis;
+        # then along the columns' (the halo's rows cut); the blurred heat; a pixel mask
+        self.cells = np.empty((n, 2, side, side), np.float32)
+        self.across = np.empty((n, 2, side, side), np.float32)
+        self.along = np.empty((n, 2, CELL, side), np.float32)
+        self.heat = np.empty((n, CELL, CELL), np.float32)
+        self.mask = np.empty((n, CELL, CELL), bool)
 
 
 def line_peak(sigma: float) -> float:

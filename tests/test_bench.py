@@ -21,6 +21,8 @@ GPX = str(ROOT / "gpx")
 # script -> (arguments, what its output must name); {tmp} is the test's folder.
 SMOKE = {
     "bench_basemap.py": (["--data", GPX, "--zoom", "12", "--repeat", "1"], "gpx (zoom 12"),
+    "bench_blur.py": (["--data", GPX, "--zoom", "13", "--repeat", "1", "--workers", "1", "2"],
+                      "heat the same, bit for bit"),
     "bench_build.py": (["--data", GPX, "--skip-gpxpy", "--zoom", "12", "--street-zoom", "13"],
                        "from " + GPX),
     "bench_cache.py": (["--data", GPX, "--rounds", "1"], GPX),

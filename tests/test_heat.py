@@ -1,6 +1,8 @@
 """Counts to heat: CDF and linear scaling and the blur, over sparse tiles, against the
 dense references in tests/reference.py."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -181,3 +183,104 @@ def test_the_blur_skips_the_cells_no_heat_reaches():
     dense = tiles.to_dense(blurred, grid)
     np.testing.assert_array_equal(dense, reference.blur(tiles.to_dense({(35001, 23001): block},
                                                                         grid), 2.0))
+
+
+def border_heat(seed: int = 11) -> tuple[Grid, dict]:
+    """Heat on a 5 x 4 tile grid along the tiles' and cells' borders (the last pixel
+    before one and the first after), across them, in corners, and scattered: every
+    cell's halo reaches into its neighbours'."""
+    grid = Grid(16, 35000 * 256, 23000 * 256, 5 * 256, 4 * 256)
+    rng = np.random.default_rng(seed)
+    dense = np.zeros((grid.height, grid.width), dtype=np.float32)
+    for edge in range(64, grid.height, 64):  # rows and columns at cell (and tile) borders
+        dense[edge - 1, rng.integers(0, 200):] = rng.uniform(0.25, 1)
+        dense[edge, :rng.integers(300, grid.width)] = rng.uniform(0.25, 1)
+    for edge in range(64, grid.width, 64):
+        dense[rng.integers(0, 400):, edge - 1] = rng.uniform(0.25, 1)
+    dense[255:257, 255:257] = 1.0  # a tile corner's four pixels
+    dense[0, 0] = dense[-1, -1] = 0.5  # the grid's corners
+    spots = rng.random(dense.shape) < 0.002
+    dense[spots] = rng.uniform(0.25, 1, spots.sum()).astype(np.float32)
+    return grid, reference.from_dense(dense, grid)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("sigma", [1.0, 2.5])
+def test_threads_blur_bit_for_bit_as_one_thread_and_the_whole_grid(sigma, workers, monkeypatch):
+    """The batches filtered on threads (workers) make the same heat, bit for bit, as one
+    thread and as filtering the whole grid at once: with the batches as the build has
+    them, and with small ones (many in flight at once, buffers reused)."""
+    grid, scaled = border_heat()
+    whole = reference.blur(tiles.to_dense(scaled, grid), sigma)
+    packed = tiles.CellTiles(np.float32, scaled)
+    alone = heat.blur_tiles(packed, sigma, grid, workers=1)
+    for batch in (heat.CELL_BATCH, 7):
+        monkeypatch.setattr(heat, "CELL_BATCH", batch)
+        for source in (scaled, packed):
+            blurred = heat.blur_tiles(source, sigma, grid, workers=workers)
+            np.testing.assert_array_equal(tiles.to_dense(blurred, grid), whole)
+            assert set(blurred) == set(alone)
+            for key, mask, cells in alone.parts():
+                got_mask, got_cells = blurred.cells(key)
+                np.testing.assert_array_equal(got_mask, mask)
+                assert got_cells.tobytes() == cells.tobytes()
+    assert not [t for t in threading.enumerate() if t.name.startswith("geoheat-blur")]
+
+
+def test_threads_blur_the_tiles_asked_for_alike(monkeypatch):
+    """only= (a served metatile's tiles) on threads: those tiles, as the whole level has them."""
+    monkeypatch.setattr(heat, "CELL_BATCH", 5)
+    grid, scaled = border_heat(seed=12)
+    level = heat.blur_tiles(scaled, 1.5, grid, workers=1)
+    some = {(35001, 23001), (35002, 23001), (35001, 23002), (35004, 23003)}
+    only = heat.blur_tiles(scaled, 1.5, grid, only=some, workers=2)
+    assert set(only) == some & set(level)
+    for key in only:
+        np.testing.assert_array_equal(only[key], level[key])
+
+
+def test_a_failing_filter_lets_its_threads_go(monkeypatch):
+    """An error in a batch (here: memory) reaches the caller, and no blur thread is left."""
+    monkeypatch.setattr(heat, "CELL_BATCH", 4)
+    grid, scaled = border_heat()
+    calls = []
+
+    def failing(self, batch, places):
+        calls.append(len(places))
+        if len(calls) == 3:
+            raise MemoryError("no room for the batch")
+        return [], [], []  # no cell left with heat
+
+    monkeypatch.setattr(heat._CellBlur, "_filter", failing)
+    with pytest.raises(MemoryError):
+        heat.blur_tiles(scaled, 1.0, grid, workers=2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("geoheat-blur")]
+
+
+def test_a_wide_blur_goes_in_smaller_batches_alike():
+    """A wide blur's cells (each with a wide halo) go fewer at a time (BATCH_BYTES), on
+    threads: the same heat as the whole grid's, bit for bit."""
+    grid, scaled = border_heat(seed=13)
+    side = heat.CELL + 2 * heat.kernel_radius(16.0)
+    assert heat.BATCH_BYTES // (2 * side * side * 4) < 64 < len(scaled) * 16
+    blurred = heat.blur_tiles(scaled, 16.0, grid, workers=2)
+    np.testing.assert_array_equal(tiles.to_dense(blurred, grid),
+                                  reference.blur(tiles.to_dense(scaled, grid), 16.0))
+
+
+def test_a_blur_that_fits_one_batch_starts_no_thread(monkeypatch):
+    """A served metatile (4 tiles, every cell lit: 64 cells) is filtered in one batch on
+    the caller's thread, whatever the workers: no pool made for one batch."""
+    grid = Grid(16, 35000 * 256, 23000 * 256, 512, 512)
+    block = np.full((256, 256), 0.5, np.float32)
+    block[::7] = 0  # some fringe to make
+    scaled = {(35000 + dx, 23000 + dy): block for dx in (0, 1) for dy in (0, 1)}
+    alone = heat.blur_tiles(scaled, 1.0, grid, workers=1)
+
+    def no_thread(self):
+        raise AssertionError("a batch sent to the pool")
+
+    monkeypatch.setattr(heat._CellBlur, "_send", no_thread)
+    blurred = heat.blur_tiles(scaled, 1.0, grid, workers=2)
+    assert sum(int(mask.sum()) for _, mask, _ in blurred.parts()) == 64
+    np.testing.assert_array_equal(tiles.to_dense(blurred, grid), tiles.to_dense(alone, grid))

@@ -2,6 +2,7 @@
 
 import contextlib
 import sqlite3
+import threading
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from rasterio.io import MemoryFile
 
 import geoheat
 from geoheat.rasterize import count_tracks
-from geoheat import pyramid, tiles
+from geoheat import heat, pyramid, tiles
 from geoheat.colormaps import lut, with_alpha
 from geoheat.colour import shade_rgba
 from geoheat.heat import cdf_scale_tiles
@@ -107,17 +108,21 @@ def test_a_track_drawn_once_reads_as_well_at_every_level(built):
         assert medians[z] >= 0.8 * medians[ZOOM], (z, medians)
 
 
-def ride_levels(out, result):
-    """The pyramid's levels as the build made them, from the same tracks (as written)."""
+def ride_counted(out, grid, zooms):
+    """The counts of the levels at zooms, from the same tracks as the build (as written)."""
     parts = [project(geoheat.read_gpx(path).segments[0])
              for path in sorted(out.parent.glob("*.gpx"))]
     xy = np.concatenate(parts)
     offsets = np.cumsum([0] + [len(p) for p in parts])
+    return [(low, count_tracks(xy, offsets, low, "lines"))
+            for low in (pyramid.level_grid(grid, zoom) for zoom in zooms)]
+
+
+def ride_levels(out, result):
+    """The pyramid's levels as the build made them, from the same tracks (as written)."""
     grid = result.grid
     zooms = pyramid.zooms_below(grid, grid.zoom - pyramid.overview_count(grid))
-    counted = [(low, count_tracks(xy, offsets, low, "lines"))
-               for low in (pyramid.level_grid(grid, zoom) for zoom in zooms)]
-    return grid, list(pyramid.levels(counted, cdf_scale_tiles, 1.0))
+    return grid, list(pyramid.levels(ride_counted(out, grid, zooms), cdf_scale_tiles, 1.0))
 
 
 def test_cog_overviews_are_each_levels_own_heat_counts_and_colours(built):
@@ -252,3 +257,21 @@ def test_tiles_stop_below_street_zoom_when_memory_is_short(tmp_path, write_gpx, 
     top = max(t.z for t in mbtiles(tmp_path / "t.mbtiles")[1])
     assert 12 <= top < 16
     assert any(w.startswith(f"tiles stop at zoom {top}:") for w in warnings), warnings
+
+
+def test_levels_blurred_on_threads_are_the_levels_blurred_on_one(built, monkeypatch):
+    """The levels' blur on 2 threads (in batches of 4 cells: many in flight): the same
+    levels, in order, bit for bit, as on one."""
+    monkeypatch.setattr(heat, "CELL_BATCH", 4)
+    out, result = built
+    counted = ride_counted(out, result.grid, pyramid.zooms_below(result.grid, 10))
+    alone = list(pyramid.levels(counted, cdf_scale_tiles, 1.5, workers=1))
+    threaded = list(pyramid.levels(iter(counted), cdf_scale_tiles, 1.5, workers=2))
+    assert len(alone) == len(threaded) == len(counted) >= 3
+    for one, other in zip(alone, threaded):
+        assert one.grid == other.grid and one.counts is other.counts
+        assert set(one.heat) == set(other.heat)
+        for key, mask, cells in one.heat.parts():
+            got_mask, got_cells = other.heat.cells(key)
+            assert (got_mask == mask).all() and got_cells.tobytes() == cells.tobytes()
+    assert not [t for t in threading.enumerate() if t.name.startswith("geoheat-")]
