@@ -24,7 +24,7 @@ from .extent import choose_area, choose_zoom
 from .legend import add_legend
 from .heat import blur_tiles
 from .level import level_scale, plan_of, scaled
-from .checks import available_memory
+from .checks import available_cores, available_memory
 from .options import BuildOptions
 from .output_kinds import TILES, kinds_in
 from .projection import unproject
@@ -145,12 +145,14 @@ def _build(options, outputs, provider, warn, progress, backend,
     # the output cache does not; the levels are scaled and blurred while writing)
     plan = plan_of([a.summary for a in kept], area)
     scale = _scaler(options, plan)
-    heat = Deferred(lambda: blur_tiles(scale(counts, grid), options.sigma, grid))
+    workers = min(options.jobs, available_cores())  # --jobs: the blur's threads too
+    heat = Deferred(lambda: blur_tiles(scale(counts, grid), options.sigma, grid,
+                                       workers=workers))
 
     def pyramid(zooms):
         """The levels at zooms, each from its own counts, one at a time."""
         by_zoom = {low.zoom: (low, level_counts) for low, level_counts in zip(grids[1:], below)}
-        return levels((by_zoom[zoom] for zoom in zooms), scale, options.sigma)
+        return levels((by_zoom[zoom] for zoom in zooms), scale, options.sigma, workers)
 
     # Colour
     picture = None

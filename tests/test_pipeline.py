@@ -275,3 +275,26 @@ def test_points_read_are_used_outside_invalid_or_left_out(tmp_path, write_gpx):
     assert by_year.points_left_out == 200 + 100  # the trip has no time, the duplicate
     assert by_year.points_read == (by_year.points_used + by_year.points_outside
                                    + by_year.points_invalid + by_year.points_left_out)
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_jobs_bounds_the_blurs_threads(tmp_path, write_gpx, monkeypatch, jobs):
+    """--jobs is how many cores a build may take: the blur's threads too (at most the
+    cores there are), for the output's zoom and every pyramid level alike."""
+    from geoheat import checks, pyramid
+
+    asked = []
+    for module in (pipeline, pyramid):
+        real = module.blur_tiles
+
+        def spy(*args, _real=real, workers=None, **kwargs):
+            asked.append(workers)
+            return _real(*args, workers=workers, **kwargs)
+
+        monkeypatch.setattr(module, "blur_tiles", spy)
+    monkeypatch.setattr(checks, "available_cores", lambda: 2)
+    monkeypatch.setattr(pipeline, "available_cores", lambda: 2)
+    write_gpx("a.gpx", [(14.50, 46.05), (14.52, 46.06)])
+    geoheat.build([tmp_path / "a.gpx"], tmp_path / "h.png", zoom=15, jobs=jobs,
+                  basemap=None)
+    assert len(asked) > 1 and set(asked) == {min(jobs, 2)}
