@@ -106,6 +106,29 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def read_entry(path: Path, magic: bytes) -> tuple[dict, memoryview] | None:
+    """An entry as write_atomic_entry writes it (magic, the CRC-32 line, a JSON line,
+    the body): its JSON and its body, or None if absent, not a regular file (see
+    read_regular), of another magic, damaged or not JSON."""
+    try:
+        data = read_regular(path)  # a FIFO or a link there is no entry
+    except OSError:
+        return None
+    checksum_end = len(magic) + 8
+    if not data.startswith(magic) or data[checksum_end:checksum_end + 1] != b"\n":
+        return None
+    if checksum(memoryview(data)[checksum_end + 1:]) != data[len(magic):checksum_end]:
+        return None
+    try:
+        header_end = data.index(b"\n", checksum_end + 1)
+        head = json.loads(data[checksum_end + 1:header_end])
+    except ValueError:
+        return None
+    if not isinstance(head, dict):
+        return None
+    return head, memoryview(data)[header_end + 1:]
+
+
 def write_atomic_entry(path: Path, magic: bytes, head: bytes, source: Path,
                        chunk: int = 2**20) -> None:
     """Write an entry of magic, the hex CRC-32 (checksum) of head and source's bytes, a

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cache import checksum, identity, open_regular, read_regular, write_atomic
+from .cache import checksum, identity, open_regular, read_entry, write_atomic
 from .rasterize import BYTES_PER_DATA_TILE, TooBig
 from .tiles import TILE_SIZE, CellTiles, Grid, TileKey, narrowest
 
@@ -96,22 +96,13 @@ def load(cache_dir: Path, key: dict, grid: Grid, memory: int | None = None) -> C
     """The counts of grid stored under key, or None if absent, stale or damaged. memory:
     bytes the build's tiles may take (TooBig beyond it, before any tile is made)."""
     path = entry_path(cache_dir, key, grid)
-    try:
-        data = read_regular(path)  # a FIFO or a link there is no entry
-    except OSError:
+    found = read_entry(path, _MAGIC)
+    if found is None:
         return None
+    meta, body = found
     try:
-        checksum_end = len(_MAGIC) + 8
-        if not data.startswith(_MAGIC) or data[checksum_end:checksum_end + 1] != b"\n":
-            return None
-        rest = memoryview(data)[checksum_end + 1:]
-        if checksum(rest) != data[len(_MAGIC):checksum_end]:
-            return None
-        header_end = data.index(b"\n", checksum_end + 1)
-        meta = json.loads(data[checksum_end + 1:header_end])
         if meta["key"] != _grid_key(key, grid):
             return None
-        body = memoryview(data)[header_end + 1:]
         drawn = np.frombuffer(body, dtype=np.uint8, count=key["count"]).astype(bool)
         at, parts = len(drawn), []
         tiles, pixels = meta["tiles"], meta["pixels"]

@@ -26,7 +26,7 @@ import json
 import os
 from pathlib import Path
 
-from .cache import checksum, read_regular, write_atomic_entry
+from .cache import read_entry, write_atomic_entry
 from .countcache import prune
 
 OUTPUTS_FORMAT = 1
@@ -68,25 +68,15 @@ def load(cache_dir: Path, key: dict) -> tuple[memoryview, dict] | None:
     """The file's bytes and the metadata stored with them under key, or None if absent,
     stale or damaged."""
     path = entry_path(cache_dir, key)
-    try:
-        data = read_regular(path)  # a FIFO or a link there is no entry
-    except OSError:
+    found = read_entry(path, _MAGIC)
+    if found is None:
         return None
+    stored, body = found
     try:
-        checksum_end = len(_MAGIC) + 8
-        if not data.startswith(_MAGIC) or data[checksum_end:checksum_end + 1] != b"\n":
+        if stored["key"] != json.loads(json.dumps(key)) or not isinstance(stored["meta"], dict) \
+                or len(body) != stored["size"]:
             return None
-        rest = memoryview(data)[checksum_end + 1:]
-        if checksum(rest) != data[len(_MAGIC):checksum_end]:
-            return None
-        header_end = data.index(b"\n", checksum_end + 1)
-        stored = json.loads(data[checksum_end + 1:header_end])
-        if stored["key"] != json.loads(json.dumps(key)) or not isinstance(stored["meta"], dict):
-            return None
-        body = memoryview(data)[header_end + 1:]
-        if len(body) != stored["size"]:
-            return None
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     try:
         os.utime(path)  # recently used: kept longest

@@ -4,7 +4,6 @@
 import json
 from datetime import datetime, timezone
 
-import numpy as np
 import pytest
 import rasterio
 
