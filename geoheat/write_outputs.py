@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,6 +54,23 @@ class Deferred:
         return self._value
 
 
+class Coloured(Mapping):
+    """Sparse heat's tiles as RGBA blocks, each shaded when read: a level's RGBA is never
+    held whole (at street zoom, 256 KiB a tile with heat)."""
+
+    def __init__(self, heat: Mapping, rgba_lut: np.ndarray):
+        self._heat, self._lut = heat, rgba_lut
+
+    def __getitem__(self, key) -> np.ndarray:
+        return shade_rgba(self._heat[key], self._lut)
+
+    def __iter__(self):
+        return iter(self._heat)
+
+    def __len__(self) -> int:
+        return len(self._heat)
+
+
 class Made(NamedTuple):
     """What the output kinds' writers draw from (output_kinds: OutputKind.write)."""
 
@@ -64,7 +81,7 @@ class Made(NamedTuple):
     picture: np.ndarray | None
     rgba_lut: np.ndarray
     tags: dict
-    coloured: Callable[[dict], dict]  # sparse heat -> sparse RGBA blocks
+    coloured: Callable[[Mapping], Mapping]  # sparse heat -> sparse RGBA blocks (Coloured)
     top: Level | None = None  # the output's own zoom, as a pyramid level
     pngs: dict | None = None  # the tile archives' tiles
     lonlat: tuple | None = None  # the tiles' lon/lat bounds
@@ -120,7 +137,7 @@ def write_outputs(options, outputs, grid, counts, heat_of, picture, result, min_
     rgba_lut = with_alpha(lut(options.colormap))
 
     def coloured(sparse):
-        return {key: shade_rgba(block, rgba_lut) for key, block in sparse.items()}
+        return Coloured(sparse, rgba_lut)
 
     made = Made(options, grid, counts, heat_of, picture, rgba_lut,
                 geotiff_tags(options, result), coloured)
