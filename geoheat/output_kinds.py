@@ -161,13 +161,13 @@ def _write_tiled_cog(temp: Path, made, kind: "OutputKind", overviews: list[Path]
 
 
 def _write_mbtiles(temp: Path, made, metadata: dict) -> None:
-    from .writers import write_mbtiles
+    from .tilewriters import write_mbtiles
 
     write_mbtiles(temp, made.pngs, metadata)
 
 
 def _write_pmtiles(temp: Path, made, metadata: dict) -> None:
-    from .writers import write_pmtiles
+    from .tilewriters import write_pmtiles
 
     write_pmtiles(temp, made.pngs, metadata, made.lonlat, made.centre)
 

@@ -7,7 +7,7 @@ the blur's halo: level.count_region), scaled by the level's Scale (its count
 distribution, from the level's lit tiles or, when the level is large, a fixed sample
 of them: level.modulus) or by local contrast (the counts ~2 km around), blurred,
 looked up in the colormap (colour.shade_rgba's table) and PNG-encoded
-(writers.png_tile): byte-equal to the build's MBTiles tile, privacy too (the build's
+(tilewriters.png_tile): byte-equal to the build's MBTiles tile, privacy too (the build's
 zones and hidden ends: points mode drops the hidden points, lines hide their samples,
 as rasterize.count_activity). The points a view draws are chosen and indexed by
 geoheat.viewselection; tiles are made a metatile at a time by geoheat.metatiles (one
@@ -37,7 +37,7 @@ from .metatiles import (Level, counts_bytes, level_scale, metatile_heat, metatil
 from .options import NORMALIZES, SCALINGS, BuildOptions
 from .tiles import Grid, TileKey
 from .viewselection import Selection, View, select_view, selection_bytes
-from .writers import png_tile
+from .tilewriters import png_tile
 
 SIZE = tiles.TILE_SIZE
 # Default cache bounds: the metatiles' heat (deflated colormap indices, a few KiB a lit
@@ -46,7 +46,7 @@ LEVEL_CACHE_BYTES = 128 * 2**20
 TILE_CACHE_BYTES = 64 * 2**20
 SELECTION_CACHE_BYTES = 256 * 2**20  # the points of the filters asked for last
 COUNTS_CACHE_BYTES = 320 * 2**20  # small levels' counts (metatiles.WHOLE_TILES bounds one)
-encode_png = png_tile  # the one PNG encoder (writers.png_tile)
+encode_png = png_tile  # the one PNG encoder (tilewriters.png_tile)
 
 EMPTY_PNG = png_tile(np.zeros((4, SIZE, SIZE), dtype=np.uint8), 9)
 

@@ -26,7 +26,8 @@ from .projection import lonlat_bounds, unproject
 from .pyramid import Level, overview_count, zooms_below
 from .report import geotiff_tags, mbtiles_metadata
 from .tiles import Grid
-from .writers import visible_tiles, write_overview, written_files
+from .tilewriters import visible_tiles
+from .writers import write_overview, written_files
 
 
 class TileSet(NamedTuple):
