@@ -149,10 +149,11 @@ def _build(options, outputs, provider, warn, progress, backend,
     heat = Deferred(lambda: blur_tiles(scale(counts, grid), options.sigma, grid,
                                        workers=workers))
 
-    def pyramid(zooms):
-        """The levels at zooms, each from its own counts, one at a time."""
+    def pyramid(zooms, heat=True):
+        """The levels at zooms, each from its own counts, one at a time (heat=False: their
+        counts alone)."""
         by_zoom = {low.zoom: (low, level_counts) for low, level_counts in zip(grids[1:], below)}
-        return levels((by_zoom[zoom] for zoom in zooms), scale, options.sigma, workers)
+        return levels((by_zoom[zoom] for zoom in zooms), scale, options.sigma, workers, heat)
 
     # Colour
     picture = None

@@ -81,17 +81,19 @@ def zooms_below(grid: Grid, lowest: int) -> range:
 
 
 def levels(counted: Iterable[tuple[Grid, Sparse]], scale: Scaler,
-           sigma: float, workers: int | None = None) -> Iterator[Level]:
+           sigma: float, workers: int | None = None, heat: bool = True) -> Iterator[Level]:
     """The pyramid's levels from each level's own counts (on its grid, see level_grid;
     the build counts every level in its one pass over the activities), one at a time:
     scaled by `scale`, blurred by sigma pixels of that zoom (on `workers` threads, as
-    blur_tiles takes them).
+    blur_tiles takes them). heat=False: the counts alone (Level.heat None), for outputs
+    of the counts (the counts GeoTIFF beside a heat GeoTIFF copied from the cache).
 
     Not made ahead on a thread while the caller writes the last one: tried, on a city
     at zoom 16 that cost ~0.2 s of CPU and ~20 MB of peak for at most the ~0.4 s of
     writing it could overlap, on cores the blur's threads already use."""
     for low, counts in counted:
-        yield Level(low, counts, blur_tiles(scale(counts, low), sigma, low, workers=workers))
+        yield Level(low, counts, blur_tiles(scale(counts, low), sigma, low, workers=workers)
+                    if heat else None)
 
 
 def crop(sparse: Sparse, low: Grid, window: Window) -> Iterator[tuple[int, int, np.ndarray]]:

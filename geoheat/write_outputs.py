@@ -128,8 +128,9 @@ def write_outputs(options, outputs, grid, counts, heat_of, picture, result, min_
                   pyramid, plan, max_zoom=None, keep_tiles=False,
                   counts_key: dict | None = None) -> list[Path]:
     """Every output, staged in the output set (committed together by the caller); the
-    paths written. heat_of(): the output zoom's heat (made on first call); pyramid(zooms):
-    the levels at those zooms, one at a time. counts_key: the counts cache's key of
+    paths written. heat_of(): the output zoom's heat (made on first call); pyramid(zooms,
+    heat=True): the levels at those zooms, one at a time (heat=False: their counts
+    alone). counts_key: the counts cache's key of
     these counts (countcache.entry_key), with which the GeoTIFFs are kept in and copied
     from the output cache (outputcache.py; None: neither). Sets result.data_tiles."""
     paths = dict(options.outputs)
@@ -165,13 +166,14 @@ def write_outputs(options, outputs, grid, counts, heat_of, picture, result, min_
     folder = None
     try:
         files = {kind.name: [] for kind in to_make}
+        of_heat = tiled or any(kind.from_heat for kind in to_make)  # else counts alone
         if to_make or tiled:
             first = paths[(to_make[0].name if to_make else None)
                           or ([a.name for a in archives] or list(paths))[0]]
             with outputs.writing(first) as staged:
                 folder = Path(tempfile.mkdtemp(prefix=".levels-", dir=staged.parent))
                 for level in pyramid(pyramid_zooms(options, grid, min_zoom, keep_tiles,
-                                                   overviews=bool(to_make))):
+                                                   overviews=bool(to_make)), of_heat):
                     factor = grid.zoom - level.grid.zoom
                     for kind in to_make:
                         if factor <= overviews:
@@ -187,8 +189,7 @@ def write_outputs(options, outputs, grid, counts, heat_of, picture, result, min_
                     pngs.update(visible_tiles(coloured(level.heat), level.grid.zoom))
                     legends[level.grid.zoom] = ticks(level.counts, level.grid)
         # The output's own zoom (its heat only if a GeoTIFF made here is of the heat)
-        made = made._replace(top=Level(grid, counts, made.heat if any(
-            kind.from_heat for kind in to_make) else None))
+        made = made._replace(top=Level(grid, counts, made.heat if of_heat else None))
         for kind in to_make:
             with outputs.writing(paths[kind.name]) as temp:
                 kind.write(temp, made, kind, files[kind.name])

@@ -84,6 +84,18 @@ def test_the_rgba_geotiff_is_made_again_in_the_new_colours(tmp_path, rides):
     assert files(tmp_path / "d") == files(tmp_path / "a")
 
 
+def test_adding_the_counts_geotiff_to_a_cached_rebuild_blurs_nothing(tmp_path, rides, blurs):
+    """The counts GeoTIFF's levels are counts: with the heat GeoTIFF copied, no level's
+    heat is made for it."""
+    cache = tmp_path / "cache"
+    build(rides, tmp_path / "a", cache, counts=False)
+    blurs.clear()
+    build(rides, tmp_path / "b", cache, counts=True, cmap="viridis")
+    assert blurs == []
+    build(rides, tmp_path / "c", None, counts=True, cmap="viridis")
+    assert files(tmp_path / "b") == files(tmp_path / "c")
+
+
 def test_a_picture_rebuild_makes_only_the_output_zooms_heat(tmp_path, rides, blurs):
     cache = tmp_path / "cache"
     build(rides, tmp_path / "a", cache, name="h.png", basemap=None)
