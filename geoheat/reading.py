@@ -225,6 +225,26 @@ def _await_manager(pool, seconds: float = 5.0) -> None:
         thread.join(seconds)
 
 
+def parse_chunk(sources: Sequence[Source], cache_dir: Path | None, max_bytes: int,
+                light: bool) -> list[tuple[cache.ParsedFile, bool]]:
+    """parse_and_cache over a chunk of sources, in a worker process."""
+    return [parse_and_cache(source, cache_dir, max_bytes, light) for source in sources]
+
+
+def _in_order(pool, sources, chunk: int, cache_dir, max_bytes: int, light: bool):
+    """parse_and_cache of every source on the pool, in order, chunk sources a task.
+
+    Not pool.map: on Ctrl-C its results' generator cancels the futures itself, while
+    the pool's manager thread, seeing the workers stopped, marks the same futures
+    broken; CPython 3.11 then raises InvalidStateError in that thread, and its traceback
+    followed 'geoheat: interrupted'. Here only the pool's shutdown cancels (in that
+    thread)."""
+    futures = [pool.submit(parse_chunk, sources[at:at + chunk], cache_dir, max_bytes, light)
+               for at in range(0, len(sources), chunk)]
+    for future in futures:
+        yield from future.result()
+
+
 def read_files(
     paths: Sequence[Source | Path],
     cache_dir: Path | None = None,
@@ -274,10 +294,9 @@ def read_files(
     finished = False
     try:
         if pool is not None:
-            # Small chunks keep both processes busy to the end; order is kept by map.
-            parsed_iter = pool.map(parse_and_cache, to_read, repeat(cache_dir),
-                                   repeat(max_bytes), repeat(light),
-                                   chunksize=max(1, len(to_read) // (workers * 8)))
+            # Small chunks keep both processes busy to the end.
+            parsed_iter = _in_order(pool, to_read, max(1, len(to_read) // (workers * 8)),
+                                    cache_dir, max_bytes, light)
         else:
             parsed_iter = map(parse_and_cache, to_read, repeat(cache_dir), repeat(max_bytes),
                               repeat(light))

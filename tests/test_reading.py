@@ -300,3 +300,30 @@ def test_the_size_limit_holds_for_cached_failures_and_padded_files(tmp_path, wri
     # A batch of a cluster build never prunes (it knows only its own files).
     monkeypatch.setattr(cache, "prune", lambda *args, **kwargs: pytest.fail("pruned"))
     reading.read_files([ride], tmp_path / "other", prune=False)
+
+
+def test_an_interrupted_read_leaves_cancelling_to_the_pool():
+    """pool.map's results cancelled their futures themselves on Ctrl-C while the pool's
+    manager thread, seeing the workers stopped, marked the same futures broken: CPython
+    3.11 raised InvalidStateError in that thread, its traceback after 'geoheat:
+    interrupted' (test_serve's stuck-workers test, now and then). The read's own ordered
+    map leaves every future to the pool's shutdown."""
+    from concurrent.futures import Future
+
+    class Pool:  # what was submitted; the first task is interrupted
+        def __init__(self):
+            self.futures = []
+
+        def submit(self, call, *args):
+            future = Future()
+            if not self.futures:
+                future.set_exception(KeyboardInterrupt())
+            self.futures.append(future)
+            return future
+
+    pool = Pool()
+    sources = [reading.Source(Path(f"{i}.gpx")) for i in range(10)]
+    with pytest.raises(KeyboardInterrupt):
+        list(reading._in_order(pool, sources, 3, None, 1000, False))
+    assert len(pool.futures) == 4  # chunks of 3, 3, 3 and 1, all submitted
+    assert not any(future.cancelled() for future in pool.futures[1:])
