@@ -232,17 +232,48 @@ def parse_chunk(sources: Sequence[Source], cache_dir: Path | None, max_bytes: in
 
 
 def _in_order(pool, sources, chunk: int, cache_dir, max_bytes: int, light: bool):
-    """parse_and_cache of every source on the pool, in order, chunk sources a task.
+    """parse_and_cache of every source on the pool, in order, chunk sources a task: all
+    submitted now (the workers start here), the results as they come.
 
     Not pool.map: on Ctrl-C its results' generator cancels the futures itself, while
     the pool's manager thread, seeing the workers stopped, marks the same futures
     broken; CPython 3.11 then raises InvalidStateError in that thread, and its traceback
     followed 'geoheat: interrupted'. Here only the pool's shutdown cancels (in that
     thread)."""
-    futures = [pool.submit(parse_chunk, sources[at:at + chunk], cache_dir, max_bytes, light)
-               for at in range(0, len(sources), chunk)]
-    for future in futures:
-        yield from future.result()
+    with _ctrl_c_held():
+        futures = [pool.submit(parse_chunk, sources[at:at + chunk], cache_dir, max_bytes,
+                               light) for at in range(0, len(sources), chunk)]
+
+    def results():
+        for future in futures:
+            yield from future.result()
+
+    return results()
+
+
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Ctrl-C held back until the block ends, then handled as it would have been (a
+    KeyboardInterrupt). A Ctrl-C while the pool forked its workers landed in the fork's
+    own handlers, which swallow it ('Exception ignored in _releaseLock'): the build went
+    on and replaced the outputs. Only the main thread can set a handler; elsewhere a
+    no-op. Workers forked meanwhile keep the holding handler: the parent ends them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)  # Python's own raises KeyboardInterrupt
+        elif caught and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 def read_files(

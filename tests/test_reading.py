@@ -327,3 +327,17 @@ def test_an_interrupted_read_leaves_cancelling_to_the_pool():
         list(reading._in_order(pool, sources, 3, None, 1000, False))
     assert len(pool.futures) == 4  # chunks of 3, 3, 3 and 1, all submitted
     assert not any(future.cancelled() for future in pool.futures[1:])
+
+
+def test_ctrl_c_while_the_pool_starts_is_raised_after_it():
+    """A Ctrl-C while the pool forked its workers landed in the fork's own handlers,
+    which swallow it: the build went on and replaced the last outputs (the QGIS
+    plugin's Cancel, now and then). It is held back until the workers are started."""
+    import signal
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with reading._ctrl_c_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("the rest of the block")  # not cut short
+    assert reached == ["the rest of the block"]
