@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -99,6 +100,31 @@ def start_command(*args, cwd=None):
             return process, line.split("serving at ")[1].split()[0], lines
     process.wait(10)
     raise AssertionError("".join(lines))
+
+
+def ask(url: str, target: str) -> tuple[int, bytes]:
+    """One GET of target from a server start_command started at url: (status, body)."""
+    host, port = url.removeprefix("http://").strip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def stopped(process, sig=signal.SIGINT) -> str:
+    """Stop a server start_command started, as Ctrl-C (or a service manager's SIGTERM)
+    does; what it wrote on stderr since. Killed if it has not ended within 20 s."""
+    try:
+        process.send_signal(sig)
+        process.wait(20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.stderr.read()
 
 
 # The page in a real browser.

@@ -2,9 +2,7 @@
 in one line, or a 500 for the bad tile while the rest is served (issue 19)."""
 
 import contextlib
-import http.client
 import json
-import signal
 import sqlite3
 from pathlib import Path
 
@@ -15,7 +13,8 @@ import geoheat
 from geoheat.mbtilesfile import MBTilesFile
 from geoheat.render import EMPTY_PNG
 
-from .serving import SAMPLES, ZOOM, get, noise_png, refusal, running, start_command
+from .serving import (SAMPLES, ZOOM, ask, get, noise_png, refusal, running, start_command,
+                      stopped)
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +44,12 @@ def test_an_mbtiles_file_is_served_as_it_is(built_mbtiles):
 def test_serve_command_serves_an_mbtiles_file(built_mbtiles):
     process, url, _ = start_command(built_mbtiles, "--port", "0")
     try:
-        host, port = url.removeprefix("http://").strip("/").split(":")
         with contextlib.closing(sqlite3.connect(built_mbtiles)) as db:
             z, x, row, data = db.execute("SELECT zoom_level, tile_column, tile_row, tile_data "
                                          "FROM tiles LIMIT 1").fetchone()
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        connection.request("GET", f"/heat/{z}/{x}/{2**z - 1 - row}.png")
-        response = connection.getresponse()
-        assert response.status == 200 and response.read() == data
-        connection.close()
+        assert ask(url, f"/heat/{z}/{x}/{2**z - 1 - row}.png") == (200, data)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(20)
+        stopped(process)
     assert process.returncode == 0
 
 

@@ -2,18 +2,16 @@
 directories bounded; a damaged one refused at start in one line, or a 500 for the bad
 tile while the rest is served (issue 19)."""
 
-import http.client
 import json
 import os
-import signal
 
 import pytest
 
 from geoheat.options import BuildOptions
 from geoheat.pmtilesfile import PMTilesFile
 
-from .serving import (SAMPLES, ZOOM, get, noise_png, refusal, renderer_for, running,
-                      start_command)
+from .serving import (SAMPLES, ZOOM, ask, get, noise_png, refusal, renderer_for, running,
+                      start_command, stopped)
 
 
 @pytest.fixture(scope="module")
@@ -149,27 +147,11 @@ def test_a_pmtiles_file_cut_short_while_served_is_a_500_not_a_crash(tmp_path):
     path.write_bytes(pmtiles_bytes({(0, 0, 0): big, (1, 0, 0): noise_png(3)}))
     process, url, _ = start_command(path, "--port", "0")
     try:
-        host, port = url.removeprefix("http://").strip("/").split(":")
-
-        def ask(target):
-            connection = http.client.HTTPConnection(host, int(port), timeout=30)
-            try:
-                connection.request("GET", target)
-                response = connection.getresponse()
-                return response.status, response.read()
-            finally:
-                connection.close()
-
-        assert ask("/heat/0/0/0.png") == (200, big)
+        assert ask(url, "/heat/0/0/0.png") == (200, big)
         os.truncate(path, path.stat().st_size - len(big) // 2)
-        assert ask("/heat/0/0/0.png") == (500, b"damaged tile\n")
-        assert ask("/meta.json")[0] == 200
-        process.send_signal(signal.SIGINT)
-        process.wait(20)
+        assert ask(url, "/heat/0/0/0.png") == (500, b"damaged tile\n")
+        assert ask(url, "/meta.json")[0] == 200
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    rest = process.stderr.read()
+        rest = stopped(process)
     assert process.returncode == 0, rest
     assert "cut short since it was opened" in rest and "Traceback" not in rest

@@ -27,8 +27,8 @@ from geoheat.render import EMPTY_PNG
 from geoheat.renderedtiles import RenderedTiles
 from geoheat.serve import make_server
 
-from .serving import (SAMPLES, ZOOM, assert_heat_on_screen, decode, get, renderer_for,
-                      running, start_command)
+from .serving import (SAMPLES, ZOOM, ask, assert_heat_on_screen, decode, get, renderer_for,
+                      running, start_command, stopped)
 from .serving import samples_renderer  # noqa: F401 - a fixture
 
 
@@ -227,18 +227,9 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path, stop):
     process, url, _ = start_command(SAMPLES, "--port", "0", "--cache", tmp_path / "cache")
     try:
         assert url.startswith("http://127.0.0.1:")
-        host, port = url.removeprefix("http://").strip("/").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        connection.request("GET", "/heat/14/8850/5859.png")
-        assert connection.getresponse().status == 200
-        connection.close()
-        process.send_signal(stop)
-        process.wait(20)
+        assert ask(url, "/heat/14/8850/5859.png")[0] == 200
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    rest = process.stderr.read()
+        rest = stopped(process, stop)
     assert process.returncode == 0, rest
     assert rest.strip() == "geoheat: stopped" and "Traceback" not in rest
 
